@@ -1,0 +1,187 @@
+//! The application: shared state, the router, and `serve` (bind, run, shut down cleanly).
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use crate::auth::throttle::LoginThrottle;
+use crate::auth::tokens::{self, JwtKeys};
+use crate::config::{ServeArgs, StorageArgs};
+use crate::crypto::{KeySource, Keyring};
+use crate::db::Db;
+use crate::{auth, health, http, users};
+
+/// Everything handlers share. Cloning copies one `Arc`.
+#[derive(Clone)]
+pub struct AppState(Arc<AppInner>);
+
+pub struct AppInner {
+    pub db: Db,
+    /// Encrypts values at rest; also the root of derived keys.
+    pub keys: Keyring,
+    pub jwt: JwtKeys,
+    /// Failed sign-in counters (in memory, per replica).
+    pub throttle: LoginThrottle,
+}
+
+impl Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(db: Db, keys: Keyring) -> AppState {
+        AppState::with_throttle(db, keys, LoginThrottle::default())
+    }
+
+    pub fn with_throttle(db: Db, keys: Keyring, throttle: LoginThrottle) -> AppState {
+        let jwt = JwtKeys::from_keyring(&keys);
+        AppState(Arc::new(AppInner {
+            db,
+            keys,
+            jwt,
+            throttle,
+        }))
+    }
+}
+
+/// The whole HTTP application of the admin/local listener.
+pub fn router(state: AppState) -> Router {
+    let routes = Router::new()
+        .route("/", get(index))
+        .merge(health::router())
+        .merge(auth::router())
+        .merge(users::router())
+        .with_state(state);
+    http::with_layers(routes)
+}
+
+/// A landing page until the admin UI exists (it arrives with the UI work): says what is here.
+async fn index() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        Html(concat!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>MCPbox</title></head>",
+            "<body><main><h1>MCPbox ",
+            env!("CARGO_PKG_VERSION"),
+            "</h1><p>The origin service is running. The admin web UI is not built yet; ",
+            "the admin API is served here: <a href=\"/auth/status\">/auth/status</a>, ",
+            "<a href=\"/health/ready\">/health/ready</a>.</p></main></body></html>"
+        )),
+    )
+}
+
+/// Opens the data directory, the keyring and the database, as `serve` and the CLI need them.
+pub async fn open_storage(storage: &StorageArgs) -> anyhow::Result<(Db, Keyring)> {
+    prepare_data_dir(&storage.data_dir)?;
+    let (keys, source) = Keyring::load(
+        &storage.data_dir,
+        storage.encryption_key.as_deref(),
+        storage.previous_encryption_key.as_deref(),
+    )?;
+    match source {
+        KeySource::Generated(path) => tracing::warn!(
+            path = %path.display(),
+            "generated a new encryption key. Back it up: without it, stored secrets cannot be \
+             decrypted. Set MCPBOX_ENCRYPTION_KEY to manage it yourself"
+        ),
+        KeySource::File(path) => tracing::info!(path = %path.display(), "encryption key loaded"),
+        KeySource::Environment => tracing::info!("encryption key taken from MCPBOX_ENCRYPTION_KEY"),
+    }
+    let db = Db::connect(&storage.database_url()).await?;
+    tracing::info!(backend = db.backend.name(), "database ready");
+    Ok((db, keys))
+}
+
+fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("could not create the data directory {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let (db, keys) = open_storage(&args.storage).await?;
+    let state = AppState::new(db.clone(), keys);
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    // These two lines are the start-up contract scripts and tests read (stdout, not the log).
+    println!("MCPbox listening on http://{addr}");
+    println!(
+        "Open http://{}/ in a browser to finish set-up and sign in.",
+        display_addr(addr)
+    );
+
+    let pruner = tokio::spawn(prune_tokens_periodically(db.clone()));
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the HTTP server failed")?;
+    pruner.abort();
+    db.pool.close().await;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// An unspecified bind address is reachable as localhost from this machine.
+fn display_addr(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}
+
+async fn prune_tokens_periodically(db: Db) {
+    let mut interval = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        interval.tick().await;
+        match tokens::prune_expired(&db).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(rows = n, "pruned expired tokens"),
+            Err(err) => tracing::warn!(error = %err, "could not prune expired tokens"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing requests in flight");
+}

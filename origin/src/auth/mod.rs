@@ -1,0 +1,306 @@
+//! Admin authentication: first-run set-up, sign-in, token refresh and revocation, and the
+//! `AuthUser` extractor with the role check every protected route uses.
+//!
+//! Routes (paths kept from the reference system): `GET /auth/status`, `POST /auth/setup`,
+//! `POST /auth/login`, `POST /auth/refresh`, `POST /auth/logout`, `POST /auth/logout-all`,
+//! `POST /auth/change-password`, `GET /auth/me`.
+
+pub mod password;
+mod role;
+pub mod throttle;
+pub mod tokens;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+pub use role::{Role, UnknownRole};
+
+use crate::app::AppState;
+use crate::error::{ApiJson, Error, Result};
+use crate::users;
+use password::{NewPassword, Username};
+use tokens::{Session, TokenPair};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/status", get(status))
+        .route("/auth/setup", post(setup))
+        .route("/auth/login", post(login))
+        .route("/auth/refresh", post(refresh))
+        .route("/auth/logout", post(logout))
+        .route("/auth/logout-all", post(logout_all))
+        .route("/auth/change-password", post(change_password))
+        .route("/auth/me", get(me))
+}
+
+/// The signed-in account behind a request, from `Authorization: Bearer <access token>`.
+/// Extracting it validates the token against the database (see `tokens::verify_access`).
+#[derive(Debug, Clone)]
+pub struct AuthUser(pub Session);
+
+impl AuthUser {
+    /// The one role check every protected handler calls first.
+    pub fn require(&self, role: Role) -> Result<()> {
+        if self.0.user.role.includes(role) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(match role {
+                Role::Admin => "only an admin may do this",
+                Role::Approver => "only an approver or an admin may do this",
+                Role::Viewer => "this account may not do this",
+            }))
+        }
+    }
+
+    pub fn user(&self) -> &users::User {
+        &self.0.user
+    }
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let header =
+            parts
+                .headers
+                .get(axum::http::header::AUTHORIZATION)
+                .ok_or(Error::Unauthorized(
+                    "sign in first: this needs an access token",
+                ))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+            .ok_or(Error::Unauthorized(
+                "expected the header Authorization: Bearer <token>",
+            ))?;
+        tokens::verify_access(&state.db, &state.jwt, token)
+            .await
+            .map(AuthUser)
+    }
+}
+
+/// The peer address of the connection. Requests that reach a handler without one (only in-process
+/// tests that do not set it) all share one bucket, which can only make throttling stricter.
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        Ok(ClientIp(ip))
+    }
+}
+
+#[derive(Serialize)]
+struct StatusResponse {
+    setup_required: bool,
+    onboarding_completed: bool,
+}
+
+async fn status(State(state): State<AppState>) -> Result<Json<StatusResponse>> {
+    Ok(Json(StatusResponse {
+        setup_required: users::setup_required(&state.db).await?,
+        onboarding_completed: crate::settings::get_flag(&state.db, "onboarding_completed").await?,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Credentials {
+    username: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+pub struct UserResponse {
+    id: String,
+    username: String,
+    role: &'static str,
+    is_active: bool,
+    created_at: String,
+    last_login_at: Option<String>,
+}
+
+impl From<&users::User> for UserResponse {
+    fn from(user: &users::User) -> Self {
+        UserResponse {
+            id: user.id.clone(),
+            username: user.username.clone(),
+            role: user.role.as_str(),
+            is_active: user.is_active,
+            created_at: user.created_at.clone(),
+            last_login_at: user.last_login_at.clone(),
+        }
+    }
+}
+
+async fn setup(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<(StatusCode, Json<UserResponse>)> {
+    let username = Username::parse(&body.username)?;
+    let password = NewPassword::parse(&body.password)?;
+    // Cheap refusal before the expensive hash; the transaction in create_first_admin is what
+    // actually guarantees set-up happens once.
+    if !users::setup_required(&state.db).await? {
+        return Err(Error::Conflict(
+            "set-up is already done: sign in instead".to_owned(),
+        ));
+    }
+    let user = users::create_first_admin(&state.db, &username, &password).await?;
+    tracing::info!(username = %user.username, "first admin created");
+    Ok((StatusCode::CREATED, Json(UserResponse::from(&user))))
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<Json<TokenPair>> {
+    if body.username.is_empty() || body.username.chars().count() > password::USERNAME_MAX {
+        return Err(Error::Validation(format!(
+            "the username must be 1 to {} characters long",
+            password::USERNAME_MAX
+        )));
+    }
+    password::check_presented(&body.password)?;
+    let account = body.username.to_ascii_lowercase();
+    if let Err(wait) = state.throttle.check(ip, &account, Instant::now()) {
+        return Err(too_many_attempts(wait));
+    }
+    let found = users::find_for_login(&state.db, &account).await?;
+    let (user, hash) = match found {
+        Some((user, hash)) => (Some(user), Some(hash)),
+        None => (None, None),
+    };
+    let matches = password::verify(&body.password, hash).await?;
+    let user = match user {
+        Some(user) if matches && user.is_active => user,
+        Some(_) if matches => return Err(Error::Unauthorized("this account is disabled")),
+        _ => {
+            state.throttle.record_failure(ip, &account, Instant::now());
+            tracing::info!(%ip, "failed sign-in");
+            return Err(Error::Unauthorized("wrong username or password"));
+        }
+    };
+    state.throttle.record_success(&account);
+    users::record_login(&state.db, &user.id).await?;
+    let mut conn = state.db.pool.acquire().await?;
+    Ok(Json(
+        tokens::issue_pair(&mut conn, &state.jwt, &user, None).await?,
+    ))
+}
+
+fn too_many_attempts(wait: std::time::Duration) -> Error {
+    let secs = wait.as_secs().max(1);
+    Error::TooManyRequests {
+        message: format!("too many failed sign-in attempts; try again in {secs} seconds"),
+        retry_after_secs: secs,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshBody {
+    refresh_token: String,
+}
+
+async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RefreshBody>,
+) -> Result<Json<TokenPair>> {
+    Ok(Json(
+        tokens::refresh(&state.db, &state.jwt, &body.refresh_token).await?,
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LogoutBody {
+    refresh_token: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Message {
+    message: &'static str,
+}
+
+/// The body is optional: `{"refresh_token": "…"}` also revokes that sign-in's refresh tokens.
+async fn logout(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    body: axum::body::Bytes,
+) -> Result<Json<Message>> {
+    let body: LogoutBody = if body.iter().all(u8::is_ascii_whitespace) {
+        LogoutBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|err| Error::BadRequest(format!("the body is not valid JSON: {err}")))?
+    };
+    tokens::logout(&state.db, &auth.0, body.refresh_token.as_deref()).await?;
+    Ok(Json(Message {
+        message: "signed out",
+    }))
+}
+
+async fn logout_all(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Message>> {
+    let mut conn = state.db.pool.acquire().await?;
+    users::revoke_all_tokens(&mut conn, &auth.user().id).await?;
+    Ok(Json(Message {
+        message: "signed out everywhere",
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangePasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+/// Revokes every earlier token and returns a fresh pair, so the caller stays signed in here only.
+async fn change_password(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<ChangePasswordBody>,
+) -> Result<Json<TokenPair>> {
+    password::check_presented(&body.current_password)?;
+    let new_password = NewPassword::parse(&body.new_password)?;
+    let account = auth.user().username.to_ascii_lowercase();
+    if let Err(wait) = state.throttle.check(ip, &account, Instant::now()) {
+        return Err(too_many_attempts(wait));
+    }
+    let (_, hash) = users::find_for_login(&state.db, &account)
+        .await?
+        .ok_or(Error::Unauthorized("this account no longer exists"))?;
+    if !password::verify(&body.current_password, Some(hash)).await? {
+        state.throttle.record_failure(ip, &account, Instant::now());
+        return Err(Error::Unauthorized("the current password is wrong"));
+    }
+    let user = users::set_password(&state.db, &auth.user().id, &new_password).await?;
+    let mut conn = state.db.pool.acquire().await?;
+    Ok(Json(
+        tokens::issue_pair(&mut conn, &state.jwt, &user, None).await?,
+    ))
+}
+
+async fn me(auth: AuthUser) -> Json<UserResponse> {
+    Json(UserResponse::from(auth.user()))
+}

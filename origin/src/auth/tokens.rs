@@ -1,0 +1,287 @@
+//! Session tokens for the admin API.
+//!
+//! * Access token: an HS256 JWT, 15 minutes, claims `sub`, `role`, `typ = "access"`, `ep` (the
+//!   user's token epoch), `jti`. It is checked against the database on every request: the account
+//!   must be active, its epoch and role unchanged, and the `jti` not revoked. So logout, password
+//!   change, "sign out everywhere" and disabling take effect at once and survive restarts.
+//! * Refresh token: 32 random bytes, 7 days, stored only as a SHA-256 hash. Each use spends it and
+//!   issues a new one in the same family; presenting a spent token again means it leaked, and the
+//!   whole family is revoked.
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::{AnyConnection, Row};
+
+use crate::auth::Role;
+use crate::crypto::Keyring;
+use crate::db::{self, Db};
+use crate::error::{Error, Result};
+use crate::users::{self, User};
+
+pub const ACCESS_TTL: chrono::Duration = chrono::Duration::minutes(15);
+pub const REFRESH_TTL: chrono::Duration = chrono::Duration::days(7);
+const ACCESS_TYPE: &str = "access";
+const REFRESH_PREFIX: &str = "mbr_";
+
+/// The JWT keys, derived from the encryption key so there is one secret to keep.
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl JwtKeys {
+    pub fn from_keyring(keyring: &Keyring) -> JwtKeys {
+        let secret = keyring.derive("admin-jwt-hs256");
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        JwtKeys {
+            encoding: EncodingKey::from_secret(&secret),
+            decoding: DecodingKey::from_secret(&secret),
+            validation,
+        }
+    }
+}
+
+/// The claims of an access token. Public so tests can forge tokens with the right key.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub sub: String,
+    pub role: String,
+    pub typ: String,
+    pub ep: i64,
+    pub jti: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// What a valid access token says, after the database agreed.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user: User,
+    pub jti: String,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+}
+
+pub fn encode_access(keys: &JwtKeys, claims: &AccessClaims) -> Result<String> {
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &keys.encoding)
+        .map_err(|err| Error::Internal(anyhow::anyhow!("jwt encode: {err}")))
+}
+
+const INVALID_ACCESS: &str = "the access token is invalid or has expired; sign in again";
+
+/// Validates an access token: signature, expiry, type and role in the token, then the account,
+/// its epoch and role, and the revocation list in the database. Fails closed on anything odd.
+pub async fn verify_access(db: &Db, keys: &JwtKeys, token: &str) -> Result<Session> {
+    let claims = jsonwebtoken::decode::<AccessClaims>(token, &keys.decoding, &keys.validation)
+        .map_err(|_| Error::Unauthorized(INVALID_ACCESS))?
+        .claims;
+    if claims.typ != ACCESS_TYPE {
+        return Err(Error::Unauthorized("this is not an access token"));
+    }
+    let role: Role = claims
+        .role
+        .parse()
+        .map_err(|_| Error::Unauthorized(INVALID_ACCESS))?;
+    let revoked: i64 =
+        sqlx::query("SELECT COUNT(*) AS n FROM revoked_access_tokens WHERE jti = $1")
+            .bind(&claims.jti)
+            .fetch_one(&db.pool)
+            .await?
+            .try_get("n")?;
+    let user = match users::get(&db.pool, &claims.sub).await {
+        Ok(user) => user,
+        Err(Error::NotFound(_)) => return Err(Error::Unauthorized(INVALID_ACCESS)),
+        Err(other) => return Err(other),
+    };
+    if revoked > 0 || claims.ep != user.token_epoch {
+        return Err(Error::Unauthorized(
+            "this session was signed out; sign in again",
+        ));
+    }
+    if !user.is_active {
+        return Err(Error::Unauthorized("this account is disabled"));
+    }
+    if user.role != role {
+        return Err(Error::Unauthorized(
+            "the account's role changed; sign in again",
+        ));
+    }
+    Ok(Session {
+        user,
+        jti: claims.jti,
+        expires_at: claims.exp,
+    })
+}
+
+/// Issues an access token and a refresh token in `family` (a new family for a fresh sign-in).
+pub async fn issue_pair(
+    conn: &mut AnyConnection,
+    keys: &JwtKeys,
+    user: &User,
+    family: Option<&str>,
+) -> Result<TokenPair> {
+    let now = chrono::Utc::now();
+    let claims = AccessClaims {
+        sub: user.id.clone(),
+        role: user.role.as_str().to_owned(),
+        typ: ACCESS_TYPE.to_owned(),
+        ep: user.token_epoch,
+        jti: db::new_id(),
+        iat: now.timestamp(),
+        exp: (now + ACCESS_TTL).timestamp(),
+    };
+    let access_token = encode_access(keys, &claims)?;
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    let refresh_token = format!("{REFRESH_PREFIX}{}", hex::encode(raw));
+    let family = family.map(str::to_owned).unwrap_or_else(db::new_id);
+    sqlx::query(
+        "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, token_epoch, expires_at, \
+         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(db::new_id())
+    .bind(&user.id)
+    .bind(family)
+    .bind(hash_refresh(&refresh_token))
+    .bind(user.token_epoch)
+    .bind(db::timestamp(now + REFRESH_TTL))
+    .bind(db::timestamp(now))
+    .execute(conn)
+    .await?;
+    Ok(TokenPair {
+        access_token,
+        refresh_token,
+        token_type: "bearer",
+        expires_in: ACCESS_TTL.num_seconds(),
+    })
+}
+
+fn hash_refresh(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+const INVALID_REFRESH: &str = "the refresh token is invalid or has expired; sign in again";
+
+/// Spends a refresh token and issues a new pair in its family. A replay of a spent token revokes
+/// the family (the legitimate holder signs in again; the thief's copy is dead).
+pub async fn refresh(db: &Db, keys: &JwtKeys, token: &str) -> Result<TokenPair> {
+    if !token.starts_with(REFRESH_PREFIX) || token.len() > 128 {
+        return Err(Error::Unauthorized(INVALID_REFRESH));
+    }
+    let token_hash = hash_refresh(token);
+    let now = db::now();
+    let mut tx = db.pool.begin().await?;
+    // Spend first, in one conditional write: of two concurrent uses exactly one matches, and on
+    // SQLite the transaction holds the write lock from its first statement (no upgrade deadlock).
+    let spent = sqlx::query(
+        "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL \
+         AND revoked_at IS NULL AND expires_at > $1 RETURNING user_id, family_id, token_epoch",
+    )
+    .bind(&now)
+    .bind(&token_hash)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(spent) = spent else {
+        let row = sqlx::query(
+            "SELECT family_id, used_at, revoked_at FROM refresh_tokens WHERE token_hash = $1",
+        )
+        .bind(&token_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = row {
+            let used_at: Option<String> = row.try_get("used_at")?;
+            let revoked_at: Option<String> = row.try_get("revoked_at")?;
+            if used_at.is_some() && revoked_at.is_none() {
+                let family: String = row.try_get("family_id")?;
+                revoke_family(&mut tx, &family, &now).await?;
+                tx.commit().await?;
+                tracing::warn!(family, "refresh token replayed; its family is revoked");
+                return Err(Error::Unauthorized(
+                    "this refresh token was already used, so it may have leaked: every session \
+                     from that sign-in is now signed out",
+                ));
+            }
+        }
+        return Err(Error::Unauthorized(INVALID_REFRESH));
+    };
+    let user_id: String = spent.try_get("user_id")?;
+    let family: String = spent.try_get("family_id")?;
+    let epoch: i64 = spent.try_get("token_epoch")?;
+    let user = users::get(&mut *tx, &user_id).await?;
+    if !user.is_active || user.token_epoch != epoch {
+        return Err(Error::Unauthorized(INVALID_REFRESH));
+    }
+    let pair = issue_pair(&mut tx, keys, &user, Some(&family)).await?;
+    tx.commit().await?;
+    Ok(pair)
+}
+
+async fn revoke_family(conn: &mut AnyConnection, family: &str, now: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(family)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Logout: revokes this access token and, when given, the refresh token's family (only if it
+/// belongs to the same account, so one user cannot sign another out).
+pub async fn logout(db: &Db, session: &Session, refresh_token: Option<&str>) -> Result<()> {
+    let now = db::now();
+    let mut tx = db.pool.begin().await?;
+    let expires =
+        chrono::DateTime::from_timestamp(session.expires_at, 0).unwrap_or_else(chrono::Utc::now);
+    sqlx::query(
+        "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) \
+         ON CONFLICT (jti) DO NOTHING",
+    )
+    .bind(&session.jti)
+    .bind(db::timestamp(expires))
+    .execute(&mut *tx)
+    .await?;
+    if let Some(token) = refresh_token {
+        let family = sqlx::query(
+            "SELECT family_id FROM refresh_tokens WHERE token_hash = $1 AND user_id = $2",
+        )
+        .bind(hash_refresh(token))
+        .bind(&session.user.id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = family {
+            let family: String = row.try_get("family_id")?;
+            revoke_family(&mut tx, &family, &now).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Deletes revocation rows and refresh tokens that have expired (they are refused anyway).
+pub async fn prune_expired(db: &Db) -> Result<u64> {
+    let now = db::now();
+    let a = sqlx::query("DELETE FROM revoked_access_tokens WHERE expires_at < $1")
+        .bind(&now)
+        .execute(&db.pool)
+        .await?;
+    let b = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1")
+        .bind(&now)
+        .execute(&db.pool)
+        .await?;
+    Ok(a.rows_affected() + b.rows_affected())
+}

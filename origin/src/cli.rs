@@ -1,0 +1,57 @@
+//! `mcpbox admin …`: account management without the web UI.
+
+use std::io::BufRead;
+
+use anyhow::Context;
+
+use crate::app::open_storage;
+use crate::auth::password::{NewPassword, Username};
+use crate::config::AdminCommand;
+use crate::users;
+
+pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::Create {
+            storage,
+            username,
+            role,
+        } => {
+            let username = Username::parse(&username)?;
+            let password = read_password()?;
+            let (db, _) = open_storage(&storage).await?;
+            let user = users::create(&db, &username, &password, role).await?;
+            println!("created {} account {}", user.role, user.username);
+        }
+        AdminCommand::ResetPassword { storage, username } => {
+            let password = read_password()?;
+            let (db, _) = open_storage(&storage).await?;
+            let (user, _) = users::find_for_login(&db, &username)
+                .await?
+                .with_context(|| format!("there is no account named {username:?}"))?;
+            users::set_password(&db, &user.id, &password).await?;
+            println!(
+                "password of {} reset; every earlier session is signed out",
+                user.username
+            );
+        }
+    }
+    Ok(())
+}
+
+/// From MCPBOX_ADMIN_PASSWORD, else the first line of standard input (never a flag: flags show
+/// up in `ps` and shell history).
+fn read_password() -> anyhow::Result<NewPassword> {
+    let text = match std::env::var("MCPBOX_ADMIN_PASSWORD") {
+        Ok(text) => text,
+        Err(_) => {
+            eprintln!("password (one line on standard input):");
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("could not read the password")?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    Ok(NewPassword::parse(&text)?)
+}

@@ -1,0 +1,106 @@
+//! Command line and environment: one clap tree; every flag is also an `MCPBOX_*` variable
+//! (`DATABASE_URL` keeps its conventional name). Parsed once in `main` and passed down explicitly.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::auth::Role;
+
+/// MCPbox: a self-hosted MCP server where an LLM writes Python tools, a person approves them, and
+/// approved tools run in a hardened sandbox.
+#[derive(Debug, Parser)]
+#[command(name = "mcpbox", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the origin service: admin API and UI, and (in later versions) the MCP gateway.
+    Serve(ServeArgs),
+    /// Manage admin accounts from the command line (for the first account on a headless host,
+    /// or when every admin password is lost).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct StorageArgs {
+    /// Directory for the SQLite database, the generated encryption key and other state.
+    /// Created with mode 0700 when missing.
+    #[arg(long, env = "MCPBOX_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL. Default: the SQLite file `mcpbox.db` in the data directory.
+    /// `postgres://user:pass@host/db` selects PostgreSQL (needed to run several origin replicas).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// The 32-byte key (64 hex characters) that encrypts secrets at rest and signs sessions.
+    /// Default: read from `encryption.key` in the data directory, generated there on first start.
+    /// Losing it makes stored secrets unreadable and signs everyone out.
+    #[arg(long, env = "MCPBOX_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<String>,
+
+    /// The previous key during a key rotation: values encrypted with it stay readable.
+    #[arg(long, env = "MCPBOX_PREVIOUS_ENCRYPTION_KEY", hide_env_values = true)]
+    pub previous_encryption_key: Option<String>,
+}
+
+impl StorageArgs {
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => sqlite_url(&self.data_dir.join("mcpbox.db")),
+        }
+    }
+}
+
+/// `mode=rwc` creates the file on first start.
+pub fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+
+    /// Address of the admin/local listener (admin API, UI, local MCP clients). Keep it on
+    /// loopback or the LAN; remote clients come through the tunnel listener instead.
+    /// Port 0 picks a free port (printed at start).
+    #[arg(long, env = "MCPBOX_LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+
+    /// Log output: `text` for people, `json` for log collectors.
+    #[arg(long, env = "MCPBOX_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create an account. The password is read from MCPBOX_ADMIN_PASSWORD, or else from the first
+    /// line of standard input.
+    Create {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[arg(long)]
+        username: String,
+        /// admin, approver or viewer.
+        #[arg(long, default_value = "admin")]
+        role: Role,
+    },
+    /// Set a new password for an account and sign it out everywhere. The password is read like
+    /// `create` reads it.
+    ResetPassword {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[arg(long)]
+        username: String,
+    },
+}

@@ -1,0 +1,154 @@
+//! HTTP hygiene applied to every route, in one place: security headers, a JSON error body for
+//! every error response, body size limit, request timeout, request ids and access logging.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+use crate::error::Error;
+
+/// Largest request body accepted (the reference caps /mcp at 1 MB too).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// A request taking longer than this gets 408 (long-lived streams will opt out per route).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Wraps the application's routes in the shared layers (outermost first: request id, trace,
+/// propagate id, security headers, JSON errors, timeout, body limit).
+pub fn with_layers<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    router
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(security_headers))
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            let id = request
+                .headers()
+                .get(&X_REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+        }).on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
+}
+
+/// Content-Security-Policy for HTML: our own scripts, styles and images only; no inline script;
+/// no framing; forms post only to us.
+const CSP_HTML: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// Anything else (JSON, text) is never a document: nothing may load from it or frame it.
+const CSP_OTHER: &str = "default-src 'none'; frame-ancestors 'none'";
+
+async fn security_headers(request: Request, next: Next) -> Response {
+    // HSTS only when the client reached us over https (through a proxy that says so): sending it
+    // on plain-http LAN access would be ignored at best.
+    let over_https = request
+        .headers()
+        .get("x-forwarded-proto")
+        .is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"));
+    let mut response = next.run(request).await;
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"text/html"));
+    let headers = response.headers_mut();
+    let set = |headers: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    };
+    set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(headers, header::X_FRAME_OPTIONS, "DENY");
+    set(headers, header::REFERRER_POLICY, "no-referrer");
+    set(
+        headers,
+        HeaderName::from_static("permissions-policy"),
+        "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()",
+    );
+    set(
+        headers,
+        HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    );
+    set(
+        headers,
+        HeaderName::from_static("cross-origin-resource-policy"),
+        "same-origin",
+    );
+    // Responses carry tokens and private data; static assets may opt in to caching later.
+    set(headers, header::CACHE_CONTROL, "no-store");
+    set(
+        headers,
+        header::CONTENT_SECURITY_POLICY,
+        if is_html { CSP_HTML } else { CSP_OTHER },
+    );
+    if over_https {
+        set(
+            headers,
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        );
+    }
+    response
+}
+
+/// Gives error responses produced outside our handlers (unknown route, wrong method, timeout,
+/// layer rejections) the same `{"error": {"code", "message"}}` body as ours.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return response;
+    }
+    let error = match status {
+        StatusCode::NOT_FOUND => Error::NotFound("there is nothing at this path".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let (parts, _) = response.into_parts();
+            let mut replaced = plain_error(
+                status,
+                "method_not_allowed",
+                "this path does not accept that method",
+            );
+            if let Some(allow) = parts.headers.get(header::ALLOW) {
+                replaced.headers_mut().insert(header::ALLOW, allow.clone());
+            }
+            return replaced;
+        }
+        StatusCode::REQUEST_TIMEOUT => {
+            return plain_error(
+                status,
+                "timeout",
+                "the request took too long and was stopped",
+            );
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        },
+        other => {
+            let reason = other.canonical_reason().unwrap_or("error").to_owned();
+            return plain_error(other, "http_error", &reason);
+        }
+    };
+    error.into_response()
+}
+
+fn plain_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::to_vec(&contract::ErrorBody::new(code, message)).unwrap_or_default();
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .unwrap_or_else(|_| status.into_response())
+}

@@ -1,0 +1,28 @@
+//! The MCPbox origin service (`mcpbox`).
+//!
+//! Module map:
+//! - `config`: the clap command line (every flag also an `MCPBOX_*` variable).
+//! - `app`: shared state (`AppState`), the router, `serve` and graceful shutdown.
+//! - `http`: layers every response goes through (security headers, JSON errors, limits, ids).
+//! - `error`: `Error`, the one error type, and the `ApiJson`/`ApiQuery` extractors.
+//! - `db`: the sqlx Any pool over SQLite or PostgreSQL, migrations, ids and timestamps.
+//! - `crypto`: AES-256-GCM values bound to their owner, key loading and rotation.
+//! - `auth`: set-up, sign-in, tokens, throttling, the `AuthUser` extractor and roles.
+//! - `users`: accounts and `/api/users`.
+//! - `settings`, `pagination`, `health`: small shared pieces.
+//! - `cli`: `mcpbox admin …`.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod health;
+pub mod http;
+pub mod pagination;
+pub mod settings;
+pub mod users;
+
+pub use error::{Error, Result};

@@ -1,0 +1,94 @@
+//! `/api/users`: admins list, create, enable/disable and re-role accounts.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use crate::app::AppState;
+use crate::auth::password::{NewPassword, Username};
+use crate::auth::{AuthUser, Role, UserResponse};
+use crate::error::{ApiJson, ApiQuery, Error, Result};
+use crate::pagination::{Page, PageParams};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/users", get(list).post(create))
+        .route("/api/users/{id}", get(show).patch(update))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> Result<Json<Page<UserResponse>>> {
+    auth.require(Role::Admin)?;
+    let request = params.validate()?;
+    let (users, total) = super::list(&state.db, request.limit(), request.offset()).await?;
+    let items = users.iter().map(UserResponse::from).collect();
+    Ok(Json(Page::new(items, total, request)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    username: String,
+    password: String,
+    role: String,
+}
+
+fn parse_role(text: &str) -> Result<Role> {
+    text.parse()
+        .map_err(|err: crate::auth::UnknownRole| Error::Validation(err.to_string()))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> Result<(StatusCode, Json<UserResponse>)> {
+    auth.require(Role::Admin)?;
+    let username = Username::parse(&body.username)?;
+    let password = NewPassword::parse(&body.password)?;
+    let role = parse_role(&body.role)?;
+    let user = super::create(&state.db, &username, &password, role).await?;
+    tracing::info!(by = %auth.user().username, username = %user.username, role = %role, "user created");
+    Ok((StatusCode::CREATED, Json(UserResponse::from(&user))))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<UserResponse>> {
+    auth.require(Role::Admin)?;
+    Ok(Json(UserResponse::from(
+        &super::get(&state.db.pool, &id).await?,
+    )))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    role: Option<String>,
+    is_active: Option<bool>,
+}
+
+async fn update(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateBody>,
+) -> Result<Json<UserResponse>> {
+    auth.require(Role::Admin)?;
+    let role = body.role.as_deref().map(parse_role).transpose()?;
+    if role.is_none() && body.is_active.is_none() {
+        return Err(Error::Validation(
+            "nothing to change: give role and/or is_active".to_owned(),
+        ));
+    }
+    let user = super::update(&state.db, &id, role, body.is_active).await?;
+    tracing::info!(by = %auth.user().username, username = %user.username, "user updated");
+    Ok(Json(UserResponse::from(&user)))
+}
