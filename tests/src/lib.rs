@@ -1,1 +1,119 @@
+//! Helpers for end-to-end tests: start the real `mcpbox` binary on a free port with its own data
+//! directory, wait for it, and stop it.
 
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Path of a binary built in this workspace (tests run from `target/<profile>/deps`).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run `cargo build --workspace` first",
+        path.display()
+    );
+    path
+}
+
+/// A running `mcpbox serve`; killed when dropped.
+pub struct Origin {
+    pub child: Child,
+    pub url: String,
+    /// stderr lines (the log), collected in the background.
+    pub log: mpsc::Receiver<String>,
+}
+
+pub struct ServeOptions<'a> {
+    pub data_dir: &'a Path,
+    pub env: Vec<(&'a str, String)>,
+    pub args: Vec<String>,
+}
+
+impl<'a> ServeOptions<'a> {
+    pub fn new(data_dir: &'a Path) -> Self {
+        ServeOptions {
+            data_dir,
+            env: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+}
+
+impl Origin {
+    pub fn start(options: ServeOptions<'_>) -> anyhow::Result<Origin> {
+        let mut command = Command::new(binary("mcpbox"));
+        command
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(options.data_dir)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .args(&options.args)
+            .env_remove("MCPBOX_ENCRYPTION_KEY")
+            .env_remove("DATABASE_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in &options.env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn()?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (log_tx, log) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = log_tx.send(line);
+            }
+        });
+        let (url_tx, url_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("MCPbox listening on ") {
+                    let _ = url_tx.send(url.to_owned());
+                }
+            }
+        });
+        let url = match url_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                let log: Vec<String> = log.try_iter().collect();
+                anyhow::bail!("mcpbox did not start:\n{}", log.join("\n"));
+            }
+        };
+        Ok(Origin { child, url, log })
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "mcpbox did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,343 @@
+//! The real `mcpbox` binary: start-up, key handling, the admin CLI, restarts and shutdown.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+
+use mcpbox_e2e::{Origin, ServeOptions, binary};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct horse battery";
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn post(url: &str, body: Value, token: Option<&str>) -> (u16, Value) {
+    let mut request = client().post(url).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+async fn get(url: &str, token: Option<&str>) -> u16 {
+    let mut request = client().get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn first_start_generates_a_private_key_and_reuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let origin = Origin::start(ServeOptions::new(&data)).unwrap();
+    assert_eq!(
+        get(&format!("{}/health/ready", origin.url), None).await,
+        200
+    );
+    let key_path = data.join("encryption.key");
+    let key = std::fs::read_to_string(&key_path).unwrap();
+    assert_eq!(key.trim().len(), 64);
+    assert_eq!(
+        std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(&data).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let log: Vec<String> = origin.log.try_iter().collect();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("generated a new encryption key")),
+        "{log:?}"
+    );
+    assert!(origin.terminate().unwrap().success());
+
+    let again = Origin::start(ServeOptions::new(&data)).unwrap();
+    assert_eq!(get(&format!("{}/health", again.url), None).await, 200);
+    assert_eq!(std::fs::read_to_string(&key_path).unwrap(), key);
+}
+
+#[tokio::test]
+async fn sessions_and_revocations_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(ServeOptions::new(dir.path())).unwrap();
+    let url = origin.url.clone();
+    let (status, _) = post(
+        &format!("{url}/auth/setup"),
+        json!({"username": "admin", "password": PASSWORD}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let login = |url: String| async move {
+        post(
+            &format!("{url}/auth/login"),
+            json!({"username": "admin", "password": PASSWORD}),
+            None,
+        )
+        .await
+        .1
+    };
+    let kept = login(url.clone()).await;
+    let revoked = login(url.clone()).await;
+    let token = |v: &Value, k: &str| v[k].as_str().unwrap().to_owned();
+    let (status, _) = post(
+        &format!("{url}/auth/logout"),
+        json!({}),
+        Some(&token(&revoked, "access_token")),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(origin.terminate().unwrap().success());
+
+    let origin = Origin::start(ServeOptions::new(dir.path())).unwrap();
+    let url = origin.url.clone();
+    assert_eq!(
+        get(
+            &format!("{url}/auth/me"),
+            Some(&token(&kept, "access_token"))
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        get(
+            &format!("{url}/auth/me"),
+            Some(&token(&revoked, "access_token"))
+        )
+        .await,
+        401
+    );
+    let (status, _) = post(
+        &format!("{url}/auth/logout-all"),
+        json!({}),
+        Some(&token(&kept, "access_token")),
+    )
+    .await;
+    assert_eq!(status, 200);
+    drop(origin);
+
+    let origin = Origin::start(ServeOptions::new(dir.path())).unwrap();
+    let url = origin.url.clone();
+    assert_eq!(
+        get(
+            &format!("{url}/auth/me"),
+            Some(&token(&kept, "access_token"))
+        )
+        .await,
+        401
+    );
+    let (status, _) = post(
+        &format!("{url}/auth/refresh"),
+        json!({"refresh_token": token(&kept, "refresh_token")}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn admin_cli_creates_accounts_and_resets_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], password: &str| {
+        let mut child = Command::new(binary("mcpbox"))
+            .args(["admin"])
+            .args(args)
+            .args(["--data-dir", dir.path().to_str().unwrap()])
+            .env_remove("MCPBOX_ADMIN_PASSWORD")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let created = run(&["create", "--username", "root_admin"], PASSWORD);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let duplicate = run(&["create", "--username", "ROOT_ADMIN"], PASSWORD);
+    assert!(!duplicate.status.success());
+    assert!(String::from_utf8_lossy(&duplicate.stderr).contains("already taken"));
+    let weak = run(
+        &["create", "--username", "other", "--role", "viewer"],
+        "weak",
+    );
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("12 to 128"));
+    let bad_role = run(
+        &["create", "--username", "other", "--role", "root"],
+        PASSWORD,
+    );
+    assert_eq!(bad_role.status.code(), Some(2), "usage error");
+
+    let origin = Origin::start(ServeOptions::new(dir.path())).unwrap();
+    let url = origin.url.clone();
+    // An account created on the command line completes set-up: the web form is closed.
+    let status: Value = client()
+        .get(format!("{url}/auth/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["setup_required"], false);
+    let (status, login) = post(
+        &format!("{url}/auth/login"),
+        json!({"username": "root_admin", "password": PASSWORD}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let access = login["access_token"].as_str().unwrap().to_owned();
+
+    let new_password = "a new and longer passphrase";
+    let reset = run(
+        &["reset-password", "--username", "root_admin"],
+        new_password,
+    );
+    assert!(
+        reset.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reset.stderr)
+    );
+    assert_eq!(get(&format!("{url}/auth/me"), Some(&access)).await, 401);
+    let (status, _) = post(
+        &format!("{url}/auth/login"),
+        json!({"username": "root_admin", "password": new_password}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let unknown = run(&["reset-password", "--username", "ghost"], new_password);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no account named"));
+}
+
+#[tokio::test]
+async fn invalid_configuration_fails_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = |env: (&str, &str)| {
+        Command::new(binary("mcpbox"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                dir.path().to_str().unwrap(),
+            ])
+            .env(env.0, env.1)
+            .output()
+            .unwrap()
+    };
+    let bad_key = output(("MCPBOX_ENCRYPTION_KEY", "abc"));
+    assert!(!bad_key.status.success());
+    let stderr = String::from_utf8_lossy(&bad_key.stderr);
+    assert!(
+        stderr.contains("MCPBOX_ENCRYPTION_KEY is invalid"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("abc"),
+        "the key value must not be echoed: {stderr}"
+    );
+    let bad_db = output(("DATABASE_URL", "mysql://root:secretpw@localhost/x"));
+    let stderr = String::from_utf8_lossy(&bad_db.stderr);
+    assert!(!bad_db.status.success());
+    assert!(stderr.contains("unsupported database URL"), "{stderr}");
+    assert!(!stderr.contains("secretpw"), "{stderr}");
+}
+
+#[tokio::test]
+async fn serves_on_postgresql_when_given_a_postgres_url() {
+    let url = postgres_schema_url().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = ServeOptions::new(dir.path());
+    options.env.push(("DATABASE_URL", url));
+    let origin = Origin::start(options).unwrap();
+    let ready: Value = client()
+        .get(format!("{}/health/ready", origin.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["database"]["backend"], "postgres");
+    assert_eq!(ready["database"]["ok"], true);
+    let (status, _) = post(
+        &format!("{}/auth/setup", origin.url),
+        json!({"username": "admin", "password": PASSWORD}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert!(origin.terminate().unwrap().success());
+}
+
+#[test]
+fn help_explains_every_flag_and_its_variable() {
+    let help = |args: &[&str]| {
+        let out = Command::new(binary("mcpbox")).args(args).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let serve = help(&["serve", "--help"]);
+    for needle in [
+        "--data-dir",
+        "MCPBOX_DATA_DIR",
+        "--listen",
+        "MCPBOX_LISTEN",
+        "--database-url",
+        "DATABASE_URL",
+        "MCPBOX_ENCRYPTION_KEY",
+    ] {
+        assert!(
+            serve.contains(needle),
+            "serve --help lacks {needle}:\n{serve}"
+        );
+    }
+    let top = help(&["--help"]);
+    assert!(top.contains("serve") && top.contains("admin"));
+}
+
+/// A fresh schema in the test PostgreSQL (see the README's test command), as a DATABASE_URL.
+async fn postgres_schema_url() -> String {
+    let base = std::env::var("MCPBOX_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let schema = format!("e2e_{}", std::process::id());
+    let psql = |sql: &str, db: &str| {
+        let url = base
+            .rsplit_once('/')
+            .map(|(prefix, _)| format!("{prefix}/{db}"))
+            .unwrap();
+        Command::new("psql")
+            .args([url.as_str(), "-v", "ON_ERROR_STOP=0", "-qc", sql])
+            .output()
+    };
+    let _ = psql("CREATE DATABASE mcpbox_test", "postgres");
+    let out = psql(
+        &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"),
+        "mcpbox_test",
+    )
+    .expect("psql must be installed for the PostgreSQL end-to-end test");
+    assert!(
+        out.status.success(),
+        "PostgreSQL unreachable at {base}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prefix = base.rsplit_once('/').unwrap().0;
+    format!("{prefix}/mcpbox_test?options=-c%20search_path%3D{schema}")
+}
