@@ -7,5 +7,6 @@
 
 pub mod error;
 pub mod headers;
+pub mod sandbox;
 
 pub use error::{ErrorBody, ErrorDetail};

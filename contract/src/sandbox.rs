@@ -1,0 +1,296 @@
+//! The origin ↔ sandbox supervisor protocol, over a unix socket.
+//!
+//! Framing: every message is a 4-byte big-endian length followed by that many bytes of JSON.
+//! The first frame on a connection is a [`Hello`] with the shared key; the supervisor closes the
+//! connection on a wrong key. After that the client sends [`Request`]s and reads one
+//! [`Response`] for each, in order.
+//!
+//! Free-form JSON values (tool arguments, results, schemas) travel as JSON *text* in `String`
+//! fields, so this crate needs nothing beyond serde and the supervisor passes them through
+//! without re-encoding.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Largest frame either side accepts.
+pub const MAX_FRAME_BYTES: u32 = 16 * 1024 * 1024;
+
+/// The modules a tool may import when a request does not name its own list.
+pub const DEFAULT_MODULES: &[&str] = &[
+    "asyncio",
+    "base64",
+    "collections",
+    "datetime",
+    "decimal",
+    "fractions",
+    "functools",
+    "hashlib",
+    "html",
+    "itertools",
+    "json",
+    "math",
+    "random",
+    "re",
+    "statistics",
+    "string",
+    "textwrap",
+    "time",
+    "typing",
+    "urllib.parse",
+    "uuid",
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hello {
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    Execute(ExecuteRequest),
+    Validate(ValidateRequest),
+    Health,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecuteRequest {
+    /// The tool's Python source (`async def main(...)` or `def main(...)`).
+    pub code: String,
+    /// JSON text of an object: the keyword arguments for `main`.
+    pub arguments: String,
+    /// Importable modules; `None` means [`DEFAULT_MODULES`].
+    #[serde(default)]
+    pub allowed_modules: Option<Vec<String>>,
+    /// Hosts `http` may reach: `host` (any port) or `host:port`. Empty means no network.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Exposed to the tool as the read-only mapping `secrets`.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Per-call limits. The supervisor clamps each to its hard maximum.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct Limits {
+    pub timeout_ms: u64,
+    pub memory_mb: u64,
+    /// Cap on captured `print` output.
+    pub stdout_bytes: u64,
+    /// Cap on the JSON text of the result.
+    pub result_bytes: u64,
+    /// Cap on each HTTP response body the broker hands back.
+    pub http_response_bytes: u64,
+    /// Cap on HTTP requests in one call.
+    pub http_requests: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout_ms: 30_000,
+            memory_mb: 256,
+            stdout_bytes: 64 * 1024,
+            result_bytes: 1024 * 1024,
+            http_response_bytes: 5 * 1024 * 1024,
+            http_requests: 50,
+        }
+    }
+}
+
+impl Limits {
+    /// The hard maximums no request can exceed.
+    pub const MAX: Limits = Limits {
+        timeout_ms: 300_000,
+        memory_mb: 1024,
+        stdout_bytes: 1024 * 1024,
+        result_bytes: 8 * 1024 * 1024,
+        http_response_bytes: 20 * 1024 * 1024,
+        http_requests: 500,
+    };
+
+    pub fn clamped(&self) -> Limits {
+        let max = Limits::MAX;
+        Limits {
+            timeout_ms: self.timeout_ms.clamp(1, max.timeout_ms),
+            memory_mb: self.memory_mb.clamp(64, max.memory_mb),
+            stdout_bytes: self.stdout_bytes.min(max.stdout_bytes),
+            result_bytes: self.result_bytes.clamp(1024, max.result_bytes),
+            http_response_bytes: self.http_response_bytes.min(max.http_response_bytes),
+            http_requests: self.http_requests.min(max.http_requests),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ValidateRequest {
+    pub code: String,
+    #[serde(default)]
+    pub allowed_modules: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    Execute(ExecuteResponse),
+    Validate(ValidateResponse),
+    Health(HealthResponse),
+    /// The request itself was refused (malformed, or the sandbox cannot serve it now).
+    Error {
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExecuteResponse {
+    pub ok: bool,
+    /// JSON text of `main`'s return value when `ok`.
+    pub result: Option<String>,
+    pub error: Option<ToolError>,
+    pub stdout: String,
+    pub stdout_truncated: bool,
+    pub duration_ms: u64,
+    pub usage: Usage,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ToolError {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// Line in the tool's source, when the error points at one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub line: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The code failed the static check (or has no `main`).
+    Validation,
+    /// The arguments are not a JSON object.
+    Arguments,
+    /// The tool raised an exception.
+    Runtime,
+    /// A refused import.
+    Import,
+    /// `main` returned something that is not JSON (or too large).
+    Result,
+    /// The wall-clock deadline passed; the worker was killed.
+    Timeout,
+    /// The memory limit was hit.
+    Memory,
+    /// The worker died (signal, CPU limit).
+    Crashed,
+    /// The sandbox itself failed; the tool may not have run.
+    Internal,
+}
+
+/// Resource use of the worker process, as its parent saw it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Usage {
+    pub cpu_ms: u64,
+    pub max_rss_kb: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ValidateResponse {
+    pub valid: bool,
+    pub has_main: bool,
+    pub errors: Vec<CodeError>,
+    /// JSON text of the input schema derived from `main`'s signature.
+    pub input_schema: Option<String>,
+    /// The docstring of `main`, if any.
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CodeError {
+    pub line: u32,
+    pub col: u32,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HealthResponse {
+    pub version: String,
+    pub layers: Layers,
+    pub idle_workers: u32,
+}
+
+/// Which isolation layers are in force for workers. A `false` is a degraded host: the
+/// supervisor logs it loudly at start and `doctor` explains it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Layers {
+    pub static_check: bool,
+    pub restricted_runtime: bool,
+    pub rlimits: bool,
+    pub closed_fds: bool,
+    pub clean_environment: bool,
+    pub network_namespace: bool,
+    pub landlock: bool,
+    pub seccomp: bool,
+    pub unprivileged_uid: bool,
+    pub http_broker: bool,
+}
+
+impl Layers {
+    /// The layers that are off, by name.
+    pub fn missing(&self) -> Vec<&'static str> {
+        [
+            ("static_check", self.static_check),
+            ("restricted_runtime", self.restricted_runtime),
+            ("rlimits", self.rlimits),
+            ("closed_fds", self.closed_fds),
+            ("clean_environment", self.clean_environment),
+            ("network_namespace", self.network_namespace),
+            ("landlock", self.landlock),
+            ("seccomp", self.seccomp),
+            ("unprivileged_uid", self.unprivileged_uid),
+            ("http_broker", self.http_broker),
+        ]
+        .into_iter()
+        .filter(|(_, on)| !on)
+        .map(|(name, _)| name)
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_clamped_to_the_hard_maximums() {
+        let wild = Limits {
+            timeout_ms: u64::MAX,
+            memory_mb: 0,
+            stdout_bytes: u64::MAX,
+            result_bytes: 0,
+            http_response_bytes: u64::MAX,
+            http_requests: u32::MAX,
+        };
+        let clamped = wild.clamped();
+        assert_eq!(clamped.timeout_ms, Limits::MAX.timeout_ms);
+        assert_eq!(clamped.memory_mb, 64);
+        assert_eq!(clamped.stdout_bytes, Limits::MAX.stdout_bytes);
+        assert_eq!(clamped.result_bytes, 1024);
+        assert_eq!(clamped.http_requests, Limits::MAX.http_requests);
+    }
+
+    #[test]
+    fn requests_are_tagged_by_type() {
+        let text = serde_json::to_string(&Request::Health).unwrap();
+        assert_eq!(text, r#"{"type":"health"}"#);
+        let parsed: Request =
+            serde_json::from_str(r#"{"type":"execute","code":"x","arguments":"{}"}"#).unwrap();
+        let Request::Execute(execute) = parsed else {
+            panic!("not execute")
+        };
+        assert_eq!(execute.limits, Limits::default());
+        assert!(execute.allowed_modules.is_none());
+    }
+}

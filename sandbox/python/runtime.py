@@ -1,0 +1,736 @@
+"""MCPbox sandbox runtime: loaded once into the zygote, before any tool code exists.
+
+Three jobs, each a layer of the sandbox (see ARCHITECTURE.md):
+  * check(source, modules): the static check on CPython's own `ast`, with line-numbered errors;
+  * describe(source): `main`'s docstring and the input JSON Schema derived from its signature;
+  * run(...): the restricted runtime: restricted builtins, imports only from an allowlist and
+    only through proxy modules that expose public non-module attributes.
+
+Tool code never sees this module: it gets a fresh globals dict whose builtins are a curated
+dict, and nothing in it refers back here except through closures (whose `__closure__` is a
+dunder, which the static check refuses). The result is serialised by Rust, not here.
+"""
+
+import ast
+import asyncio
+import types
+
+# ---------------------------------------------------------------------------------------------
+# Static check
+# ---------------------------------------------------------------------------------------------
+
+# Builtins that do not exist for tools; named here so the check can say so with a line number.
+FORBIDDEN_NAMES = frozenset({
+    "eval", "exec", "compile", "open", "input", "breakpoint", "help", "exit", "quit",
+    "getattr", "setattr", "delattr", "hasattr", "globals", "locals", "vars", "dir",
+    "memoryview", "type", "object", "super", "id", "classmethod", "staticmethod", "property",
+    "copyright", "credits", "license",
+})
+
+# Attribute names that reach interpreter internals without a leading underscore: frames, code
+# objects, generator/coroutine state, event loops, and string formatting that can walk
+# attributes ("{0.__globals__}".format(f)).
+FORBIDDEN_ATTRIBUTES = frozenset({
+    "format", "format_map", "get_loop", "get_coro", "get_stack", "print_stack", "mro",
+    "func_globals", "func_code", "im_func", "im_self", "register",
+})
+FORBIDDEN_ATTRIBUTE_PREFIXES = ("gi_", "cr_", "ag_", "f_", "tb_", "co_")
+
+MAX_NODES = 50_000
+
+
+def _bad_name(name):
+    """Why a name is refused, or None."""
+    if name.startswith("_") and name != "_":
+        return f"names starting with '_' are not allowed: {name!r}"
+    return None
+
+
+def _bad_attribute(name):
+    if name.startswith("_"):
+        return f"attributes starting with '_' are not allowed: .{name}"
+    if name in FORBIDDEN_ATTRIBUTES:
+        return f"the attribute .{name} is not allowed in tools"
+    if name.startswith(FORBIDDEN_ATTRIBUTE_PREFIXES):
+        return f"the attribute .{name} reaches interpreter internals and is not allowed"
+    return None
+
+
+def _module_allowed(name, modules):
+    return name in modules
+
+
+class _Checker(ast.NodeVisitor):
+    def __init__(self, modules):
+        self.modules = modules
+        self.errors = []
+        self.in_literal = 0
+
+    def error(self, node, message):
+        self.errors.append((getattr(node, "lineno", 1) or 1, (getattr(node, "col_offset", 0) or 0) + 1, message))
+
+    # Names and attributes -----------------------------------------------------------------
+    def visit_Name(self, node):
+        reason = _bad_name(node.id)
+        if reason:
+            self.error(node, reason)
+        elif node.id in FORBIDDEN_NAMES:
+            self.error(node, f"{node.id}() is not available in tools")
+        self.generic_visit(node)
+
+    def visit_Attribute(self, node):
+        reason = _bad_attribute(node.attr)
+        if reason:
+            self.error(node, reason)
+        self.generic_visit(node)
+
+    def visit_arg(self, node):
+        reason = _bad_name(node.arg)
+        if reason:
+            self.error(node, reason)
+        self._check_annotation(node.annotation)
+        # Not generic_visit: the annotation was checked by _check_annotation.
+
+    def visit_keyword(self, node):
+        if node.arg is not None:
+            reason = _bad_name(node.arg)
+            if reason:
+                self.error(node, reason)
+        self.generic_visit(node)
+
+    def _check_function(self, node):
+        reason = _bad_name(node.name)
+        if reason:
+            self.error(node, reason)
+        self._check_annotation(node.returns)
+        for child in (*node.decorator_list, node.args):
+            self.visit(child)
+        for statement in node.body:
+            self.visit(statement)
+
+    def visit_FunctionDef(self, node):
+        self._check_function(node)
+
+    def visit_AsyncFunctionDef(self, node):
+        self._check_function(node)
+
+    def visit_ClassDef(self, node):
+        reason = _bad_name(node.name)
+        if reason:
+            self.error(node, reason)
+        for keyword in node.keywords:
+            if keyword.arg == "metaclass":
+                self.error(keyword, "metaclasses are not allowed in tools")
+        self.generic_visit(node)
+
+    def visit_AnnAssign(self, node):
+        self._check_annotation(node.annotation)
+        self.visit(node.target)
+        if node.value is not None:
+            self.visit(node.value)
+
+    def _check_annotation(self, annotation):
+        # String annotations are code that typing helpers would eval() later, past this check.
+        if annotation is None:
+            return
+        for child in ast.walk(annotation):
+            if isinstance(child, ast.Subscript) and isinstance(child.value, ast.Name) and child.value.id == "Literal":
+                continue
+            if isinstance(child, ast.Constant) and isinstance(child.value, str) and not self._inside_literal(annotation, child):
+                self.error(child, "string annotations are not allowed (write the type itself)")
+        self.visit(annotation)
+
+    @staticmethod
+    def _inside_literal(root, target):
+        for child in ast.walk(root):
+            if isinstance(child, ast.Subscript) and isinstance(child.value, (ast.Name, ast.Attribute)):
+                name = child.value.id if isinstance(child.value, ast.Name) else child.value.attr
+                if name == "Literal" and any(n is target for n in ast.walk(child.slice)):
+                    return True
+        return False
+
+    # Imports ------------------------------------------------------------------------------
+    def visit_Import(self, node):
+        for alias in node.names:
+            if any(part.startswith("_") for part in alias.name.split(".")):
+                self.error(node, f"importing {alias.name!r} is not allowed")
+            elif not _module_allowed(alias.name, self.modules):
+                self.error(node, f"the module {alias.name!r} is not in this tool's allowed modules")
+            if alias.asname:
+                reason = _bad_name(alias.asname)
+                if reason:
+                    self.error(node, reason)
+
+    def visit_ImportFrom(self, node):
+        if node.level:
+            self.error(node, "relative imports are not allowed")
+            return
+        module = node.module or ""
+        if any(part.startswith("_") for part in module.split(".")):
+            self.error(node, f"importing from {module!r} is not allowed")
+            return
+        for alias in node.names:
+            if alias.name == "*":
+                self.error(node, "'from … import *' is not allowed")
+                continue
+            reason = _bad_name(alias.name) or (alias.asname and _bad_name(alias.asname))
+            if reason:
+                self.error(node, reason)
+            full = f"{module}.{alias.name}"
+            if not (_module_allowed(module, self.modules) or _module_allowed(full, self.modules)):
+                self.error(node, f"the module {module!r} is not in this tool's allowed modules")
+
+    # Patterns ----------------------------------------------------------------------------
+    def visit_MatchClass(self, node):
+        for name in node.kwd_attrs:
+            reason = _bad_attribute(name)
+            if reason:
+                self.error(node, f"match pattern: {reason}")
+        self.generic_visit(node)
+
+    def visit_MatchAs(self, node):
+        if node.name:
+            reason = _bad_name(node.name)
+            if reason:
+                self.error(node, reason)
+        self.generic_visit(node)
+
+    def visit_MatchStar(self, node):
+        if node.name:
+            reason = _bad_name(node.name)
+            if reason:
+                self.error(node, reason)
+
+    def visit_MatchMapping(self, node):
+        if node.rest:
+            reason = _bad_name(node.rest)
+            if reason:
+                self.error(node, reason)
+        self.generic_visit(node)
+
+    def visit_ExceptHandler(self, node):
+        if node.name:
+            reason = _bad_name(node.name)
+            if reason:
+                self.error(node, reason)
+        self.generic_visit(node)
+
+    def visit_Global(self, node):
+        for name in node.names:
+            reason = _bad_name(name)
+            if reason:
+                self.error(node, reason)
+
+    visit_Nonlocal = visit_Global
+
+
+def check(source, modules):
+    """Static check. Returns [(line, col, message)], empty when the code may run."""
+    try:
+        tree = ast.parse(source, filename="<tool>", mode="exec")
+    except SyntaxError as err:
+        return [(err.lineno or 1, err.offset or 1, f"syntax error: {err.msg}")]
+    except (ValueError, MemoryError, RecursionError) as err:
+        return [(1, 1, f"the code cannot be parsed: {type(err).__name__}")]
+    count = 0
+    for _node in ast.walk(tree):
+        count += 1
+        if count > MAX_NODES:
+            return [(1, 1, f"the code is too large (more than {MAX_NODES} syntax nodes)")]
+    checker = _Checker(frozenset(modules))
+    try:
+        checker.visit(tree)
+    except RecursionError:
+        return [(1, 1, "the code is nested too deeply")]
+    checker.errors.sort()
+    return checker.errors
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema derivation
+# ---------------------------------------------------------------------------------------------
+
+_SIMPLE_TYPES = {
+    "str": {"type": "string"},
+    "int": {"type": "integer"},
+    "float": {"type": "number"},
+    "bool": {"type": "boolean"},
+    "dict": {"type": "object"},
+    "Dict": {"type": "object"},
+    "list": {"type": "array"},
+    "List": {"type": "array"},
+    "tuple": {"type": "array"},
+    "Tuple": {"type": "array"},
+    "set": {"type": "array", "uniqueItems": True},
+    "Set": {"type": "array", "uniqueItems": True},
+    "Any": {},
+    "None": {"type": "null"},
+}
+
+
+def _name_of(node):
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    if isinstance(node, ast.Constant) and node.value is None:
+        return "None"
+    return None
+
+
+def _is_none(node):
+    return isinstance(node, ast.Constant) and node.value is None or _name_of(node) == "None"
+
+
+def _schema_for(annotation):
+    """(schema, optional) for an annotation node."""
+    if annotation is None:
+        return {}, False
+    if isinstance(annotation, ast.BinOp) and isinstance(annotation.op, ast.BitOr):
+        parts = _union_parts(annotation)
+        return _union(parts)
+    if isinstance(annotation, ast.Subscript):
+        head = _name_of(annotation.value)
+        args = annotation.slice.elts if isinstance(annotation.slice, ast.Tuple) else [annotation.slice]
+        if head == "Optional":
+            schema, _ = _schema_for(args[0])
+            return schema, True
+        if head == "Union":
+            return _union(args)
+        if head == "Literal":
+            values = [a.value for a in args if isinstance(a, ast.Constant)]
+            schema = {"enum": values}
+            kinds = {type(v) for v in values}
+            if len(kinds) == 1:
+                kind = kinds.pop()
+                mapped = {str: "string", int: "integer", float: "number", bool: "boolean"}.get(kind)
+                if mapped:
+                    schema["type"] = mapped
+            return schema, False
+        if head in ("list", "List", "set", "Set", "Sequence", "Iterable"):
+            items, _ = _schema_for(args[0])
+            schema = {"type": "array"}
+            if items:
+                schema["items"] = items
+            return schema, False
+        if head in ("dict", "Dict", "Mapping"):
+            schema = {"type": "object"}
+            if len(args) == 2:
+                values, _ = _schema_for(args[1])
+                if values:
+                    schema["additionalProperties"] = values
+            return schema, False
+        if head in ("tuple", "Tuple"):
+            return {"type": "array"}, False
+        if head == "Annotated":
+            return _schema_for(args[0])
+    name = _name_of(annotation)
+    return dict(_SIMPLE_TYPES.get(name, {})), False
+
+
+def _union_parts(node):
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return _union_parts(node.left) + _union_parts(node.right)
+    return [node]
+
+
+def _union(parts):
+    optional = any(_is_none(p) for p in parts)
+    schemas = [_schema_for(p)[0] for p in parts if not _is_none(p)]
+    if len(schemas) == 1:
+        return schemas[0], optional
+    if any(not s for s in schemas):
+        return {}, optional
+    return {"anyOf": schemas}, optional
+
+
+def _literal_default(node):
+    try:
+        value = ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False, None
+    if isinstance(value, (str, int, float, bool, type(None), list, dict)):
+        return True, value
+    return False, None
+
+
+def _param_docs(doc):
+    """Descriptions from a Google-style 'Args:' section."""
+    found = {}
+    if not doc:
+        return found
+    in_args = False
+    current = None
+    for raw in doc.splitlines():
+        line = raw.strip()
+        if line.lower() in ("args:", "arguments:", "parameters:", "params:"):
+            in_args = True
+            continue
+        if in_args:
+            if not line:
+                current = None
+                continue
+            if line.endswith(":") and " " not in line:
+                break
+            head, sep, rest = line.partition(":")
+            name = head.split("(")[0].strip()
+            if sep and name.isidentifier():
+                current = name
+                found[name] = rest.strip()
+            elif current:
+                found[current] = (found[current] + " " + line).strip()
+    return found
+
+
+def describe(source):
+    """(has_main, description, schema) from the code's top-level `main`."""
+    try:
+        tree = ast.parse(source, filename="<tool>", mode="exec")
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return False, None, None
+    main = None
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "main":
+            main = node
+    if main is None:
+        return False, None, None
+    doc = ast.get_docstring(main)
+    docs = _param_docs(doc)
+    args = main.args
+    properties = {}
+    required = []
+    positional = [*args.posonlyargs, *args.args]
+    defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+    params = list(zip(positional, defaults)) + list(zip(args.kwonlyargs, args.kw_defaults))
+    for arg, default in params:
+        if arg.arg in ("self", "cls"):
+            continue
+        schema, optional = _schema_for(arg.annotation)
+        if default is not None:
+            ok, value = _literal_default(default)
+            if ok:
+                schema["default"] = value
+        if arg.arg in docs and docs[arg.arg]:
+            schema["description"] = docs[arg.arg]
+        properties[arg.arg] = schema
+        if default is None and not optional:
+            required.append(arg.arg)
+    schema = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    if args.kwarg is None:
+        schema["additionalProperties"] = False
+    description = None
+    if doc:
+        # The summary: the docstring up to its Args section.
+        lines = []
+        for line in doc.splitlines():
+            if line.strip().lower() in ("args:", "arguments:", "parameters:", "params:", "returns:"):
+                break
+            lines.append(line)
+        description = "\n".join(lines).strip() or None
+    return True, description, schema
+
+
+# ---------------------------------------------------------------------------------------------
+# Restricted runtime
+# ---------------------------------------------------------------------------------------------
+
+_SAFE_BUILTIN_NAMES = (
+    "abs", "all", "any", "ascii", "bin", "bool", "bytearray", "bytes", "callable", "chr",
+    "complex", "dict", "divmod", "enumerate", "filter", "float", "frozenset", "hash", "hex",
+    "int", "isinstance", "issubclass", "iter", "len", "list", "map", "max", "min", "next",
+    "oct", "ord", "pow", "range", "repr", "reversed", "round", "set", "slice", "sorted", "str",
+    "sum", "tuple", "zip", "aiter", "anext", "format",
+    "True", "False", "None", "Ellipsis", "NotImplemented",
+    "BaseException", "Exception", "ArithmeticError", "AssertionError", "AttributeError",
+    "EOFError", "FloatingPointError", "IndexError", "KeyError", "LookupError", "MemoryError",
+    "NameError", "NotImplementedError", "OverflowError", "RecursionError", "RuntimeError",
+    "StopAsyncIteration", "StopIteration", "TimeoutError", "TypeError", "UnboundLocalError",
+    "UnicodeDecodeError", "UnicodeEncodeError", "UnicodeError", "ValueError",
+    "ZeroDivisionError", "ConnectionError", "PermissionError", "LookupError",
+)
+
+# Per-module attribute rules. Modules not listed expose every public, non-module attribute.
+# Listed modules expose only the given names (curated), or everything but the excluded names.
+_MODULE_ONLY = {
+    # The event loop, subprocesses, sockets and threads stay out of reach.
+    "asyncio": (
+        "sleep", "gather", "wait_for", "wait", "as_completed", "shield", "timeout",
+        "create_task", "TimeoutError", "CancelledError", "Queue", "Event", "Lock",
+        "Semaphore", "BoundedSemaphore", "Condition", "QueueEmpty", "QueueFull",
+        "FIRST_COMPLETED", "FIRST_EXCEPTION", "ALL_COMPLETED", "iscoroutine",
+        "iscoroutinefunction",
+    ),
+    # Only what annotations need: get_type_hints and ForwardRef would eval() strings.
+    "typing": (
+        "Any", "Optional", "Union", "List", "Dict", "Tuple", "Set", "FrozenSet", "Literal",
+        "Callable", "Iterable", "Iterator", "Sequence", "Mapping", "MutableMapping",
+        "Annotated", "TypedDict", "NamedTuple", "cast", "AsyncIterator", "Awaitable",
+        "Coroutine", "Generator", "AsyncGenerator", "DefaultDict", "Counter", "Deque",
+    ),
+}
+_MODULE_EXCLUDE = {
+    "string": ("Formatter",),
+    # singledispatch evaluates string annotations through get_type_hints.
+    "functools": ("singledispatch", "singledispatchmethod"),
+}
+
+
+def _public_attributes(module, name):
+    only = _MODULE_ONLY.get(name)
+    exclude = _MODULE_EXCLUDE.get(name, ())
+    names = only if only is not None else [n for n in dir(module) if not n.startswith("_")]
+    result = {}
+    for attr in names:
+        if attr in exclude or attr.startswith("_"):
+            continue
+        try:
+            value = getattr(module, attr)
+        except AttributeError:
+            continue
+        if isinstance(value, types.ModuleType):
+            continue
+        result[attr] = value
+    return result
+
+
+class ModuleTable:
+    """Builds proxy modules for an allowlist. Created per call, inside the worker."""
+
+    def __init__(self, allowed, importer):
+        self.allowed = frozenset(allowed)
+        self.importer = importer  # real import (from Rust: importlib.import_module or our `re`)
+        self.cache = {}
+
+    def proxy(self, name):
+        """The proxy for `name` (a dotted path whose every prefix is allowed or a package)."""
+        if name in self.cache:
+            return self.cache[name]
+        proxy = types.ModuleType(name)
+        if name in self.allowed:
+            real = self.importer(name)
+            for attr, value in _public_attributes(real, name).items():
+                setattr(proxy, attr, value)
+        prefix = name + "."
+        for other in self.allowed:
+            if other.startswith(prefix):
+                child = other[len(prefix):].split(".")[0]
+                setattr(proxy, child, self.proxy(prefix + child))
+        self.cache[name] = proxy
+        return proxy
+
+    def import_(self, name, globals=None, locals=None, fromlist=(), level=0):
+        if level != 0:
+            raise ImportError("relative imports are not allowed")
+        allowed_here = name in self.allowed or any(m.startswith(name + ".") for m in self.allowed)
+        if fromlist:
+            for item in fromlist:
+                if item.startswith("_"):
+                    raise ImportError(f"cannot import {item!r} from {name!r}")
+            if not allowed_here and not any(f"{name}.{i}" in self.allowed for i in fromlist):
+                raise ImportError(f"the module {name!r} is not in this tool's allowed modules")
+            return self.proxy(name)
+        if not allowed_here:
+            raise ImportError(f"the module {name!r} is not in this tool's allowed modules")
+        # `import a.b` binds `a`.
+        return self.proxy(name.split(".")[0])
+
+
+class Response:
+    """What `await http.get(...)` returns: an httpx-like response."""
+
+    __slots__ = ("status_code", "headers", "content", "url")
+
+    def __init__(self, status_code, headers, content, url):
+        self.status_code = status_code
+        self.headers = headers
+        self.content = content
+        self.url = url
+
+    @property
+    def text(self):
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self):
+        import json as _json
+        return _json.loads(self.content)
+
+    @property
+    def is_success(self):
+        return 200 <= self.status_code < 300
+
+    @property
+    def ok(self):
+        return self.is_success
+
+    def raise_for_status(self):
+        if not self.is_success:
+            raise HTTPStatusError(f"HTTP {self.status_code} for {self.url}")
+        return self
+
+    def __repr__(self):
+        return f"<Response [{self.status_code}]>"
+
+
+class HTTPStatusError(Exception):
+    pass
+
+
+class HTTPError(Exception):
+    pass
+
+
+class Headers(dict):
+    """Case-insensitive header lookup for responses."""
+
+    def __getitem__(self, key):
+        return dict.__getitem__(self, key.lower())
+
+    def get(self, key, default=None):
+        return dict.get(self, key.lower(), default)
+
+    def __contains__(self, key):
+        return dict.__contains__(self, key.lower())
+
+
+def make_http(send):
+    """The `http` global. `send(dict) -> dict` is the Rust broker call (blocking on the
+    supervisor socket); it is reachable only through these closures."""
+    import base64 as _b64
+    import json as _json
+    import urllib.parse as _parse
+
+    class Client:
+        __slots__ = ()
+
+        async def request(self, method, url, *, params=None, headers=None, json=None, data=None,
+                          content=None, timeout=None, follow_redirects=True):
+            if not isinstance(url, str):
+                raise TypeError("url must be a string")
+            if params:
+                query = _parse.urlencode(params, doseq=True)
+                url = url + ("&" if "?" in url else "?") + query
+            header_list = [[str(k), str(v)] for k, v in (headers or {}).items()]
+            body = b""
+            if json is not None:
+                body = _json.dumps(json).encode()
+                if not any(k.lower() == "content-type" for k, _ in header_list):
+                    header_list.append(["content-type", "application/json"])
+            elif data is not None:
+                if isinstance(data, dict):
+                    body = _parse.urlencode(data, doseq=True).encode()
+                    if not any(k.lower() == "content-type" for k, _ in header_list):
+                        header_list.append(["content-type", "application/x-www-form-urlencoded"])
+                else:
+                    body = data.encode() if isinstance(data, str) else bytes(data)
+            elif content is not None:
+                body = content.encode() if isinstance(content, str) else bytes(content)
+            reply = send({
+                "method": str(method).upper(),
+                "url": url,
+                "headers": header_list,
+                "body": _b64.b64encode(body).decode(),
+                "timeout_ms": int(timeout * 1000) if timeout else None,
+                "follow_redirects": bool(follow_redirects),
+            })
+            if "error" in reply:
+                raise HTTPError(reply["error"])
+            return Response(
+                reply["status"],
+                Headers((k.lower(), v) for k, v in reply["headers"]),
+                _b64.b64decode(reply["body"]),
+                reply["url"],
+            )
+
+        async def get(self, url, **kwargs):
+            return await self.request("GET", url, **kwargs)
+
+        async def post(self, url, **kwargs):
+            return await self.request("POST", url, **kwargs)
+
+        async def put(self, url, **kwargs):
+            return await self.request("PUT", url, **kwargs)
+
+        async def patch(self, url, **kwargs):
+            return await self.request("PATCH", url, **kwargs)
+
+        async def delete(self, url, **kwargs):
+            return await self.request("DELETE", url, **kwargs)
+
+        async def head(self, url, **kwargs):
+            return await self.request("HEAD", url, **kwargs)
+
+        async def options(self, url, **kwargs):
+            return await self.request("OPTIONS", url, **kwargs)
+
+    return Client()
+
+
+def make_print(write):
+    """`print` for tools: text goes to the capped capture buffer in Rust, never to a real fd."""
+
+    def print(*values, sep=" ", end="\n", file=None, flush=False):
+        if sep is None:
+            sep = " "
+        if end is None:
+            end = "\n"
+        write(str(sep).join(str(v) for v in values) + str(end))
+
+    return print
+
+
+def make_globals(allowed, importer, secrets, send, write):
+    """A fresh globals dict for one tool run."""
+    table = ModuleTable(allowed, importer)
+    builtins = {}
+    import builtins as real_builtins
+    for name in _SAFE_BUILTIN_NAMES:
+        builtins[name] = getattr(real_builtins, name)
+    builtins["__import__"] = table.import_
+    builtins["__build_class__"] = real_builtins.__build_class__
+    builtins["print"] = make_print(write)
+    builtins["HTTPError"] = HTTPError
+    builtins["HTTPStatusError"] = HTTPStatusError
+    globals_ = {
+        "__builtins__": builtins,
+        "__name__": "tool",
+        "secrets": types.MappingProxyType(dict(secrets)),
+        "http": make_http(send),
+    }
+    # The reference system gave tools `json` and `datetime` without an import; keep that.
+    for name in ("json", "datetime"):
+        if name in table.allowed:
+            globals_[name] = table.proxy(name)
+    return globals_
+
+
+def load(source, allowed, importer, secrets, send, write):
+    """Compiles and executes the module body; returns `main`."""
+    code = compile(source, "<tool>", "exec", dont_inherit=True)
+    globals_ = make_globals(allowed, importer, secrets, send, write)
+    exec(code, globals_)
+    main = globals_.get("main")
+    if not callable(main):
+        raise LookupError("the code defines no main function")
+    return main
+
+
+def call(main, arguments, loop):
+    """Calls main(**arguments); runs it to completion on `loop` if it is a coroutine."""
+    result = main(**arguments)
+    if asyncio.iscoroutine(result):
+        result = loop.run_until_complete(result)
+    return result
+
+
+def make_importer(overrides):
+    """The real import behind proxies: our own modules (e.g. the linear-time `re`) first."""
+    import importlib
+
+    def importer(name):
+        if name in overrides:
+            return overrides[name]
+        return importlib.import_module(name)
+
+    return importer

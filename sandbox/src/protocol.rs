@@ -1,0 +1,111 @@
+//! Messages inside the sandbox (not seen by the origin): supervisor ↔ zygote over a
+//! SOCK_SEQPACKET control socket (one JSON message per packet; worker sockets ride along as
+//! SCM_RIGHTS), and supervisor ↔ worker over the worker's socketpair (length-prefixed frames).
+
+use std::collections::BTreeMap;
+
+use contract::sandbox::{Layers, ToolError, Usage, ValidateResponse};
+use serde::{Deserialize, Serialize};
+
+/// Largest frame a worker may send (its result and stdout are capped well below this).
+pub const MAX_WORKER_FRAME: u32 = 12 * 1024 * 1024;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ZygoteCommand {
+    Spawn,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ZygoteMessage {
+    /// Python is loaded; the zygote's own layers (network namespace, environment).
+    Ready {
+        network_namespace: bool,
+        clean_environment: bool,
+    },
+    /// A worker was forked; its socket is attached to this packet.
+    Spawned { pid: i32 },
+    /// A worker was reaped.
+    Exited { pid: i32, exit: ExitInfo },
+    /// Forking failed.
+    SpawnFailed { message: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub usage: Usage,
+}
+
+/// Supervisor → worker: the one job of this worker's life.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Job {
+    Execute {
+        code: String,
+        arguments: String,
+        modules: Vec<String>,
+        secrets: BTreeMap<String, String>,
+        memory_mb: u64,
+        stdout_bytes: u64,
+        result_bytes: u64,
+    },
+    Validate {
+        code: String,
+        modules: Vec<String>,
+    },
+}
+
+/// Worker → supervisor.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WorkerMessage {
+    /// Sent once the worker is hardened and waiting for its job.
+    Ready {
+        layers: Layers,
+    },
+    Http(HttpRequest),
+    Done(Outcome),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    Executed {
+        /// JSON text of the result, or the error.
+        result: Result<String, ToolError>,
+        stdout: String,
+        stdout_truncated: bool,
+        usage: Usage,
+    },
+    Validated(ValidateResponse),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HttpRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    /// Base64.
+    pub body: String,
+    pub timeout_ms: Option<u64>,
+    pub follow_redirects: bool,
+}
+
+/// Supervisor → worker, in reply to `Http`. Untagged: the Python side checks for `error`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum HttpReply {
+    Response {
+        status: u16,
+        headers: Vec<(String, String)>,
+        /// Base64.
+        body: String,
+        url: String,
+    },
+    Refused {
+        error: String,
+    },
+}

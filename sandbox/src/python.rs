@@ -1,0 +1,580 @@
+//! The embedded interpreter: start-up (in the zygote), and running one job (in a worker).
+//!
+//! Everything here that touches tool-controlled objects is careful to run no Python code of the
+//! tool's: results are walked with C-level accessors (`PyDict_Next`, list indexing, the value
+//! inside an int/float/str), so a result whose methods are traps never gets a chance to run.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Write;
+use std::mem::ManuallyDrop;
+use std::os::fd::FromRawFd;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use contract::sandbox::{CodeError, ErrorKind, ToolError, Usage, ValidateResponse};
+use pyo3::exceptions::{PyImportError, PyMemoryError, PyRecursionError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyModule, PyString, PyTuple};
+
+use crate::error::Error;
+use crate::frame;
+use crate::protocol::{HttpReply, HttpRequest, MAX_WORKER_FRAME, Outcome, WorkerMessage};
+
+const RUNTIME_SOURCE: &str = include_str!("../python/runtime.py");
+/// Where the interpreter this binary was built against lives (see build.rs).
+pub const PYTHON_HOME: &str = env!("MCPBOX_PYTHON_HOME");
+
+/// Starts CPython with an isolated configuration: no environment variables, no user or site
+/// packages, no signal handlers (the supervisor owns signals), no bytecode writes.
+pub fn initialize() -> Result<(), Error> {
+    use pyo3::ffi;
+    let home = CString::new(PYTHON_HOME).map_err(|_| Error::Python("bad PYTHON_HOME".into()))?;
+    // SAFETY: the documented PyConfig protocol: init, set fields, initialise, clear. Runs once,
+    // on the main thread, before any other Python call.
+    unsafe {
+        let mut config = std::mem::MaybeUninit::<ffi::PyConfig>::zeroed();
+        ffi::PyConfig_InitIsolatedConfig(config.as_mut_ptr());
+        let config_ptr = config.as_mut_ptr();
+        (*config_ptr).site_import = 0;
+        (*config_ptr).install_signal_handlers = 0;
+        (*config_ptr).write_bytecode = 0;
+        (*config_ptr).user_site_directory = 0;
+        (*config_ptr).faulthandler = 0;
+        let status =
+            ffi::PyConfig_SetBytesString(config_ptr, &mut (*config_ptr).home, home.as_ptr());
+        if ffi::PyStatus_Exception(status) != 0 {
+            ffi::PyConfig_Clear(config_ptr);
+            return Err(Error::Python("could not set the Python home".into()));
+        }
+        let status = ffi::Py_InitializeFromConfig(config_ptr);
+        ffi::PyConfig_Clear(config_ptr);
+        if ffi::PyStatus_Exception(status) != 0 {
+            return Err(Error::Python("the embedded Python failed to start".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Loads the runtime module and imports every module a default tool may use, so forked workers
+/// start with them in memory. Returns the runtime module and the directories Python may still
+/// need to read (for modules imported lazily), for Landlock.
+pub fn preload(py: Python<'_>) -> Result<(Py<PyModule>, Vec<String>), Error> {
+    let runtime = PyModule::from_code(
+        py,
+        &CString::new(RUNTIME_SOURCE).map_err(|_| Error::Python("NUL in runtime".into()))?,
+        c"mcpbox_runtime.py",
+        c"mcpbox_runtime",
+    )
+    .map_err(|err| Error::Python(format!("runtime: {err}")))?;
+    let importlib = py.import("importlib").map_err(py_error)?;
+    let extra = [
+        "_strptime",
+        "encodings.idna",
+        "json.decoder",
+        "asyncio.base_events",
+    ];
+    for name in contract::sandbox::DEFAULT_MODULES
+        .iter()
+        .filter(|m| **m != "re")
+        .chain(&extra)
+    {
+        importlib
+            .call_method1("import_module", (*name,))
+            .map_err(py_error)?;
+    }
+    let sys = py.import("sys").map_err(py_error)?;
+    let paths: Vec<String> = sys
+        .getattr("path")
+        .and_then(|p| p.extract())
+        .map_err(py_error)?;
+    let readable = paths
+        .into_iter()
+        .filter(|p| std::path::Path::new(p).is_dir())
+        .collect();
+    Ok((runtime.unbind(), readable))
+}
+
+fn py_error(err: PyErr) -> Error {
+    Error::Python(err.to_string())
+}
+
+// --- State of the one job a worker runs ------------------------------------------------------
+
+/// The worker's socket to the supervisor (fd), used by the `http` bridge.
+static SUPERVISOR_FD: AtomicI32 = AtomicI32::new(-1);
+/// Captured `print` output.
+static CAPTURE: Mutex<Capture> = Mutex::new(Capture {
+    text: String::new(),
+    cap: 0,
+    truncated: false,
+});
+
+struct Capture {
+    text: String,
+    cap: usize,
+    truncated: bool,
+}
+
+pub fn set_supervisor_fd(fd: i32) {
+    SUPERVISOR_FD.store(fd, Ordering::SeqCst);
+}
+
+fn supervisor_file() -> ManuallyDrop<File> {
+    // SAFETY: the fd stays open for the worker's whole life; ManuallyDrop never closes it.
+    ManuallyDrop::new(unsafe { File::from_raw_fd(SUPERVISOR_FD.load(Ordering::SeqCst)) })
+}
+
+/// `print` lands here.
+#[pyfunction]
+fn capture_write(text: &str) {
+    let mut capture = CAPTURE.lock().unwrap_or_else(|p| p.into_inner());
+    if capture.truncated {
+        return;
+    }
+    let room = capture.cap.saturating_sub(capture.text.len());
+    if text.len() <= room {
+        capture.text.push_str(text);
+    } else {
+        let mut end = room;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        capture.text.push_str(&text[..end]);
+        capture.truncated = true;
+    }
+}
+
+/// `http.*` lands here: one request to the supervisor's broker, waiting for its reply.
+#[pyfunction]
+fn broker_send(py: Python<'_>, request: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let json = to_json(request, 1 << 24).map_err(|err| PyValueError::new_err(err.0))?;
+    let request: HttpRequest = serde_json::from_str(&json)
+        .map_err(|err| PyValueError::new_err(format!("bad http request: {err}")))?;
+    let mut file = supervisor_file();
+    frame::write_sync(&mut *file, &WorkerMessage::Http(request))
+        .map_err(|err| PyValueError::new_err(format!("sandbox broker unavailable: {err}")))?;
+    let reply: HttpReply = frame::read_sync(&mut *file, MAX_WORKER_FRAME)
+        .map_err(|err| PyValueError::new_err(format!("sandbox broker unavailable: {err}")))?;
+    let value =
+        serde_json::to_value(reply).map_err(|err| PyValueError::new_err(err.to_string()))?;
+    Ok(from_json(py, &value)?.unbind())
+}
+
+pub struct ExecuteJob<'a> {
+    pub code: &'a str,
+    pub arguments: &'a str,
+    pub modules: &'a [String],
+    pub secrets: &'a std::collections::BTreeMap<String, String>,
+    pub stdout_bytes: u64,
+    pub result_bytes: u64,
+}
+
+/// Runs a tool: static check, load, call, serialise. Never panics on tool behaviour.
+pub fn execute(
+    py: Python<'_>,
+    runtime: &Bound<'_, PyModule>,
+    event_loop: &Bound<'_, PyAny>,
+    job: ExecuteJob<'_>,
+) -> Outcome {
+    {
+        let mut capture = CAPTURE.lock().unwrap_or_else(|p| p.into_inner());
+        capture.cap = usize::try_from(job.stdout_bytes).unwrap_or(usize::MAX);
+    }
+    let result = execute_inner(py, runtime, event_loop, &job);
+    let capture = CAPTURE.lock().unwrap_or_else(|p| p.into_inner());
+    Outcome::Executed {
+        result,
+        stdout: capture.text.clone(),
+        stdout_truncated: capture.truncated,
+        usage: self_usage(),
+    }
+}
+
+fn execute_inner(
+    py: Python<'_>,
+    runtime: &Bound<'_, PyModule>,
+    event_loop: &Bound<'_, PyAny>,
+    job: &ExecuteJob<'_>,
+) -> Result<String, ToolError> {
+    let errors = static_check(runtime, job.code, job.modules)?;
+    if let Some(first) = errors.first() {
+        let message = errors
+            .iter()
+            .map(|e| format!("line {}: {}", e.line, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(ToolError {
+            kind: ErrorKind::Validation,
+            message,
+            line: Some(first.line),
+        });
+    }
+    let arguments: serde_json::Value =
+        serde_json::from_str(job.arguments).map_err(|err| ToolError {
+            kind: ErrorKind::Arguments,
+            message: format!("the arguments are not valid JSON: {err}"),
+            line: None,
+        })?;
+    if !arguments.is_object() {
+        return Err(ToolError {
+            kind: ErrorKind::Arguments,
+            message: "the arguments must be a JSON object".into(),
+            line: None,
+        });
+    }
+    let internal = |err: PyErr| tool_error(py, err);
+    let arguments = from_json(py, &arguments).map_err(internal)?;
+    let arguments = arguments.cast_into::<PyDict>().map_err(|_| ToolError {
+        kind: ErrorKind::Internal,
+        message: "arguments did not convert to a dict".into(),
+        line: None,
+    })?;
+    let overrides = PyDict::new(py);
+    overrides
+        .set_item("re", crate::regex_module::module(py).map_err(internal)?)
+        .map_err(internal)?;
+    let importer = runtime
+        .call_method1("make_importer", (overrides,))
+        .map_err(internal)?;
+    let secrets = PyDict::new(py);
+    for (key, value) in job.secrets {
+        secrets.set_item(key, value).map_err(internal)?;
+    }
+    let send = wrap_pyfunction!(broker_send, py).map_err(internal)?;
+    let write = wrap_pyfunction!(capture_write, py).map_err(internal)?;
+    let modules = PyList::new(py, job.modules).map_err(internal)?;
+    let main = runtime
+        .call_method1("load", (job.code, modules, importer, secrets, send, write))
+        .map_err(|err| {
+            let mut error = tool_error(py, err);
+            if error
+                .message
+                .starts_with("LookupError: the code defines no main")
+            {
+                error.kind = ErrorKind::Validation;
+                error.message = "the code must define a function named main".into();
+            }
+            error
+        })?;
+    let result = runtime
+        .call_method1("call", (main, arguments, event_loop))
+        .map_err(|err| tool_error(py, err))?;
+    let limit = usize::try_from(job.result_bytes).unwrap_or(usize::MAX);
+    to_json(&result, limit).map_err(|err| ToolError {
+        kind: ErrorKind::Result,
+        message: err.0,
+        line: None,
+    })
+}
+
+fn static_check(
+    runtime: &Bound<'_, PyModule>,
+    code: &str,
+    modules: &[String],
+) -> Result<Vec<CodeError>, ToolError> {
+    let py = runtime.py();
+    let found = runtime
+        .call_method1(
+            "check",
+            (
+                code,
+                PyList::new(py, modules).map_err(|e| tool_error(py, e))?,
+            ),
+        )
+        .map_err(|err| tool_error(py, err))?;
+    let found: Vec<(u32, u32, String)> = found.extract().map_err(|err| tool_error(py, err))?;
+    Ok(found
+        .into_iter()
+        .map(|(line, col, message)| CodeError { line, col, message })
+        .collect())
+}
+
+/// Validation: the static check plus `main`'s schema. Runs in a worker like execution does,
+/// because parsing hostile source is itself untrusted work.
+pub fn validate(runtime: &Bound<'_, PyModule>, code: &str, modules: &[String]) -> Outcome {
+    let mut errors = match static_check(runtime, code, modules) {
+        Ok(errors) => errors,
+        Err(err) => vec![CodeError {
+            line: err.line.unwrap_or(1),
+            col: 1,
+            message: err.message,
+        }],
+    };
+    let described = runtime
+        .call_method1("describe", (code,))
+        .and_then(|d| d.extract::<(bool, Option<String>, Option<Bound<'_, PyAny>>)>());
+    let (has_main, description, schema) = match described {
+        Ok((has_main, description, schema)) => {
+            let schema = schema.and_then(|s| to_json(&s, 1 << 20).ok());
+            (has_main, description, schema)
+        }
+        Err(_) => (false, None, None),
+    };
+    if !has_main && errors.is_empty() {
+        errors.push(CodeError {
+            line: 1,
+            col: 1,
+            message: "the code must define a function named main".into(),
+        });
+    }
+    Outcome::Validated(ValidateResponse {
+        valid: errors.is_empty() && has_main,
+        has_main,
+        errors,
+        input_schema: schema,
+        description,
+    })
+}
+
+/// A tool's exception as a `ToolError` with its kind and the line in the tool's source.
+fn tool_error(py: Python<'_>, err: PyErr) -> ToolError {
+    let kind = if err.is_instance_of::<PyMemoryError>(py) {
+        ErrorKind::Memory
+    } else if err.is_instance_of::<PyImportError>(py) {
+        ErrorKind::Import
+    } else {
+        ErrorKind::Runtime
+    };
+    let type_name = err
+        .get_type(py)
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "Exception".to_owned());
+    let detail = if err.is_instance_of::<PyRecursionError>(py) {
+        "maximum recursion depth exceeded".to_owned()
+    } else {
+        err.value(py)
+            .str()
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    };
+    let mut message = if detail.is_empty() {
+        type_name
+    } else {
+        format!("{type_name}: {detail}")
+    };
+    if message.len() > 4000 {
+        let mut end = 4000;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    ToolError {
+        kind,
+        message,
+        line: tool_line(py, &err),
+    }
+}
+
+/// The innermost traceback line that is in the tool's own source.
+fn tool_line(py: Python<'_>, err: &PyErr) -> Option<u32> {
+    let mut line = None;
+    let mut current = err.traceback(py).map(Bound::into_any);
+    while let Some(tb) = current {
+        let in_tool = tb
+            .getattr("tb_frame")
+            .and_then(|f| f.getattr("f_code"))
+            .and_then(|c| c.getattr("co_filename"))
+            .and_then(|n| n.extract::<String>())
+            .is_ok_and(|name| name == "<tool>");
+        if in_tool {
+            line = tb
+                .getattr("tb_lineno")
+                .and_then(|l| l.extract::<u32>())
+                .ok()
+                .or(line);
+        }
+        current = tb.getattr("tb_next").ok().filter(|next| !next.is_none());
+    }
+    line
+}
+
+fn self_usage() -> Usage {
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let ms = |tv: libc::timeval| (tv.tv_sec as u64) * 1000 + (tv.tv_usec as u64) / 1000;
+    Usage {
+        cpu_ms: ms(usage.ru_utime) + ms(usage.ru_stime),
+        max_rss_kb: usage.ru_maxrss as u64,
+    }
+}
+
+pub fn flush_stdio() {
+    let _ = std::io::stdout().flush();
+}
+
+// --- JSON ⇄ Python ----------------------------------------------------------------------------
+
+pub struct JsonError(pub String);
+
+const MAX_DEPTH: usize = 64;
+
+/// Serialises a Python value to JSON text using exact type checks and C-level access only.
+pub fn to_json(value: &Bound<'_, PyAny>, limit: usize) -> Result<String, JsonError> {
+    let mut out = String::new();
+    write_json(value, 0, limit, &mut out)?;
+    Ok(out)
+}
+
+fn write_json(
+    value: &Bound<'_, PyAny>,
+    depth: usize,
+    limit: usize,
+    out: &mut String,
+) -> Result<(), JsonError> {
+    if out.len() > limit {
+        return Err(JsonError(format!(
+            "the result is larger than the limit of {limit} bytes"
+        )));
+    }
+    if depth > MAX_DEPTH {
+        return Err(JsonError(format!(
+            "the result is nested deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    if value.is_none() {
+        out.push_str("null");
+    } else if let Ok(b) = value.cast::<PyBool>() {
+        out.push_str(if b.is_true() { "true" } else { "false" });
+    } else if let Ok(i) = value.cast::<PyInt>() {
+        match i.extract::<i128>() {
+            Ok(n) => out.push_str(&n.to_string()),
+            Err(_) => {
+                return Err(JsonError(
+                    "the result has an integer too large for JSON".into(),
+                ));
+            }
+        }
+    } else if let Ok(f) = value.cast::<PyFloat>() {
+        let x = f.value();
+        if !x.is_finite() {
+            return Err(JsonError(
+                "the result has a NaN or infinite number, which JSON cannot hold".into(),
+            ));
+        }
+        out.push_str(
+            &serde_json::Number::from_f64(x)
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "null".into()),
+        );
+    } else if let Ok(s) = value.cast::<PyString>() {
+        let text = s
+            .to_str()
+            .map_err(|_| JsonError("the result has a string that is not valid Unicode".into()))?;
+        push_json_string(text, out);
+    } else if let Ok(dict) = value.cast::<PyDict>() {
+        out.push('{');
+        for (index, (key, item)) in dict.iter().enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            push_json_string(&json_key(&key)?, out);
+            out.push(':');
+            write_json(&item, depth + 1, limit, out)?;
+        }
+        out.push('}');
+    } else if let Ok(list) = value.cast::<PyList>() {
+        out.push('[');
+        for index in 0..list.len() {
+            if index > 0 {
+                out.push(',');
+            }
+            let item = list
+                .get_item(index)
+                .map_err(|_| JsonError("the result list changed while being read".into()))?;
+            write_json(&item, depth + 1, limit, out)?;
+        }
+        out.push(']');
+    } else if let Ok(tuple) = value.cast::<PyTuple>() {
+        out.push('[');
+        for (index, item) in tuple.iter().enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            write_json(&item, depth + 1, limit, out)?;
+        }
+        out.push(']');
+    } else {
+        let type_name = value
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| "object".into());
+        return Err(JsonError(format!(
+            "main returned a value of type {type_name}, which is not JSON (use dict, list, str, int, float, bool or None)"
+        )));
+    }
+    Ok(())
+}
+
+/// Object keys: strings as they are; numbers, booleans and None as json.dumps would write them.
+fn json_key(key: &Bound<'_, PyAny>) -> Result<String, JsonError> {
+    if let Ok(s) = key.cast::<PyString>() {
+        return s
+            .to_str()
+            .map(str::to_owned)
+            .map_err(|_| JsonError("a result key is not valid Unicode".into()));
+    }
+    if key.is_none() {
+        return Ok("null".into());
+    }
+    if let Ok(b) = key.cast::<PyBool>() {
+        return Ok(if b.is_true() { "true" } else { "false" }.into());
+    }
+    if let Ok(i) = key.cast::<PyInt>() {
+        if let Ok(n) = i.extract::<i128>() {
+            return Ok(n.to_string());
+        }
+    }
+    if let Ok(f) = key.cast::<PyFloat>() {
+        return Ok(f.value().to_string());
+    }
+    Err(JsonError(
+        "the result has a dict key that is not a string".into(),
+    ))
+}
+
+fn push_json_string(text: &str, out: &mut String) {
+    // serde_json's escaping; writing into a String cannot fail.
+    out.push_str(&serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into()));
+}
+
+/// Builds Python objects from JSON (arguments, broker replies).
+pub fn from_json<'py>(py: Python<'py>, value: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
+    use pyo3::IntoPyObjectExt;
+    Ok(match value {
+        serde_json::Value::Null => py.None().into_bound(py),
+        serde_json::Value::Bool(b) => b.into_bound_py_any(py)?,
+        serde_json::Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                i.into_bound_py_any(py)?
+            } else if let Some(u) = n.as_u64() {
+                u.into_bound_py_any(py)?
+            } else {
+                n.as_f64().unwrap_or(f64::NAN).into_bound_py_any(py)?
+            }
+        }
+        serde_json::Value::String(s) => s.into_bound_py_any(py)?,
+        serde_json::Value::Array(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(from_json(py, item)?)?;
+            }
+            list.into_any()
+        }
+        serde_json::Value::Object(map) => {
+            let dict = PyDict::new(py);
+            for (key, item) in map {
+                dict.set_item(key, from_json(py, item)?)?;
+            }
+            dict.into_any()
+        }
+    })
+}
