@@ -38,6 +38,21 @@ FORBIDDEN_ATTRIBUTE_PREFIXES = ("gi_", "cr_", "ag_", "f_", "tb_", "co_")
 
 MAX_NODES = 50_000
 
+# Modules no allowlist can enable: each would hand tools a way around the restricted runtime
+# (attribute getters by string, code/frame objects, raw file descriptors, processes, sockets)
+# or is pointless under the OS layers. Matched on the first dotted component.
+NEVER_IMPORTABLE = frozenset({
+    "os", "sys", "builtins", "importlib", "ctypes", "gc", "inspect", "types", "code", "codeop",
+    "operator", "pickle", "marshal", "shelve", "copyreg", "subprocess", "socket", "ssl",
+    "select", "selectors", "threading", "multiprocessing", "concurrent", "signal", "pty", "tty",
+    "termios", "resource", "posix", "pwd", "grp", "io", "mmap", "fcntl", "shutil", "tempfile",
+    "pathlib", "glob", "fileinput", "zipimport", "pkgutil", "runpy", "site", "sysconfig",
+    "platform", "traceback", "linecache", "tracemalloc", "faulthandler", "pdb", "bdb", "trace",
+    "warnings", "weakref", "atexit", "http", "ftplib", "smtplib", "telnetlib",
+    "xmlrpc", "webbrowser", "ensurepip", "venv", "distutils", "setuptools", "pip", "getpass",
+    "zipfile", "tarfile", "sqlite3", "dbm",
+})
+
 
 def _bad_name(name):
     """Why a name is refused, or None."""
@@ -57,7 +72,7 @@ def _bad_attribute(name):
 
 
 def _module_allowed(name, modules):
-    return name in modules
+    return name in modules and name.split(".")[0] not in NEVER_IMPORTABLE
 
 
 class _Checker(ast.NodeVisitor):
@@ -499,7 +514,7 @@ class ModuleTable:
     """Builds proxy modules for an allowlist. Created per call, inside the worker."""
 
     def __init__(self, allowed, importer):
-        self.allowed = frozenset(allowed)
+        self.allowed = frozenset(m for m in allowed if m.split(".")[0] not in NEVER_IMPORTABLE)
         self.importer = importer  # real import (from Rust: importlib.import_module or our `re`)
         self.cache = {}
 
@@ -523,6 +538,8 @@ class ModuleTable:
     def import_(self, name, globals=None, locals=None, fromlist=(), level=0):
         if level != 0:
             raise ImportError("relative imports are not allowed")
+        if not isinstance(name, str) or name.split(".")[0] in NEVER_IMPORTABLE:
+            raise ImportError(f"the module {name!r} can never be imported by tools")
         allowed_here = name in self.allowed or any(m.startswith(name + ".") for m in self.allowed)
         if fromlist:
             for item in fromlist:
@@ -719,7 +736,8 @@ def load(source, allowed, importer, secrets, send, write):
 def call(main, arguments, loop):
     """Calls main(**arguments); runs it to completion on `loop` if it is a coroutine."""
     result = main(**arguments)
-    if asyncio.iscoroutine(result):
+    # types.CoroutineType, not asyncio.iscoroutine: the latter also accepts plain generators.
+    if isinstance(result, types.CoroutineType):
         result = loop.run_until_complete(result)
     return result
 
@@ -734,3 +752,11 @@ def make_importer(overrides):
         return importlib.import_module(name)
 
     return importer
+
+
+def load_unguarded(source, send, write):
+    """Layer tests only: full builtins and no static check, so the OS layers are attacked
+    directly. Reachable only through a supervisor built with `Config::unguarded_python`."""
+    globals_ = {"__name__": "tool", "http": make_http(send), "print": make_print(write), "secrets": {}}
+    exec(compile(source, "<tool>", "exec", dont_inherit=True), globals_)
+    return globals_["main"]

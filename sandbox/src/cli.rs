@@ -26,7 +26,10 @@ pub enum Command {
     Doctor,
     /// Internal: the zygote process (started by the supervisor).
     #[command(hide = true)]
-    Zygote,
+    Zygote {
+        #[arg(long, hide = true)]
+        unguarded_python_for_layer_tests: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +79,7 @@ fn config(pool_size: usize) -> anyhow::Result<Config> {
     Ok(Config {
         pool_size,
         program: std::env::current_exe()?,
+        unguarded_python: false,
     })
 }
 
@@ -91,8 +95,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let supervisor = Supervisor::start(config(args.pool_size.max(1))?).await?;
     supervisor.wait_ready().await?;
-    crate::server::serve(supervisor, &args.socket, key).await?;
-    Ok(())
+    let served = crate::server::serve(supervisor.clone(), &args.socket, key).await;
+    supervisor.shutdown();
+    Ok(served?)
 }
 
 /// Exit status 0 whenever the sandbox itself worked (even if the tool failed); 2 for usage.
@@ -138,6 +143,7 @@ pub async fn exec(args: ExecArgs) -> i32 {
         }
     };
     let response = supervisor.execute(request).await;
+    supervisor.shutdown();
     let result = response
         .result
         .as_deref()
@@ -174,6 +180,7 @@ pub async fn doctor() -> i32 {
         return 1;
     }
     let layers = supervisor.health().layers;
+    supervisor.shutdown();
     let rows = [
         (
             "static_check",

@@ -4,8 +4,11 @@ use sandbox::cli::{self, Cli, Command};
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The zygote must stay single-threaded: no runtime, no logging threads.
-    if let Command::Zygote = cli.command {
-        sandbox::zygote::run();
+    if let Command::Zygote {
+        unguarded_python_for_layer_tests,
+    } = cli.command
+    {
+        sandbox::zygote::run(unguarded_python_for_layer_tests);
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -32,7 +35,7 @@ fn main() -> std::process::ExitCode {
             },
             Command::Exec(args) => cli::exec(args).await,
             Command::Doctor => cli::doctor().await,
-            Command::Zygote => unreachable!("handled before the runtime starts"),
+            Command::Zygote { .. } => unreachable!("handled before the runtime starts"),
         }
     });
     std::process::ExitCode::from(status as u8)

@@ -168,6 +168,8 @@ pub struct ExecuteJob<'a> {
     pub secrets: &'a std::collections::BTreeMap<String, String>,
     pub stdout_bytes: u64,
     pub result_bytes: u64,
+    /// Layer tests only: skip the Python-level guards (see `Config::unguarded_python`).
+    pub unguarded: bool,
 }
 
 /// Runs a tool: static check, load, call, serialise. Never panics on tool behaviour.
@@ -197,6 +199,9 @@ fn execute_inner(
     event_loop: &Bound<'_, PyAny>,
     job: &ExecuteJob<'_>,
 ) -> Result<String, ToolError> {
+    if job.unguarded {
+        return execute_unguarded(py, runtime, event_loop, job);
+    }
     let errors = static_check(runtime, job.code, job.modules)?;
     if let Some(first) = errors.first() {
         let message = errors
@@ -262,6 +267,27 @@ fn execute_inner(
         .map_err(|err| tool_error(py, err))?;
     let limit = usize::try_from(job.result_bytes).unwrap_or(usize::MAX);
     to_json(&result, limit).map_err(|err| ToolError {
+        kind: ErrorKind::Result,
+        message: err.0,
+        line: None,
+    })
+}
+
+fn execute_unguarded(
+    py: Python<'_>,
+    runtime: &Bound<'_, PyModule>,
+    event_loop: &Bound<'_, PyAny>,
+    job: &ExecuteJob<'_>,
+) -> Result<String, ToolError> {
+    let send = wrap_pyfunction!(broker_send, py).map_err(|e| tool_error(py, e))?;
+    let write = wrap_pyfunction!(capture_write, py).map_err(|e| tool_error(py, e))?;
+    let main = runtime
+        .call_method1("load_unguarded", (job.code, send, write))
+        .map_err(|e| tool_error(py, e))?;
+    let result = runtime
+        .call_method1("call", (main, PyDict::new(py), event_loop))
+        .map_err(|e| tool_error(py, e))?;
+    to_json(&result, 1 << 20).map_err(|err| ToolError {
         kind: ErrorKind::Result,
         message: err.0,
         line: None,
@@ -420,6 +446,9 @@ const MAX_DEPTH: usize = 64;
 pub fn to_json(value: &Bound<'_, PyAny>, limit: usize) -> Result<String, JsonError> {
     let mut out = String::new();
     write_json(value, 0, limit, &mut out)?;
+    if out.len() > limit {
+        return Err(too_large(limit));
+    }
     Ok(out)
 }
 
@@ -512,6 +541,12 @@ fn write_json(
         )));
     }
     Ok(())
+}
+
+fn too_large(limit: usize) -> JsonError {
+    JsonError(format!(
+        "the result is larger than the limit of {limit} bytes"
+    ))
 }
 
 /// Object keys: strings as they are; numbers, booleans and None as json.dumps would write them.

@@ -9,6 +9,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +43,9 @@ pub struct Config {
     pub pool_size: usize,
     /// The `mcpbox-sandbox` binary, run as `zygote`.
     pub program: PathBuf,
+    /// Layer tests only: workers run tool code with full builtins and no static check, so tests
+    /// can attack the OS layers directly. No command-line flag or variable sets this.
+    pub unguarded_python: bool,
 }
 
 #[derive(Clone)]
@@ -66,6 +70,10 @@ struct Inner {
     broker: Broker,
     /// Woken when the zygote's control socket closes, to restart it.
     zygote_down: Notify,
+    /// The current zygote's pid (0 when none), for shutdown.
+    zygote_pid: AtomicI32,
+    /// Set by `shutdown`, so a zygote that exits then is not restarted.
+    stopping: AtomicBool,
 }
 
 struct Worker {
@@ -116,6 +124,8 @@ impl Supervisor {
                 worker_layers: Mutex::new(None),
                 broker,
                 zygote_down: Notify::new(),
+                zygote_pid: AtomicI32::new(0),
+                stopping: AtomicBool::new(false),
             }),
         };
         supervisor.launch_zygote().await?;
@@ -134,8 +144,11 @@ impl Supervisor {
         .map_err(|err| Error::Zygote(format!("socketpair: {err}")))?;
         let child_fd = theirs.as_raw_fd();
         let mut command = Command::new(&self.inner.config.program);
+        command.arg("zygote");
+        if self.inner.config.unguarded_python {
+            command.arg("--unguarded-python-for-layer-tests");
+        }
         command
-            .arg("zygote")
             .env_clear()
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -150,10 +163,15 @@ impl Supervisor {
                 Ok(())
             });
         }
+        // The zygote's parent-death signal fires when the spawning *thread* exits: this runs on
+        // a runtime worker thread, which lives as long as the runtime (never a blocking-pool one).
         let mut child = command
             .spawn()
             .map_err(|err| Error::Zygote(format!("spawn: {err}")))?;
         drop(theirs);
+        self.inner
+            .zygote_pid
+            .store(child.id() as i32, Ordering::SeqCst);
         let control = Arc::new(ours);
         let (ready_tx, ready_rx) = oneshot::channel();
         let (spawned_tx, spawned_rx) = mpsc::unbounded_channel();
@@ -195,6 +213,9 @@ impl Supervisor {
     async fn restart_zygote_when_down(self) {
         loop {
             self.inner.zygote_down.notified().await;
+            if self.inner.stopping.load(Ordering::SeqCst) {
+                return;
+            }
             tracing::error!("the sandbox zygote exited; restarting it");
             self.inner
                 .control
@@ -310,6 +331,31 @@ impl Supervisor {
                 return Err(Error::NoWorker);
             }
         }
+    }
+
+    /// Stops the zygote; its workers die with it (parent-death signal). Calls in flight fail.
+    pub fn shutdown(&self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        self.inner
+            .control
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        self.inner
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        let pid = self.inner.zygote_pid.swap(0, Ordering::SeqCst);
+        if pid > 0 {
+            // SAFETY: signals the zygote we started; its reaper thread collects it.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+
+    /// The zygote's pid, for diagnostics and tests.
+    pub fn zygote_pid(&self) -> i32 {
+        self.inner.zygote_pid.load(Ordering::SeqCst)
     }
 
     pub fn health(&self) -> HealthResponse {

@@ -20,6 +20,7 @@ pub fn run(
     socket: RawFd,
     readable: &[String],
     filter: Option<&seccompiler::BpfProgram>,
+    unguarded: bool,
 ) -> ! {
     // SAFETY: prctl on this process; if the zygote dies, so does this worker.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
@@ -67,6 +68,7 @@ pub fn run(
                     secrets: &secrets,
                     stdout_bytes,
                     result_bytes,
+                    unguarded,
                 },
             )
         }

@@ -21,9 +21,10 @@ use crate::{isolation, python, worker};
 /// The control socket's fd in the zygote (placed there by the supervisor).
 pub const CONTROL_FD: RawFd = 3;
 
-/// Entry point of `mcpbox-sandbox zygote`. Must run before any thread exists.
-pub fn run() -> ! {
-    match serve() {
+/// Entry point of `mcpbox-sandbox zygote`. Must run before any thread exists. `unguarded`
+/// (layer tests only) makes workers skip the Python-level guards; the OS layers stay.
+pub fn run(unguarded: bool) -> ! {
+    match serve(unguarded) {
         Ok(()) => unsafe { libc::_exit(0) },
         Err(err) => {
             eprintln!("mcpbox-sandbox zygote: {err}");
@@ -32,7 +33,7 @@ pub fn run() -> ! {
     }
 }
 
-fn serve() -> Result<(), Error> {
+fn serve(unguarded: bool) -> Result<(), Error> {
     // SAFETY: single-threaded process start-up; these calls touch only this process.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -84,7 +85,7 @@ fn serve() -> Result<(), Error> {
             }
             let bytes = received.bytes;
             match serde_json::from_slice::<ZygoteCommand>(&buf[..bytes]) {
-                Ok(ZygoteCommand::Spawn) => spawn(&runtime, &readable, filter.as_ref())?,
+                Ok(ZygoteCommand::Spawn) => spawn(&runtime, &readable, filter.as_ref(), unguarded)?,
                 Err(err) => eprintln!("mcpbox-sandbox zygote: bad command: {err}"),
             }
         }
@@ -163,6 +164,7 @@ fn spawn(
     runtime: &Py<pyo3::types::PyModule>,
     readable: &[String],
     filter: Option<&seccompiler::BpfProgram>,
+    unguarded: bool,
 ) -> Result<(), Error> {
     let (supervisor_end, worker_end) = socketpair(
         AddressFamily::Unix,
@@ -190,6 +192,7 @@ fn spawn(
                 worker_end.as_raw_fd(),
                 readable,
                 filter,
+                unguarded,
             );
         }
         unsafe { pyo3::ffi::PyOS_AfterFork_Parent() };
