@@ -170,7 +170,14 @@ async fn workers_have_no_environment_an_unprivileged_uid_and_tight_limits() {
         assert_eq!(value[1], 65534, "{value}");
     }
     // The idle workers are already hardened: read their limits from outside.
-    // (The worker that ran the job above may vanish meanwhile: skip processes that are gone.)
+    // Wait until the pool is refilled: every idle worker has reported Ready, i.e. is hardened.
+    // (The worker that ran the job above may still be exiting: skip processes that are gone.)
+    for _ in 0..200 {
+        if supervisor.health().idle_workers == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let mut checked = 0;
     for pid in children_of(supervisor.zygote_pid()) {
         let (Ok(limits), Ok(environ)) = (
@@ -179,6 +186,13 @@ async fn workers_have_no_environment_an_unprivileged_uid_and_tight_limits() {
         ) else {
             continue;
         };
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if state
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        {
+            continue; // the finished worker, already exited
+        }
         checked += 1;
         let hard = |name: &str| {
             let line = limits
