@@ -65,7 +65,7 @@ pub struct ExecArgs {
     #[arg(long = "secret", value_parser = parse_secret)]
     pub secret: Vec<(String, String)>,
     /// Wall-clock limit in seconds.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, allow_negative_numbers = true)]
     pub timeout: f64,
 }
 

@@ -68,11 +68,31 @@ pub fn preload(py: Python<'_>) -> Result<(Py<PyModule>, Vec<String>), Error> {
     )
     .map_err(|err| Error::Python(format!("runtime: {err}")))?;
     let importlib = py.import("importlib").map_err(py_error)?;
+    // Modules an admin may plausibly allow, loaded here because a worker cannot read files it
+    // does not own once it runs as nobody; plus internals the default modules load lazily.
     let extra = [
         "_strptime",
         "encodings.idna",
         "json.decoder",
         "asyncio.base_events",
+        "bisect",
+        "calendar",
+        "copy",
+        "csv",
+        "dataclasses",
+        "difflib",
+        "email.utils",
+        "enum",
+        "heapq",
+        "hmac",
+        "ipaddress",
+        "numbers",
+        "pprint",
+        "secrets",
+        "unicodedata",
+        "xml.etree.ElementTree",
+        "zlib",
+        "zoneinfo",
     ];
     for name in contract::sandbox::DEFAULT_MODULES
         .iter()
