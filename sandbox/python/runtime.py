@@ -247,6 +247,14 @@ def check(source, modules):
         return [(err.lineno or 1, err.offset or 1, f"syntax error: {err.msg}")]
     except (ValueError, MemoryError, RecursionError) as err:
         return [(1, 1, f"the code cannot be parsed: {type(err).__name__}")]
+    # The parser accepts some code the compiler refuses ('return' outside a function, a bare
+    # starred expression...): compile too, so "valid" means it will load. (Found by fuzzing.)
+    try:
+        compile(tree, "<tool>", "exec", dont_inherit=True)
+    except SyntaxError as err:
+        return [(err.lineno or 1, err.offset or 1, f"syntax error: {err.msg}")]
+    except (ValueError, MemoryError, RecursionError) as err:
+        return [(1, 1, f"the code cannot be compiled: {type(err).__name__}")]
     count = 0
     for _node in ast.walk(tree):
         count += 1
@@ -510,8 +518,15 @@ def _public_attributes(module, name):
     return result
 
 
+# Proxies built in the zygote (by `configure`) and inherited by every worker. Keyed by module
+# and the allowed submodules it exposes, since those are part of the proxy.
+_PROXY_CACHE = {}
+
+
 class ModuleTable:
-    """Builds proxy modules for an allowlist. Created per call, inside the worker."""
+    """Builds proxy modules for an allowlist. Created per call, inside the worker; proxies
+    already built in the zygote are reused (each worker is single-use, so a tool that changes a
+    proxy changes only its own copy)."""
 
     def __init__(self, allowed, importer):
         self.allowed = frozenset(m for m in allowed if m.split(".")[0] not in NEVER_IMPORTABLE)
@@ -522,6 +537,13 @@ class ModuleTable:
         """The proxy for `name` (a dotted path whose every prefix is allowed or a package)."""
         if name in self.cache:
             return self.cache[name]
+        prefix = name + "."
+        children = tuple(sorted({m[len(prefix):].split(".")[0] for m in self.allowed if m.startswith(prefix)}))
+        key = (name, name in self.allowed, children)
+        shared = _PROXY_CACHE.get(key)
+        if shared is not None:
+            self.cache[name] = shared
+            return shared
         proxy = types.ModuleType(name)
         if name in self.allowed:
             real = self.importer(name)
@@ -533,6 +555,7 @@ class ModuleTable:
                 child = other[len(prefix):].split(".")[0]
                 setattr(proxy, child, self.proxy(prefix + child))
         self.cache[name] = proxy
+        _PROXY_CACHE[key] = proxy
         return proxy
 
     def import_(self, name, globals=None, locals=None, fromlist=(), level=0):
@@ -697,23 +720,38 @@ def make_print(write):
     return print
 
 
-def make_globals(allowed, importer, secrets, send, write):
-    """A fresh globals dict for one tool run."""
-    table = ModuleTable(allowed, importer)
-    builtins = {}
+# Pieces every run shares, built once in the zygote by `configure` (see python.rs `preload`).
+_SHARED = {}
+
+
+def configure(send, write, overrides, default_modules):
+    """Called once in the zygote: the `http` client, `print`, the importer, the base builtins
+    and the default modules' proxies, so a worker does not rebuild them for every call."""
     import builtins as real_builtins
-    for name in _SAFE_BUILTIN_NAMES:
-        builtins[name] = getattr(real_builtins, name)
+    _SHARED["http"] = make_http(send)
+    _SHARED["print"] = make_print(write)
+    _SHARED["importer"] = make_importer(overrides)
+    base = {name: getattr(real_builtins, name) for name in _SAFE_BUILTIN_NAMES}
+    base["__build_class__"] = real_builtins.__build_class__
+    base["print"] = _SHARED["print"]
+    base["HTTPError"] = HTTPError
+    base["HTTPStatusError"] = HTTPStatusError
+    _SHARED["builtins"] = base
+    table = ModuleTable(default_modules, _SHARED["importer"])
+    for name in default_modules:
+        table.proxy(name)
+
+
+def make_globals(allowed, secrets):
+    """A fresh globals dict for one tool run."""
+    table = ModuleTable(allowed, _SHARED["importer"])
+    builtins = dict(_SHARED["builtins"])
     builtins["__import__"] = table.import_
-    builtins["__build_class__"] = real_builtins.__build_class__
-    builtins["print"] = make_print(write)
-    builtins["HTTPError"] = HTTPError
-    builtins["HTTPStatusError"] = HTTPStatusError
     globals_ = {
         "__builtins__": builtins,
         "__name__": "tool",
         "secrets": types.MappingProxyType(dict(secrets)),
-        "http": make_http(send),
+        "http": _SHARED["http"],
     }
     # The reference system gave tools `json` and `datetime` without an import; keep that.
     for name in ("json", "datetime"):
@@ -722,10 +760,10 @@ def make_globals(allowed, importer, secrets, send, write):
     return globals_
 
 
-def load(source, allowed, importer, secrets, send, write):
+def load(source, allowed, secrets):
     """Compiles and executes the module body; returns `main`."""
     code = compile(source, "<tool>", "exec", dont_inherit=True)
-    globals_ = make_globals(allowed, importer, secrets, send, write)
+    globals_ = make_globals(allowed, secrets)
     exec(code, globals_)
     main = globals_.get("main")
     if not callable(main):
@@ -754,9 +792,9 @@ def make_importer(overrides):
     return importer
 
 
-def load_unguarded(source, send, write):
+def load_unguarded(source):
     """Layer tests only: full builtins and no static check, so the OS layers are attacked
     directly. Reachable only through a supervisor built with `Config::unguarded_python`."""
-    globals_ = {"__name__": "tool", "http": make_http(send), "print": make_print(write), "secrets": {}}
+    globals_ = {"__name__": "tool", "http": _SHARED["http"], "print": _SHARED["print"], "secrets": {}}
     exec(compile(source, "<tool>", "exec", dont_inherit=True), globals_)
     return globals_["main"]

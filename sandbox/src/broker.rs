@@ -262,10 +262,10 @@ impl Broker {
             Host::Ipv6(v6) => Some(IpAddr::V6(v6)),
             Host::Domain(_) => None,
         };
-        if let Some(ip) = literal {
-            if !self.policy.allows(ip) {
-                return Err(format!("refused: {ip} is not a public address"));
-            }
+        if let Some(ip) = literal
+            && !self.policy.allows(ip)
+        {
+            return Err(format!("refused: {ip} is not a public address"));
         }
         Ok(())
     }

@@ -51,6 +51,9 @@ pub enum Job {
         memory_mb: u64,
         stdout_bytes: u64,
         result_bytes: u64,
+        /// The supervisor has seen this code and module list pass the static check before
+        /// (a pure function of the two), so the worker may skip it.
+        checked: bool,
     },
     Validate {
         code: String,

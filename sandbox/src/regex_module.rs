@@ -33,7 +33,9 @@ pub const ASCII: u32 = 256;
 const MAX_PATTERN_CHARS: usize = 10_000;
 const MAX_CACHE: usize = 256;
 
-static CACHE: Mutex<Option<HashMap<(String, u32), Py<Pattern>>>> = Mutex::new(None);
+/// Compiled patterns by (pattern, flags), like Python's own `re` cache.
+type PatternCache = HashMap<(String, u32), Py<Pattern>>;
+static CACHE: Mutex<Option<PatternCache>> = Mutex::new(None);
 
 /// The `re` module object handed to tools through the import proxy.
 pub fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
@@ -635,21 +637,19 @@ pub struct Match {
 
 impl Match {
     fn index(&self, py: Python<'_>, group: &Bound<'_, PyAny>) -> PyResult<usize> {
-        if let Ok(index) = group.extract::<usize>() {
-            if index < self.locations.len() {
-                return Ok(index);
-            }
+        let found = if let Ok(index) = group.extract::<usize>() {
+            Some(index).filter(|index| *index < self.locations.len())
         } else if let Ok(name) = group.extract::<String>() {
-            if let Some(index) = self
-                .pattern
-                .bind(py)
-                .get()
+            let pattern = self.pattern.bind(py).get();
+            pattern
                 .names
                 .iter()
                 .position(|n| n.as_deref() == Some(name.as_str()))
-            {
-                return Ok(index);
-            }
+        } else {
+            None
+        };
+        if let Some(index) = found {
+            return Ok(index);
         }
         Err(PyIndexError::new_err("no such group"))
     }

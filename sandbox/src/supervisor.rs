@@ -74,6 +74,75 @@ struct Inner {
     zygote_pid: AtomicI32,
     /// Set by `shutdown`, so a zygote that exits then is not restarted.
     stopping: AtomicBool,
+    /// (module list, code) pairs a worker has seen pass the static check.
+    checked: Mutex<CheckedCodes>,
+}
+
+/// The static check is a pure function of the code and the module list, so once a worker has
+/// passed a pair, later workers may skip re-checking it (the most expensive step of a call in a
+/// fresh fork). Bounded; forgetting a pair only costs a re-check.
+#[derive(Default)]
+struct CheckedCodes {
+    known: std::collections::HashSet<[u8; 32]>,
+    order: VecDeque<[u8; 32]>,
+}
+
+impl CheckedCodes {
+    const KEEP: usize = 4096;
+
+    fn key(code: &str, modules: &[String]) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut sorted: Vec<&String> = modules.iter().collect();
+        sorted.sort();
+        let mut hash = Sha256::new();
+        for module in sorted {
+            hash.update(module.as_bytes());
+            hash.update([0]);
+        }
+        hash.update([0]);
+        hash.update(code.as_bytes());
+        hash.finalize().into()
+    }
+
+    fn insert(&mut self, key: [u8; 32]) {
+        if self.known.insert(key) {
+            self.order.push_back(key);
+            if self.order.len() > Self::KEEP
+                && let Some(old) = self.order.pop_front()
+            {
+                self.known.remove(&old);
+            }
+        }
+    }
+}
+
+/// A worker taken for one call; dropping it asks for its replacement if that was deferred.
+struct Lease {
+    worker: Worker,
+    supervisor: Supervisor,
+    /// Whether the replacement was already requested when the worker was taken.
+    replaced: bool,
+}
+
+impl std::ops::Deref for Lease {
+    type Target = Worker;
+    fn deref(&self) -> &Worker {
+        &self.worker
+    }
+}
+
+impl std::ops::DerefMut for Lease {
+    fn deref_mut(&mut self) -> &mut Worker {
+        &mut self.worker
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if !self.replaced {
+            self.supervisor.request_spawn();
+        }
+    }
 }
 
 struct Worker {
@@ -126,6 +195,7 @@ impl Supervisor {
                 zygote_down: Notify::new(),
                 zygote_pid: AtomicI32::new(0),
                 stopping: AtomicBool::new(false),
+                checked: Mutex::new(CheckedCodes::default()),
             }),
         };
         supervisor.launch_zygote().await?;
@@ -311,18 +381,28 @@ impl Supervisor {
         }
     }
 
-    async fn take_worker(&self) -> Result<Worker, Error> {
+    /// Takes an idle worker. Its replacement is forked at once when the pool is running low,
+    /// otherwise when the lease is dropped after the call, so the fork of the next worker does
+    /// not compete with this call for CPU (measured on 2 cores with calls 2 ms apart: p50
+    /// 0.45 ms deferred against 0.77 ms immediate).
+    async fn take_worker(&self) -> Result<Lease, Error> {
         let give_up = Instant::now() + WORKER_WAIT;
         loop {
-            let worker = self
-                .inner
-                .idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pop_front();
+            let (worker, remaining) = {
+                let mut idle = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner());
+                let worker = idle.pop_front();
+                (worker, idle.len())
+            };
             if let Some(worker) = worker {
-                self.request_spawn();
-                return Ok(worker);
+                let low = remaining < self.inner.config.pool_size.div_ceil(2);
+                if low {
+                    self.request_spawn();
+                }
+                return Ok(Lease {
+                    worker,
+                    supervisor: self.clone(),
+                    replaced: low,
+                });
             }
             if tokio::time::timeout_at(give_up, self.inner.available.notified())
                 .await
@@ -392,12 +472,14 @@ impl Supervisor {
 
     /// Waits until at least one worker is ready (start-up, `doctor`).
     pub async fn wait_ready(&self) -> Result<(), Error> {
-        let worker = self.take_worker().await?;
-        self.inner
-            .idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_front(worker);
+        let give_up = Instant::now() + WORKER_WAIT;
+        while self.health().idle_workers == 0 {
+            tokio::time::timeout_at(give_up, self.inner.available.notified())
+                .await
+                .map_err(|_| Error::NoWorker)?;
+        }
+        // The notification we consumed may have been meant for a caller: pass it on.
+        self.inner.available.notify_one();
         Ok(())
     }
 
@@ -428,14 +510,24 @@ impl Supervisor {
                 );
             }
         };
+        let modules = request.allowed_modules.unwrap_or_else(default_modules);
+        let check_key = CheckedCodes::key(&request.code, &modules);
+        let checked = self
+            .inner
+            .checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .known
+            .contains(&check_key);
         let job = Job::Execute {
             code: request.code,
             arguments: request.arguments,
-            modules: request.allowed_modules.unwrap_or_else(default_modules),
+            modules,
             secrets: request.secrets,
             memory_mb: limits.memory_mb,
             stdout_bytes: limits.stdout_bytes,
             result_bytes: limits.result_bytes,
+            checked,
         };
         let scope = CallScope {
             allowed_hosts: request.allowed_hosts,
@@ -453,6 +545,15 @@ impl Supervisor {
                 stdout_truncated,
                 usage,
             })) => {
+                let passed_check =
+                    !matches!(&result, Err(error) if error.kind == ErrorKind::Validation);
+                if !checked && passed_check {
+                    self.inner
+                        .checked
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(check_key);
+                }
                 let (ok, result, error) = match result {
                     Ok(json) => (true, Some(json), None),
                     Err(error) => (false, None, Some(error)),

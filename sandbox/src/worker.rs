@@ -37,6 +37,7 @@ pub fn run(
         Err(_) => exit(4),
     };
     let layers = isolation::lock_down(readable, filter).into_layers();
+    python::warm_up(py, runtime, &event_loop);
     // SAFETY: fd 3 is ours for the worker's life; ManuallyDrop never closes it.
     let mut socket = ManuallyDrop::new(unsafe { File::from_raw_fd(WORKER_SOCKET_FD) });
     if frame::write_sync(&mut *socket, &WorkerMessage::Ready { layers }).is_err() {
@@ -55,6 +56,7 @@ pub fn run(
             memory_mb,
             stdout_bytes,
             result_bytes,
+            checked,
         } => {
             isolation::limit_memory(memory_mb.saturating_mul(1024 * 1024));
             python::execute(
@@ -68,6 +70,7 @@ pub fn run(
                     secrets: &secrets,
                     stdout_bytes,
                     result_bytes,
+                    checked,
                     unguarded,
                 },
             )

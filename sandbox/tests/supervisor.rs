@@ -246,6 +246,18 @@ async fn validation_reports_errors_and_derives_the_schema() {
     );
     let syntax = validate("def main(:\n").await;
     assert!(!syntax.valid && syntax.errors[0].message.contains("syntax error"));
+    // Parsed but not compilable (found by the fuzzer): refused up front, not at load time.
+    for uncompilable in [
+        "*w\n",
+        "return 1\ndef main():\n    pass\n",
+        "def main():\n    await x\n",
+    ] {
+        let refused = validate(uncompilable).await;
+        assert!(
+            !refused.valid && refused.errors[0].message.contains("syntax error"),
+            "{uncompilable:?}: {refused:?}"
+        );
+    }
     let no_main = validate("def helper():\n    return 1\n").await;
     assert!(!no_main.valid && !no_main.has_main);
     assert!(no_main.errors[0].message.contains("main"));

@@ -1,0 +1,2 @@
+def main(f):
+    return "{0.__globals__}".format(f)

@@ -1,0 +1,57 @@
+"""Fuzz target for the sandbox's static check (`check` in ../python/runtime.py), with atheris.
+
+Run: python3 static_check.py [corpus/] -max_total_time=60   (scripts/test runs it briefly)
+
+Oracles, each an independent reading of the rules:
+  * `check` never raises, whatever the input (it is the first thing hostile code meets);
+  * code `check` accepts compiles;
+  * code `check` accepts has no NAME token starting with '_' (other than '_' itself) when read
+    by `tokenize`, a different parser than the `ast` walk the check uses;
+  * code `check` accepts has no NAME token that is a forbidden builtin used as a plain name.
+"""
+
+import io
+import os
+import sys
+import tokenize
+
+import atheris
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+with atheris.instrument_imports():
+    import runtime
+
+MODULES = ["json", "math", "re", "asyncio", "typing", "collections", "urllib.parse", "string"]
+
+
+def names(source):
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            if token.type == tokenize.NAME:
+                yield token
+    except (tokenize.TokenError, SyntaxError, IndentationError):
+        return
+
+
+def test_one_input(data):
+    source = atheris.FuzzedDataProvider(data).ConsumeUnicodeNoSurrogates(8192)
+    errors = runtime.check(source, MODULES)
+    if errors:
+        for line, col, message in errors:
+            assert isinstance(line, int) and isinstance(col, int) and message, errors
+        return
+    compile(source, "<fuzz>", "exec", dont_inherit=True)
+    previous = None
+    for token in names(source):
+        name = token.string
+        assert not (name.startswith("_") and name != "_"), f"accepted {name!r}: {source!r}"
+        # A forbidden builtin is fine only as an attribute (x.open) or keyword (f(open=1)).
+        if name in runtime.FORBIDDEN_NAMES and previous != ".":
+            line = token.line[token.end[1]:].lstrip()
+            assert line.startswith("="), f"accepted builtin {name!r}: {source!r}"
+        previous = token.string
+
+
+if __name__ == "__main__":
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()
