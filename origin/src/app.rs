@@ -19,6 +19,7 @@ use crate::auth::tokens::{self, JwtKeys};
 use crate::config::{ServeArgs, StorageArgs};
 use crate::crypto::{KeySource, Keyring};
 use crate::db::Db;
+use crate::dispatch::{Sandbox, SandboxSource};
 use crate::{auth, health, http, users};
 
 /// Everything handlers share. Cloning copies one `Arc`.
@@ -32,6 +33,8 @@ pub struct AppInner {
     pub jwt: JwtKeys,
     /// Failed sign-in counters (in memory, per replica).
     pub throttle: LoginThrottle,
+    /// The sandbox supervisor (every tool run and code validation goes through it).
+    pub sandbox: Sandbox,
 }
 
 impl Deref for AppState {
@@ -42,17 +45,14 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(db: Db, keys: Keyring) -> AppState {
-        AppState::with_throttle(db, keys, LoginThrottle::default())
-    }
-
-    pub fn with_throttle(db: Db, keys: Keyring, throttle: LoginThrottle) -> AppState {
+    pub fn new(db: Db, keys: Keyring, sandbox: Sandbox) -> AppState {
         let jwt = JwtKeys::from_keyring(&keys);
         AppState(Arc::new(AppInner {
             db,
             keys,
             jwt,
-            throttle,
+            throttle: LoginThrottle::default(),
+            sandbox,
         }))
     }
 }
@@ -116,7 +116,21 @@ fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (db, keys) = open_storage(&args.storage).await?;
-    let state = AppState::new(db.clone(), keys);
+    let source = match (&args.sandbox_socket, &args.sandbox_key_file) {
+        (Some(socket), Some(key_file)) => SandboxSource::External {
+            socket: socket.clone(),
+            key_file: key_file.clone(),
+        },
+        _ => SandboxSource::Spawn {
+            binary: match &args.sandbox_binary {
+                Some(binary) => binary.clone(),
+                None => std::env::current_exe()?.with_file_name("mcpbox-sandbox"),
+            },
+            data_dir: args.storage.data_dir.clone(),
+        },
+    };
+    let sandbox = Sandbox::open(source).await?;
+    let state = AppState::new(db.clone(), keys, sandbox);
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("could not listen on {}", args.listen))?;

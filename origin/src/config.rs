@@ -77,6 +77,19 @@ pub struct ServeArgs {
     #[arg(long, env = "MCPBOX_LISTEN", default_value = "127.0.0.1:8000")]
     pub listen: SocketAddr,
 
+    /// Unix socket of a sandbox supervisor run separately (`mcpbox-sandbox serve`). Default:
+    /// `mcpbox` starts its own supervisor, with a socket and a fresh key in the data directory.
+    #[arg(long, env = "MCPBOX_SANDBOX_SOCKET", requires = "sandbox_key_file")]
+    pub sandbox_socket: Option<PathBuf>,
+
+    /// The key file of that separately run supervisor.
+    #[arg(long, env = "MCPBOX_SANDBOX_KEY_FILE")]
+    pub sandbox_key_file: Option<PathBuf>,
+
+    /// The `mcpbox-sandbox` binary to start. Default: the one next to `mcpbox`.
+    #[arg(long, env = "MCPBOX_SANDBOX_BINARY")]
+    pub sandbox_binary: Option<PathBuf>,
+
     /// Log output: `text` for people, `json` for log collectors.
     #[arg(long, env = "MCPBOX_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,

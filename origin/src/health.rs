@@ -1,22 +1,28 @@
 //! Liveness and readiness.
 //!
-//! `GET /health` answers as long as the process serves HTTP; `GET /health/ready` also checks the
-//! database (and, once the sandbox exists, the sandbox), with 503 when something is down.
+//! `GET /health` answers as long as the process serves HTTP. `GET /health/ready` also checks the
+//! database and the sandbox (its isolation layers and circuit breaker), with 503 when either is
+//! down. `GET /api/health/circuits` shows the breaker to signed-in users; admins can reset it.
 
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
 use crate::app::AppState;
+use crate::auth::{AuthUser, Role};
+use crate::dispatch::CircuitState;
+use crate::error::Result;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(live))
         .route("/health/ready", get(ready))
+        .route("/api/health/circuits", get(circuits))
+        .route("/api/health/circuits/reset", post(reset_circuits))
 }
 
 #[derive(Serialize)]
@@ -36,42 +42,74 @@ async fn live() -> Json<Live> {
 struct Ready {
     status: &'static str,
     version: &'static str,
-    database: Check,
+    database: DatabaseCheck,
+    sandbox: SandboxCheck,
 }
 
 #[derive(Serialize)]
-struct Check {
+struct DatabaseCheck {
     ok: bool,
     backend: &'static str,
     error: Option<String>,
 }
 
+#[derive(Serialize)]
+struct SandboxCheck {
+    ok: bool,
+    circuit: CircuitState,
+    /// Which isolation layers are active; `missing_layers` lists those this host cannot apply.
+    layers: Option<contract::sandbox::Layers>,
+    missing_layers: Vec<&'static str>,
+    idle_workers: Option<u32>,
+    error: Option<String>,
+}
+
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
+    let backend = state.db.backend.name();
     let database = match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
-        Ok(Ok(())) => Check {
+        Ok(Ok(())) => DatabaseCheck {
             ok: true,
-            backend: state.db.backend.name(),
+            backend,
             error: None,
         },
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "readiness: database check failed");
-            Check {
+            DatabaseCheck {
                 ok: false,
-                backend: state.db.backend.name(),
+                backend,
                 error: Some("unreachable".into()),
             }
         }
-        Err(_) => Check {
+        Err(_) => DatabaseCheck {
             ok: false,
-            backend: state.db.backend.name(),
+            backend,
             error: Some("timed out".into()),
         },
     };
-    let ok = database.ok;
+    let sandbox = match state.sandbox.health().await {
+        Ok(health) => SandboxCheck {
+            ok: true,
+            circuit: state.sandbox.circuit(),
+            missing_layers: health.layers.missing(),
+            layers: Some(health.layers),
+            idle_workers: Some(health.idle_workers),
+            error: None,
+        },
+        Err(err) => SandboxCheck {
+            ok: false,
+            circuit: state.sandbox.circuit(),
+            layers: None,
+            missing_layers: Vec::new(),
+            idle_workers: None,
+            error: Some(err.to_string()),
+        },
+    };
+    let ok = database.ok && sandbox.ok;
     let body = Ready {
         status: if ok { "ready" } else { "unavailable" },
         version: env!("CARGO_PKG_VERSION"),
         database,
+        sandbox,
     };
     let status = if ok {
         StatusCode::OK
@@ -79,4 +117,25 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body))
+}
+
+#[derive(Serialize)]
+struct Circuits {
+    sandbox: CircuitState,
+}
+
+async fn circuits(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Circuits>> {
+    auth.require(Role::Viewer)?;
+    Ok(Json(Circuits {
+        sandbox: state.sandbox.circuit(),
+    }))
+}
+
+async fn reset_circuits(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Circuits>> {
+    auth.require(Role::Admin)?;
+    state.sandbox.reset_circuit();
+    tracing::info!(by = %auth.user().username, "sandbox circuit breaker reset");
+    Ok(Json(Circuits {
+        sandbox: state.sandbox.circuit(),
+    }))
 }

@@ -7,6 +7,7 @@
 //! - `error`: `Error`, the one error type, and the `ApiJson`/`ApiQuery` extractors.
 //! - `db`: the sqlx Any pool over SQLite or PostgreSQL, migrations, ids and timestamps.
 //! - `crypto`: AES-256-GCM values bound to their owner, key loading and rotation.
+//! - `dispatch`: the one path to the sandbox supervisor (pool, timeouts, circuit breaker).
 //! - `auth`: set-up, sign-in, tokens, throttling, the `AuthUser` extractor and roles.
 //! - `users`: accounts and `/api/users`.
 //! - `settings`, `pagination`, `health`: small shared pieces.
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod dispatch;
 pub mod error;
 pub mod health;
 pub mod http;

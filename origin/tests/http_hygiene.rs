@@ -125,9 +125,24 @@ async fn health_and_readiness(app: TestApp) {
     assert_eq!(live.status, StatusCode::OK);
     assert_eq!(live.body["status"], "ok");
     assert_eq!(live.body["version"], env!("CARGO_PKG_VERSION"));
+    // Without a sandbox the origin is not ready, and says why.
+    let no_sandbox = app.get("/health/ready", None).await;
+    assert_eq!(no_sandbox.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(no_sandbox.body["sandbox"]["ok"], false);
+    assert!(
+        no_sandbox.body["sandbox"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no sandbox")
+    );
+    let app = app.with_sandbox().await;
     let ready = app.get("/health/ready", None).await;
-    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
     assert_eq!(ready.body["database"]["ok"], true);
+    assert_eq!(ready.body["sandbox"]["ok"], true);
+    assert_eq!(ready.body["sandbox"]["circuit"], "closed");
+    assert_eq!(ready.body["sandbox"]["layers"]["seccomp"], true);
+    assert!(ready.body["sandbox"]["missing_layers"].as_array().is_some());
     // With the database gone, readiness says so with a 503 (liveness stays up).
     app.state.db.pool.close().await;
     let down = app.get("/health/ready", None).await;

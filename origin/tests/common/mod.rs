@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use origin::app::{AppState, router};
 use origin::crypto::Keyring;
 use origin::db::Db;
+use origin::dispatch::{Sandbox, SandboxSource};
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor};
 use tower::ServiceExt;
@@ -140,7 +141,11 @@ impl TestApp {
     }
 
     fn with_db(db: Db, dir: Option<tempfile::TempDir>) -> TestApp {
-        let state = AppState::new(db, Keyring::new(KEY, None));
+        TestApp::assemble(db, no_sandbox(), dir)
+    }
+
+    fn assemble(db: Db, sandbox: Sandbox, dir: Option<tempfile::TempDir>) -> TestApp {
+        let state = AppState::new(db, Keyring::new(KEY, None), sandbox);
         TestApp {
             router: router(state.clone()),
             state,
@@ -148,15 +153,34 @@ impl TestApp {
         }
     }
 
+    /// The same app with a real sandbox supervisor (the workspace's `mcpbox-sandbox` binary).
+    pub async fn with_sandbox(self) -> TestApp {
+        let sandbox_dir = tempfile::tempdir().unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let binary = exe
+            .parent()
+            .and_then(|p| p.parent())
+            .unwrap()
+            .join("mcpbox-sandbox");
+        assert!(
+            binary.exists(),
+            "{} is not built: run `cargo build --workspace --bins` first",
+            binary.display()
+        );
+        let source = SandboxSource::Spawn {
+            binary,
+            data_dir: sandbox_dir.path().to_owned(),
+        };
+        let sandbox = Sandbox::open(source).await.unwrap();
+        // The supervisor's socket directory must outlive it; tests are short-lived processes.
+        std::mem::forget(sandbox_dir);
+        TestApp::assemble(self.state.db.clone(), sandbox, self._dir)
+    }
+
     /// The same database behind a new process-like state (fresh in-memory throttles), as after a
     /// restart.
     pub fn restarted(&self) -> TestApp {
-        let state = AppState::new(self.state.db.clone(), Keyring::new(KEY, None));
-        TestApp {
-            router: router(state.clone()),
-            state,
-            _dir: None,
-        }
+        TestApp::assemble(self.state.db.clone(), no_sandbox(), None)
     }
 
     pub async fn send(&self, request: Request<Body>) -> Response {
@@ -284,6 +308,10 @@ impl TestApp {
             .try_get("n")
             .unwrap()
     }
+}
+
+fn no_sandbox() -> Sandbox {
+    Sandbox::unavailable("no sandbox in this test")
 }
 
 pub const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
