@@ -20,7 +20,7 @@ use crate::config::{ServeArgs, StorageArgs};
 use crate::crypto::{KeySource, Keyring};
 use crate::db::Db;
 use crate::dispatch::{Sandbox, SandboxSource};
-use crate::{auth, health, http, users};
+use crate::{approvals, auth, health, http, servers, tools, users};
 
 /// Everything handlers share. Cloning copies one `Arc`.
 #[derive(Clone)]
@@ -64,6 +64,9 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(auth::router())
         .merge(users::router())
+        .merge(servers::router())
+        .merge(tools::router())
+        .merge(approvals::router())
         .with_state(state);
     http::with_layers(routes)
 }

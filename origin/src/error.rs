@@ -200,3 +200,28 @@ where
             })
     }
 }
+
+/// An optional JSON body: an empty body is `None`; anything else must be valid JSON of `T`.
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T, S> FromRequest<S> for OptionalJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|_| Error::PayloadTooLarge {
+                limit: crate::http::MAX_BODY_BYTES,
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(None));
+        }
+        serde_json::from_slice(&bytes)
+            .map(|value| OptionalJson(Some(value)))
+            .map_err(|err| Error::BadRequest(format!("the body is not valid JSON: {err}")))
+    }
+}

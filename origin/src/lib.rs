@@ -10,10 +10,14 @@
 //! - `dispatch`: the one path to the sandbox supervisor (pool, timeouts, circuit breaker).
 //! - `auth`: set-up, sign-in, tokens, throttling, the `AuthUser` extractor and roles.
 //! - `users`: accounts and `/api/users`.
+//! - `names`: server and tool names (`{server}__{tool}` cannot collide).
+//! - `servers`, `tools` (versions, `runnable`: the call-time check), `approvals` (bound to
+//!   versions, `Reviewer`).
 //! - `settings`, `pagination`, `health`: small shared pieces.
 //! - `cli`: `mcpbox admin …`.
 
 pub mod app;
+pub mod approvals;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -23,8 +27,11 @@ pub mod dispatch;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod names;
 pub mod pagination;
+pub mod servers;
 pub mod settings;
+pub mod tools;
 pub mod users;
 
 pub use error::{Error, Result};

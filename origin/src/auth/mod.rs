@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 pub use role::{Role, UnknownRole};
 
 use crate::app::AppState;
-use crate::error::{ApiJson, Error, Result};
+use crate::error::{ApiJson, Error, OptionalJson, Result};
 use crate::users;
 use password::{NewPassword, Username};
 use tokens::{Session, TokenPair};
@@ -230,7 +230,7 @@ async fn refresh(
     ))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LogoutBody {
     refresh_token: Option<String>,
@@ -245,15 +245,10 @@ struct Message {
 async fn logout(
     State(state): State<AppState>,
     auth: AuthUser,
-    body: axum::body::Bytes,
+    OptionalJson(body): OptionalJson<LogoutBody>,
 ) -> Result<Json<Message>> {
-    let body: LogoutBody = if body.iter().all(u8::is_ascii_whitespace) {
-        LogoutBody::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|err| Error::BadRequest(format!("the body is not valid JSON: {err}")))?
-    };
-    tokens::logout(&state.db, &auth.0, body.refresh_token.as_deref()).await?;
+    let refresh_token = body.and_then(|b| b.refresh_token);
+    tokens::logout(&state.db, &auth.0, refresh_token.as_deref()).await?;
     Ok(Json(Message {
         message: "signed out",
     }))

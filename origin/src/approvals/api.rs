@@ -1,0 +1,238 @@
+//! `/api/approvals/...` (reference paths), bound to versions: actions take an optional
+//! `version` (default: the tool's newest).
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::Reviewer;
+use crate::app::AppState;
+use crate::auth::{AuthUser, Role};
+use crate::error::{ApiJson, ApiQuery, Error, OptionalJson, Result};
+use crate::pagination::{Page, PageParams};
+use crate::tools::api_version_body as version_body;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/approvals/stats", get(stats))
+        .route("/api/approvals/tools", get(queue))
+        .route("/api/approvals/tools/bulk-action", post(bulk))
+        .route("/api/approvals/tools/{id}/action", post(action))
+        .route("/api/approvals/tools/{id}/revoke", post(revoke))
+}
+
+const STATUSES: [&str; 5] = ["draft", "pending_review", "approved", "rejected", "revoked"];
+
+#[derive(Deserialize)]
+struct QueueQuery {
+    /// A status, or `all`. Default: `pending_review`.
+    status: Option<String>,
+    page: Option<u32>,
+    page_size: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct QueueEntry {
+    tool_id: String,
+    tool_name: String,
+    server_id: String,
+    server_name: String,
+    #[serde(flatten)]
+    version: crate::tools::VersionBodyPublic,
+}
+
+async fn queue(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiQuery(query): ApiQuery<QueueQuery>,
+) -> Result<Json<Page<QueueEntry>>> {
+    auth.require(Role::Viewer)?;
+    let status = match query.status.as_deref().unwrap_or("pending_review") {
+        "all" => None,
+        status if STATUSES.contains(&status) => Some(status),
+        other => {
+            return Err(Error::Validation(format!(
+                "unknown status {other:?} (use one of {} or all)",
+                STATUSES.join(", ")
+            )));
+        }
+    };
+    let request = PageParams {
+        page: query.page,
+        page_size: query.page_size,
+    }
+    .validate()?;
+    let (items, total) = super::queue(&state.db, status, request.limit(), request.offset()).await?;
+    let items = items
+        .into_iter()
+        .map(|item| QueueEntry {
+            tool_id: item.tool_id,
+            tool_name: item.tool_name,
+            server_id: item.server_id,
+            server_name: item.server_name,
+            version: version_body(item.version),
+        })
+        .collect();
+    Ok(Json(Page::new(items, total, request)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    action: String,
+    reason: Option<String>,
+    version: Option<i64>,
+}
+
+async fn apply(
+    state: &AppState,
+    auth: &AuthUser,
+    tool_id: &str,
+    action: &str,
+    reason: Option<&str>,
+    version: Option<i64>,
+) -> Result<crate::tools::Version> {
+    match action {
+        "approve" => super::approve(&state.db, tool_id, version, &Reviewer::from_auth(auth)?).await,
+        "reject" => {
+            super::reject(
+                &state.db,
+                tool_id,
+                version,
+                reason.unwrap_or(""),
+                &Reviewer::from_auth(auth)?,
+            )
+            .await
+        }
+        "submit_for_review" => {
+            auth.require(Role::Admin)?;
+            super::request_publish(&state.db, tool_id, version, reason).await
+        }
+        other => Err(Error::Validation(format!(
+            "unknown action {other:?} (use approve, reject or submit_for_review)"
+        ))),
+    }
+}
+
+async fn action(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(tool_id): Path<String>,
+    ApiJson(body): ApiJson<ActionBody>,
+) -> Result<Json<crate::tools::VersionBodyPublic>> {
+    let version = apply(
+        &state,
+        &auth,
+        &tool_id,
+        &body.action,
+        body.reason.as_deref(),
+        body.version,
+    )
+    .await?;
+    tracing::info!(by = %auth.user().username, tool_id, version = version.version, action = body.action, "approval action");
+    Ok(Json(version_body(version)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    version: Option<i64>,
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(tool_id): Path<String>,
+    OptionalJson(body): OptionalJson<RevokeBody>,
+) -> Result<Json<crate::tools::VersionBodyPublic>> {
+    let reviewer = Reviewer::from_auth(&auth)?;
+    let version = body.and_then(|b| b.version);
+    let revoked = super::revoke(&state.db, &tool_id, version, &reviewer).await?;
+    tracing::info!(
+        by = reviewer.name(),
+        tool_id,
+        version = revoked.version,
+        "approval revoked"
+    );
+    Ok(Json(version_body(revoked)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkBody {
+    tool_ids: Vec<String>,
+    action: String,
+    reason: Option<String>,
+}
+
+#[derive(Serialize)]
+struct BulkResult {
+    tool_id: String,
+    ok: bool,
+    version: Option<i64>,
+    error: Option<String>,
+}
+
+/// Applies one action to each tool's newest version. Each item succeeds or fails on its own
+/// (and is atomic); the answer lists every outcome.
+async fn bulk(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<BulkBody>,
+) -> Result<Json<Vec<BulkResult>>> {
+    auth.require(Role::Approver)?;
+    if body.tool_ids.is_empty() || body.tool_ids.len() > 100 {
+        return Err(Error::Validation(
+            "tool_ids must list 1 to 100 tools".into(),
+        ));
+    }
+    if body.action == "reject" && body.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+        return Err(Error::Validation(
+            "rejecting needs a reason the author can act on".into(),
+        ));
+    }
+    let mut results = Vec::with_capacity(body.tool_ids.len());
+    for tool_id in body.tool_ids {
+        let outcome = apply(
+            &state,
+            &auth,
+            &tool_id,
+            &body.action,
+            body.reason.as_deref(),
+            None,
+        )
+        .await;
+        results.push(match outcome {
+            Ok(version) => BulkResult {
+                tool_id,
+                ok: true,
+                version: Some(version.version),
+                error: None,
+            },
+            Err(Error::Internal(err)) => return Err(Error::Internal(err)),
+            Err(err) => BulkResult {
+                tool_id,
+                ok: false,
+                version: None,
+                error: Some(err.to_string()),
+            },
+        });
+    }
+    Ok(Json(results))
+}
+
+#[derive(Serialize)]
+struct Stats {
+    by_status: std::collections::BTreeMap<String, i64>,
+}
+
+async fn stats(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Stats>> {
+    auth.require(Role::Viewer)?;
+    let mut by_status: std::collections::BTreeMap<String, i64> =
+        STATUSES.iter().map(|s| (s.to_string(), 0)).collect();
+    for (status, count) in super::stats(&state.db).await? {
+        by_status.insert(status, count);
+    }
+    Ok(Json(Stats { by_status }))
+}

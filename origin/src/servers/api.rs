@@ -1,0 +1,145 @@
+//! `/api/servers` and the start/stop routes (reference paths under `/api/sandbox/servers`).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::Server;
+use crate::app::AppState;
+use crate::auth::{AuthUser, Role};
+use crate::error::{ApiJson, ApiQuery, Result};
+use crate::names::Name;
+use crate::pagination::{Page, PageParams};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/servers", get(list).post(create))
+        .route("/api/servers/{id}", get(show).patch(update).delete(remove))
+        .route("/api/sandbox/servers/{id}/start", post(start))
+        .route("/api/sandbox/servers/{id}/stop", post(stop))
+}
+
+#[derive(Serialize)]
+pub struct ServerBody {
+    id: String,
+    name: String,
+    description: String,
+    status: &'static str,
+    default_timeout_ms: i64,
+    created_by: String,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<Server> for ServerBody {
+    fn from(server: Server) -> Self {
+        ServerBody {
+            id: server.id,
+            name: server.name,
+            description: server.description,
+            status: if server.running { "running" } else { "stopped" },
+            default_timeout_ms: server.default_timeout_ms,
+            created_by: server.created_by,
+            created_at: server.created_at,
+            updated_at: server.updated_at,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> Result<(StatusCode, Json<ServerBody>)> {
+    auth.require(Role::Admin)?;
+    let name = Name::server(&body.name)?;
+    let server = super::create(&state.db, &name, &body.description, &auth.user().username).await?;
+    Ok((StatusCode::CREATED, Json(server.into())))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> Result<Json<Page<ServerBody>>> {
+    auth.require(Role::Viewer)?;
+    let request = params.validate()?;
+    let (servers, total) = super::list(&state.db, request.limit(), request.offset()).await?;
+    Ok(Json(Page::new(
+        servers.into_iter().map(Into::into).collect(),
+        total,
+        request,
+    )))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<ServerBody>> {
+    auth.require(Role::Viewer)?;
+    Ok(Json(super::get(&state.db, &id).await?.into()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    name: Option<String>,
+    description: Option<String>,
+    default_timeout_ms: Option<i64>,
+}
+
+async fn update(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateBody>,
+) -> Result<Json<ServerBody>> {
+    auth.require(Role::Admin)?;
+    let changes = super::Changes {
+        name: body.name.as_deref().map(Name::server).transpose()?,
+        description: body.description,
+        default_timeout_ms: body.default_timeout_ms,
+    };
+    Ok(Json(super::update(&state.db, &id, changes).await?.into()))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    auth.require(Role::Admin)?;
+    super::delete(&state.db, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn start(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<ServerBody>> {
+    auth.require(Role::Admin)?;
+    Ok(Json(super::set_running(&state.db, &id, true).await?.into()))
+}
+
+async fn stop(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<ServerBody>> {
+    auth.require(Role::Admin)?;
+    Ok(Json(
+        super::set_running(&state.db, &id, false).await?.into(),
+    ))
+}

@@ -1,0 +1,201 @@
+//! Servers: named groups of tools that are started and stopped together. Only tools of a
+//! running server are callable.
+
+mod api;
+
+pub use api::router;
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::db::{self, Db};
+use crate::error::{Error, OnConflict, Result};
+use crate::names::Name;
+
+pub const DESCRIPTION_MAX: usize = 2000;
+pub const TIMEOUT_MS_RANGE: std::ops::RangeInclusive<i64> = 1_000..=300_000;
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub running: bool,
+    pub default_timeout_ms: i64,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+const COLUMNS: &str =
+    "id, name, description, status, default_timeout_ms, created_by, created_at, updated_at";
+
+impl Server {
+    fn from_row(row: &AnyRow) -> Result<Server> {
+        let status: String = row.try_get("status")?;
+        Ok(Server {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            description: row.try_get("description")?,
+            running: status == "running",
+            default_timeout_ms: row.try_get("default_timeout_ms")?,
+            created_by: row.try_get("created_by")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+pub fn check_description(description: &str) -> Result<()> {
+    if description.chars().count() > DESCRIPTION_MAX {
+        return Err(Error::Validation(format!(
+            "the description is longer than {DESCRIPTION_MAX} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Tool timeouts (a server's default, a tool's own) must lie in `TIMEOUT_MS_RANGE`.
+pub fn check_timeout(timeout_ms: i64) -> Result<()> {
+    if TIMEOUT_MS_RANGE.contains(&timeout_ms) {
+        return Ok(());
+    }
+    Err(Error::Validation(format!(
+        "timeouts must be between {} and {} ms",
+        TIMEOUT_MS_RANGE.start(),
+        TIMEOUT_MS_RANGE.end()
+    )))
+}
+
+pub async fn create(db: &Db, name: &Name, description: &str, actor: &str) -> Result<Server> {
+    check_description(description)?;
+    let now = db::now();
+    let row = sqlx::query(&format!(
+        "INSERT INTO servers (id, name, description, status, default_timeout_ms, created_by, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'stopped', 30000, $4, $5, $5) RETURNING {COLUMNS}"
+    ))
+    .bind(db::new_id())
+    .bind(name.as_str())
+    .bind(description)
+    .bind(actor)
+    .bind(now)
+    .fetch_one(&db.pool)
+    .await
+    .on_conflict(|| format!("a server named {:?} already exists", name.as_str()))?;
+    Server::from_row(&row)
+}
+
+pub async fn get(db: &Db, id: &str) -> Result<Server> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM servers WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&db.pool)
+        .await?
+        .ok_or_else(|| Error::NotFound("no server with that id".into()))?;
+    Server::from_row(&row)
+}
+
+pub async fn list(db: &Db, limit: i64, offset: i64) -> Result<(Vec<Server>, i64)> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM servers ORDER BY name LIMIT $1 OFFSET $2"
+    ))
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&db.pool)
+    .await?;
+    let total: i64 = sqlx::query("SELECT COUNT(*) AS n FROM servers")
+        .fetch_one(&db.pool)
+        .await?
+        .try_get("n")?;
+    Ok((
+        rows.iter().map(Server::from_row).collect::<Result<_>>()?,
+        total,
+    ))
+}
+
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub name: Option<Name>,
+    pub description: Option<String>,
+    pub default_timeout_ms: Option<i64>,
+}
+
+pub async fn update(db: &Db, id: &str, changes: Changes) -> Result<Server> {
+    if let Some(description) = &changes.description {
+        check_description(description)?;
+    }
+    if let Some(timeout) = changes.default_timeout_ms {
+        check_timeout(timeout)?;
+    }
+    let current = get(db, id).await?;
+    let name = changes
+        .name
+        .as_ref()
+        .map(Name::as_str)
+        .unwrap_or(&current.name)
+        .to_owned();
+    let row = sqlx::query(&format!(
+        "UPDATE servers SET name = $1, description = $2, default_timeout_ms = $3, updated_at = $4 \
+         WHERE id = $5 RETURNING {COLUMNS}"
+    ))
+    .bind(&name)
+    .bind(changes.description.unwrap_or(current.description))
+    .bind(
+        changes
+            .default_timeout_ms
+            .unwrap_or(current.default_timeout_ms),
+    )
+    .bind(db::now())
+    .bind(id)
+    .fetch_one(&db.pool)
+    .await
+    .on_conflict(|| format!("a server named {name:?} already exists"))?;
+    Server::from_row(&row)
+}
+
+/// Deletes a server and (cascade) its tools, versions and their history.
+pub async fn delete(db: &Db, id: &str) -> Result<()> {
+    let deleted = sqlx::query("DELETE FROM servers WHERE id = $1")
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(Error::NotFound("no server with that id".into()));
+    }
+    Ok(())
+}
+
+/// Starts or stops a server. Starting needs at least one tool that can run (enabled, with an
+/// approved version); stopping takes every tool of the server out of reach at once.
+pub async fn set_running(db: &Db, id: &str, running: bool) -> Result<Server> {
+    let server = get(db, id).await?;
+    if server.running == running {
+        return Err(Error::Conflict(format!(
+            "the server is already {}",
+            if running { "running" } else { "stopped" }
+        )));
+    }
+    if running {
+        let runnable: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM tools t WHERE t.server_id = $1 AND t.enabled = 1 AND EXISTS \
+             (SELECT 1 FROM tool_versions v WHERE v.tool_id = t.id AND v.status = 'approved')",
+        )
+        .bind(id)
+        .fetch_one(&db.pool)
+        .await?
+        .try_get("n")?;
+        if runnable == 0 {
+            return Err(Error::Conflict(
+                "the server has no enabled tool with an approved version; approve one first".into(),
+            ));
+        }
+    }
+    let row = sqlx::query(&format!(
+        "UPDATE servers SET status = $1, updated_at = $2 WHERE id = $3 RETURNING {COLUMNS}"
+    ))
+    .bind(if running { "running" } else { "stopped" })
+    .bind(db::now())
+    .bind(id)
+    .fetch_one(&db.pool)
+    .await?;
+    Server::from_row(&row)
+}

@@ -1,0 +1,367 @@
+//! Tool routes (reference paths): `/api/servers/{id}/tools`, `/api/tools/{id}`, versions,
+//! compare, rollback, and `/api/tools/validate-code`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::{Source, Tool, Version};
+use crate::app::AppState;
+use crate::auth::{AuthUser, Role};
+use crate::error::{ApiJson, ApiQuery, Error, Result};
+use crate::names::Name;
+use crate::pagination::{Page, PageParams};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/servers/{id}/tools", get(list).post(create))
+        .route("/api/tools/validate-code", post(validate_code))
+        .route("/api/tools/{id}", get(show).patch(update).delete(remove))
+        .route("/api/tools/{id}/versions", get(versions))
+        .route("/api/tools/{id}/versions/compare", get(compare))
+        .route("/api/tools/{id}/versions/{version}", get(show_version))
+        .route(
+            "/api/tools/{id}/versions/{version}/rollback",
+            post(rollback),
+        )
+}
+
+#[derive(Serialize)]
+struct ToolBody {
+    id: String,
+    server_id: String,
+    name: String,
+    enabled: bool,
+    timeout_ms: Option<i64>,
+    current_version: i64,
+    /// The version that runs (the newest approved one), if any.
+    approved_version: Option<i64>,
+    created_by: String,
+    created_at: String,
+    updated_at: String,
+    /// The newest version in full.
+    latest: VersionBody,
+}
+
+/// A version as the API shows it (also used by the approvals routes).
+#[derive(Serialize)]
+pub struct VersionBody {
+    pub version: i64,
+    pub description: String,
+    pub python_code: String,
+    pub code_hash: String,
+    /// The input schema, as JSON.
+    pub input_schema: serde_json::Value,
+    pub change_source: String,
+    pub change_summary: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub status: String,
+    pub publish_notes: Option<String>,
+    pub requested_at: Option<String>,
+    pub reviewed_by: Option<String>,
+    pub reviewed_at: Option<String>,
+    pub rejection_reason: Option<String>,
+}
+
+impl From<Version> for VersionBody {
+    fn from(v: Version) -> Self {
+        VersionBody {
+            version: v.version,
+            description: v.description,
+            input_schema: serde_json::from_str(&v.input_schema).unwrap_or(serde_json::Value::Null),
+            python_code: v.python_code,
+            code_hash: v.code_hash,
+            change_source: v.change_source,
+            change_summary: v.change_summary,
+            created_by: v.created_by,
+            created_at: v.created_at,
+            status: v.status,
+            publish_notes: v.publish_notes,
+            requested_at: v.requested_at,
+            reviewed_by: v.reviewed_by,
+            reviewed_at: v.reviewed_at,
+            rejection_reason: v.rejection_reason,
+        }
+    }
+}
+
+async fn tool_body(state: &AppState, tool: Tool) -> Result<ToolBody> {
+    let latest = super::version(&state.db, &tool.id, tool.current_version).await?;
+    let approved_version = super::approved_version(&state.db, &tool.id).await?;
+    Ok(ToolBody {
+        id: tool.id,
+        server_id: tool.server_id,
+        name: tool.name,
+        enabled: tool.enabled,
+        timeout_ms: tool.timeout_ms,
+        current_version: tool.current_version,
+        approved_version,
+        created_by: tool.created_by,
+        created_at: tool.created_at,
+        updated_at: tool.updated_at,
+        latest: latest.into(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    name: String,
+    #[serde(default)]
+    description: String,
+    python_code: String,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(server_id): Path<String>,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> Result<(StatusCode, Json<ToolBody>)> {
+    auth.require(Role::Admin)?;
+    let name = Name::tool(&body.name)?;
+    let new = super::NewTool {
+        server_id: &server_id,
+        name: &name,
+        description: &body.description,
+        code: &body.python_code,
+        source: Source::Admin,
+        actor: &auth.user().username,
+    };
+    let (tool, _) = super::create(&state, new).await?;
+    Ok((StatusCode::CREATED, Json(tool_body(&state, tool).await?)))
+}
+
+#[derive(Serialize)]
+struct ToolSummary {
+    id: String,
+    name: String,
+    enabled: bool,
+    current_version: i64,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(server_id): Path<String>,
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> Result<Json<Page<ToolSummary>>> {
+    auth.require(Role::Viewer)?;
+    let request = params.validate()?;
+    let (tools, total) =
+        super::list(&state.db, &server_id, request.limit(), request.offset()).await?;
+    let items = tools
+        .into_iter()
+        .map(|t| ToolSummary {
+            id: t.id,
+            name: t.name,
+            enabled: t.enabled,
+            current_version: t.current_version,
+        })
+        .collect();
+    Ok(Json(Page::new(items, total, request)))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<ToolBody>> {
+    auth.require(Role::Viewer)?;
+    let tool = super::get(&state.db, &id).await?;
+    Ok(Json(tool_body(&state, tool).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    name: Option<String>,
+    description: Option<String>,
+    python_code: Option<String>,
+    enabled: Option<bool>,
+    #[serde(default, with = "double_option")]
+    timeout_ms: Option<Option<i64>>,
+    change_summary: Option<String>,
+}
+
+/// Tells "absent" (leave alone) from `null` (clear) for `timeout_ms`.
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Option<i64>>, D::Error> {
+        Option::<i64>::deserialize(deserializer).map(Some)
+    }
+}
+
+async fn update(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateBody>,
+) -> Result<Json<ToolBody>> {
+    auth.require(Role::Admin)?;
+    let changes = super::Changes {
+        name: body.name.as_deref().map(Name::tool).transpose()?,
+        description: body.description,
+        python_code: body.python_code,
+        enabled: body.enabled,
+        timeout_ms: body.timeout_ms,
+        summary: body.change_summary,
+    };
+    let (tool, _) =
+        super::update(&state, &id, changes, Source::Admin, &auth.user().username).await?;
+    Ok(Json(tool_body(&state, tool).await?))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    auth.require(Role::Admin)?;
+    super::delete(&state.db, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+struct VersionSummary {
+    version: i64,
+    status: String,
+    change_source: String,
+    change_summary: String,
+    created_by: String,
+    created_at: String,
+}
+
+#[derive(Serialize)]
+struct VersionList {
+    current_version: i64,
+    approved_version: Option<i64>,
+    total_versions: usize,
+    versions: Vec<VersionSummary>,
+}
+
+async fn versions(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<VersionList>> {
+    auth.require(Role::Viewer)?;
+    let tool = super::get(&state.db, &id).await?;
+    let versions: Vec<VersionSummary> = super::versions(&state.db, &id)
+        .await?
+        .into_iter()
+        .map(|v| VersionSummary {
+            version: v.version,
+            status: v.status,
+            change_source: v.change_source,
+            change_summary: v.change_summary,
+            created_by: v.created_by,
+            created_at: v.created_at,
+        })
+        .collect();
+    Ok(Json(VersionList {
+        current_version: tool.current_version,
+        approved_version: super::approved_version(&state.db, &id).await?,
+        total_versions: versions.len(),
+        versions,
+    }))
+}
+
+async fn show_version(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((id, version)): Path<(String, i64)>,
+) -> Result<Json<VersionBody>> {
+    auth.require(Role::Viewer)?;
+    Ok(Json(super::version(&state.db, &id, version).await?.into()))
+}
+
+#[derive(Deserialize)]
+struct CompareQuery {
+    from_version: i64,
+    to_version: i64,
+}
+
+#[derive(Serialize)]
+struct Comparison {
+    from_version: i64,
+    to_version: i64,
+    diff: String,
+}
+
+async fn compare(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<CompareQuery>,
+) -> Result<Json<Comparison>> {
+    auth.require(Role::Viewer)?;
+    let diff = super::diff(&state.db, &id, query.from_version, query.to_version).await?;
+    Ok(Json(Comparison {
+        from_version: query.from_version,
+        to_version: query.to_version,
+        diff,
+    }))
+}
+
+async fn rollback(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((id, version)): Path<(String, i64)>,
+) -> Result<(StatusCode, Json<VersionBody>)> {
+    auth.require(Role::Admin)?;
+    let created = super::rollback(&state, &id, version, &auth.user().username).await?;
+    Ok((StatusCode::CREATED, Json(created.into())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ValidateBody {
+    code: String,
+}
+
+#[derive(Serialize)]
+struct ValidateAnswer {
+    valid: bool,
+    has_main: bool,
+    errors: Vec<contract::sandbox::CodeError>,
+    description: Option<String>,
+    input_schema: Option<serde_json::Value>,
+}
+
+/// Checks code without saving it (same check as create/update).
+async fn validate_code(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<ValidateBody>,
+) -> Result<Json<ValidateAnswer>> {
+    auth.require(Role::Approver)?;
+    if body.code.len() > super::CODE_MAX_BYTES {
+        return Err(Error::Validation(format!(
+            "the code is larger than {} KB",
+            super::CODE_MAX_BYTES / 1024
+        )));
+    }
+    let checked = state
+        .sandbox
+        .validate(contract::sandbox::ValidateRequest {
+            code: body.code,
+            allowed_modules: None,
+        })
+        .await
+        .map_err(|err| Error::Unavailable(format!("the code cannot be validated now: {err}")))?;
+    Ok(Json(ValidateAnswer {
+        valid: checked.valid,
+        has_main: checked.has_main,
+        errors: checked.errors,
+        description: checked.description,
+        input_schema: checked
+            .input_schema
+            .and_then(|s| serde_json::from_str(&s).ok()),
+    }))
+}

@@ -1,0 +1,545 @@
+//! Tools and their immutable versions.
+//!
+//! A tool row holds what does not need review (name, enabled, timeout). Code and description live
+//! in `tool_versions`: every change writes a new version (validated by the sandbox, with the
+//! input schema it derives), so nothing that was approved can change underneath its approval.
+//! `runnable` is the call-time check: the only way to get code to run is an `Approved` value,
+//! which only it builds.
+
+mod api;
+
+pub use api::{VersionBody as VersionBodyPublic, router};
+
+/// The API shape of a version, for other domains' routes.
+pub fn api_version_body(version: Version) -> VersionBodyPublic {
+    version.into()
+}
+
+use sha2::{Digest, Sha256};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use crate::app::AppState;
+use crate::db::{self, Db};
+use crate::error::{Error, OnConflict, Result};
+use crate::names::{self, Name};
+use contract::sandbox::ValidateRequest;
+
+/// Largest accepted tool source.
+pub const CODE_MAX_BYTES: usize = 100 * 1024;
+pub const SUMMARY_MAX: usize = 500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Llm,
+    Admin,
+    Rollback,
+    Import,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Llm => "llm",
+            Source::Admin => "admin",
+            Source::Rollback => "rollback",
+            Source::Import => "import",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Tool {
+    pub id: String,
+    pub server_id: String,
+    pub name: String,
+    pub enabled: bool,
+    pub timeout_ms: Option<i64>,
+    pub current_version: i64,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+const TOOL_COLUMNS: &str =
+    "id, server_id, name, enabled, timeout_ms, current_version, created_by, created_at, updated_at";
+
+impl Tool {
+    fn from_row(row: &AnyRow) -> Result<Tool> {
+        Ok(Tool {
+            id: row.try_get("id")?,
+            server_id: row.try_get("server_id")?,
+            name: row.try_get("name")?,
+            enabled: row.try_get::<i64, _>("enabled")? != 0,
+            timeout_ms: row.try_get("timeout_ms")?,
+            current_version: row.try_get("current_version")?,
+            created_by: row.try_get("created_by")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Version {
+    pub tool_id: String,
+    pub version: i64,
+    pub description: String,
+    pub python_code: String,
+    pub code_hash: String,
+    pub input_schema: String,
+    pub change_source: String,
+    pub change_summary: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub status: String,
+    pub publish_notes: Option<String>,
+    pub requested_at: Option<String>,
+    pub reviewed_by: Option<String>,
+    pub reviewed_at: Option<String>,
+    pub rejection_reason: Option<String>,
+}
+
+pub const VERSION_COLUMNS: &str = "tool_id, version, description, python_code, code_hash, input_schema, \
+     change_source, change_summary, created_by, created_at, status, publish_notes, requested_at, \
+     reviewed_by, reviewed_at, rejection_reason";
+
+impl Version {
+    pub fn from_row(row: &AnyRow) -> Result<Version> {
+        Ok(Version {
+            tool_id: row.try_get("tool_id")?,
+            version: row.try_get("version")?,
+            description: row.try_get("description")?,
+            python_code: row.try_get("python_code")?,
+            code_hash: row.try_get("code_hash")?,
+            input_schema: row.try_get("input_schema")?,
+            change_source: row.try_get("change_source")?,
+            change_summary: row.try_get("change_summary")?,
+            created_by: row.try_get("created_by")?,
+            created_at: row.try_get("created_at")?,
+            status: row.try_get("status")?,
+            publish_notes: row.try_get("publish_notes")?,
+            requested_at: row.try_get("requested_at")?,
+            reviewed_by: row.try_get("reviewed_by")?,
+            reviewed_at: row.try_get("reviewed_at")?,
+            rejection_reason: row.try_get("rejection_reason")?,
+        })
+    }
+}
+
+pub fn code_hash(code: &str) -> String {
+    hex::encode(Sha256::digest(code.as_bytes()))
+}
+
+/// Code accepted by the sandbox's validation, with the schema it derived.
+pub struct ValidCode {
+    code: String,
+    input_schema: String,
+}
+
+/// Validates code in the sandbox (static check, `main`, schema). Errors carry line numbers.
+pub async fn validate(state: &AppState, code: &str) -> Result<ValidCode> {
+    if code.len() > CODE_MAX_BYTES {
+        return Err(Error::Validation(format!(
+            "the code is larger than {} KB",
+            CODE_MAX_BYTES / 1024
+        )));
+    }
+    let checked = state
+        .sandbox
+        .validate(ValidateRequest {
+            code: code.to_owned(),
+            allowed_modules: None,
+        })
+        .await
+        .map_err(|err| Error::Unavailable(format!("the code cannot be validated now: {err}")))?;
+    if !checked.valid {
+        let errors: Vec<String> = checked
+            .errors
+            .iter()
+            .map(|e| format!("line {}: {}", e.line, e.message))
+            .collect();
+        return Err(Error::Validation(format!(
+            "the code is not valid: {}",
+            errors.join("; ")
+        )));
+    }
+    Ok(ValidCode {
+        code: code.to_owned(),
+        input_schema: checked
+            .input_schema
+            .unwrap_or_else(|| r#"{"type":"object","properties":{}}"#.to_owned()),
+    })
+}
+
+pub async fn get(db: &Db, id: &str) -> Result<Tool> {
+    let row = sqlx::query(&format!("SELECT {TOOL_COLUMNS} FROM tools WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&db.pool)
+        .await?
+        .ok_or_else(|| Error::NotFound("no tool with that id".into()))?;
+    Tool::from_row(&row)
+}
+
+pub async fn list(db: &Db, server_id: &str, limit: i64, offset: i64) -> Result<(Vec<Tool>, i64)> {
+    crate::servers::get(db, server_id).await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {TOOL_COLUMNS} FROM tools WHERE server_id = $1 ORDER BY name LIMIT $2 OFFSET $3"
+    ))
+    .bind(server_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&db.pool)
+    .await?;
+    let total: i64 = sqlx::query("SELECT COUNT(*) AS n FROM tools WHERE server_id = $1")
+        .bind(server_id)
+        .fetch_one(&db.pool)
+        .await?
+        .try_get("n")?;
+    Ok((
+        rows.iter().map(Tool::from_row).collect::<Result<_>>()?,
+        total,
+    ))
+}
+
+pub async fn version(db: &Db, tool_id: &str, number: i64) -> Result<Version> {
+    let row = sqlx::query(&format!(
+        "SELECT {VERSION_COLUMNS} FROM tool_versions WHERE tool_id = $1 AND version = $2"
+    ))
+    .bind(tool_id)
+    .bind(number)
+    .fetch_optional(&db.pool)
+    .await?
+    .ok_or_else(|| Error::NotFound(format!("the tool has no version {number}")))?;
+    Version::from_row(&row)
+}
+
+pub async fn versions(db: &Db, tool_id: &str) -> Result<Vec<Version>> {
+    get(db, tool_id).await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {VERSION_COLUMNS} FROM tool_versions WHERE tool_id = $1 ORDER BY version DESC"
+    ))
+    .bind(tool_id)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter().map(Version::from_row).collect()
+}
+
+/// The newest approved version number, if any (what runs while the server runs).
+pub async fn approved_version(db: &Db, tool_id: &str) -> Result<Option<i64>> {
+    let row = sqlx::query(
+        "SELECT MAX(version) AS v FROM tool_versions WHERE tool_id = $1 AND status = 'approved'",
+    )
+    .bind(tool_id)
+    .fetch_one(&db.pool)
+    .await?;
+    Ok(row.try_get::<Option<i64>, _>("v")?)
+}
+
+pub struct NewTool<'a> {
+    pub server_id: &'a str,
+    pub name: &'a Name,
+    pub description: &'a str,
+    pub code: &'a str,
+    pub source: Source,
+    pub actor: &'a str,
+}
+
+/// Creates a tool with version 1 (a draft: nothing runs until it is approved).
+pub async fn create(state: &AppState, new: NewTool<'_>) -> Result<(Tool, Version)> {
+    crate::servers::check_description(new.description)?;
+    crate::servers::get(&state.db, new.server_id).await?;
+    let valid = validate(state, new.code).await?;
+    let now = db::now();
+    let mut tx = state.db.pool.begin().await?;
+    let row = sqlx::query(&format!(
+        "INSERT INTO tools (id, server_id, name, enabled, timeout_ms, current_version, created_by, created_at, updated_at) \
+         VALUES ($1, $2, $3, 1, NULL, 1, $4, $5, $5) RETURNING {TOOL_COLUMNS}"
+    ))
+    .bind(db::new_id())
+    .bind(new.server_id)
+    .bind(new.name.as_str())
+    .bind(new.actor)
+    .bind(&now)
+    .fetch_one(&mut *tx)
+    .await
+    .on_conflict(|| format!("the server already has a tool named {:?}", new.name.as_str()))?;
+    let tool = Tool::from_row(&row)?;
+    let version = insert_version(
+        &mut tx,
+        &tool.id,
+        1,
+        new.description,
+        &valid,
+        new.source,
+        "Initial version",
+        new.actor,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((tool, version))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_version(
+    conn: &mut AnyConnection,
+    tool_id: &str,
+    number: i64,
+    description: &str,
+    code: &ValidCode,
+    source: Source,
+    summary: &str,
+    actor: &str,
+) -> Result<Version> {
+    let summary: String = summary.chars().take(SUMMARY_MAX).collect();
+    let row = sqlx::query(&format!(
+        "INSERT INTO tool_versions (id, tool_id, version, description, python_code, code_hash, input_schema, \
+         change_source, change_summary, created_by, created_at, status) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'draft') RETURNING {VERSION_COLUMNS}"
+    ))
+    .bind(db::new_id())
+    .bind(tool_id)
+    .bind(number)
+    .bind(description)
+    .bind(&code.code)
+    .bind(code_hash(&code.code))
+    .bind(&code.input_schema)
+    .bind(source.as_str())
+    .bind(summary)
+    .bind(actor)
+    .bind(db::now())
+    .fetch_one(conn)
+    .await
+    // Two concurrent edits both computed the same next number: one wins, the other retries.
+    .on_conflict(|| "the tool was changed at the same time; try again".to_owned())?;
+    Version::from_row(&row)
+}
+
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub name: Option<Name>,
+    pub description: Option<String>,
+    pub python_code: Option<String>,
+    pub enabled: Option<bool>,
+    /// `Some(None)` clears it (the server default applies).
+    pub timeout_ms: Option<Option<i64>>,
+    pub summary: Option<String>,
+}
+
+/// Applies changes. Code or description changes write a new draft version (the approved one
+/// keeps running until the new one is approved); the rest changes the tool row only.
+pub async fn update(
+    state: &AppState,
+    tool_id: &str,
+    changes: Changes,
+    source: Source,
+    actor: &str,
+) -> Result<(Tool, Option<Version>)> {
+    if let Some(Some(timeout)) = changes.timeout_ms {
+        crate::servers::check_timeout(timeout)?;
+    }
+    if let Some(description) = &changes.description {
+        crate::servers::check_description(description)?;
+    }
+    let tool = get(&state.db, tool_id).await?;
+    let latest = version(&state.db, tool_id, tool.current_version).await?;
+    let code_changed = changes
+        .python_code
+        .as_ref()
+        .is_some_and(|code| *code != latest.python_code);
+    let description_changed = changes
+        .description
+        .as_ref()
+        .is_some_and(|d| *d != latest.description);
+    // Validate before opening the transaction: the sandbox round trip must not hold a lock.
+    let valid = if code_changed || description_changed {
+        Some(
+            validate(
+                state,
+                changes
+                    .python_code
+                    .as_deref()
+                    .unwrap_or(&latest.python_code),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let mut tx = state.db.pool.begin().await?;
+    let new_version = match valid {
+        Some(valid) => {
+            let number = tool.current_version + 1;
+            let description = changes
+                .description
+                .as_deref()
+                .unwrap_or(&latest.description);
+            let summary = changes.summary.as_deref().unwrap_or(if code_changed {
+                "Code changed"
+            } else {
+                "Description changed"
+            });
+            Some(
+                insert_version(
+                    &mut tx,
+                    tool_id,
+                    number,
+                    description,
+                    &valid,
+                    source,
+                    summary,
+                    actor,
+                )
+                .await?,
+            )
+        }
+        None => None,
+    };
+    let name = changes
+        .name
+        .as_ref()
+        .map(Name::as_str)
+        .unwrap_or(&tool.name)
+        .to_owned();
+    let row = sqlx::query(&format!(
+        "UPDATE tools SET name = $1, enabled = $2, timeout_ms = $3, current_version = $4, updated_at = $5 \
+         WHERE id = $6 RETURNING {TOOL_COLUMNS}"
+    ))
+    .bind(&name)
+    .bind(i64::from(changes.enabled.unwrap_or(tool.enabled)))
+    .bind(changes.timeout_ms.unwrap_or(tool.timeout_ms))
+    .bind(new_version.as_ref().map(|v| v.version).unwrap_or(tool.current_version))
+    .bind(db::now())
+    .bind(tool_id)
+    .fetch_one(&mut *tx)
+    .await
+    .on_conflict(|| format!("the server already has a tool named {name:?}"))?;
+    tx.commit().await?;
+    Ok((Tool::from_row(&row)?, new_version))
+}
+
+pub async fn delete(db: &Db, tool_id: &str) -> Result<()> {
+    let deleted = sqlx::query("DELETE FROM tools WHERE id = $1")
+        .bind(tool_id)
+        .execute(&db.pool)
+        .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(Error::NotFound("no tool with that id".into()));
+    }
+    Ok(())
+}
+
+/// Restores an earlier version's code and description as a new draft version: rolling back
+/// never skips review.
+pub async fn rollback(state: &AppState, tool_id: &str, to: i64, actor: &str) -> Result<Version> {
+    let tool = get(&state.db, tool_id).await?;
+    if to >= tool.current_version {
+        return Err(Error::Validation(format!(
+            "can only roll back to an earlier version (the newest is {})",
+            tool.current_version
+        )));
+    }
+    let target = version(&state.db, tool_id, to).await?;
+    let valid = validate(state, &target.python_code).await?;
+    let mut tx = state.db.pool.begin().await?;
+    let number = tool.current_version + 1;
+    let summary = format!("Rollback to version {to}");
+    let version = insert_version(
+        &mut tx,
+        tool_id,
+        number,
+        &target.description,
+        &valid,
+        Source::Rollback,
+        &summary,
+        actor,
+    )
+    .await?;
+    sqlx::query("UPDATE tools SET current_version = $1, updated_at = $2 WHERE id = $3")
+        .bind(number)
+        .bind(db::now())
+        .bind(tool_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(version)
+}
+
+/// A unified diff between two versions' code.
+pub async fn diff(db: &Db, tool_id: &str, from: i64, to: i64) -> Result<String> {
+    let old = version(db, tool_id, from).await?;
+    let new = version(db, tool_id, to).await?;
+    Ok(
+        similar::TextDiff::from_lines(&old.python_code, &new.python_code)
+            .unified_diff()
+            .context_radius(3)
+            .header(&format!("version {from}"), &format!("version {to}"))
+            .to_string(),
+    )
+}
+
+/// What may run: built only by `runnable`, after every call-time check passed.
+#[derive(Debug, Clone)]
+pub struct Approved {
+    pub tool_id: String,
+    pub server_id: String,
+    pub public_name: String,
+    pub version: i64,
+    pub code: String,
+    pub timeout_ms: i64,
+}
+
+/// The call-time check: the tool exists and is enabled, its server is running, it has an
+/// approved version, and that version's code still matches the hash recorded with it.
+pub async fn runnable(db: &Db, tool_id: &str) -> Result<Approved> {
+    let row = sqlx::query(
+        "SELECT t.id, t.server_id, t.name, t.enabled, t.timeout_ms, s.name AS server_name, s.status, \
+         s.default_timeout_ms, v.version, v.python_code, v.code_hash \
+         FROM tools t JOIN servers s ON s.id = t.server_id \
+         LEFT JOIN tool_versions v ON v.tool_id = t.id AND v.version = \
+           (SELECT MAX(version) FROM tool_versions a WHERE a.tool_id = t.id AND a.status = 'approved') \
+         WHERE t.id = $1",
+    )
+    .bind(tool_id)
+    .fetch_optional(&db.pool)
+    .await?
+    .ok_or_else(|| Error::NotFound("no tool with that id".into()))?;
+    let name: String = row.try_get("name")?;
+    let server_name: String = row.try_get("server_name")?;
+    if row.try_get::<String, _>("status")? != "running" {
+        return Err(Error::Conflict(format!(
+            "the server {server_name:?} is not running"
+        )));
+    }
+    if row.try_get::<i64, _>("enabled")? == 0 {
+        return Err(Error::Conflict(format!("the tool {name:?} is disabled")));
+    }
+    let Some(version) = row.try_get::<Option<i64>, _>("version")? else {
+        return Err(Error::Conflict(format!(
+            "the tool {name:?} has no approved version"
+        )));
+    };
+    let code: String = row.try_get("python_code")?;
+    let stored_hash: String = row.try_get("code_hash")?;
+    if code_hash(&code) != stored_hash {
+        tracing::error!(
+            tool_id,
+            version,
+            "approved code does not match its hash; refusing to run it"
+        );
+        return Err(Error::Conflict(
+            "the approved code was changed outside MCPbox; it will not run".into(),
+        ));
+    }
+    let timeout_ms = row
+        .try_get::<Option<i64>, _>("timeout_ms")?
+        .unwrap_or(row.try_get::<i64, _>("default_timeout_ms")?);
+    Ok(Approved {
+        tool_id: row.try_get("id")?,
+        server_id: row.try_get("server_id")?,
+        public_name: names::public_name(&server_name, &name),
+        version,
+        code,
+        timeout_ms,
+    })
+}
