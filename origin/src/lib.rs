@@ -12,7 +12,8 @@
 //! - `users`: accounts and `/api/users`.
 //! - `names`: server and tool names (`{server}__{tool}` cannot collide).
 //! - `servers`, `tools` (versions, `runnable`: the call-time check), `approvals` (bound to
-//!   versions, `Reviewer`).
+//!   versions, `Reviewer`), `secrets` (encrypted, write-only), `execution` (`run`: the one way
+//!   code reaches the sandbox, and the execution log).
 //! - `settings`, `pagination`, `health`: small shared pieces.
 //! - `cli`: `mcpbox admin …`.
 
@@ -25,10 +26,12 @@ pub mod crypto;
 pub mod db;
 pub mod dispatch;
 pub mod error;
+pub mod execution;
 pub mod health;
 pub mod http;
 pub mod names;
 pub mod pagination;
+pub mod secrets;
 pub mod servers;
 pub mod settings;
 pub mod tools;

@@ -489,9 +489,23 @@ pub struct Approved {
     pub timeout_ms: i64,
 }
 
-/// The call-time check: the tool exists and is enabled, its server is running, it has an
-/// approved version, and that version's code still matches the hash recorded with it.
+/// Why code is about to run, which decides what the call-time check requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A client's call: the server must be running and the tool enabled.
+    Call,
+    /// An admin's test run: approval and the hash are still required, but a stopped server or a
+    /// disabled tool can be tried before going live.
+    Test,
+}
+
+/// The call-time check: the tool exists, it has an approved version, that version's code still
+/// matches the hash recorded with it, and (for calls) the tool is enabled and its server running.
 pub async fn runnable(db: &Db, tool_id: &str) -> Result<Approved> {
+    runnable_for(db, tool_id, Purpose::Call).await
+}
+
+pub async fn runnable_for(db: &Db, tool_id: &str, purpose: Purpose) -> Result<Approved> {
     let row = sqlx::query(
         "SELECT t.id, t.server_id, t.name, t.enabled, t.timeout_ms, s.name AS server_name, s.status, \
          s.default_timeout_ms, v.version, v.python_code, v.code_hash \
@@ -506,13 +520,15 @@ pub async fn runnable(db: &Db, tool_id: &str) -> Result<Approved> {
     .ok_or_else(|| Error::NotFound("no tool with that id".into()))?;
     let name: String = row.try_get("name")?;
     let server_name: String = row.try_get("server_name")?;
-    if row.try_get::<String, _>("status")? != "running" {
-        return Err(Error::Conflict(format!(
-            "the server {server_name:?} is not running"
-        )));
-    }
-    if row.try_get::<i64, _>("enabled")? == 0 {
-        return Err(Error::Conflict(format!("the tool {name:?} is disabled")));
+    if purpose == Purpose::Call {
+        if row.try_get::<String, _>("status")? != "running" {
+            return Err(Error::Conflict(format!(
+                "the server {server_name:?} is not running"
+            )));
+        }
+        if row.try_get::<i64, _>("enabled")? == 0 {
+            return Err(Error::Conflict(format!("the tool {name:?} is disabled")));
+        }
     }
     let Some(version) = row.try_get::<Option<i64>, _>("version")? else {
         return Err(Error::Conflict(format!(

@@ -1,0 +1,207 @@
+//! Test runs and execution logs: `/api/tools/test-code`, `/api/execution-logs`,
+//! `/api/tools/{id}/logs`, `/api/servers/{id}/execution-logs`, `/api/logs/{id}`.
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::{LogFilter, LogRow};
+use crate::app::AppState;
+use crate::auth::{AuthUser, Role};
+use crate::error::{ApiJson, ApiQuery, Result};
+use crate::pagination::{Page, PageParams};
+use crate::tools::{self, Purpose};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/tools/test-code", post(test_code))
+        .route("/api/execution-logs", get(all_logs))
+        .route("/api/tools/{id}/logs", get(tool_logs))
+        .route("/api/servers/{id}/execution-logs", get(server_logs))
+        .route("/api/logs/{id}", get(one_log))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestBody {
+    tool_id: String,
+    #[serde(default = "empty_object")]
+    arguments: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::json!({})
+}
+
+#[derive(Serialize)]
+struct TestAnswer {
+    success: bool,
+    version: i64,
+    result: Option<serde_json::Value>,
+    error: Option<contract::sandbox::ToolError>,
+    stdout: String,
+    duration_ms: u64,
+    log_id: String,
+}
+
+/// Runs the tool's approved version (the server may be stopped): the same path as a call,
+/// recorded with `is_test`. Drafts do not run.
+async fn test_code(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<TestBody>,
+) -> Result<Json<TestAnswer>> {
+    auth.require(Role::Approver)?;
+    let approved = tools::runnable_for(&state.db, &body.tool_id, Purpose::Test).await?;
+    let outcome = super::run(
+        &state,
+        &approved,
+        body.arguments,
+        &auth.user().username,
+        true,
+    )
+    .await?;
+    Ok(Json(TestAnswer {
+        success: outcome.ok,
+        version: outcome.version,
+        result: outcome.result,
+        error: outcome.error,
+        stdout: outcome.stdout,
+        duration_ms: outcome.duration_ms,
+        log_id: outcome.log_id,
+    }))
+}
+
+#[derive(Serialize)]
+struct LogBody {
+    id: String,
+    tool_id: String,
+    server_id: String,
+    tool_name: String,
+    version: i64,
+    arguments: serde_json::Value,
+    result: Option<serde_json::Value>,
+    error: Option<String>,
+    error_kind: Option<String>,
+    stdout: String,
+    duration_ms: i64,
+    success: bool,
+    is_test: bool,
+    executed_by: String,
+    created_at: String,
+}
+
+impl From<LogRow> for LogBody {
+    fn from(row: LogRow) -> Self {
+        LogBody {
+            id: row.id,
+            tool_id: row.tool_id,
+            server_id: row.server_id,
+            tool_name: row.tool_name,
+            version: row.version,
+            arguments: serde_json::from_str(&row.arguments).unwrap_or(serde_json::Value::Null),
+            result: row.result.and_then(|r| serde_json::from_str(&r).ok()),
+            error: row.error,
+            error_kind: row.error_kind,
+            stdout: row.stdout,
+            duration_ms: row.duration_ms,
+            success: row.success,
+            is_test: row.is_test,
+            executed_by: row.executed_by,
+            created_at: row.created_at,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    tool_id: Option<String>,
+    server_id: Option<String>,
+    success: Option<bool>,
+    page: Option<u32>,
+    page_size: Option<u32>,
+}
+
+async fn list(
+    state: &AppState,
+    filter: LogFilter,
+    page: PageParams,
+) -> Result<Json<Page<LogBody>>> {
+    let request = page.validate()?;
+    let (rows, total) = super::logs(&state.db, &filter, request.limit(), request.offset()).await?;
+    Ok(Json(Page::new(
+        rows.into_iter().map(Into::into).collect(),
+        total,
+        request,
+    )))
+}
+
+async fn all_logs(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiQuery(q): ApiQuery<LogQuery>,
+) -> Result<Json<Page<LogBody>>> {
+    auth.require(Role::Viewer)?;
+    let filter = LogFilter {
+        tool_id: q.tool_id,
+        server_id: q.server_id,
+        success: q.success,
+    };
+    list(
+        &state,
+        filter,
+        PageParams {
+            page: q.page,
+            page_size: q.page_size,
+        },
+    )
+    .await
+}
+
+async fn tool_logs(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<Page<LogBody>>> {
+    auth.require(Role::Viewer)?;
+    tools::get(&state.db, &id).await?;
+    list(
+        &state,
+        LogFilter {
+            tool_id: Some(id),
+            ..LogFilter::default()
+        },
+        page,
+    )
+    .await
+}
+
+async fn server_logs(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<Page<LogBody>>> {
+    auth.require(Role::Viewer)?;
+    crate::servers::get(&state.db, &id).await?;
+    list(
+        &state,
+        LogFilter {
+            server_id: Some(id),
+            ..LogFilter::default()
+        },
+        page,
+    )
+    .await
+}
+
+async fn one_log(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<LogBody>> {
+    auth.require(Role::Viewer)?;
+    Ok(Json(super::log(&state.db, &id).await?.into()))
+}

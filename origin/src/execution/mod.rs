@@ -1,0 +1,415 @@
+//! Running approved tools, and the execution log.
+//!
+//! `run` is the one function that sends tool code to the sandbox: it takes an `Approved` (only
+//! the call-time check makes one), adds the server's secrets, and records every run, failed or
+//! not, with secrets redacted and sizes capped.
+
+mod api;
+
+pub use api::router;
+
+use contract::sandbox::{ErrorKind, ExecuteRequest, Limits, ToolError};
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::app::AppState;
+use crate::db::{self, Db};
+use crate::error::{Error, Result};
+use crate::tools::Approved;
+
+/// Results larger than this (as JSON text) are stored as a truncation marker.
+pub const RESULT_LOG_BYTES: usize = 10 * 1024;
+pub const STDOUT_LOG_BYTES: usize = 10 * 1024;
+pub const ERROR_LOG_BYTES: usize = 5 * 1024;
+/// Argument strings longer than this are cut in the log.
+pub const ARGUMENT_STRING_LOG_CHARS: usize = 500;
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Argument names whose values are always redacted in logs.
+const SENSITIVE_KEYS: [&str; 14] = [
+    "password",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "api-key",
+    "authorization",
+    "auth",
+    "credential",
+    "private_key",
+    "bearer",
+    "cookie",
+    "session",
+    "key",
+];
+
+pub struct Outcome {
+    pub ok: bool,
+    pub result: Option<Value>,
+    pub error: Option<ToolError>,
+    pub stdout: String,
+    pub duration_ms: u64,
+    pub version: i64,
+    pub log_id: String,
+}
+
+/// Runs an approved version with `arguments` and logs it. A sandbox that cannot be reached is
+/// an error (503) and is logged too; a tool that fails is an `Outcome` with `ok = false`.
+pub async fn run(
+    state: &AppState,
+    approved: &Approved,
+    arguments: Value,
+    actor: &str,
+    is_test: bool,
+) -> Result<Outcome> {
+    if !arguments.is_object() {
+        return Err(Error::Validation("arguments must be a JSON object".into()));
+    }
+    let secrets = crate::secrets::values(state, &approved.server_id).await?;
+    let secret_values: Vec<String> = secrets.values().filter(|v| v.len() >= 4).cloned().collect();
+    let request = ExecuteRequest {
+        code: approved.code.clone(),
+        arguments: arguments.to_string(),
+        allowed_modules: None,
+        allowed_hosts: Vec::new(),
+        secrets,
+        limits: Limits {
+            timeout_ms: approved.timeout_ms.max(1) as u64,
+            ..Limits::default()
+        },
+    };
+    let started = std::time::Instant::now();
+    let dispatched = state.sandbox.execute(request).await;
+    let (ok, result_text, error, stdout, duration_ms) = match dispatched {
+        Ok(response) => (
+            response.ok,
+            response.result,
+            response.error,
+            response.stdout,
+            response.duration_ms,
+        ),
+        Err(err) => {
+            let error = ToolError {
+                kind: ErrorKind::Internal,
+                message: err.to_string(),
+                line: None,
+            };
+            let log = LogEntry::new(approved, &arguments, &secret_values, actor, is_test);
+            log.write(
+                &state.db,
+                false,
+                None,
+                Some(&error),
+                "",
+                started.elapsed().as_millis() as u64,
+            )
+            .await?;
+            return Err(Error::Unavailable(err.to_string()));
+        }
+    };
+    // Secrets never leave in a result, an error or stdout, whatever the tool did with them.
+    let result_text = result_text.map(|text| redact_text(&text, &secret_values));
+    let error = error.map(|mut e| {
+        e.message = redact_text(&e.message, &secret_values);
+        e
+    });
+    let stdout = redact_text(&stdout, &secret_values);
+    let log = LogEntry::new(approved, &arguments, &secret_values, actor, is_test);
+    let log_id = log
+        .write(
+            &state.db,
+            ok,
+            result_text.as_deref(),
+            error.as_ref(),
+            &stdout,
+            duration_ms,
+        )
+        .await?;
+    let result = result_text.and_then(|text| serde_json::from_str(&text).ok());
+    Ok(Outcome {
+        ok,
+        result,
+        error,
+        stdout,
+        duration_ms,
+        version: approved.version,
+        log_id,
+    })
+}
+
+/// Replaces every occurrence of a secret value.
+pub fn redact_text(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_owned();
+    for secret in secrets {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), REDACTED);
+        }
+    }
+    out
+}
+
+/// Arguments for the log: sensitive keys and secret values redacted, long strings cut.
+pub fn redact_arguments(value: &Value, secrets: &[String]) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, item)| {
+                    let lower = key.to_ascii_lowercase();
+                    let sensitive = SENSITIVE_KEYS.iter().any(|word| lower.contains(word));
+                    let item = if sensitive {
+                        Value::String(REDACTED.into())
+                    } else {
+                        redact_arguments(item, secrets)
+                    };
+                    (key.clone(), item)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|item| redact_arguments(item, secrets))
+                .collect(),
+        ),
+        Value::String(text) => {
+            let text = redact_text(text, secrets);
+            if text.chars().count() > ARGUMENT_STRING_LOG_CHARS {
+                let cut: String = text.chars().take(ARGUMENT_STRING_LOG_CHARS).collect();
+                Value::String(format!("{cut}… [cut]"))
+            } else {
+                Value::String(text)
+            }
+        }
+        other => other.clone(),
+    }
+}
+
+/// A result for the log: as is up to 10 KB, else an explicit marker with a preview.
+pub fn cap_result(text: &str) -> String {
+    if text.len() <= RESULT_LOG_BYTES {
+        return text.to_owned();
+    }
+    let preview: String = text.chars().take(1000).collect();
+    serde_json::json!({"_truncated": true, "_size_bytes": text.len(), "_preview": preview})
+        .to_string()
+}
+
+fn cap(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_owned();
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [truncated, {} bytes in all]", &text[..end], text.len())
+}
+
+struct LogEntry<'a> {
+    approved: &'a Approved,
+    arguments: String,
+    actor: &'a str,
+    is_test: bool,
+}
+
+impl<'a> LogEntry<'a> {
+    fn new(
+        approved: &'a Approved,
+        arguments: &Value,
+        secrets: &[String],
+        actor: &'a str,
+        is_test: bool,
+    ) -> LogEntry<'a> {
+        LogEntry {
+            approved,
+            arguments: redact_arguments(arguments, secrets).to_string(),
+            actor,
+            is_test,
+        }
+    }
+
+    async fn write(
+        &self,
+        db: &Db,
+        ok: bool,
+        result: Option<&str>,
+        error: Option<&ToolError>,
+        stdout: &str,
+        duration_ms: u64,
+    ) -> Result<String> {
+        let id = db::new_id();
+        let error_kind = error.map(|e| {
+            serde_json::to_value(e.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        });
+        sqlx::query(
+            "INSERT INTO execution_logs (id, tool_id, server_id, tool_name, version, arguments, result, error, \
+             error_kind, stdout, duration_ms, success, is_test, executed_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(&id)
+        .bind(&self.approved.tool_id)
+        .bind(&self.approved.server_id)
+        .bind(&self.approved.public_name)
+        .bind(self.approved.version)
+        .bind(&self.arguments)
+        .bind(result.map(cap_result))
+        .bind(error.map(|e| cap(&e.message, ERROR_LOG_BYTES)))
+        .bind(error_kind)
+        .bind(cap(stdout, STDOUT_LOG_BYTES))
+        .bind(duration_ms as i64)
+        .bind(i64::from(ok))
+        .bind(i64::from(self.is_test))
+        .bind(self.actor)
+        .bind(db::now())
+        .execute(&db.pool)
+        .await?;
+        Ok(id)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LogRow {
+    pub id: String,
+    pub tool_id: String,
+    pub server_id: String,
+    pub tool_name: String,
+    pub version: i64,
+    pub arguments: String,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub error_kind: Option<String>,
+    pub stdout: String,
+    pub duration_ms: i64,
+    pub success: bool,
+    pub is_test: bool,
+    pub executed_by: String,
+    pub created_at: String,
+}
+
+const LOG_COLUMNS: &str = "id, tool_id, server_id, tool_name, version, arguments, result, error, error_kind, stdout, \
+     duration_ms, success, is_test, executed_by, created_at";
+
+impl LogRow {
+    fn from_row(row: &AnyRow) -> Result<LogRow> {
+        Ok(LogRow {
+            id: row.try_get("id")?,
+            tool_id: row.try_get("tool_id")?,
+            server_id: row.try_get("server_id")?,
+            tool_name: row.try_get("tool_name")?,
+            version: row.try_get("version")?,
+            arguments: row.try_get("arguments")?,
+            result: row.try_get("result")?,
+            error: row.try_get("error")?,
+            error_kind: row.try_get("error_kind")?,
+            stdout: row.try_get("stdout")?,
+            duration_ms: row.try_get("duration_ms")?,
+            success: row.try_get::<i64, _>("success")? != 0,
+            is_test: row.try_get::<i64, _>("is_test")? != 0,
+            executed_by: row.try_get("executed_by")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct LogFilter {
+    pub tool_id: Option<String>,
+    pub server_id: Option<String>,
+    pub success: Option<bool>,
+}
+
+/// Newest first, with optional filters.
+pub async fn logs(
+    db: &Db,
+    filter: &LogFilter,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<LogRow>, i64)> {
+    let mut clauses = Vec::new();
+    let mut binds: Vec<String> = Vec::new();
+    if let Some(tool) = &filter.tool_id {
+        binds.push(tool.clone());
+        clauses.push(format!("tool_id = ${}", binds.len()));
+    }
+    if let Some(server) = &filter.server_id {
+        binds.push(server.clone());
+        clauses.push(format!("server_id = ${}", binds.len()));
+    }
+    if let Some(success) = filter.success {
+        clauses.push(format!("success = {}", i64::from(success)));
+    }
+    let filter_sql = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT {LOG_COLUMNS} FROM execution_logs {filter_sql} ORDER BY created_at DESC, id DESC LIMIT ${} OFFSET ${}",
+        binds.len() + 1,
+        binds.len() + 2
+    );
+    let mut query = sqlx::query(&sql);
+    for bind in &binds {
+        query = query.bind(bind);
+    }
+    let rows = query.bind(limit).bind(offset).fetch_all(&db.pool).await?;
+    let count_sql = format!("SELECT COUNT(*) AS n FROM execution_logs {filter_sql}");
+    let mut count = sqlx::query(&count_sql);
+    for bind in &binds {
+        count = count.bind(bind);
+    }
+    let total: i64 = count.fetch_one(&db.pool).await?.try_get("n")?;
+    Ok((
+        rows.iter().map(LogRow::from_row).collect::<Result<_>>()?,
+        total,
+    ))
+}
+
+pub async fn log(db: &Db, id: &str) -> Result<LogRow> {
+    let row = sqlx::query(&format!(
+        "SELECT {LOG_COLUMNS} FROM execution_logs WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&db.pool)
+    .await?
+    .ok_or_else(|| Error::NotFound("no execution log with that id".into()))?;
+    LogRow::from_row(&row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_are_redacted_and_cut() {
+        let secrets = vec!["hunter2-secret".to_owned()];
+        let args = serde_json::json!({
+            "city": "Oslo",
+            "api_key": "abc",
+            "nested": {"Authorization": "Bearer x", "note": "my pw is hunter2-secret!"},
+            "list": ["hunter2-secret", "x".repeat(600)],
+        });
+        let logged = redact_arguments(&args, &secrets);
+        assert_eq!(logged["city"], "Oslo");
+        assert_eq!(logged["api_key"], REDACTED);
+        assert_eq!(logged["nested"]["Authorization"], REDACTED);
+        assert_eq!(logged["nested"]["note"], "my pw is [REDACTED]!");
+        assert_eq!(logged["list"][0], REDACTED);
+        assert!(logged["list"][1].as_str().unwrap().ends_with("… [cut]"));
+    }
+
+    #[test]
+    fn large_results_get_an_explicit_marker() {
+        assert_eq!(cap_result("[1,2]"), "[1,2]");
+        let big = format!("\"{}\"", "y".repeat(20_000));
+        let capped: Value = serde_json::from_str(&cap_result(&big)).unwrap();
+        assert_eq!(capped["_truncated"], true);
+        assert_eq!(capped["_size_bytes"], 20_002);
+        assert_eq!(capped["_preview"].as_str().unwrap().chars().count(), 1000);
+        assert!(cap(&"é".repeat(10), 5).starts_with("éé…"));
+    }
+}

@@ -1,0 +1,91 @@
+//! `/api/servers/{id}/secrets` (admin only; values are write-only).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::app::AppState;
+use crate::auth::{AuthUser, Role};
+use crate::error::{ApiJson, Result};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/servers/{id}/secrets", get(list).post(create))
+        .route("/api/servers/{id}/secrets/{key}", put(set).delete(remove))
+}
+
+#[derive(Serialize)]
+struct SecretBody {
+    key: String,
+    description: String,
+    has_value: bool,
+    updated_at: String,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(server_id): Path<String>,
+) -> Result<Json<Vec<SecretBody>>> {
+    auth.require(Role::Viewer)?;
+    let items = super::list(&state.db, &server_id)
+        .await?
+        .into_iter()
+        .map(|p| SecretBody {
+            key: p.key,
+            description: p.description,
+            has_value: p.has_value,
+            updated_at: p.updated_at,
+        })
+        .collect();
+    Ok(Json(items))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    key_name: String,
+    #[serde(default)]
+    description: String,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(server_id): Path<String>,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> Result<StatusCode> {
+    auth.require(Role::Admin)?;
+    super::create_placeholder(&state.db, &server_id, &body.key_name, &body.description).await?;
+    Ok(StatusCode::CREATED)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ValueBody {
+    value: String,
+}
+
+async fn set(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((server_id, key)): Path<(String, String)>,
+    ApiJson(body): ApiJson<ValueBody>,
+) -> Result<StatusCode> {
+    auth.require(Role::Admin)?;
+    super::set_value(&state, &server_id, &key, &body.value).await?;
+    tracing::info!(by = %auth.user().username, server_id, key, "secret value set");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((server_id, key)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    auth.require(Role::Admin)?;
+    super::delete(&state.db, &server_id, &key).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

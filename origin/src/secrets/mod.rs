@@ -1,0 +1,159 @@
+//! Server secrets: placeholders the LLM may declare (key + description) and values only an admin
+//! sets. Values are encrypted at rest with AES-256-GCM bound to `server_secret:{server_id}:{key}`,
+//! are never returned by any API, and are redacted from everything a run records.
+
+mod api;
+
+pub use api::router;
+
+use std::collections::BTreeMap;
+
+use sqlx::Row;
+
+use crate::app::AppState;
+use crate::db::{self, Db};
+use crate::error::{Error, OnConflict, Result};
+
+pub const KEY_MAX: usize = 64;
+pub const VALUE_MAX: usize = 10_000;
+
+/// `^[A-Z][A-Z0-9_]*$`, at most 64 characters.
+pub fn check_key(key: &str) -> Result<()> {
+    let valid = !key.is_empty()
+        && key.len() <= KEY_MAX
+        && key.starts_with(|c: char| c.is_ascii_uppercase())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::Validation(format!(
+            "invalid secret key {key:?}: use 1 to {KEY_MAX} upper-case letters, digits and _, starting with a letter (like API_KEY)"
+        )))
+    }
+}
+
+fn aad(server_id: &str, key: &str) -> String {
+    format!("server_secret:{server_id}:{key}")
+}
+
+pub struct Placeholder {
+    pub key: String,
+    pub description: String,
+    pub has_value: bool,
+    pub updated_at: String,
+}
+
+pub async fn list(db: &Db, server_id: &str) -> Result<Vec<Placeholder>> {
+    crate::servers::get(db, server_id).await?;
+    let rows = sqlx::query(
+        "SELECT key, description, CAST(CASE WHEN encrypted_value IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_value, \
+         updated_at FROM server_secrets \
+         WHERE server_id = $1 ORDER BY key",
+    )
+    .bind(server_id)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Placeholder {
+                key: row.try_get("key")?,
+                description: row.try_get("description")?,
+                has_value: row.try_get::<i64, _>("has_value")? != 0,
+                updated_at: row.try_get("updated_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Declares a secret without a value (the LLM's and the admin's way to ask for one).
+pub async fn create_placeholder(
+    db: &Db,
+    server_id: &str,
+    key: &str,
+    description: &str,
+) -> Result<()> {
+    check_key(key)?;
+    crate::servers::check_description(description)?;
+    crate::servers::get(db, server_id).await?;
+    let now = db::now();
+    sqlx::query(
+        "INSERT INTO server_secrets (id, server_id, key, description, encrypted_value, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, NULL, $5, $5)",
+    )
+    .bind(db::new_id())
+    .bind(server_id)
+    .bind(key)
+    .bind(description)
+    .bind(now)
+    .execute(&db.pool)
+    .await
+    .on_conflict(|| format!("the server already has a secret named {key}"))?;
+    Ok(())
+}
+
+/// Sets (or replaces) a value, creating the placeholder if needed.
+pub async fn set_value(state: &AppState, server_id: &str, key: &str, value: &str) -> Result<()> {
+    check_key(key)?;
+    if value.is_empty() || value.chars().count() > VALUE_MAX {
+        return Err(Error::Validation(format!(
+            "the value must be 1 to {VALUE_MAX} characters long"
+        )));
+    }
+    crate::servers::get(&state.db, server_id).await?;
+    let encrypted = state.keys.encrypt_to_string(value, &aad(server_id, key));
+    let now = db::now();
+    sqlx::query(
+        "INSERT INTO server_secrets (id, server_id, key, description, encrypted_value, created_at, updated_at) \
+         VALUES ($1, $2, $3, '', $4, $5, $5) \
+         ON CONFLICT (server_id, key) DO UPDATE SET encrypted_value = $4, updated_at = $5",
+    )
+    .bind(db::new_id())
+    .bind(server_id)
+    .bind(key)
+    .bind(encrypted)
+    .bind(now)
+    .execute(&state.db.pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn delete(db: &Db, server_id: &str, key: &str) -> Result<()> {
+    let deleted = sqlx::query("DELETE FROM server_secrets WHERE server_id = $1 AND key = $2")
+        .bind(server_id)
+        .bind(key)
+        .execute(&db.pool)
+        .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(Error::NotFound(format!(
+            "the server has no secret named {key}"
+        )));
+    }
+    Ok(())
+}
+
+/// The decrypted values of a server's secrets, for a run. A value that does not decrypt (wrong
+/// key, tampered row, row copied from another server) is an error, never silently skipped.
+pub async fn values(state: &AppState, server_id: &str) -> Result<BTreeMap<String, String>> {
+    let rows = sqlx::query("SELECT key, encrypted_value FROM server_secrets WHERE server_id = $1 AND encrypted_value IS NOT NULL")
+        .bind(server_id)
+        .fetch_all(&state.db.pool)
+        .await?;
+    let mut values = BTreeMap::new();
+    for row in rows {
+        let key: String = row.try_get("key")?;
+        let stored: String = row.try_get("encrypted_value")?;
+        let value = state
+            .keys
+            .decrypt_str(&stored, &aad(server_id, &key))
+            .map_err(|err| {
+                tracing::error!(server_id, key, error = %err, "a server secret does not decrypt");
+                Error::Conflict(format!(
+                    "the secret {key} cannot be decrypted ({err}); set it again"
+                ))
+            })?;
+        values.insert(key, value);
+    }
+    Ok(values)
+}
