@@ -39,6 +39,18 @@ fn request(code: &str, arguments: &str, timeout_ms: u64) -> ExecuteRequest {
     }
 }
 
+/// User + system CPU time of a process, in clock ticks (usually 1/100 s).
+fn cpu_ticks(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(')')?;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
+}
+
 /// (pid, state) of every process whose parent is `parent`.
 fn children(parent: i32) -> Vec<(i32, char)> {
     std::fs::read_dir("/proc")
@@ -83,16 +95,18 @@ async fn a_worker_killed_mid_call_fails_only_that_call() {
                 .await
         }
     });
-    // The busy worker is the zygote child that is running ('R'); kill it from outside.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // The busy worker is the zygote child that has used real CPU time (a refill worker warming up
+    // is briefly running too, but for milliseconds); kill it from outside.
+    let deadline = Instant::now() + Duration::from_secs(10);
     let victim = loop {
-        if let Some((pid, _)) = children(zygote)
+        if let Some(pid) = children(zygote)
             .into_iter()
-            .find(|(_, state)| *state == 'R')
+            .map(|(pid, _)| pid)
+            .find(|pid| cpu_ticks(*pid) >= 20)
         {
             break pid;
         }
-        assert!(Instant::now() < deadline, "no running worker found");
+        assert!(Instant::now() < deadline, "no busy worker found");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     // SAFETY: sending a signal to a process of ours.
