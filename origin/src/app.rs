@@ -20,7 +20,7 @@ use crate::config::{ServeArgs, StorageArgs};
 use crate::crypto::{KeySource, Keyring};
 use crate::db::Db;
 use crate::dispatch::{Sandbox, SandboxSource};
-use crate::{approvals, auth, execution, health, http, secrets, servers, tools, users};
+use crate::{access, approvals, auth, execution, health, http, secrets, servers, tools, users};
 
 /// Everything handlers share. Cloning copies one `Arc`.
 #[derive(Clone)]
@@ -69,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .merge(approvals::router())
         .merge(secrets::router())
         .merge(execution::router())
+        .merge(access::router())
         .with_state(state);
     http::with_layers(routes)
 }

@@ -13,10 +13,12 @@
 //! - `names`: server and tool names (`{server}__{tool}` cannot collide).
 //! - `servers`, `tools` (versions, `runnable`: the call-time check), `approvals` (bound to
 //!   versions, `Reviewer`), `secrets` (encrypted, write-only), `execution` (`run`: the one way
-//!   code reaches the sandbox, and the execution log).
+//!   code reaches the sandbox, and the execution log), `access` (module and network requests:
+//!   what a server's tools may import and reach).
 //! - `settings`, `pagination`, `health`: small shared pieces.
 //! - `cli`: `mcpbox admin …`.
 
+pub mod access;
 pub mod app;
 pub mod approvals;
 pub mod auth;

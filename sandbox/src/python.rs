@@ -670,3 +670,21 @@ pub fn from_json<'py>(py: Python<'py>, value: &serde_json::Value) -> PyResult<Bo
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    /// The Python runtime and `contract` must refuse the same modules.
+    #[test]
+    fn never_importable_lists_agree() {
+        let block = super::RUNTIME_SOURCE
+            .split_once("NEVER_IMPORTABLE = frozenset({")
+            .and_then(|(_, rest)| rest.split_once("})"))
+            .map(|(block, _)| block)
+            .expect("NEVER_IMPORTABLE in runtime.py");
+        let mut python: Vec<&str> = block.split('"').skip(1).step_by(2).collect();
+        let mut contract: Vec<&str> = contract::sandbox::NEVER_IMPORTABLE.to_vec();
+        python.sort_unstable();
+        contract.sort_unstable();
+        assert_eq!(python, contract);
+    }
+}

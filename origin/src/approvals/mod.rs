@@ -111,15 +111,18 @@ pub async fn approve(
 ) -> Result<Version> {
     let version = resolve(db, tool_id, version).await?;
     // The modules and hosts in force at approval, recorded with it.
-    let modules = serde_json::to_string(contract::sandbox::DEFAULT_MODULES)
-        .map_err(|e| Error::Internal(e.into()))?;
+    let server_id = tools::get(db, tool_id).await?.server_id;
+    let modules = crate::access::allowed_modules(db, &server_id).await?;
+    let hosts = crate::access::allowed_hosts(db, &server_id).await?;
+    let modules = serde_json::to_string(&modules).map_err(|e| Error::Internal(e.into()))?;
+    let hosts = serde_json::to_string(&hosts).map_err(|e| Error::Internal(e.into()))?;
     transition(
         db,
         tool_id,
         version,
         &["draft", "pending_review", "rejected"],
         "status = 'approved', reviewed_by = $1, reviewed_at = $2, rejection_reason = NULL, approved_modules = $3, approved_hosts = $4",
-        vec![Some(reviewer.name().to_owned()), Some(db::now()), Some(modules), Some("[]".to_owned())],
+        vec![Some(reviewer.name().to_owned()), Some(db::now()), Some(modules), Some(hosts)],
         "approve",
     )
     .await

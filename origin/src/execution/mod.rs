@@ -71,8 +71,10 @@ pub async fn run(
     let request = ExecuteRequest {
         code: approved.code.clone(),
         arguments: arguments.to_string(),
-        allowed_modules: None,
-        allowed_hosts: Vec::new(),
+        allowed_modules: Some(
+            crate::access::allowed_modules(&state.db, &approved.server_id).await?,
+        ),
+        allowed_hosts: crate::access::allowed_hosts(&state.db, &approved.server_id).await?,
         secrets,
         limits: Limits {
             timeout_ms: approved.timeout_ms.max(1) as u64,

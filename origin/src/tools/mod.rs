@@ -137,8 +137,9 @@ pub struct ValidCode {
     input_schema: String,
 }
 
-/// Validates code in the sandbox (static check, `main`, schema). Errors carry line numbers.
-pub async fn validate(state: &AppState, code: &str) -> Result<ValidCode> {
+/// Validates code in the sandbox (static check against the server's allowed modules, `main`,
+/// schema). Errors carry line numbers.
+pub async fn validate(state: &AppState, server_id: &str, code: &str) -> Result<ValidCode> {
     if code.len() > CODE_MAX_BYTES {
         return Err(Error::Validation(format!(
             "the code is larger than {} KB",
@@ -149,7 +150,7 @@ pub async fn validate(state: &AppState, code: &str) -> Result<ValidCode> {
         .sandbox
         .validate(ValidateRequest {
             code: code.to_owned(),
-            allowed_modules: None,
+            allowed_modules: Some(crate::access::allowed_modules(&state.db, server_id).await?),
         })
         .await
         .map_err(|err| Error::Unavailable(format!("the code cannot be validated now: {err}")))?;
@@ -249,7 +250,7 @@ pub struct NewTool<'a> {
 pub async fn create(state: &AppState, new: NewTool<'_>) -> Result<(Tool, Version)> {
     crate::servers::check_description(new.description)?;
     crate::servers::get(&state.db, new.server_id).await?;
-    let valid = validate(state, new.code).await?;
+    let valid = validate(state, new.server_id, new.code).await?;
     let now = db::now();
     let mut tx = state.db.pool.begin().await?;
     let row = sqlx::query(&format!(
@@ -356,6 +357,7 @@ pub async fn update(
         Some(
             validate(
                 state,
+                &tool.server_id,
                 changes
                     .python_code
                     .as_deref()
@@ -440,7 +442,7 @@ pub async fn rollback(state: &AppState, tool_id: &str, to: i64, actor: &str) -> 
         )));
     }
     let target = version(&state.db, tool_id, to).await?;
-    let valid = validate(state, &target.python_code).await?;
+    let valid = validate(state, &tool.server_id, &target.python_code).await?;
     let mut tx = state.db.pool.begin().await?;
     let number = tool.current_version + 1;
     let summary = format!("Rollback to version {to}");

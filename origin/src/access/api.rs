@@ -1,0 +1,281 @@
+//! `/api/approvals/modules` and `/api/approvals/network` (one implementation, two kinds), and
+//! `/api/servers/{id}/allowed-hosts` for admins.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::{AccessRequest, Kind};
+use crate::app::AppState;
+use crate::approvals::Reviewer;
+use crate::auth::{AuthUser, Role};
+use crate::error::{ApiJson, ApiQuery, Error, Result};
+use crate::pagination::{Page, PageParams};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/approvals/{kind}", get(queue))
+        .route("/api/approvals/{kind}/bulk-action", post(bulk))
+        .route("/api/approvals/{kind}/{id}/action", post(action))
+        .route("/api/approvals/{kind}/{id}/revoke", post(revoke))
+        .route("/api/approvals/{kind}/{id}", delete(remove))
+        .route("/api/servers/{id}/allowed-hosts", get(hosts).post(add_host))
+}
+
+fn kind(segment: &str) -> Result<Kind> {
+    match segment {
+        "modules" => Ok(Kind::Module),
+        "network" => Ok(Kind::Network),
+        _ => Err(Error::NotFound("there is nothing at this path".into())),
+    }
+}
+
+#[derive(Serialize)]
+struct RequestBody {
+    id: String,
+    kind: String,
+    server_id: String,
+    tool_id: Option<String>,
+    target: String,
+    port: Option<i64>,
+    justification: String,
+    requested_by: String,
+    status: String,
+    reviewed_by: Option<String>,
+    reviewed_at: Option<String>,
+    rejection_reason: Option<String>,
+    created_at: String,
+}
+
+impl From<AccessRequest> for RequestBody {
+    fn from(r: AccessRequest) -> Self {
+        RequestBody {
+            id: r.id,
+            kind: r.kind,
+            server_id: r.server_id,
+            tool_id: r.tool_id,
+            target: r.target,
+            port: r.port,
+            justification: r.justification,
+            requested_by: r.requested_by,
+            status: r.status,
+            reviewed_by: r.reviewed_by,
+            reviewed_at: r.reviewed_at,
+            rejection_reason: r.rejection_reason,
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct QueueQuery {
+    status: Option<String>,
+    page: Option<u32>,
+    page_size: Option<u32>,
+}
+
+async fn queue(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(segment): Path<String>,
+    ApiQuery(q): ApiQuery<QueueQuery>,
+) -> Result<Json<Page<RequestBody>>> {
+    auth.require(Role::Viewer)?;
+    let kind = kind(&segment)?;
+    let status = match q.status.as_deref().unwrap_or("pending") {
+        "all" => None,
+        s @ ("pending" | "approved" | "rejected") => Some(s),
+        other => {
+            return Err(Error::Validation(format!(
+                "unknown status {other:?} (use pending, approved, rejected or all)"
+            )));
+        }
+    };
+    let request = PageParams {
+        page: q.page,
+        page_size: q.page_size,
+    }
+    .validate()?;
+    let (items, total) =
+        super::queue(&state.db, kind, status, request.limit(), request.offset()).await?;
+    Ok(Json(Page::new(
+        items.into_iter().map(Into::into).collect(),
+        total,
+        request,
+    )))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    action: String,
+    reason: Option<String>,
+}
+
+async fn apply(
+    state: &AppState,
+    reviewer: &Reviewer,
+    kind: Kind,
+    id: &str,
+    action: &str,
+    reason: Option<&str>,
+) -> Result<AccessRequest> {
+    match action {
+        "approve" => super::approve(&state.db, kind, id, reviewer).await,
+        "reject" => super::reject(&state.db, kind, id, reason.unwrap_or(""), reviewer).await,
+        other => Err(Error::Validation(format!(
+            "unknown action {other:?} (use approve or reject)"
+        ))),
+    }
+}
+
+async fn action(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((segment, id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<ActionBody>,
+) -> Result<Json<RequestBody>> {
+    let kind = kind(&segment)?;
+    let reviewer = Reviewer::from_auth(&auth)?;
+    let updated = apply(
+        &state,
+        &reviewer,
+        kind,
+        &id,
+        &body.action,
+        body.reason.as_deref(),
+    )
+    .await?;
+    tracing::info!(
+        by = reviewer.name(),
+        id,
+        kind = kind.as_str(),
+        action = body.action,
+        "access request reviewed"
+    );
+    Ok(Json(updated.into()))
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((segment, id)): Path<(String, String)>,
+) -> Result<Json<RequestBody>> {
+    let kind = kind(&segment)?;
+    let reviewer = Reviewer::from_auth(&auth)?;
+    Ok(Json(
+        super::revoke(&state.db, kind, &id, &reviewer).await?.into(),
+    ))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path((segment, id)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    let kind = kind(&segment)?;
+    Reviewer::from_auth(&auth)?;
+    super::delete(&state.db, kind, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkBody {
+    request_ids: Vec<String>,
+    action: String,
+    reason: Option<String>,
+}
+
+#[derive(Serialize)]
+struct BulkResult {
+    id: String,
+    ok: bool,
+    error: Option<String>,
+}
+
+async fn bulk(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(segment): Path<String>,
+    ApiJson(body): ApiJson<BulkBody>,
+) -> Result<Json<Vec<BulkResult>>> {
+    let kind = kind(&segment)?;
+    let reviewer = Reviewer::from_auth(&auth)?;
+    if body.request_ids.is_empty() || body.request_ids.len() > 100 {
+        return Err(Error::Validation(
+            "request_ids must list 1 to 100 requests".into(),
+        ));
+    }
+    let mut results = Vec::new();
+    for id in body.request_ids {
+        match apply(
+            &state,
+            &reviewer,
+            kind,
+            &id,
+            &body.action,
+            body.reason.as_deref(),
+        )
+        .await
+        {
+            Ok(_) => results.push(BulkResult {
+                id,
+                ok: true,
+                error: None,
+            }),
+            Err(Error::Internal(err)) => return Err(Error::Internal(err)),
+            Err(err) => results.push(BulkResult {
+                id,
+                ok: false,
+                error: Some(err.to_string()),
+            }),
+        }
+    }
+    Ok(Json(results))
+}
+
+#[derive(Serialize)]
+struct Hosts {
+    allowed_hosts: Vec<String>,
+    allowed_modules: Vec<String>,
+}
+
+async fn hosts(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(server_id): Path<String>,
+) -> Result<Json<Hosts>> {
+    auth.require(Role::Viewer)?;
+    crate::servers::get(&state.db, &server_id).await?;
+    Ok(Json(Hosts {
+        allowed_hosts: super::allowed_hosts(&state.db, &server_id).await?,
+        allowed_modules: super::allowed_modules(&state.db, &server_id).await?,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostBody {
+    host: String,
+    port: Option<i64>,
+}
+
+async fn add_host(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(server_id): Path<String>,
+    ApiJson(body): ApiJson<HostBody>,
+) -> Result<(StatusCode, Json<RequestBody>)> {
+    auth.require(Role::Admin)?;
+    let reviewer = Reviewer::from_auth(&auth)?;
+    if body.port.is_some_and(|p| !(1..=65535).contains(&p)) {
+        return Err(Error::Validation(
+            "the port must be between 1 and 65535".into(),
+        ));
+    }
+    let added = super::allow_host(&state.db, &server_id, &body.host, body.port, &reviewer).await?;
+    Ok((StatusCode::CREATED, Json(added.into())))
+}

@@ -1,0 +1,449 @@
+//! Module and network access requests: one queue with two kinds (`Kind`), the same actions
+//! (approve, reject with a reason, revoke, delete) and the same audit fields. What a server's
+//! tools may import and reach is derived from approved rows when a tool runs, so approving,
+//! rejecting or revoking takes effect on the next call.
+
+mod api;
+
+pub use api::router;
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::approvals::Reviewer;
+use crate::db::{self, Db};
+use crate::error::{Error, OnConflict, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Module,
+    Network,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Module => "module",
+            Kind::Network => "network",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AccessRequest {
+    pub id: String,
+    pub kind: String,
+    pub server_id: String,
+    pub tool_id: Option<String>,
+    pub target: String,
+    pub port: Option<i64>,
+    pub justification: String,
+    pub requested_by: String,
+    pub status: String,
+    pub reviewed_by: Option<String>,
+    pub reviewed_at: Option<String>,
+    pub rejection_reason: Option<String>,
+    pub created_at: String,
+}
+
+const COLUMNS: &str = "id, kind, server_id, tool_id, target, port, justification, requested_by, status, reviewed_by, \
+     reviewed_at, rejection_reason, created_at";
+
+impl AccessRequest {
+    fn from_row(row: &AnyRow) -> Result<AccessRequest> {
+        Ok(AccessRequest {
+            id: row.try_get("id")?,
+            kind: row.try_get("kind")?,
+            server_id: row.try_get("server_id")?,
+            tool_id: row.try_get("tool_id")?,
+            target: row.try_get("target")?,
+            port: row.try_get("port")?,
+            justification: row.try_get("justification")?,
+            requested_by: row.try_get("requested_by")?,
+            status: row.try_get("status")?,
+            reviewed_by: row.try_get("reviewed_by")?,
+            reviewed_at: row.try_get("reviewed_at")?,
+            rejection_reason: row.try_get("rejection_reason")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
+/// A module name: dotted identifiers, at most 128 characters, never one that defeats the
+/// sandbox (`contract::sandbox::NEVER_IMPORTABLE`).
+pub fn check_module(name: &str) -> Result<()> {
+    let well_formed = !name.is_empty()
+        && name.len() <= 128
+        && name.split('.').all(|part| {
+            part.starts_with(|c: char| c.is_ascii_alphabetic())
+                && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+    if !well_formed {
+        return Err(Error::Validation(format!("invalid module name {name:?}")));
+    }
+    let top = name.split('.').next().unwrap_or(name);
+    if contract::sandbox::NEVER_IMPORTABLE.contains(&top) {
+        return Err(Error::Validation(format!(
+            "the module {name:?} can never be allowed: it would let tools get around the sandbox"
+        )));
+    }
+    Ok(())
+}
+
+/// A host as tools will name it: trimmed, lower-cased, no trailing dot; a DNS name or an IP.
+pub fn normalise_host(host: &str) -> Result<String> {
+    let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+    let is_name = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if is_ip || is_name {
+        Ok(host)
+    } else {
+        Err(Error::Validation(format!(
+            "invalid host {host:?} (give a name like api.example.com, without scheme or path)"
+        )))
+    }
+}
+
+pub struct NewRequest<'a> {
+    pub kind: Kind,
+    pub tool_id: &'a str,
+    pub target: &'a str,
+    pub port: Option<i64>,
+    pub justification: &'a str,
+    pub requested_by: &'a str,
+}
+
+/// A tool asks for a module or a host. Refused when it is already allowed, was already
+/// rejected for this tool, or is already pending.
+pub async fn request(db: &Db, new: NewRequest<'_>) -> Result<AccessRequest> {
+    let tool = crate::tools::get(db, new.tool_id).await?;
+    if new.justification.trim().is_empty() || new.justification.chars().count() > 2000 {
+        return Err(Error::Validation(
+            "give a justification of 1 to 2000 characters".into(),
+        ));
+    }
+    let (target, port) = match new.kind {
+        Kind::Module => {
+            check_module(new.target)?;
+            if new.port.is_some() {
+                return Err(Error::Validation("a module request has no port".into()));
+            }
+            let allowed = allowed_modules(db, &tool.server_id).await?;
+            if allowed.iter().any(|m| m == new.target) {
+                return Err(Error::Conflict(format!(
+                    "the module {} is already allowed",
+                    new.target
+                )));
+            }
+            (new.target.to_owned(), None)
+        }
+        Kind::Network => {
+            let host = normalise_host(new.target)?;
+            if let Some(port) = new.port {
+                if !(1..=65535).contains(&port) {
+                    return Err(Error::Validation(
+                        "the port must be between 1 and 65535".into(),
+                    ));
+                }
+            }
+            let covered = allowed_hosts(db, &tool.server_id)
+                .await?
+                .iter()
+                .any(|entry| {
+                    *entry == host || new.port.is_some_and(|p| *entry == format!("{host}:{p}"))
+                });
+            if covered {
+                return Err(Error::Conflict(format!(
+                    "{host} is already allowed for this server"
+                )));
+            }
+            (host, new.port)
+        }
+    };
+    let rejected: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM access_requests WHERE kind = $1 AND tool_id = $2 AND target = $3 \
+         AND COALESCE(port, 0) = $4 AND status = 'rejected'",
+    )
+    .bind(new.kind.as_str())
+    .bind(&tool.id)
+    .bind(&target)
+    .bind(port.unwrap_or(0))
+    .fetch_one(&db.pool)
+    .await?
+    .try_get("n")?;
+    if rejected > 0 {
+        return Err(Error::Conflict(format!(
+            "{target} was already rejected for this tool; read the reason in the tool's status"
+        )));
+    }
+    insert(
+        db,
+        new.kind,
+        &tool.server_id,
+        Some(&tool.id),
+        &target,
+        port,
+        new.justification,
+        new.requested_by,
+        "pending",
+        None,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert(
+    db: &Db,
+    kind: Kind,
+    server_id: &str,
+    tool_id: Option<&str>,
+    target: &str,
+    port: Option<i64>,
+    justification: &str,
+    requested_by: &str,
+    status: &str,
+    reviewer: Option<&Reviewer>,
+) -> Result<AccessRequest> {
+    let now = db::now();
+    let row = sqlx::query(&format!(
+        "INSERT INTO access_requests (id, kind, server_id, tool_id, target, port, justification, requested_by, status, \
+         reviewed_by, reviewed_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) \
+         RETURNING {COLUMNS}"
+    ))
+    .bind(db::new_id())
+    .bind(kind.as_str())
+    .bind(server_id)
+    .bind(tool_id)
+    .bind(target)
+    .bind(port)
+    .bind(justification)
+    .bind(requested_by)
+    .bind(status)
+    .bind(reviewer.map(|r| r.name().to_owned()))
+    .bind(reviewer.map(|_| now.clone()))
+    .bind(&now)
+    .fetch_one(&db.pool)
+    .await
+    .on_conflict(|| format!("a request for {target} is already pending"))?;
+    AccessRequest::from_row(&row)
+}
+
+/// An admin allows a host for a whole server directly (an approved row without a tool).
+pub async fn allow_host(
+    db: &Db,
+    server_id: &str,
+    host: &str,
+    port: Option<i64>,
+    reviewer: &Reviewer,
+) -> Result<AccessRequest> {
+    crate::servers::get(db, server_id).await?;
+    let host = normalise_host(host)?;
+    insert(
+        db,
+        Kind::Network,
+        server_id,
+        None,
+        &host,
+        port,
+        "added by an admin",
+        reviewer.name(),
+        "approved",
+        Some(reviewer),
+    )
+    .await
+}
+
+pub async fn get(db: &Db, kind: Kind, id: &str) -> Result<AccessRequest> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM access_requests WHERE id = $1 AND kind = $2"
+    ))
+    .bind(id)
+    .bind(kind.as_str())
+    .fetch_optional(&db.pool)
+    .await?
+    .ok_or_else(|| Error::NotFound(format!("no {} request with that id", kind.as_str())))?;
+    AccessRequest::from_row(&row)
+}
+
+async fn transition(
+    db: &Db,
+    kind: Kind,
+    id: &str,
+    from: &str,
+    to: &str,
+    reviewer: &Reviewer,
+    reason: Option<&str>,
+) -> Result<AccessRequest> {
+    let now = db::now();
+    let row = sqlx::query(&format!(
+        "UPDATE access_requests SET status = $1, reviewed_by = $2, reviewed_at = $3, rejection_reason = $4, updated_at = $3 \
+         WHERE id = $5 AND kind = $6 AND status = $7 RETURNING {COLUMNS}"
+    ))
+    .bind(to)
+    .bind(reviewer.name())
+    .bind(&now)
+    .bind(reason)
+    .bind(id)
+    .bind(kind.as_str())
+    .bind(from)
+    .fetch_optional(&db.pool)
+    .await?;
+    match row {
+        Some(row) => AccessRequest::from_row(&row),
+        None => {
+            let current = get(db, kind, id).await?;
+            Err(Error::Conflict(format!(
+                "the request is {}, not {from}",
+                current.status
+            )))
+        }
+    }
+}
+
+pub async fn approve(db: &Db, kind: Kind, id: &str, reviewer: &Reviewer) -> Result<AccessRequest> {
+    transition(db, kind, id, "pending", "approved", reviewer, None).await
+}
+
+pub async fn reject(
+    db: &Db,
+    kind: Kind,
+    id: &str,
+    reason: &str,
+    reviewer: &Reviewer,
+) -> Result<AccessRequest> {
+    if reason.trim().is_empty() {
+        return Err(Error::Validation(
+            "rejecting needs a reason the author can act on".into(),
+        ));
+    }
+    transition(
+        db,
+        kind,
+        id,
+        "pending",
+        "rejected",
+        reviewer,
+        Some(reason.trim()),
+    )
+    .await
+}
+
+/// Takes an approval back to pending: the access ends at the next call.
+pub async fn revoke(db: &Db, kind: Kind, id: &str, reviewer: &Reviewer) -> Result<AccessRequest> {
+    transition(db, kind, id, "approved", "pending", reviewer, None).await
+}
+
+/// Only pending or rejected requests can be deleted (approved ones are revoked first).
+pub async fn delete(db: &Db, kind: Kind, id: &str) -> Result<()> {
+    let deleted = sqlx::query("DELETE FROM access_requests WHERE id = $1 AND kind = $2 AND status IN ('pending', 'rejected')")
+        .bind(id)
+        .bind(kind.as_str())
+        .execute(&db.pool)
+        .await?;
+    if deleted.rows_affected() == 0 {
+        let current = get(db, kind, id).await?;
+        return Err(Error::Conflict(format!(
+            "an {} request cannot be deleted; revoke it first",
+            current.status
+        )));
+    }
+    Ok(())
+}
+
+pub async fn queue(
+    db: &Db,
+    kind: Kind,
+    status: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<AccessRequest>, i64)> {
+    let filter = if status.is_some() {
+        "AND status = $4"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM access_requests WHERE kind = $1 {filter} ORDER BY created_at, id LIMIT $2 OFFSET $3"
+    );
+    let mut rows = sqlx::query(&sql)
+        .bind(kind.as_str())
+        .bind(limit)
+        .bind(offset);
+    if let Some(status) = status {
+        rows = rows.bind(status);
+    }
+    let rows = rows.fetch_all(&db.pool).await?;
+    let count_sql = format!(
+        "SELECT COUNT(*) AS n FROM access_requests WHERE kind = $1 {}",
+        filter.replace("$4", "$2")
+    );
+    let mut count = sqlx::query(&count_sql).bind(kind.as_str());
+    if let Some(status) = status {
+        count = count.bind(status);
+    }
+    let total: i64 = count.fetch_one(&db.pool).await?.try_get("n")?;
+    Ok((
+        rows.iter()
+            .map(AccessRequest::from_row)
+            .collect::<Result<_>>()?,
+        total,
+    ))
+}
+
+/// The modules a server's tools may import now: the defaults plus approved module requests.
+pub async fn allowed_modules(db: &Db, server_id: &str) -> Result<Vec<String>> {
+    let mut modules: Vec<String> = contract::sandbox::DEFAULT_MODULES
+        .iter()
+        .map(|m| (*m).to_owned())
+        .collect();
+    let rows = sqlx::query("SELECT DISTINCT target FROM access_requests WHERE server_id = $1 AND kind = 'module' AND status = 'approved'")
+        .bind(server_id)
+        .fetch_all(&db.pool)
+        .await?;
+    for row in rows {
+        let module: String = row.try_get("target")?;
+        if !modules.contains(&module) {
+            modules.push(module);
+        }
+    }
+    modules.sort();
+    Ok(modules)
+}
+
+/// The hosts a server's tools may reach now (`host` = any port, `host:port`), sorted.
+pub async fn allowed_hosts(db: &Db, server_id: &str) -> Result<Vec<String>> {
+    let rows = sqlx::query("SELECT DISTINCT target, port FROM access_requests WHERE server_id = $1 AND kind = 'network' AND status = 'approved'")
+        .bind(server_id)
+        .fetch_all(&db.pool)
+        .await?;
+    let mut hosts = Vec::new();
+    for row in rows {
+        let host: String = row.try_get("target")?;
+        let port: Option<i64> = row.try_get("port")?;
+        // IPv6 literals need brackets before a port.
+        let shown = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        hosts.push(match port {
+            Some(port) => format!("{shown}:{port}"),
+            None => shown,
+        });
+    }
+    hosts.sort();
+    hosts.dedup();
+    Ok(hosts)
+}
