@@ -90,6 +90,16 @@ pub fn check_module(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// A port, when given, is 1 to 65535.
+pub fn check_port(port: Option<i64>) -> Result<()> {
+    match port {
+        Some(port) if !(1..=65535).contains(&port) => Err(Error::Validation(
+            "the port must be between 1 and 65535".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A host as tools will name it: trimmed, lower-cased, no trailing dot; a DNS name or an IP.
 pub fn normalise_host(host: &str) -> Result<String> {
     let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
@@ -151,13 +161,7 @@ pub async fn request(db: &Db, new: NewRequest<'_>) -> Result<AccessRequest> {
         }
         Kind::Network => {
             let host = normalise_host(new.target)?;
-            if let Some(port) = new.port {
-                if !(1..=65535).contains(&port) {
-                    return Err(Error::Validation(
-                        "the port must be between 1 and 65535".into(),
-                    ));
-                }
-            }
+            check_port(new.port)?;
             let covered = allowed_hosts(db, &tool.server_id)
                 .await?
                 .iter()
@@ -249,6 +253,7 @@ pub async fn allow_host(
     reviewer: &Reviewer,
 ) -> Result<AccessRequest> {
     crate::servers::get(db, server_id).await?;
+    check_port(port)?;
     let host = normalise_host(host)?;
     insert(
         db,
