@@ -20,7 +20,9 @@ use crate::config::{ServeArgs, StorageArgs};
 use crate::crypto::{KeySource, Keyring};
 use crate::db::Db;
 use crate::dispatch::{Sandbox, SandboxSource};
-use crate::{access, approvals, auth, execution, health, http, secrets, servers, tools, users};
+use crate::{
+    access, approvals, auth, execution, health, http, secrets, servers, settings, tools, users,
+};
 
 /// Everything handlers share. Cloning copies one `Arc`.
 #[derive(Clone)]
@@ -70,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .merge(secrets::router())
         .merge(execution::router())
         .merge(access::router())
+        .merge(settings::router())
         .with_state(state);
     http::with_layers(routes)
 }
@@ -149,12 +152,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
 
     let pruner = tokio::spawn(prune_tokens_periodically(db.clone()));
+    let retention = tokio::spawn(apply_retention_periodically(db.clone()));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the HTTP server failed")?;
     pruner.abort();
+    retention.abort();
     db.pool.close().await;
     tracing::info!("shut down cleanly");
     Ok(())
@@ -177,6 +182,19 @@ async fn prune_tokens_periodically(db: Db) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(rows = n, "pruned expired tokens"),
             Err(err) => tracing::warn!(error = %err, "could not prune expired tokens"),
+        }
+    }
+}
+
+/// Hourly: delete execution logs older than the policy's `log_retention_days`.
+async fn apply_retention_periodically(db: Db) {
+    let mut interval = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        interval.tick().await;
+        match crate::execution::apply_retention(&db).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "old execution logs deleted (retention policy)"),
+            Err(err) => tracing::warn!(error = %err, "could not apply log retention"),
         }
     }
 }

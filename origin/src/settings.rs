@@ -1,19 +1,337 @@
-//! Key/value settings. For now only flags read by `/auth/status`; the security policy (with its
-//! presets and validation) lands here with the domain API.
+//! Settings: small flags, and the security policy (the seven settings of the reference system,
+//! strictest by default, with the presets strict / balanced / permissive).
+//!
+//! Where each setting takes effect:
+//! - `tool_approval_mode`: `approvals::auto_approve` (publish, code edits, rollbacks) and the
+//!   test-run gate (`execution` routes);
+//! - `module_approval_mode`: `access::request`;
+//! - `network_access_policy`: `access::allowed_hosts` (`*` = any public host; the sandbox's
+//!   address policy still refuses private ones);
+//! - `redact_secrets_in_output`: `execution::run` (what the caller gets; stored logs are always
+//!   redacted);
+//! - `log_retention_days`: `execution::apply_retention`, run hourly by `serve`;
+//! - `remote_tool_editing` and `mcp_rate_limit_rpm`: stored and validated here; they govern the
+//!   MCP gateway's tunnel listener, which does not exist yet.
 
+use axum::extract::State;
+use axum::routing::{get, patch};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::db::Db;
-use crate::error::Result;
+use crate::app::AppState;
+use crate::auth::{AuthUser, Role};
+use crate::db::{self, Db};
+use crate::error::{ApiJson, Error, Result};
 
 /// A boolean setting; missing means false.
 pub async fn get_flag(db: &Db, key: &str) -> Result<bool> {
+    Ok(get_value(db, key).await?.as_deref() == Some("true"))
+}
+
+async fn get_value(db: &Db, key: &str) -> Result<Option<String>> {
     let row = sqlx::query("SELECT value FROM settings WHERE key = $1")
         .bind(key)
         .fetch_optional(&db.pool)
         .await?;
-    Ok(match row {
-        Some(row) => row.try_get::<String, _>("value")? == "true",
-        None => false,
-    })
+    Ok(row.map(|row| row.try_get("value")).transpose()?)
+}
+
+/// The security policy, as the API names its values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// `disabled` | `enabled`: may remote (Worker) callers use the editing tools.
+    pub remote_tool_editing: String,
+    /// `require_approval` | `auto_approve`.
+    pub tool_approval_mode: String,
+    /// `require_approval` | `allow_all_public`.
+    pub network_access_policy: String,
+    /// `require_approval` | `auto_approve`.
+    pub module_approval_mode: String,
+    /// `enabled` | `disabled`.
+    pub redact_secrets_in_output: String,
+    /// 1 to 3650.
+    pub log_retention_days: i64,
+    /// 10 to 10000.
+    pub mcp_rate_limit_rpm: i64,
+}
+
+impl Default for Policy {
+    /// Strict: the most restrictive value of every setting.
+    fn default() -> Self {
+        Policy {
+            remote_tool_editing: "disabled".into(),
+            tool_approval_mode: "require_approval".into(),
+            network_access_policy: "require_approval".into(),
+            module_approval_mode: "require_approval".into(),
+            redact_secrets_in_output: "enabled".into(),
+            log_retention_days: 30,
+            mcp_rate_limit_rpm: 300,
+        }
+    }
+}
+
+impl Policy {
+    pub fn auto_approve_tools(&self) -> bool {
+        self.tool_approval_mode == "auto_approve"
+    }
+
+    pub fn auto_approve_modules(&self) -> bool {
+        self.module_approval_mode == "auto_approve"
+    }
+
+    pub fn all_public_hosts(&self) -> bool {
+        self.network_access_policy == "allow_all_public"
+    }
+
+    pub fn redact_output(&self) -> bool {
+        self.redact_secrets_in_output == "enabled"
+    }
+
+    fn validate(&self) -> Result<()> {
+        let check = |name: &str, value: &str, allowed: &[&str]| {
+            if allowed.contains(&value) {
+                Ok(())
+            } else {
+                Err(Error::Validation(format!(
+                    "{name} must be one of {}",
+                    allowed.join(", ")
+                )))
+            }
+        };
+        check(
+            "remote_tool_editing",
+            &self.remote_tool_editing,
+            &["disabled", "enabled"],
+        )?;
+        check(
+            "tool_approval_mode",
+            &self.tool_approval_mode,
+            &["require_approval", "auto_approve"],
+        )?;
+        check(
+            "network_access_policy",
+            &self.network_access_policy,
+            &["require_approval", "allow_all_public"],
+        )?;
+        check(
+            "module_approval_mode",
+            &self.module_approval_mode,
+            &["require_approval", "auto_approve"],
+        )?;
+        check(
+            "redact_secrets_in_output",
+            &self.redact_secrets_in_output,
+            &["enabled", "disabled"],
+        )?;
+        if !(1..=3650).contains(&self.log_retention_days) {
+            return Err(Error::Validation(
+                "log_retention_days must be between 1 and 3650".into(),
+            ));
+        }
+        if !(10..=10_000).contains(&self.mcp_rate_limit_rpm) {
+            return Err(Error::Validation(
+                "mcp_rate_limit_rpm must be between 10 and 10000".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn pairs(&self) -> [(&'static str, String); 7] {
+        [
+            ("remote_tool_editing", self.remote_tool_editing.clone()),
+            ("tool_approval_mode", self.tool_approval_mode.clone()),
+            ("network_access_policy", self.network_access_policy.clone()),
+            ("module_approval_mode", self.module_approval_mode.clone()),
+            (
+                "redact_secrets_in_output",
+                self.redact_secrets_in_output.clone(),
+            ),
+            ("log_retention_days", self.log_retention_days.to_string()),
+            ("mcp_rate_limit_rpm", self.mcp_rate_limit_rpm.to_string()),
+        ]
+    }
+}
+
+const PREFIX: &str = "policy.";
+
+/// The current policy (unset settings take their strict default). Read on every use, so a
+/// change applies to the next call without a restart.
+pub async fn policy(db: &Db) -> Result<Policy> {
+    let rows = sqlx::query("SELECT key, value FROM settings WHERE key LIKE 'policy.%'")
+        .fetch_all(&db.pool)
+        .await?;
+    let mut policy = Policy::default();
+    for row in rows {
+        let key: String = row.try_get("key")?;
+        let value: String = row.try_get("value")?;
+        let number = || value.parse::<i64>().unwrap_or_default();
+        match key.trim_start_matches(PREFIX) {
+            "remote_tool_editing" => policy.remote_tool_editing = value,
+            "tool_approval_mode" => policy.tool_approval_mode = value,
+            "network_access_policy" => policy.network_access_policy = value,
+            "module_approval_mode" => policy.module_approval_mode = value,
+            "redact_secrets_in_output" => policy.redact_secrets_in_output = value,
+            "log_retention_days" => policy.log_retention_days = number(),
+            "mcp_rate_limit_rpm" => policy.mcp_rate_limit_rpm = number(),
+            _ => {}
+        }
+    }
+    Ok(policy)
+}
+
+/// Validates the whole new policy, then writes it in one transaction (all or nothing).
+pub async fn set_policy(db: &Db, policy: &Policy) -> Result<()> {
+    policy.validate()?;
+    let now = db::now();
+    let mut tx = db.pool.begin().await?;
+    for (name, value) in policy.pairs() {
+        sqlx::query(
+            "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (key) DO UPDATE SET value = $2, updated_at = $3",
+        )
+        .bind(format!("{PREFIX}{name}"))
+        .bind(value)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A preset applied to `base` (retention and rate limit are kept; every preset keeps output
+/// redaction on).
+pub fn preset(name: &str, base: &Policy) -> Result<Policy> {
+    let mut policy = Policy {
+        log_retention_days: base.log_retention_days,
+        mcp_rate_limit_rpm: base.mcp_rate_limit_rpm,
+        ..Policy::default()
+    };
+    match name {
+        "strict" => {}
+        "balanced" => {
+            policy.tool_approval_mode = "auto_approve".into();
+            policy.module_approval_mode = "auto_approve".into();
+        }
+        "permissive" => {
+            policy.tool_approval_mode = "auto_approve".into();
+            policy.module_approval_mode = "auto_approve".into();
+            policy.network_access_policy = "allow_all_public".into();
+            policy.remote_tool_editing = "enabled".into();
+        }
+        other => {
+            return Err(Error::Validation(format!(
+                "unknown profile {other:?} (use strict, balanced or permissive)"
+            )));
+        }
+    }
+    Ok(policy)
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/settings/security-policy", get(show).patch(update))
+        .route("/api/settings/security-profile", patch(apply_profile))
+}
+
+async fn show(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Policy>> {
+    auth.require(Role::Viewer)?;
+    Ok(Json(policy(&state.db).await?))
+}
+
+/// Any subset of the settings; the result must be valid as a whole.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyPatch {
+    remote_tool_editing: Option<String>,
+    tool_approval_mode: Option<String>,
+    network_access_policy: Option<String>,
+    module_approval_mode: Option<String>,
+    redact_secrets_in_output: Option<String>,
+    log_retention_days: Option<i64>,
+    mcp_rate_limit_rpm: Option<i64>,
+}
+
+async fn update(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiJson(patch): ApiJson<PolicyPatch>,
+) -> Result<Json<Policy>> {
+    auth.require(Role::Admin)?;
+    let current = policy(&state.db).await?;
+    let next = Policy {
+        remote_tool_editing: patch
+            .remote_tool_editing
+            .unwrap_or(current.remote_tool_editing),
+        tool_approval_mode: patch
+            .tool_approval_mode
+            .unwrap_or(current.tool_approval_mode),
+        network_access_policy: patch
+            .network_access_policy
+            .unwrap_or(current.network_access_policy),
+        module_approval_mode: patch
+            .module_approval_mode
+            .unwrap_or(current.module_approval_mode),
+        redact_secrets_in_output: patch
+            .redact_secrets_in_output
+            .unwrap_or(current.redact_secrets_in_output),
+        log_retention_days: patch
+            .log_retention_days
+            .unwrap_or(current.log_retention_days),
+        mcp_rate_limit_rpm: patch
+            .mcp_rate_limit_rpm
+            .unwrap_or(current.mcp_rate_limit_rpm),
+    };
+    set_policy(&state.db, &next).await?;
+    tracing::info!(by = %auth.user().username, ?next, "security policy changed");
+    Ok(Json(next))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileBody {
+    profile: String,
+}
+
+async fn apply_profile(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<ProfileBody>,
+) -> Result<Json<Policy>> {
+    auth.require(Role::Admin)?;
+    let next = preset(&body.profile, &policy(&state.db).await?)?;
+    set_policy(&state.db, &next).await?;
+    tracing::info!(by = %auth.user().username, profile = body.profile, "security profile applied");
+    Ok(Json(next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_is_the_strictest_and_presets_keep_redaction() {
+        let strict = Policy::default();
+        assert!(
+            !strict.auto_approve_tools()
+                && !strict.auto_approve_modules()
+                && !strict.all_public_hosts()
+        );
+        assert!(strict.redact_output());
+        assert_eq!(strict.remote_tool_editing, "disabled");
+        let base = Policy {
+            log_retention_days: 7,
+            ..Policy::default()
+        };
+        for name in ["strict", "balanced", "permissive"] {
+            let preset = preset(name, &base).unwrap();
+            assert!(preset.redact_output(), "{name}");
+            assert_eq!(preset.log_retention_days, 7, "{name}");
+            preset.validate().unwrap();
+        }
+        let permissive = preset("permissive", &base).unwrap();
+        assert!(permissive.auto_approve_tools() && permissive.all_public_hosts());
+        assert!(preset("yolo", &base).is_err());
+    }
 }

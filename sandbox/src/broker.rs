@@ -286,9 +286,13 @@ fn normalise_host(host: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// `host`, `host:port`, `[v6]`, `[v6]:port`.
+/// `host`, `host:port`, `[v6]`, `[v6]:port`, or `*` (any host: the origin's
+/// `allow_all_public` policy; the address policy still refuses non-public addresses).
 fn host_matches(entry: &str, host: &str, port: u16) -> bool {
     let entry = entry.trim();
+    if entry == "*" {
+        return true;
+    }
     let (entry_host, entry_port) = if let Some(rest) = entry.strip_prefix('[') {
         match rest.split_once(']') {
             Some((h, tail)) => (
@@ -443,6 +447,7 @@ mod tests {
         ));
         assert!(host_matches("[2606:4700::1]:443", "2606:4700::1", 443));
         assert!(host_matches("1.1.1.1", "1.1.1.1", 80));
+        assert!(host_matches("*", "anything.example", 8443));
     }
 
     fn scope(hosts: &[&str]) -> CallScope {
@@ -572,8 +577,11 @@ mod tests {
                 "{url}: {reply:?}"
             );
         }
-        // Allowlisting an address in another notation does not get past the address policy.
+        // Allowlisting an address in another notation, or every host, does not get past the
+        // address policy.
         for (url, entry) in [
+            ("http://127.0.0.1/", "*"),
+            ("http://169.254.169.254/latest/meta-data/", "*"),
             ("http://2130706433/", "127.0.0.1"),
             ("http://0x7f.1/", "127.0.0.1"),
             ("http://[::ffff:169.254.169.254]/", "::ffff:169.254.169.254"),

@@ -192,6 +192,15 @@ pub async fn request(db: &Db, new: NewRequest<'_>) -> Result<AccessRequest> {
             "{target} was already rejected for this tool; read the reason in the tool's status"
         )));
     }
+    // Under `module_approval_mode = auto_approve`, module requests are approved on arrival.
+    let auto =
+        new.kind == Kind::Module && crate::settings::policy(db).await?.auto_approve_modules();
+    let reviewer = Reviewer::policy();
+    let (status, reviewed) = if auto {
+        ("approved", Some(&reviewer))
+    } else {
+        ("pending", None)
+    };
     insert(
         db,
         new.kind,
@@ -201,8 +210,8 @@ pub async fn request(db: &Db, new: NewRequest<'_>) -> Result<AccessRequest> {
         port,
         new.justification,
         new.requested_by,
-        "pending",
-        None,
+        status,
+        reviewed,
     )
     .await
 }
@@ -427,8 +436,12 @@ pub async fn allowed_modules(db: &Db, server_id: &str) -> Result<Vec<String>> {
     Ok(modules)
 }
 
-/// The hosts a server's tools may reach now (`host` = any port, `host:port`), sorted.
+/// The hosts a server's tools may reach now (`host` = any port, `host:port`), sorted. Under
+/// `network_access_policy = allow_all_public` this is `*`: any host, still public addresses only.
 pub async fn allowed_hosts(db: &Db, server_id: &str) -> Result<Vec<String>> {
+    if crate::settings::policy(db).await?.all_public_hosts() {
+        return Ok(vec!["*".to_owned()]);
+    }
     let rows = sqlx::query("SELECT DISTINCT target, port FROM access_requests WHERE server_id = $1 AND kind = 'network' AND status = 'approved'")
         .bind(server_id)
         .fetch_all(&db.pool)

@@ -46,14 +46,23 @@ struct TestAnswer {
 }
 
 /// Runs the tool's approved version (the server may be stopped): the same path as a call,
-/// recorded with `is_test`. Drafts do not run.
+/// recorded with `is_test`. Drafts run only under `tool_approval_mode = auto_approve`.
 async fn test_code(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiJson(body): ApiJson<TestBody>,
 ) -> Result<Json<TestAnswer>> {
     auth.require(Role::Approver)?;
-    let approved = tools::runnable_for(&state.db, &body.tool_id, Purpose::Test).await?;
+    // Drafts may be tried only when the policy approves tools automatically anyway.
+    let purpose = if crate::settings::policy(&state.db)
+        .await?
+        .auto_approve_tools()
+    {
+        Purpose::TestNewest
+    } else {
+        Purpose::Test
+    };
+    let approved = tools::runnable_for(&state.db, &body.tool_id, purpose).await?;
     let outcome = super::run(
         &state,
         &approved,

@@ -66,6 +66,7 @@ pub async fn run(
     if !arguments.is_object() {
         return Err(Error::Validation("arguments must be a JSON object".into()));
     }
+    let policy = crate::settings::policy(&state.db).await?;
     let secrets = crate::secrets::values(state, &approved.server_id).await?;
     let secret_values: Vec<String> = secrets.values().filter(|v| v.len() >= 4).cloned().collect();
     let request = ExecuteRequest {
@@ -110,24 +111,32 @@ pub async fn run(
             return Err(Error::Unavailable(err.to_string()));
         }
     };
-    // Secrets never leave in a result, an error or stdout, whatever the tool did with them.
-    let result_text = result_text.map(|text| redact_text(&text, &secret_values));
-    let error = error.map(|mut e| {
+    // Stored logs never hold a secret, whatever the tool did with it; what the caller gets is
+    // redacted too unless the policy's `redact_secrets_in_output` is disabled.
+    let redacted_result = result_text
+        .as_deref()
+        .map(|text| redact_text(text, &secret_values));
+    let redacted_error = error.clone().map(|mut e| {
         e.message = redact_text(&e.message, &secret_values);
         e
     });
-    let stdout = redact_text(&stdout, &secret_values);
+    let redacted_stdout = redact_text(&stdout, &secret_values);
     let log = LogEntry::new(approved, &arguments, &secret_values, actor, is_test);
     let log_id = log
         .write(
             &state.db,
             ok,
-            result_text.as_deref(),
-            error.as_ref(),
-            &stdout,
+            redacted_result.as_deref(),
+            redacted_error.as_ref(),
+            &redacted_stdout,
             duration_ms,
         )
         .await?;
+    let (result_text, error, stdout) = if policy.redact_output() {
+        (redacted_result, redacted_error, redacted_stdout)
+    } else {
+        (result_text, error, stdout)
+    };
     let result = result_text.and_then(|text| serde_json::from_str(&text).ok());
     Ok(Outcome {
         ok,
@@ -138,6 +147,17 @@ pub async fn run(
         version: approved.version,
         log_id,
     })
+}
+
+/// Deletes execution logs older than the policy's `log_retention_days`; returns how many.
+pub async fn apply_retention(db: &Db) -> Result<u64> {
+    let days = crate::settings::policy(db).await?.log_retention_days;
+    let cutoff = db::timestamp(chrono::Utc::now() - chrono::Duration::days(days));
+    let deleted = sqlx::query("DELETE FROM execution_logs WHERE created_at < $1")
+        .bind(cutoff)
+        .execute(&db.pool)
+        .await?;
+    Ok(deleted.rows_affected())
 }
 
 /// Replaces every occurrence of a secret value.

@@ -417,6 +417,14 @@ pub async fn update(
     .await
     .on_conflict(|| format!("the server already has a tool named {name:?}"))?;
     tx.commit().await?;
+    let new_version = match new_version {
+        Some(version) => Some(
+            crate::approvals::auto_approve(&state.db, tool_id, version.version)
+                .await?
+                .unwrap_or(version),
+        ),
+        None => None,
+    };
     Ok((Tool::from_row(&row)?, new_version))
 }
 
@@ -464,7 +472,11 @@ pub async fn rollback(state: &AppState, tool_id: &str, to: i64, actor: &str) -> 
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(version)
+    Ok(
+        crate::approvals::auto_approve(&state.db, tool_id, version.version)
+            .await?
+            .unwrap_or(version),
+    )
 }
 
 /// A unified diff between two versions' code.
@@ -496,6 +508,9 @@ pub struct Approved {
 pub enum Purpose {
     /// A client's call: the server must be running and the tool enabled.
     Call,
+    /// An admin's test run of the newest version even if it is not approved: only allowed when
+    /// the policy's `tool_approval_mode` is `auto_approve` (the caller checks).
+    TestNewest,
     /// An admin's test run: approval and the hash are still required, but a stopped server or a
     /// disabled tool can be tried before going live.
     Test,
@@ -513,10 +528,11 @@ pub async fn runnable_for(db: &Db, tool_id: &str, purpose: Purpose) -> Result<Ap
          s.default_timeout_ms, v.version, v.python_code, v.code_hash \
          FROM tools t JOIN servers s ON s.id = t.server_id \
          LEFT JOIN tool_versions v ON v.tool_id = t.id AND v.version = \
-           (SELECT MAX(version) FROM tool_versions a WHERE a.tool_id = t.id AND a.status = 'approved') \
+           (SELECT MAX(version) FROM tool_versions a WHERE a.tool_id = t.id AND (a.status = 'approved' OR $2)) \
          WHERE t.id = $1",
     )
     .bind(tool_id)
+    .bind(purpose == Purpose::TestNewest)
     .fetch_optional(&db.pool)
     .await?
     .ok_or_else(|| Error::NotFound("no tool with that id".into()))?;
