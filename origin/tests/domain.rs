@@ -39,27 +39,11 @@ impl Setup {
     }
 
     async fn server(&self, name: &str) -> String {
-        let created = self
-            .call(
-                Method::POST,
-                "/api/servers",
-                json!({"name": name, "description": "test"}),
-            )
-            .await;
-        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-        created.body["id"].as_str().unwrap().to_owned()
+        self.app.create_server(&self.admin, name).await
     }
 
     async fn tool(&self, server: &str, name: &str, code: &str) -> String {
-        let created = self
-            .call(
-                Method::POST,
-                &format!("/api/servers/{server}/tools"),
-                json!({"name": name, "description": "d", "python_code": code}),
-            )
-            .await;
-        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-        created.body["id"].as_str().unwrap().to_owned()
+        self.app.create_tool(&self.admin, server, name, code).await
     }
 
     async fn act(&self, tool: &str, body: Value) -> Response {
@@ -72,8 +56,7 @@ impl Setup {
     }
 
     async fn approve(&self, tool: &str) {
-        let approved = self.act(tool, json!({"action": "approve"})).await;
-        assert_eq!(approved.status, StatusCode::OK, "{}", approved.text);
+        self.app.approve_tool(&self.admin, tool).await
     }
 
     async fn start(&self, server: &str) -> Response {

@@ -28,31 +28,10 @@ impl Setup {
     async fn new(app: TestApp, code: &str, approve: bool) -> Setup {
         let app = app.with_sandbox().await;
         let admin = app.admin().await.token("access_token");
-        let server = app
-            .post("/api/servers", Some(&admin), json!({"name": "weather"}))
-            .await
-            .body["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let created = app
-            .post(
-                &format!("/api/servers/{server}/tools"),
-                Some(&admin),
-                json!({"name": "lookup", "python_code": code}),
-            )
-            .await;
-        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-        let tool = created.body["id"].as_str().unwrap().to_owned();
+        let server = app.create_server(&admin, "weather").await;
+        let tool = app.create_tool(&admin, &server, "lookup", code).await;
         if approve {
-            let approved = app
-                .post(
-                    &format!("/api/approvals/tools/{tool}/action"),
-                    Some(&admin),
-                    json!({"action": "approve"}),
-                )
-                .await;
-            assert_eq!(approved.status, StatusCode::OK);
+            app.approve_tool(&admin, &tool).await;
         }
         Setup {
             app,
@@ -63,13 +42,7 @@ impl Setup {
     }
 
     async fn test_run(&self, arguments: Value) -> Response {
-        self.app
-            .post(
-                "/api/tools/test-code",
-                Some(&self.admin),
-                json!({"tool_id": self.tool, "arguments": arguments}),
-            )
-            .await
+        self.app.test_run(&self.admin, &self.tool, arguments).await
     }
 }
 

@@ -28,13 +28,7 @@ impl Setup {
     async fn new(app: TestApp) -> Setup {
         let app = app.with_sandbox().await;
         let admin = app.admin().await.token("access_token");
-        let server = app
-            .post("/api/servers", Some(&admin), json!({"name": "svc"}))
-            .await
-            .body["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let server = app.create_server(&admin, "svc").await;
         Setup { app, admin, server }
     }
 
@@ -50,36 +44,17 @@ impl Setup {
     }
 
     async fn tool(&self, name: &str, code: &str) -> String {
-        let created = self
-            .app
-            .post(
-                &format!("/api/servers/{}/tools", self.server),
-                Some(&self.admin),
-                json!({"name": name, "python_code": code}),
-            )
-            .await;
-        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-        created.body["id"].as_str().unwrap().to_owned()
-    }
-
-    async fn test_run(&self, tool: &str) -> Response {
         self.app
-            .post(
-                "/api/tools/test-code",
-                Some(&self.admin),
-                json!({"tool_id": tool, "arguments": {}}),
-            )
+            .create_tool(&self.admin, &self.server, name, code)
             .await
     }
 
+    async fn test_run(&self, tool: &str) -> Response {
+        self.app.test_run(&self.admin, tool, json!({})).await
+    }
+
     async fn approve(&self, tool: &str) {
-        self.app
-            .post(
-                &format!("/api/approvals/tools/{tool}/action"),
-                Some(&self.admin),
-                json!({"action": "approve"}),
-            )
-            .await;
+        self.app.approve_tool(&self.admin, tool).await
     }
 }
 

@@ -299,6 +299,52 @@ impl TestApp {
         login
     }
 
+    /// Creates a server through the API; returns its id.
+    pub async fn create_server(&self, token: &str, name: &str) -> String {
+        let created = self
+            .post(
+                "/api/servers",
+                Some(token),
+                json!({"name": name, "description": "test"}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        created.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a tool (a draft version 1) through the API; returns its id.
+    pub async fn create_tool(&self, token: &str, server: &str, name: &str, code: &str) -> String {
+        let path = format!("/api/servers/{server}/tools");
+        let created = self
+            .post(
+                &path,
+                Some(token),
+                json!({"name": name, "description": "d", "python_code": code}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        created.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Approves a tool's newest version.
+    pub async fn approve_tool(&self, token: &str, tool: &str) {
+        let path = format!("/api/approvals/tools/{tool}/action");
+        let approved = self
+            .post(&path, Some(token), json!({"action": "approve"}))
+            .await;
+        assert_eq!(approved.status, StatusCode::OK, "{}", approved.text);
+    }
+
+    /// `POST /api/tools/test-code`.
+    pub async fn test_run(&self, token: &str, tool: &str, arguments: Value) -> Response {
+        self.post(
+            "/api/tools/test-code",
+            Some(token),
+            json!({"tool_id": tool, "arguments": arguments}),
+        )
+        .await
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         use sqlx::Row;
         sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
