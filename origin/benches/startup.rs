@@ -2,7 +2,8 @@
 //! (fresh data dir: key generation + migrations; and warm: existing data dir), and the idle RSS
 //! of the process after start-up and a sign-in.
 //!
-//! Run: `cargo bench -p mcpbox-origin --bench startup` (release build).
+//! Run: `cargo build --release --bins && cargo bench -p mcpbox-origin --bench startup` (the
+//! origin starts the release `mcpbox-sandbox` next to it; ready includes the sandbox).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -40,7 +41,7 @@ fn main() {
     report("cold start to /health/ready (existing data dir)", &mut warm);
     rss_kib.sort_unstable();
     println!(
-        "idle RSS after start + sign-in: median {:.1} MiB (min {:.1}, max {:.1}) over {} runs",
+        "idle RSS of mcpbox after start + sign-in (the sandbox's processes are apart): median {:.1} MiB (min {:.1}, max {:.1}) over {} runs",
         rss_kib[rss_kib.len() / 2] as f64 / 1024.0,
         rss_kib[0] as f64 / 1024.0,
         rss_kib[rss_kib.len() - 1] as f64 / 1024.0,
@@ -73,9 +74,17 @@ fn start(binary: &str, data_dir: &std::path::Path) -> (Child, Duration, String) 
             break url.to_owned();
         }
     };
+    // Ready means the database and the sandbox (which `serve` starts) both answer.
     loop {
         if http(&addr, "GET", "/health/ready", "").starts_with("HTTP/1.1 200") {
             return (child, began.elapsed(), addr);
+        }
+        if began.elapsed() > Duration::from_secs(30) {
+            let body = http(&addr, "GET", "/health/ready", "");
+            stop(child);
+            panic!(
+                "not ready after 30 s (is mcpbox-sandbox built next to mcpbox? `cargo build --release --bins`):\n{body}"
+            );
         }
         std::thread::sleep(Duration::from_millis(2));
     }
