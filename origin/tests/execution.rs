@@ -114,6 +114,37 @@ async fn approved_tools_run_and_every_run_is_logged(app: TestApp) {
         s.app.get("/api/logs/nope", Some(&s.admin)).await.status,
         StatusCode::NOT_FOUND
     );
+    // Keyset paging walks the same rows, newest first, and says when it is done.
+    let first = s
+        .app
+        .get(
+            "/api/execution-logs?cursor=start&page_size=2",
+            Some(&s.admin),
+        )
+        .await;
+    assert_eq!(first.body["items"].as_array().unwrap().len(), 2);
+    assert_eq!(first.body["items"][0]["id"], logs.body["items"][0]["id"]);
+    let next = first.body["next_cursor"].as_str().unwrap();
+    let second = s
+        .app
+        .get(
+            &format!("/api/execution-logs?page_size=2&cursor={next}"),
+            Some(&s.admin),
+        )
+        .await;
+    assert_eq!(
+        second.body["items"].as_array().unwrap().len(),
+        1,
+        "{}",
+        second.text
+    );
+    assert_eq!(second.body["items"][0]["id"], logs.body["items"][2]["id"]);
+    assert_eq!(second.body["next_cursor"], Value::Null);
+    let bad = s
+        .app
+        .get("/api/execution-logs?cursor=garbage", Some(&s.admin))
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
 async fn drafts_do_not_run(app: TestApp) {

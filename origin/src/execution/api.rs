@@ -130,6 +130,15 @@ struct LogQuery {
     success: Option<bool>,
     page: Option<u32>,
     page_size: Option<u32>,
+    /// Keyset paging: `start` for the newest page, then each answer's `next_cursor`. Fast at
+    /// any depth (page numbers slow down deep in a large log).
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct CursorPage {
+    items: Vec<LogBody>,
+    next_cursor: Option<String>,
 }
 
 async fn list(
@@ -146,28 +155,40 @@ async fn list(
     )))
 }
 
+/// Page numbers (`page`, with `total`), or keyset paging with `cursor`.
 async fn all_logs(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiQuery(q): ApiQuery<LogQuery>,
-) -> Result<Json<Page<LogBody>>> {
+) -> Result<axum::response::Response> {
+    use axum::response::IntoResponse;
     auth.require(Role::Viewer)?;
     let filter = LogFilter {
         tool_id: q.tool_id,
         server_id: q.server_id,
         success: q.success,
     };
-    list(
-        &state,
-        filter,
-        PageParams {
-            page: q.page,
-            page_size: q.page_size,
-        },
-    )
-    .await
+    let page = PageParams {
+        page: q.page,
+        page_size: q.page_size,
+    };
+    let Some(cursor) = q.cursor else {
+        return Ok(list(&state, filter, page).await?.into_response());
+    };
+    let request = page.validate()?;
+    let cursor = if cursor == "start" {
+        None
+    } else {
+        Some(super::Cursor::decode(&cursor)?)
+    };
+    let (rows, next) =
+        super::logs_after(&state.db, &filter, cursor.as_ref(), request.limit()).await?;
+    Ok(Json(CursorPage {
+        items: rows.into_iter().map(Into::into).collect(),
+        next_cursor: next.map(|c| c.encode()),
+    })
+    .into_response())
 }
-
 async fn tool_logs(
     State(state): State<AppState>,
     auth: AuthUser,

@@ -344,15 +344,12 @@ pub struct LogFilter {
     pub success: Option<bool>,
 }
 
-/// Newest first, with optional filters.
-pub async fn logs(
-    db: &Db,
+/// The WHERE clause for a filter (plus extra conditions), with its string binds in order.
+fn where_clause(
     filter: &LogFilter,
-    limit: i64,
-    offset: i64,
-) -> Result<(Vec<LogRow>, i64)> {
-    let mut clauses = Vec::new();
-    let mut binds: Vec<String> = Vec::new();
+    mut binds: Vec<String>,
+    mut clauses: Vec<String>,
+) -> (String, Vec<String>) {
     if let Some(tool) = &filter.tool_id {
         binds.push(tool.clone());
         clauses.push(format!("tool_id = ${}", binds.len()));
@@ -364,31 +361,120 @@ pub async fn logs(
     if let Some(success) = filter.success {
         clauses.push(format!("success = {}", i64::from(success)));
     }
-    let filter_sql = if clauses.is_empty() {
+    let sql = if clauses.is_empty() {
         String::new()
     } else {
         format!("WHERE {}", clauses.join(" AND "))
     };
-    let sql = format!(
-        "SELECT {LOG_COLUMNS} FROM execution_logs {filter_sql} ORDER BY created_at DESC, id DESC LIMIT ${} OFFSET ${}",
-        binds.len() + 1,
-        binds.len() + 2
-    );
-    let mut query = sqlx::query(&sql);
-    for bind in &binds {
+    (sql, binds)
+}
+
+async fn fetch_logs(
+    db: &Db,
+    sql: &str,
+    binds: &[String],
+    limit: i64,
+    offset: Option<i64>,
+) -> Result<Vec<LogRow>> {
+    let mut query = sqlx::query(sql);
+    for bind in binds {
         query = query.bind(bind);
     }
-    let rows = query.bind(limit).bind(offset).fetch_all(&db.pool).await?;
-    let count_sql = format!("SELECT COUNT(*) AS n FROM execution_logs {filter_sql}");
+    query = query.bind(limit);
+    if let Some(offset) = offset {
+        query = query.bind(offset);
+    }
+    query
+        .fetch_all(&db.pool)
+        .await?
+        .iter()
+        .map(LogRow::from_row)
+        .collect()
+}
+
+/// Newest first, with optional filters, by page number (with the total).
+pub async fn logs(
+    db: &Db,
+    filter: &LogFilter,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<LogRow>, i64)> {
+    let (where_sql, binds) = where_clause(filter, Vec::new(), Vec::new());
+    let n = binds.len();
+    let sql = format!(
+        "SELECT {LOG_COLUMNS} FROM execution_logs {where_sql} ORDER BY created_at DESC, id DESC LIMIT ${} OFFSET ${}",
+        n + 1,
+        n + 2
+    );
+    let rows = fetch_logs(db, &sql, &binds, limit, Some(offset)).await?;
+    let count_sql = format!("SELECT COUNT(*) AS n FROM execution_logs {where_sql}");
     let mut count = sqlx::query(&count_sql);
     for bind in &binds {
         count = count.bind(bind);
     }
     let total: i64 = count.fetch_one(&db.pool).await?.try_get("n")?;
-    Ok((
-        rows.iter().map(LogRow::from_row).collect::<Result<_>>()?,
-        total,
-    ))
+    Ok((rows, total))
+}
+
+/// A position in the log, newest first: the last row a page ended on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: String,
+    pub id: String,
+}
+
+impl Cursor {
+    /// Opaque to clients: `created_at~id`.
+    pub fn encode(&self) -> String {
+        format!("{}~{}", self.created_at, self.id)
+    }
+
+    pub fn decode(text: &str) -> Result<Cursor> {
+        let (created_at, id) = text
+            .split_once('~')
+            .filter(|(at, id)| !at.is_empty() && !id.is_empty())
+            .ok_or_else(|| {
+                Error::Validation("invalid cursor (use next_cursor from the previous page)".into())
+            })?;
+        Ok(Cursor {
+            created_at: created_at.to_owned(),
+            id: id.to_owned(),
+        })
+    }
+}
+
+/// Newest first after `cursor` (keyset paging: as fast on the millionth row as on the first).
+/// Returns the rows and the cursor of the next page, if there is one.
+pub async fn logs_after(
+    db: &Db,
+    filter: &LogFilter,
+    cursor: Option<&Cursor>,
+    limit: i64,
+) -> Result<(Vec<LogRow>, Option<Cursor>)> {
+    let (binds, clauses) = match cursor {
+        Some(cursor) => (
+            vec![cursor.created_at.clone(), cursor.id.clone()],
+            // A row-value comparison: both backends turn it into a range scan of the
+            // (created_at, id) index (the equivalent OR form is a scan).
+            vec!["(created_at, id) < ($1, $2)".to_owned()],
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
+    let (where_sql, binds) = where_clause(filter, binds, clauses);
+    let sql = format!(
+        "SELECT {LOG_COLUMNS} FROM execution_logs {where_sql} ORDER BY created_at DESC, id DESC LIMIT ${}",
+        binds.len() + 1
+    );
+    let rows = fetch_logs(db, &sql, &binds, limit, None).await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| {
+            rows.last().map(|row| Cursor {
+                created_at: row.created_at.clone(),
+                id: row.id.clone(),
+            })
+        })
+        .flatten();
+    Ok((rows, next))
 }
 
 pub async fn log(db: &Db, id: &str) -> Result<LogRow> {
