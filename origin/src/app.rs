@@ -21,7 +21,8 @@ use crate::crypto::{KeySource, Keyring};
 use crate::db::Db;
 use crate::dispatch::{Sandbox, SandboxSource};
 use crate::{
-    access, approvals, auth, execution, health, http, secrets, servers, settings, tools, users,
+    access, activity, approvals, auth, execution, health, http, secrets, servers, settings, tools,
+    users,
 };
 
 /// Everything handlers share. Cloning copies one `Arc`.
@@ -37,6 +38,8 @@ pub struct AppInner {
     pub throttle: LoginThrottle,
     /// The sandbox supervisor (every tool run and code validation goes through it).
     pub sandbox: Sandbox,
+    /// Live listeners of the activity log.
+    pub activity: crate::activity::Hub,
 }
 
 impl Deref for AppState {
@@ -55,6 +58,7 @@ impl AppState {
             jwt,
             throttle: LoginThrottle::default(),
             sandbox,
+            activity: crate::activity::Hub::default(),
         }))
     }
 }
@@ -73,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .merge(execution::router())
         .merge(access::router())
         .merge(settings::router())
+        .merge(activity::router())
         .with_state(state);
     http::with_layers(routes)
 }
@@ -186,15 +191,23 @@ async fn prune_tokens_periodically(db: Db) {
     }
 }
 
-/// Hourly: delete execution logs older than the policy's `log_retention_days`.
+/// Hourly: delete execution and activity logs older than the policy's `log_retention_days`.
 async fn apply_retention_periodically(db: Db) {
     let mut interval = tokio::time::interval(Duration::from_secs(3600));
     loop {
         interval.tick().await;
-        match crate::execution::apply_retention(&db).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(rows = n, "old execution logs deleted (retention policy)"),
-            Err(err) => tracing::warn!(error = %err, "could not apply log retention"),
+        for (what, pruned) in [
+            (
+                "execution logs",
+                crate::execution::apply_retention(&db).await,
+            ),
+            ("activity logs", crate::activity::apply_retention(&db).await),
+        ] {
+            match pruned {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, what, "old rows deleted (retention policy)"),
+                Err(err) => tracing::warn!(error = %err, what, "could not apply log retention"),
+            }
         }
     }
 }

@@ -14,11 +14,12 @@
 //! - `servers`, `tools` (versions, `runnable`: the call-time check), `approvals` (bound to
 //!   versions, `Reviewer`), `secrets` (encrypted, write-only), `execution` (`run`: the one way
 //!   code reaches the sandbox, and the execution log), `access` (module and network requests:
-//!   what a server's tools may import and reach).
+//!   what a server's tools may import and reach), `activity` (audit log, `Audit`, live stream).
 //! - `settings`, `pagination`, `health`: small shared pieces.
 //! - `cli`: `mcpbox admin …`.
 
 pub mod access;
+pub mod activity;
 pub mod app;
 pub mod approvals;
 pub mod auth;

@@ -6,6 +6,15 @@ mod common;
 use axum::http::{Method, StatusCode};
 use common::*;
 use origin::access::{self, Kind, NewRequest};
+use origin::activity::Audit;
+
+/// The LLM, as the origin's MCP front will name it.
+fn llm() -> Audit {
+    Audit {
+        actor: "llm".into(),
+        request_id: None,
+    }
+}
 use serde_json::{Value, json};
 
 on_both_backends!(
@@ -60,14 +69,14 @@ impl Setup {
         port: Option<i64>,
     ) -> Result<access::AccessRequest, origin::Error> {
         access::request(
-            &self.app.state.db,
+            &self.app.state,
+            &llm(),
             NewRequest {
                 kind,
                 tool_id: &self.tool,
                 target,
                 port,
                 justification: "needed for the report",
-                requested_by: "llm",
             },
         )
         .await

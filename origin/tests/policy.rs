@@ -7,6 +7,14 @@ mod common;
 use axum::http::{Method, StatusCode};
 use common::*;
 use origin::access::{self, Kind, NewRequest};
+use origin::activity::Audit;
+
+fn llm() -> Audit {
+    Audit {
+        actor: "llm".into(),
+        request_id: None,
+    }
+}
 use serde_json::{Value, json};
 
 on_both_backends!(
@@ -171,7 +179,7 @@ async fn tool_approval_mode_auto_approves_publishing_edits_and_rollbacks(app: Te
     let ran = s.test_run(&tool).await;
     assert_eq!(ran.body["result"], 1, "{}", ran.text);
     let published =
-        origin::approvals::request_publish(&s.app.state.db, &tool, None, Some("ship it"))
+        origin::approvals::request_publish(&s.app.state, &tool, None, Some("ship it"), &llm())
             .await
             .unwrap();
     assert_eq!(
@@ -222,48 +230,29 @@ async fn module_approval_mode_auto_approves_module_requests(app: TestApp) {
     let s = Setup::new(app).await;
     let tool = s.tool("t", "def main():\n    return 1\n").await;
     let ask = |module: &'static str| {
-        let db = s.app.state.db.clone();
+        let state = s.app.state.clone();
         let tool = tool.clone();
         async move {
-            access::request(
-                &db,
-                NewRequest {
-                    kind: Kind::Module,
-                    tool_id: &tool,
-                    target: module,
-                    port: None,
-                    justification: "parsing",
-                    requested_by: "llm",
-                },
-            )
-            .await
-            .unwrap()
+            let new = NewRequest {
+                kind: Kind::Module,
+                tool_id: &tool,
+                target: module,
+                port: None,
+                justification: "parsing",
+            };
+            access::request(&state, &llm(), new).await
         }
     };
-    assert_eq!(ask("csv").await.status, "pending");
+    assert_eq!(ask("csv").await.unwrap().status, "pending");
     s.policy(json!({"module_approval_mode": "auto_approve"}))
         .await;
-    let auto = ask("difflib").await;
+    let auto = ask("difflib").await.unwrap();
     assert_eq!(
         (auto.status.as_str(), auto.reviewed_by.as_deref()),
         ("approved", Some("auto_approve"))
     );
     // Auto approval never reaches the modules that can never be allowed.
-    assert!(matches!(
-        access::request(
-            &s.app.state.db,
-            NewRequest {
-                kind: Kind::Module,
-                tool_id: &tool,
-                target: "os",
-                port: None,
-                justification: "x",
-                requested_by: "llm"
-            }
-        )
-        .await,
-        Err(origin::Error::Validation(_))
-    ));
+    assert!(matches!(ask("os").await, Err(origin::Error::Validation(_))));
 }
 
 async fn network_access_policy_allow_all_public_still_refuses_private_addresses(app: TestApp) {

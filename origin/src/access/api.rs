@@ -8,6 +8,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::{AccessRequest, Kind};
+use crate::activity::Audited;
 use crate::app::AppState;
 use crate::approvals::Reviewer;
 use crate::auth::{AuthUser, Role};
@@ -123,8 +124,8 @@ async fn apply(
     reason: Option<&str>,
 ) -> Result<AccessRequest> {
     match action {
-        "approve" => super::approve(&state.db, kind, id, reviewer).await,
-        "reject" => super::reject(&state.db, kind, id, reason.unwrap_or(""), reviewer).await,
+        "approve" => super::approve(state, kind, id, reviewer).await,
+        "reject" => super::reject(state, kind, id, reason.unwrap_or(""), reviewer).await,
         other => Err(Error::Validation(format!(
             "unknown action {other:?} (use approve or reject)"
         ))),
@@ -133,51 +134,46 @@ async fn apply(
 
 async fn action(
     State(state): State<AppState>,
-    auth: AuthUser,
+    audited: Audited,
     Path((segment, id)): Path<(String, String)>,
     ApiJson(body): ApiJson<ActionBody>,
 ) -> Result<Json<RequestBody>> {
     let kind = kind(&segment)?;
-    let reviewer = Reviewer::from_auth(&auth)?;
-    let updated = apply(
-        &state,
-        &reviewer,
-        kind,
-        &id,
-        &body.action,
-        body.reason.as_deref(),
-    )
-    .await?;
-    tracing::info!(
-        by = reviewer.name(),
-        id,
-        kind = kind.as_str(),
-        action = body.action,
-        "access request reviewed"
-    );
-    Ok(Json(updated.into()))
+    let reviewer = Reviewer::from_audited(&audited)?;
+    Ok(Json(
+        apply(
+            &state,
+            &reviewer,
+            kind,
+            &id,
+            &body.action,
+            body.reason.as_deref(),
+        )
+        .await?
+        .into(),
+    ))
 }
 
 async fn revoke(
     State(state): State<AppState>,
-    auth: AuthUser,
+    audited: Audited,
     Path((segment, id)): Path<(String, String)>,
 ) -> Result<Json<RequestBody>> {
     let kind = kind(&segment)?;
-    let reviewer = Reviewer::from_auth(&auth)?;
+    let reviewer = Reviewer::from_audited(&audited)?;
     Ok(Json(
-        super::revoke(&state.db, kind, &id, &reviewer).await?.into(),
+        super::revoke(&state, kind, &id, &reviewer).await?.into(),
     ))
 }
 
 async fn remove(
     State(state): State<AppState>,
-    auth: AuthUser,
+    audited: Audited,
     Path((segment, id)): Path<(String, String)>,
 ) -> Result<StatusCode> {
     let kind = kind(&segment)?;
-    Reviewer::from_auth(&auth)?;
-    super::delete(&state.db, kind, &id).await?;
+    let reviewer = Reviewer::from_audited(&audited)?;
+    super::delete(&state, kind, &id, &reviewer).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -198,12 +194,12 @@ struct BulkResult {
 
 async fn bulk(
     State(state): State<AppState>,
-    auth: AuthUser,
+    audited: Audited,
     Path(segment): Path<String>,
     ApiJson(body): ApiJson<BulkBody>,
 ) -> Result<Json<Vec<BulkResult>>> {
     let kind = kind(&segment)?;
-    let reviewer = Reviewer::from_auth(&auth)?;
+    let reviewer = Reviewer::from_audited(&audited)?;
     if body.request_ids.is_empty() || body.request_ids.len() > 100 {
         return Err(Error::Validation(
             "request_ids must list 1 to 100 requests".into(),
@@ -265,12 +261,12 @@ struct HostBody {
 
 async fn add_host(
     State(state): State<AppState>,
-    auth: AuthUser,
+    audited: Audited,
     Path(server_id): Path<String>,
     ApiJson(body): ApiJson<HostBody>,
 ) -> Result<(StatusCode, Json<RequestBody>)> {
-    auth.require(Role::Admin)?;
-    let reviewer = Reviewer::from_auth(&auth)?;
-    let added = super::allow_host(&state.db, &server_id, &body.host, body.port, &reviewer).await?;
+    audited.auth.require(Role::Admin)?;
+    let reviewer = Reviewer::from_audited(&audited)?;
+    let added = super::allow_host(&state, &server_id, &body.host, body.port, &reviewer).await?;
     Ok((StatusCode::CREATED, Json(added.into())))
 }

@@ -10,6 +10,8 @@ pub use api::router;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::activity::{self, Audit, NewEvent};
+use crate::app::AppState;
 use crate::approvals::Reviewer;
 use crate::db::{self, Db};
 use crate::error::{Error, OnConflict, Result};
@@ -132,12 +134,16 @@ pub struct NewRequest<'a> {
     pub target: &'a str,
     pub port: Option<i64>,
     pub justification: &'a str,
-    pub requested_by: &'a str,
 }
 
 /// A tool asks for a module or a host. Refused when it is already allowed, was already
-/// rejected for this tool, or is already pending.
-pub async fn request(db: &Db, new: NewRequest<'_>) -> Result<AccessRequest> {
+/// rejected for this tool, or is already pending. `audit.actor` is who asked.
+pub async fn request(
+    state: &AppState,
+    audit: &Audit,
+    new: NewRequest<'_>,
+) -> Result<AccessRequest> {
+    let db = &state.db;
     let tool = crate::tools::get(db, new.tool_id).await?;
     if new.justification.trim().is_empty() || new.justification.chars().count() > 2000 {
         return Err(Error::Validation(
@@ -195,88 +201,93 @@ pub async fn request(db: &Db, new: NewRequest<'_>) -> Result<AccessRequest> {
     // Under `module_approval_mode = auto_approve`, module requests are approved on arrival.
     let auto =
         new.kind == Kind::Module && crate::settings::policy(db).await?.auto_approve_modules();
-    let reviewer = Reviewer::policy();
-    let (status, reviewed) = if auto {
-        ("approved", Some(&reviewer))
-    } else {
-        ("pending", None)
-    };
-    insert(
-        db,
-        new.kind,
-        &tool.server_id,
-        Some(&tool.id),
-        &target,
+    let policy = Reviewer::policy(audit.request_id.clone());
+    let row = NewRow {
+        kind: new.kind,
+        server_id: &tool.server_id,
+        tool_id: Some(&tool.id),
+        target: &target,
         port,
-        new.justification,
-        new.requested_by,
-        status,
-        reviewed,
-    )
-    .await
+        justification: new.justification,
+        status: if auto { "approved" } else { "pending" },
+        reviewer: auto.then_some(&policy),
+    };
+    insert(state, audit, row).await
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn insert(
-    db: &Db,
+/// A new row of the queue.
+struct NewRow<'a> {
     kind: Kind,
-    server_id: &str,
-    tool_id: Option<&str>,
-    target: &str,
+    server_id: &'a str,
+    tool_id: Option<&'a str>,
+    target: &'a str,
     port: Option<i64>,
-    justification: &str,
-    requested_by: &str,
-    status: &str,
-    reviewer: Option<&Reviewer>,
-) -> Result<AccessRequest> {
+    justification: &'a str,
+    status: &'a str,
+    reviewer: Option<&'a Reviewer>,
+}
+
+/// Inserts a row and its activity entry in one transaction.
+async fn insert(state: &AppState, audit: &Audit, new: NewRow<'_>) -> Result<AccessRequest> {
     let now = db::now();
+    let mut tx = state.db.pool.begin().await?;
     let row = sqlx::query(&format!(
         "INSERT INTO access_requests (id, kind, server_id, tool_id, target, port, justification, requested_by, status, \
          reviewed_by, reviewed_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) \
          RETURNING {COLUMNS}"
     ))
     .bind(db::new_id())
-    .bind(kind.as_str())
-    .bind(server_id)
-    .bind(tool_id)
-    .bind(target)
-    .bind(port)
-    .bind(justification)
-    .bind(requested_by)
-    .bind(status)
-    .bind(reviewer.map(|r| r.name().to_owned()))
-    .bind(reviewer.map(|_| now.clone()))
+    .bind(new.kind.as_str())
+    .bind(new.server_id)
+    .bind(new.tool_id)
+    .bind(new.target)
+    .bind(new.port)
+    .bind(new.justification)
+    .bind(&audit.actor)
+    .bind(new.status)
+    .bind(new.reviewer.map(|r| r.name().to_owned()))
+    .bind(new.reviewer.map(|_| now.clone()))
     .bind(&now)
-    .fetch_one(&db.pool)
+    .fetch_one(&mut *tx)
     .await
-    .on_conflict(|| format!("a request for {target} is already pending"))?;
-    AccessRequest::from_row(&row)
+    .on_conflict(|| format!("a request for {} is already pending", new.target))?;
+    let request = AccessRequest::from_row(&row)?;
+    let action = format!("{}.request", new.kind.as_str());
+    let event = NewEvent::info(&action, format!("{} {} requested ({})", new.kind.as_str(), request.target, request.status))
+        .server(new.server_id)
+        .details(serde_json::json!({"request_id": request.id, "target": request.target, "port": request.port, "status": request.status}));
+    let event = match new.tool_id {
+        Some(tool) => event.tool(tool),
+        None => event,
+    };
+    let recorded = activity::record(&mut *tx, audit, event).await?;
+    tx.commit().await?;
+    state.activity.publish(recorded);
+    Ok(request)
 }
 
 /// An admin allows a host for a whole server directly (an approved row without a tool).
 pub async fn allow_host(
-    db: &Db,
+    state: &AppState,
     server_id: &str,
     host: &str,
     port: Option<i64>,
     reviewer: &Reviewer,
 ) -> Result<AccessRequest> {
-    crate::servers::get(db, server_id).await?;
+    crate::servers::get(&state.db, server_id).await?;
     check_port(port)?;
     let host = normalise_host(host)?;
-    insert(
-        db,
-        Kind::Network,
+    let row = NewRow {
+        kind: Kind::Network,
         server_id,
-        None,
-        &host,
+        tool_id: None,
+        target: &host,
         port,
-        "added by an admin",
-        reviewer.name(),
-        "approved",
-        Some(reviewer),
-    )
-    .await
+        justification: "added by an admin",
+        status: "approved",
+        reviewer: Some(reviewer),
+    };
+    insert(state, reviewer.audit(), row).await
 }
 
 pub async fn get(db: &Db, kind: Kind, id: &str) -> Result<AccessRequest> {
@@ -291,16 +302,17 @@ pub async fn get(db: &Db, kind: Kind, id: &str) -> Result<AccessRequest> {
     AccessRequest::from_row(&row)
 }
 
+/// `status: from → to` with its activity entry, in one transaction.
 async fn transition(
-    db: &Db,
+    state: &AppState,
     kind: Kind,
     id: &str,
-    from: &str,
-    to: &str,
+    (from, to): (&str, &str),
     reviewer: &Reviewer,
     reason: Option<&str>,
 ) -> Result<AccessRequest> {
     let now = db::now();
+    let mut tx = state.db.pool.begin().await?;
     let row = sqlx::query(&format!(
         "UPDATE access_requests SET status = $1, reviewed_by = $2, reviewed_at = $3, rejection_reason = $4, updated_at = $3 \
          WHERE id = $5 AND kind = $6 AND status = $7 RETURNING {COLUMNS}"
@@ -312,26 +324,52 @@ async fn transition(
     .bind(id)
     .bind(kind.as_str())
     .bind(from)
-    .fetch_optional(&db.pool)
+    .fetch_optional(&mut *tx)
     .await?;
-    match row {
-        Some(row) => AccessRequest::from_row(&row),
-        None => {
-            let current = get(db, kind, id).await?;
-            Err(Error::Conflict(format!(
-                "the request is {}, not {from}",
-                current.status
-            )))
+    let Some(row) = row else {
+        drop(tx);
+        let current = get(&state.db, kind, id).await?;
+        return Err(Error::Conflict(format!(
+            "the request is {}, not {from}",
+            current.status
+        )));
+    };
+    let request = AccessRequest::from_row(&row)?;
+    let action = format!(
+        "{}.{}",
+        kind.as_str(),
+        if to == "pending" {
+            "revoke"
+        } else if to == "approved" {
+            "approve"
+        } else {
+            "reject"
         }
-    }
+    );
+    let event = NewEvent::info(&action, format!("{} {} is now {}", kind.as_str(), request.target, request.status))
+        .server(&request.server_id)
+        .details(serde_json::json!({"request_id": request.id, "target": request.target, "port": request.port, "reason": reason}));
+    let event = match request.tool_id.as_deref() {
+        Some(tool) => event.tool(tool),
+        None => event,
+    };
+    let recorded = activity::record(&mut *tx, reviewer.audit(), event).await?;
+    tx.commit().await?;
+    state.activity.publish(recorded);
+    Ok(request)
 }
 
-pub async fn approve(db: &Db, kind: Kind, id: &str, reviewer: &Reviewer) -> Result<AccessRequest> {
-    transition(db, kind, id, "pending", "approved", reviewer, None).await
+pub async fn approve(
+    state: &AppState,
+    kind: Kind,
+    id: &str,
+    reviewer: &Reviewer,
+) -> Result<AccessRequest> {
+    transition(state, kind, id, ("pending", "approved"), reviewer, None).await
 }
 
 pub async fn reject(
-    db: &Db,
+    state: &AppState,
     kind: Kind,
     id: &str,
     reason: &str,
@@ -343,11 +381,10 @@ pub async fn reject(
         ));
     }
     transition(
-        db,
+        state,
         kind,
         id,
-        "pending",
-        "rejected",
+        ("pending", "rejected"),
         reviewer,
         Some(reason.trim()),
     )
@@ -355,25 +392,36 @@ pub async fn reject(
 }
 
 /// Takes an approval back to pending: the access ends at the next call.
-pub async fn revoke(db: &Db, kind: Kind, id: &str, reviewer: &Reviewer) -> Result<AccessRequest> {
-    transition(db, kind, id, "approved", "pending", reviewer, None).await
+pub async fn revoke(
+    state: &AppState,
+    kind: Kind,
+    id: &str,
+    reviewer: &Reviewer,
+) -> Result<AccessRequest> {
+    transition(state, kind, id, ("approved", "pending"), reviewer, None).await
 }
 
 /// Only pending or rejected requests can be deleted (approved ones are revoked first).
-pub async fn delete(db: &Db, kind: Kind, id: &str) -> Result<()> {
+pub async fn delete(state: &AppState, kind: Kind, id: &str, reviewer: &Reviewer) -> Result<()> {
+    let current = get(&state.db, kind, id).await?;
     let deleted = sqlx::query("DELETE FROM access_requests WHERE id = $1 AND kind = $2 AND status IN ('pending', 'rejected')")
         .bind(id)
         .bind(kind.as_str())
-        .execute(&db.pool)
+        .execute(&state.db.pool)
         .await?;
     if deleted.rows_affected() == 0 {
-        let current = get(db, kind, id).await?;
         return Err(Error::Conflict(format!(
             "an {} request cannot be deleted; revoke it first",
             current.status
         )));
     }
-    Ok(())
+    let action = format!("{}.delete", kind.as_str());
+    let event = NewEvent::info(
+        &action,
+        format!("{} request for {} deleted", kind.as_str(), current.target),
+    )
+    .server(&current.server_id);
+    activity::record_now(state, reviewer.audit(), event).await
 }
 
 pub async fn queue(

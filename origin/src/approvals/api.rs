@@ -7,6 +7,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::Reviewer;
+use crate::activity::Audited;
 use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::error::{ApiJson, ApiQuery, Error, OptionalJson, Result};
@@ -87,27 +88,29 @@ struct ActionBody {
 
 async fn apply(
     state: &AppState,
-    auth: &AuthUser,
+    audited: &Audited,
     tool_id: &str,
     action: &str,
     reason: Option<&str>,
     version: Option<i64>,
 ) -> Result<crate::tools::Version> {
     match action {
-        "approve" => super::approve(&state.db, tool_id, version, &Reviewer::from_auth(auth)?).await,
+        "approve" => {
+            super::approve(state, tool_id, version, &Reviewer::from_audited(audited)?).await
+        }
         "reject" => {
             super::reject(
-                &state.db,
+                state,
                 tool_id,
                 version,
                 reason.unwrap_or(""),
-                &Reviewer::from_auth(auth)?,
+                &Reviewer::from_audited(audited)?,
             )
             .await
         }
         "submit_for_review" => {
-            auth.require(Role::Admin)?;
-            super::request_publish(&state.db, tool_id, version, reason).await
+            audited.auth.require(Role::Admin)?;
+            super::request_publish(state, tool_id, version, reason, &audited.audit).await
         }
         other => Err(Error::Validation(format!(
             "unknown action {other:?} (use approve, reject or submit_for_review)"
@@ -117,20 +120,19 @@ async fn apply(
 
 async fn action(
     State(state): State<AppState>,
-    auth: AuthUser,
+    audited: Audited,
     Path(tool_id): Path<String>,
     ApiJson(body): ApiJson<ActionBody>,
 ) -> Result<Json<crate::tools::VersionBodyPublic>> {
     let version = apply(
         &state,
-        &auth,
+        &audited,
         &tool_id,
         &body.action,
         body.reason.as_deref(),
         body.version,
     )
     .await?;
-    tracing::info!(by = %auth.user().username, tool_id, version = version.version, action = body.action, "approval action");
     Ok(Json(version_body(version)))
 }
 
@@ -142,20 +144,15 @@ struct RevokeBody {
 
 async fn revoke(
     State(state): State<AppState>,
-    auth: AuthUser,
+    audited: Audited,
     Path(tool_id): Path<String>,
     OptionalJson(body): OptionalJson<RevokeBody>,
 ) -> Result<Json<crate::tools::VersionBodyPublic>> {
-    let reviewer = Reviewer::from_auth(&auth)?;
+    let reviewer = Reviewer::from_audited(&audited)?;
     let version = body.and_then(|b| b.version);
-    let revoked = super::revoke(&state.db, &tool_id, version, &reviewer).await?;
-    tracing::info!(
-        by = reviewer.name(),
-        tool_id,
-        version = revoked.version,
-        "approval revoked"
-    );
-    Ok(Json(version_body(revoked)))
+    Ok(Json(version_body(
+        super::revoke(&state, &tool_id, version, &reviewer).await?,
+    )))
 }
 
 #[derive(Deserialize)]
@@ -175,13 +172,13 @@ struct BulkResult {
 }
 
 /// Applies one action to each tool's newest version. Each item succeeds or fails on its own
-/// (and is atomic); the answer lists every outcome.
+/// (and is atomic, with its audit row); the answer lists every outcome.
 async fn bulk(
     State(state): State<AppState>,
-    auth: AuthUser,
+    audited: Audited,
     ApiJson(body): ApiJson<BulkBody>,
 ) -> Result<Json<Vec<BulkResult>>> {
-    auth.require(Role::Approver)?;
+    audited.auth.require(Role::Approver)?;
     if body.tool_ids.is_empty() || body.tool_ids.len() > 100 {
         return Err(Error::Validation(
             "tool_ids must list 1 to 100 tools".into(),
@@ -196,7 +193,7 @@ async fn bulk(
     for tool_id in body.tool_ids {
         let outcome = apply(
             &state,
-            &auth,
+            &audited,
             &tool_id,
             &body.action,
             body.reason.as_deref(),

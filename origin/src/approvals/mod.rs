@@ -2,8 +2,10 @@
 //!
 //! States of a version: `draft` → (`request_publish`) → `pending_review` → `approved` or
 //! `rejected`; an `approved` version can be `revoked`. Every transition is one conditional
-//! UPDATE, so it is atomic and a race cannot apply it twice. Reviewing needs a `Reviewer`, which
-//! only a signed-in approver or admin can be: no path from MCP (the LLM) can approve anything.
+//! UPDATE written in the same transaction as its activity-log row, so it is atomic, a race cannot
+//! apply it twice, and no change goes unrecorded. Reviewing needs a `Reviewer`, which only a
+//! signed-in approver or admin (or the policy in auto mode) can be: no path from MCP (the LLM)
+//! can approve anything.
 
 mod api;
 
@@ -11,40 +13,55 @@ pub use api::router;
 
 use sqlx::Row;
 
-use crate::auth::{AuthUser, Role};
+use crate::activity::{self, Audit, Audited, NewEvent};
+use crate::app::AppState;
+use crate::auth::Role;
 use crate::db::{self, Db};
 use crate::error::{Error, Result};
 use crate::tools::{self, VERSION_COLUMNS, Version};
 
 pub const REASON_MAX: usize = 1000;
 
-/// A person allowed to review. Only `from_auth` builds one.
-pub struct Reviewer(String);
+/// A person (or the policy) allowed to review, with the audit context of the request.
+pub struct Reviewer(Audit);
 
 impl Reviewer {
-    pub fn from_auth(auth: &AuthUser) -> Result<Reviewer> {
-        auth.require(Role::Approver)?;
-        Ok(Reviewer(auth.user().username.clone()))
-    }
-
-    pub fn name(&self) -> &str {
-        &self.0
+    /// A signed-in approver or admin.
+    pub fn from_audited(audited: &Audited) -> Result<Reviewer> {
+        audited.auth.require(Role::Approver)?;
+        Ok(Reviewer(audited.audit.clone()))
     }
 
     /// The policy itself, when `tool_approval_mode` or `module_approval_mode` is `auto_approve`.
-    /// Private to approvals and access: nothing a client sends can produce it.
-    pub(crate) fn policy() -> Reviewer {
-        Reviewer("auto_approve".to_owned())
+    /// Crate-private: nothing a client sends can produce it.
+    pub(crate) fn policy(request_id: Option<String>) -> Reviewer {
+        Reviewer(Audit::policy(request_id))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0.actor
+    }
+
+    pub fn audit(&self) -> &Audit {
+        &self.0
     }
 }
 
 /// Under `tool_approval_mode = auto_approve`, approves `version` at once (a new draft, or a
 /// request for review). Returns the approved version, or `None` under `require_approval`.
-pub async fn auto_approve(db: &Db, tool_id: &str, version: i64) -> Result<Option<Version>> {
-    if !crate::settings::policy(db).await?.auto_approve_tools() {
+pub async fn auto_approve(
+    state: &AppState,
+    tool_id: &str,
+    version: i64,
+    request_id: Option<String>,
+) -> Result<Option<Version>> {
+    if !crate::settings::policy(&state.db)
+        .await?
+        .auto_approve_tools()
+    {
         return Ok(None);
     }
-    approve(db, tool_id, Some(version), &Reviewer::policy())
+    approve(state, tool_id, Some(version), &Reviewer::policy(request_id))
         .await
         .map(Some)
 }
@@ -57,99 +74,133 @@ async fn resolve(db: &Db, tool_id: &str, version: Option<i64>) -> Result<i64> {
     }
 }
 
-/// Runs a transition `UPDATE … WHERE status IN (from)`; explains a refusal.
-async fn transition(
-    db: &Db,
-    tool_id: &str,
+/// One transition: `UPDATE … WHERE status IN (from)` plus its activity row, in a transaction;
+/// explains a refusal.
+struct Transition<'a> {
+    tool_id: &'a str,
     version: i64,
-    from: &[&str],
-    set: &str,
+    from: &'a [&'a str],
+    set: &'a str,
     binds: Vec<Option<String>>,
-    action: &str,
-) -> Result<Version> {
-    let allowed = from
+    verb: &'a str,
+    event: &'a str,
+    reason: Option<&'a str>,
+}
+
+async fn transition(state: &AppState, audit: &Audit, t: Transition<'_>) -> Result<Version> {
+    let allowed = t
+        .from
         .iter()
         .map(|s| format!("'{s}'"))
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "UPDATE tool_versions SET {set} WHERE tool_id = ${} AND version = ${} AND status IN ({allowed}) RETURNING {VERSION_COLUMNS}",
-        binds.len() + 1,
-        binds.len() + 2
+        "UPDATE tool_versions SET {} WHERE tool_id = ${} AND version = ${} AND status IN ({allowed}) RETURNING {VERSION_COLUMNS}",
+        t.set,
+        t.binds.len() + 1,
+        t.binds.len() + 2
     );
+    let mut tx = state.db.pool.begin().await?;
     let mut query = sqlx::query(&sql);
-    for value in binds {
+    for value in t.binds {
         query = query.bind(value);
     }
     let updated = query
-        .bind(tool_id)
-        .bind(version)
-        .fetch_optional(&db.pool)
+        .bind(t.tool_id)
+        .bind(t.version)
+        .fetch_optional(&mut *tx)
         .await?;
-    match updated {
-        Some(row) => Version::from_row(&row),
-        None => {
-            let current = tools::version(db, tool_id, version).await?;
-            Err(Error::Conflict(format!(
-                "cannot {action} version {version}: it is {} (only {} can be)",
-                current.status,
-                from.join(" or ")
-            )))
-        }
-    }
+    let Some(row) = updated else {
+        drop(tx);
+        let current = tools::version(&state.db, t.tool_id, t.version).await?;
+        return Err(Error::Conflict(format!(
+            "cannot {} version {}: it is {} (only {} can be)",
+            t.verb,
+            t.version,
+            current.status,
+            t.from.join(" or ")
+        )));
+    };
+    let version = Version::from_row(&row)?;
+    let tool = sqlx::query("SELECT name, server_id FROM tools WHERE id = $1")
+        .bind(t.tool_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let (name, server_id): (String, String) = (tool.try_get("name")?, tool.try_get("server_id")?);
+    let event = NewEvent::info(t.event, format!("{}: version {} of {name} is now {}", t.event, version.version, version.status))
+        .server(&server_id)
+        .tool(t.tool_id)
+        .details(serde_json::json!({"version": version.version, "status": version.status, "reason": t.reason}));
+    let recorded = activity::record(&mut *tx, audit, event).await?;
+    tx.commit().await?;
+    state.activity.publish(recorded);
+    Ok(version)
 }
 
 /// The author asks for review (MCP `request_publish`, or an admin's `submit_for_review`).
 pub async fn request_publish(
-    db: &Db,
+    state: &AppState,
     tool_id: &str,
     version: Option<i64>,
     notes: Option<&str>,
+    audit: &Audit,
 ) -> Result<Version> {
-    let version = resolve(db, tool_id, version).await?;
+    let version = resolve(&state.db, tool_id, version).await?;
     let notes: Option<String> = notes.map(|n| n.chars().take(REASON_MAX).collect());
     let pending = transition(
-        db,
-        tool_id,
-        version,
-        &["draft", "rejected"],
-        "status = 'pending_review', requested_at = $1, publish_notes = $2, rejection_reason = NULL",
-        vec![Some(db::now()), notes],
-        "request review of",
+        state,
+        audit,
+        Transition {
+            tool_id,
+            version,
+            from: &["draft", "rejected"],
+            set: "status = 'pending_review', requested_at = $1, publish_notes = $2, rejection_reason = NULL",
+            binds: vec![Some(db::now()), notes],
+            verb: "request review of",
+            event: "tool.request_publish",
+            reason: None,
+        },
     )
     .await?;
-    Ok(auto_approve(db, tool_id, pending.version)
-        .await?
-        .unwrap_or(pending))
+    Ok(
+        auto_approve(state, tool_id, pending.version, audit.request_id.clone())
+            .await?
+            .unwrap_or(pending),
+    )
 }
 
 pub async fn approve(
-    db: &Db,
+    state: &AppState,
     tool_id: &str,
     version: Option<i64>,
     reviewer: &Reviewer,
 ) -> Result<Version> {
-    let version = resolve(db, tool_id, version).await?;
+    let version = resolve(&state.db, tool_id, version).await?;
     // The modules and hosts in force at approval, recorded with it.
-    let server_id = tools::get(db, tool_id).await?.server_id;
-    let modules = crate::access::allowed_modules(db, &server_id).await?;
-    let hosts = crate::access::allowed_hosts(db, &server_id).await?;
+    let server_id = tools::get(&state.db, tool_id).await?.server_id;
+    let modules = crate::access::allowed_modules(&state.db, &server_id).await?;
+    let hosts = crate::access::allowed_hosts(&state.db, &server_id).await?;
     let modules = serde_json::to_string(&modules).map_err(|e| Error::Internal(e.into()))?;
     let hosts = serde_json::to_string(&hosts).map_err(|e| Error::Internal(e.into()))?;
     transition(
-        db,
-        tool_id,
-        version,
-        &["draft", "pending_review", "rejected"],
-        "status = 'approved', reviewed_by = $1, reviewed_at = $2, rejection_reason = NULL, approved_modules = $3, approved_hosts = $4",
-        vec![Some(reviewer.name().to_owned()), Some(db::now()), Some(modules), Some(hosts)],
-        "approve",
+        state,
+        reviewer.audit(),
+        Transition {
+            tool_id,
+            version,
+            from: &["draft", "pending_review", "rejected"],
+            set: "status = 'approved', reviewed_by = $1, reviewed_at = $2, rejection_reason = NULL, approved_modules = $3, approved_hosts = $4",
+            binds: vec![Some(reviewer.name().to_owned()), Some(db::now()), Some(modules), Some(hosts)],
+            verb: "approve",
+            event: "tool.approve",
+            reason: None,
+        },
     )
     .await
 }
 
 pub async fn reject(
-    db: &Db,
+    state: &AppState,
     tool_id: &str,
     version: Option<i64>,
     reason: &str,
@@ -166,19 +217,24 @@ pub async fn reject(
             "the reason is longer than {REASON_MAX} characters"
         )));
     }
-    let version = resolve(db, tool_id, version).await?;
+    let version = resolve(&state.db, tool_id, version).await?;
     transition(
-        db,
-        tool_id,
-        version,
-        &["pending_review", "draft"],
-        "status = 'rejected', reviewed_by = $1, reviewed_at = $2, rejection_reason = $3",
-        vec![
-            Some(reviewer.name().to_owned()),
-            Some(db::now()),
-            Some(reason.to_owned()),
-        ],
-        "reject",
+        state,
+        reviewer.audit(),
+        Transition {
+            tool_id,
+            version,
+            from: &["pending_review", "draft"],
+            set: "status = 'rejected', reviewed_by = $1, reviewed_at = $2, rejection_reason = $3",
+            binds: vec![
+                Some(reviewer.name().to_owned()),
+                Some(db::now()),
+                Some(reason.to_owned()),
+            ],
+            verb: "reject",
+            event: "tool.reject",
+            reason: Some(reason),
+        },
     )
     .await
 }
@@ -186,25 +242,30 @@ pub async fn reject(
 /// Takes an approval back: the version stops running at once (an older approved one, if any,
 /// runs instead).
 pub async fn revoke(
-    db: &Db,
+    state: &AppState,
     tool_id: &str,
     version: Option<i64>,
     reviewer: &Reviewer,
 ) -> Result<Version> {
     let version = match version {
         Some(version) => version,
-        None => tools::approved_version(db, tool_id)
+        None => tools::approved_version(&state.db, tool_id)
             .await?
             .ok_or_else(|| Error::Conflict("the tool has no approved version to revoke".into()))?,
     };
     transition(
-        db,
-        tool_id,
-        version,
-        &["approved"],
-        "status = 'revoked', reviewed_by = $1, reviewed_at = $2",
-        vec![Some(reviewer.name().to_owned()), Some(db::now())],
-        "revoke",
+        state,
+        reviewer.audit(),
+        Transition {
+            tool_id,
+            version,
+            from: &["approved"],
+            set: "status = 'revoked', reviewed_by = $1, reviewed_at = $2",
+            binds: vec![Some(reviewer.name().to_owned()), Some(db::now())],
+            verb: "revoke",
+            event: "tool.revoke",
+            reason: None,
+        },
     )
     .await
 }

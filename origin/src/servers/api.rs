@@ -7,6 +7,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::Server;
+use crate::activity::{self, Audited, NewEvent};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::error::{ApiJson, ApiQuery, Result};
@@ -58,12 +59,15 @@ struct CreateBody {
 
 async fn create(
     State(state): State<AppState>,
-    auth: AuthUser,
+    audited: Audited,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<(StatusCode, Json<ServerBody>)> {
-    auth.require(Role::Admin)?;
+    audited.auth.require(Role::Admin)?;
     let name = Name::server(&body.name)?;
-    let server = super::create(&state.db, &name, &body.description, &auth.user().username).await?;
+    let server = super::create(&state.db, &name, &body.description, &audited.audit.actor).await?;
+    let event = NewEvent::info("server.create", format!("server {} created", server.name))
+        .server(&server.id);
+    activity::record_now(&state, &audited.audit, event).await?;
     Ok((StatusCode::CREATED, Json(server.into())))
 }
 
@@ -101,45 +105,77 @@ struct UpdateBody {
 
 async fn update(
     State(state): State<AppState>,
-    auth: AuthUser,
+    audited: Audited,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Result<Json<ServerBody>> {
-    auth.require(Role::Admin)?;
+    audited.auth.require(Role::Admin)?;
     let changes = super::Changes {
         name: body.name.as_deref().map(Name::server).transpose()?,
         description: body.description,
         default_timeout_ms: body.default_timeout_ms,
     };
-    Ok(Json(super::update(&state.db, &id, changes).await?.into()))
+    let server = super::update(&state.db, &id, changes).await?;
+    let event = NewEvent::info("server.update", format!("server {} changed", server.name))
+        .server(&server.id);
+    activity::record_now(&state, &audited.audit, event).await?;
+    Ok(Json(server.into()))
 }
 
 async fn remove(
     State(state): State<AppState>,
-    auth: AuthUser,
+    audited: Audited,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    auth.require(Role::Admin)?;
+    audited.auth.require(Role::Admin)?;
+    let server = super::get(&state.db, &id).await?;
     super::delete(&state.db, &id).await?;
+    let event = NewEvent::warning(
+        "server.delete",
+        format!("server {} deleted with its tools", server.name),
+    );
+    activity::record_now(&state, &audited.audit, event).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn set_running(
+    state: &AppState,
+    audited: &Audited,
+    id: &str,
+    running: bool,
+) -> Result<Json<ServerBody>> {
+    audited.auth.require(Role::Admin)?;
+    let server = super::set_running(&state.db, id, running).await?;
+    let action = if running {
+        "server.start"
+    } else {
+        "server.stop"
+    };
+    let event = NewEvent::info(
+        action,
+        format!(
+            "server {} {}",
+            server.name,
+            if running { "started" } else { "stopped" }
+        ),
+    )
+    .server(&server.id);
+    activity::record_now(state, &audited.audit, event).await?;
+    Ok(Json(server.into()))
 }
 
 async fn start(
     State(state): State<AppState>,
-    auth: AuthUser,
+    audited: Audited,
     Path(id): Path<String>,
 ) -> Result<Json<ServerBody>> {
-    auth.require(Role::Admin)?;
-    Ok(Json(super::set_running(&state.db, &id, true).await?.into()))
+    set_running(&state, &audited, &id, true).await
 }
 
 async fn stop(
     State(state): State<AppState>,
-    auth: AuthUser,
+    audited: Audited,
     Path(id): Path<String>,
 ) -> Result<Json<ServerBody>> {
-    auth.require(Role::Admin)?;
-    Ok(Json(
-        super::set_running(&state.db, &id, false).await?.into(),
-    ))
+    set_running(&state, &audited, &id, false).await
 }

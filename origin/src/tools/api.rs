@@ -8,6 +8,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::{Source, Tool, Version};
+use crate::activity::Audited;
 use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::error::{ApiJson, ApiQuery, Error, Result};
@@ -117,11 +118,11 @@ struct CreateBody {
 
 async fn create(
     State(state): State<AppState>,
-    auth: AuthUser,
+    audited: Audited,
     Path(server_id): Path<String>,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<(StatusCode, Json<ToolBody>)> {
-    auth.require(Role::Admin)?;
+    audited.auth.require(Role::Admin)?;
     let name = Name::tool(&body.name)?;
     let new = super::NewTool {
         server_id: &server_id,
@@ -129,7 +130,7 @@ async fn create(
         description: &body.description,
         code: &body.python_code,
         source: Source::Admin,
-        actor: &auth.user().username,
+        audit: &audited.audit,
     };
     let (tool, _) = super::create(&state, new).await?;
     Ok((StatusCode::CREATED, Json(tool_body(&state, tool).await?)))
@@ -199,11 +200,11 @@ mod double_option {
 
 async fn update(
     State(state): State<AppState>,
-    auth: AuthUser,
+    audited: Audited,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Result<Json<ToolBody>> {
-    auth.require(Role::Admin)?;
+    audited.auth.require(Role::Admin)?;
     let changes = super::Changes {
         name: body.name.as_deref().map(Name::tool).transpose()?,
         description: body.description,
@@ -212,18 +213,17 @@ async fn update(
         timeout_ms: body.timeout_ms,
         summary: body.change_summary,
     };
-    let (tool, _) =
-        super::update(&state, &id, changes, Source::Admin, &auth.user().username).await?;
+    let (tool, _) = super::update(&state, &id, changes, Source::Admin, &audited.audit).await?;
     Ok(Json(tool_body(&state, tool).await?))
 }
 
 async fn remove(
     State(state): State<AppState>,
-    auth: AuthUser,
+    audited: Audited,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    auth.require(Role::Admin)?;
-    super::delete(&state.db, &id).await?;
+    audited.auth.require(Role::Admin)?;
+    super::delete(&state, &id, &audited.audit).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -311,11 +311,11 @@ async fn compare(
 
 async fn rollback(
     State(state): State<AppState>,
-    auth: AuthUser,
+    audited: Audited,
     Path((id, version)): Path<(String, i64)>,
 ) -> Result<(StatusCode, Json<VersionBody>)> {
-    auth.require(Role::Admin)?;
-    let created = super::rollback(&state, &id, version, &auth.user().username).await?;
+    audited.auth.require(Role::Admin)?;
+    let created = super::rollback(&state, &id, version, &audited.audit).await?;
     Ok((StatusCode::CREATED, Json(created.into())))
 }
 

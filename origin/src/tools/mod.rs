@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use crate::activity::{self, Audit, NewEvent};
 use crate::app::AppState;
 use crate::db::{self, Db};
 use crate::error::{Error, OnConflict, Result};
@@ -243,7 +244,8 @@ pub struct NewTool<'a> {
     pub description: &'a str,
     pub code: &'a str,
     pub source: Source,
-    pub actor: &'a str,
+    /// Who creates it (and the request), for the version row and the activity log.
+    pub audit: &'a Audit,
 }
 
 /// Creates a tool with version 1 (a draft: nothing runs until it is approved).
@@ -260,7 +262,7 @@ pub async fn create(state: &AppState, new: NewTool<'_>) -> Result<(Tool, Version
     .bind(db::new_id())
     .bind(new.server_id)
     .bind(new.name.as_str())
-    .bind(new.actor)
+    .bind(&new.audit.actor)
     .bind(&now)
     .fetch_one(&mut *tx)
     .await
@@ -274,10 +276,17 @@ pub async fn create(state: &AppState, new: NewTool<'_>) -> Result<(Tool, Version
         &valid,
         new.source,
         "Initial version",
-        new.actor,
+        &new.audit.actor,
     )
     .await?;
     tx.commit().await?;
+    let event = NewEvent::info(
+        "tool.create",
+        format!("tool {} created (version 1, draft)", tool.name),
+    )
+    .server(&tool.server_id)
+    .tool(&tool.id);
+    activity::record_now(state, new.audit, event).await?;
     Ok((tool, version))
 }
 
@@ -334,7 +343,7 @@ pub async fn update(
     tool_id: &str,
     changes: Changes,
     source: Source,
-    actor: &str,
+    audit: &Audit,
 ) -> Result<(Tool, Option<Version>)> {
     if let Some(Some(timeout)) = changes.timeout_ms {
         crate::servers::check_timeout(timeout)?;
@@ -390,7 +399,7 @@ pub async fn update(
                     &valid,
                     source,
                     summary,
-                    actor,
+                    &audit.actor,
                 )
                 .await?,
             )
@@ -419,29 +428,50 @@ pub async fn update(
     tx.commit().await?;
     let new_version = match new_version {
         Some(version) => Some(
-            crate::approvals::auto_approve(&state.db, tool_id, version.version)
-                .await?
-                .unwrap_or(version),
+            crate::approvals::auto_approve(
+                state,
+                tool_id,
+                version.version,
+                audit.request_id.clone(),
+            )
+            .await?
+            .unwrap_or(version),
         ),
         None => None,
     };
-    Ok((Tool::from_row(&row)?, new_version))
+    let tool = Tool::from_row(&row)?;
+    let message = match &new_version {
+        Some(version) => format!(
+            "tool {} changed: version {} ({})",
+            tool.name, version.version, version.status
+        ),
+        None => format!("tool {} settings changed", tool.name),
+    };
+    let event = NewEvent::info("tool.update", message)
+        .server(&tool.server_id)
+        .tool(&tool.id)
+        .details(serde_json::json!({"version": new_version.as_ref().map(|v| v.version), "enabled": tool.enabled}));
+    activity::record_now(state, audit, event).await?;
+    Ok((tool, new_version))
 }
 
-pub async fn delete(db: &Db, tool_id: &str) -> Result<()> {
-    let deleted = sqlx::query("DELETE FROM tools WHERE id = $1")
+pub async fn delete(state: &AppState, tool_id: &str, audit: &Audit) -> Result<()> {
+    let tool = get(&state.db, tool_id).await?;
+    sqlx::query("DELETE FROM tools WHERE id = $1")
         .bind(tool_id)
-        .execute(&db.pool)
+        .execute(&state.db.pool)
         .await?;
-    if deleted.rows_affected() == 0 {
-        return Err(Error::NotFound("no tool with that id".into()));
-    }
-    Ok(())
+    let event = NewEvent::warning(
+        "tool.delete",
+        format!("tool {} deleted with its versions", tool.name),
+    )
+    .server(&tool.server_id);
+    activity::record_now(state, audit, event).await
 }
 
 /// Restores an earlier version's code and description as a new draft version: rolling back
 /// never skips review.
-pub async fn rollback(state: &AppState, tool_id: &str, to: i64, actor: &str) -> Result<Version> {
+pub async fn rollback(state: &AppState, tool_id: &str, to: i64, audit: &Audit) -> Result<Version> {
     let tool = get(&state.db, tool_id).await?;
     if to >= tool.current_version {
         return Err(Error::Validation(format!(
@@ -462,7 +492,7 @@ pub async fn rollback(state: &AppState, tool_id: &str, to: i64, actor: &str) -> 
         &valid,
         Source::Rollback,
         &summary,
-        actor,
+        &audit.actor,
     )
     .await?;
     sqlx::query("UPDATE tools SET current_version = $1, updated_at = $2 WHERE id = $3")
@@ -472,11 +502,21 @@ pub async fn rollback(state: &AppState, tool_id: &str, to: i64, actor: &str) -> 
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(
-        crate::approvals::auto_approve(&state.db, tool_id, version.version)
+    let version =
+        crate::approvals::auto_approve(state, tool_id, version.version, audit.request_id.clone())
             .await?
-            .unwrap_or(version),
+            .unwrap_or(version);
+    let event = NewEvent::info(
+        "tool.rollback",
+        format!(
+            "tool {} rolled back to version {to} as version {}",
+            tool.name, version.version
+        ),
     )
+    .server(&tool.server_id)
+    .tool(tool_id);
+    activity::record_now(state, audit, event).await?;
+    Ok(version)
 }
 
 /// A unified diff between two versions' code.
