@@ -38,12 +38,12 @@ struct FilterQuery {
 
 impl FilterQuery {
     fn filter(&self) -> Result<Filter> {
-        if let Some(level) = &self.level {
-            if !["info", "warning", "error"].contains(&level.as_str()) {
-                return Err(Error::Validation(
-                    "level must be info, warning or error".into(),
-                ));
-            }
+        if let Some(level) = &self.level
+            && !["info", "warning", "error"].contains(&level.as_str())
+        {
+            return Err(Error::Validation(
+                "level must be info, warning or error".into(),
+            ));
         }
         Ok(Filter {
             server_id: self.server_id.clone(),
