@@ -19,6 +19,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use crate::activity::Audited;
 use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::db::{self, Db};
@@ -255,10 +256,10 @@ struct PolicyPatch {
 
 async fn update(
     State(state): State<AppState>,
-    auth: AuthUser,
+    audited: Audited,
     ApiJson(patch): ApiJson<PolicyPatch>,
 ) -> Result<Json<Policy>> {
-    auth.require(Role::Admin)?;
+    audited.auth.require(Role::Admin)?;
     let current = policy(&state.db).await?;
     let next = Policy {
         remote_tool_editing: patch
@@ -284,7 +285,10 @@ async fn update(
             .unwrap_or(current.mcp_rate_limit_rpm),
     };
     set_policy(&state.db, &next).await?;
-    tracing::info!(by = %auth.user().username, ?next, "security policy changed");
+    let details = serde_json::to_value(&next).unwrap_or_default();
+    let event = crate::activity::NewEvent::warning("policy.update", "security policy changed")
+        .details(details);
+    crate::activity::record_now(&state, &audited.audit, event).await?;
     Ok(Json(next))
 }
 
@@ -296,13 +300,18 @@ struct ProfileBody {
 
 async fn apply_profile(
     State(state): State<AppState>,
-    auth: AuthUser,
+    audited: Audited,
     ApiJson(body): ApiJson<ProfileBody>,
 ) -> Result<Json<Policy>> {
-    auth.require(Role::Admin)?;
+    audited.auth.require(Role::Admin)?;
     let next = preset(&body.profile, &policy(&state.db).await?)?;
     set_policy(&state.db, &next).await?;
-    tracing::info!(by = %auth.user().username, profile = body.profile, "security profile applied");
+    let event = crate::activity::NewEvent::warning(
+        "policy.profile",
+        format!("security profile {} applied", body.profile),
+    )
+    .details(serde_json::to_value(&next).unwrap_or_default());
+    crate::activity::record_now(&state, &audited.audit, event).await?;
     Ok(Json(next))
 }
 

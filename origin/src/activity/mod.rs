@@ -58,6 +58,20 @@ impl FromRequestParts<AppState> for Audited {
     }
 }
 
+/// The request id alone, for events before anyone is signed in (sign-in attempts).
+pub struct RequestId(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _: &S,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        Ok(RequestId(request_id(parts)))
+    }
+}
+
 pub fn request_id(parts: &Parts) -> Option<String> {
     parts
         .headers

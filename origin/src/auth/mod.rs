@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use role::{Role, UnknownRole};
 
+use crate::activity::{self, Audit, NewEvent, RequestId};
 use crate::app::AppState;
 use crate::error::{ApiJson, Error, OptionalJson, Result};
 use crate::users;
@@ -171,6 +172,7 @@ async fn setup(
 async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    RequestId(request_id): RequestId,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Json<TokenPair>> {
     if body.username.is_empty() || body.username.chars().count() > password::USERNAME_MAX {
@@ -196,11 +198,26 @@ async fn login(
         _ => {
             state.throttle.record_failure(ip, &account, Instant::now());
             tracing::info!(%ip, "failed sign-in");
+            // Recorded as anonymous: the name tried may not exist (and is kept only in details).
+            let audit = Audit {
+                actor: "anonymous".into(),
+                request_id,
+            };
+            let event = NewEvent::warning("auth.login_failed", format!("failed sign-in from {ip}"))
+                .details(serde_json::json!({"username": body.username, "ip": ip.to_string()}));
+            activity::record_now(&state, &audit, event).await?;
             return Err(Error::Unauthorized("wrong username or password"));
         }
     };
     state.throttle.record_success(&account);
     users::record_login(&state.db, &user.id).await?;
+    let audit = Audit {
+        actor: user.username.clone(),
+        request_id,
+    };
+    let event = NewEvent::info("auth.login", format!("signed in from {ip}"))
+        .details(serde_json::json!({"ip": ip.to_string()}));
+    activity::record_now(&state, &audit, event).await?;
     let mut conn = state.db.pool.acquire().await?;
     Ok(Json(
         tokens::issue_pair(&mut conn, &state.jwt, &user, None).await?,

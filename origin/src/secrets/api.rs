@@ -6,6 +6,7 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use crate::activity::{self, Audited, NewEvent};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::error::{ApiJson, Result};
@@ -53,12 +54,18 @@ struct CreateBody {
 
 async fn create(
     State(state): State<AppState>,
-    auth: AuthUser,
+    audited: Audited,
     Path(server_id): Path<String>,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<StatusCode> {
-    auth.require(Role::Admin)?;
+    audited.auth.require(Role::Admin)?;
     super::create_placeholder(&state.db, &server_id, &body.key_name, &body.description).await?;
+    let event = NewEvent::info(
+        "secret.create",
+        format!("secret {} declared", body.key_name),
+    )
+    .server(&server_id);
+    activity::record_now(&state, &audited.audit, event).await?;
     Ok(StatusCode::CREATED)
 }
 
@@ -70,22 +77,28 @@ struct ValueBody {
 
 async fn set(
     State(state): State<AppState>,
-    auth: AuthUser,
+    audited: Audited,
     Path((server_id, key)): Path<(String, String)>,
     ApiJson(body): ApiJson<ValueBody>,
 ) -> Result<StatusCode> {
-    auth.require(Role::Admin)?;
+    audited.auth.require(Role::Admin)?;
     super::set_value(&state, &server_id, &key, &body.value).await?;
-    tracing::info!(by = %auth.user().username, server_id, key, "secret value set");
+    // The key only: a value never reaches a log.
+    let event =
+        NewEvent::info("secret.set", format!("value of secret {key} set")).server(&server_id);
+    activity::record_now(&state, &audited.audit, event).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn remove(
     State(state): State<AppState>,
-    auth: AuthUser,
+    audited: Audited,
     Path((server_id, key)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    auth.require(Role::Admin)?;
+    audited.auth.require(Role::Admin)?;
     super::delete(&state.db, &server_id, &key).await?;
+    let event =
+        NewEvent::warning("secret.delete", format!("secret {key} deleted")).server(&server_id);
+    activity::record_now(&state, &audited.audit, event).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,6 +6,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use crate::activity::{self, Audited, NewEvent};
 use crate::app::AppState;
 use crate::auth::password::{NewPassword, Username};
 use crate::auth::{AuthUser, Role, UserResponse};
@@ -45,15 +46,19 @@ fn parse_role(text: &str) -> Result<Role> {
 
 async fn create(
     State(state): State<AppState>,
-    auth: AuthUser,
+    audited: Audited,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<(StatusCode, Json<UserResponse>)> {
-    auth.require(Role::Admin)?;
+    audited.auth.require(Role::Admin)?;
     let username = Username::parse(&body.username)?;
     let password = NewPassword::parse(&body.password)?;
     let role = parse_role(&body.role)?;
     let user = super::create(&state.db, &username, &password, role).await?;
-    tracing::info!(by = %auth.user().username, username = %user.username, role = %role, "user created");
+    let event = NewEvent::info(
+        "user.create",
+        format!("account {} created ({role})", user.username),
+    );
+    activity::record_now(&state, &audited.audit, event).await?;
     Ok((StatusCode::CREATED, Json(UserResponse::from(&user))))
 }
 
@@ -77,11 +82,11 @@ struct UpdateBody {
 
 async fn update(
     State(state): State<AppState>,
-    auth: AuthUser,
+    audited: Audited,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Result<Json<UserResponse>> {
-    auth.require(Role::Admin)?;
+    audited.auth.require(Role::Admin)?;
     let role = body.role.as_deref().map(parse_role).transpose()?;
     if role.is_none() && body.is_active.is_none() {
         return Err(Error::Validation(
@@ -89,6 +94,17 @@ async fn update(
         ));
     }
     let user = super::update(&state.db, &id, role, body.is_active).await?;
-    tracing::info!(by = %auth.user().username, username = %user.username, "user updated");
+    let message = format!(
+        "account {} is now {} ({})",
+        user.username,
+        user.role,
+        if user.is_active { "active" } else { "disabled" }
+    );
+    activity::record_now(
+        &state,
+        &audited.audit,
+        NewEvent::warning("user.update", message),
+    )
+    .await?;
     Ok(Json(UserResponse::from(&user)))
 }
