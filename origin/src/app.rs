@@ -78,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .merge(access::router())
         .merge(settings::router())
         .merge(activity::router())
+        .merge(crate::dashboard::router())
         .with_state(state);
     http::with_layers(routes)
 }

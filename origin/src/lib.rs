@@ -15,6 +15,7 @@
 //!   versions, `Reviewer`), `secrets` (encrypted, write-only), `execution` (`run`: the one way
 //!   code reaches the sandbox, and the execution log), `access` (module and network requests:
 //!   what a server's tools may import and reach), `activity` (audit log, `Audit`, live stream).
+//! - `dashboard`: `/api/dashboard` figures.
 //! - `settings`, `pagination`, `health`: small shared pieces.
 //! - `cli`: `mcpbox admin …`.
 
@@ -26,6 +27,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod dashboard;
 pub mod db;
 pub mod dispatch;
 pub mod error;

@@ -410,3 +410,64 @@ async fn an_unreachable_sandbox_is_a_503_and_still_logged(app: TestApp) {
     assert_eq!(logs.body["total"], 1);
     assert_eq!(logs.body["items"][0]["error_kind"], "internal");
 }
+
+on_both_backends!(the_dashboard_counts_calls_errors_and_pending_reviews);
+
+async fn the_dashboard_counts_calls_errors_and_pending_reviews(app: TestApp) {
+    let s = Setup::new(app, ECHO, true).await;
+    s.test_run(json!({"city": "Oslo"})).await;
+    s.test_run(json!({"city": "Oslo"})).await;
+    s.test_run(json!({"city": "boom"})).await;
+    let draft = s
+        .app
+        .create_tool(&s.admin, &s.server, "other", "def main():\n    return 0\n")
+        .await;
+    s.app
+        .post(
+            &format!("/api/approvals/tools/{draft}/action"),
+            Some(&s.admin),
+            json!({"action": "submit_for_review"}),
+        )
+        .await;
+    let board = s.app.get("/api/dashboard?period=1h", Some(&s.admin)).await;
+    assert_eq!(board.status, StatusCode::OK, "{}", board.text);
+    let stats = &board.body["stats"];
+    assert_eq!(
+        (stats["calls"].as_i64(), stats["errors"].as_i64()),
+        (Some(3), Some(1))
+    );
+    assert!((stats["error_rate"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9);
+    assert_eq!(
+        (
+            stats["total_tools"].as_i64(),
+            stats["total_servers"].as_i64()
+        ),
+        (Some(2), Some(1))
+    );
+    assert_eq!(
+        board.body["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["calls"].as_i64().unwrap())
+            .sum::<i64>(),
+        3
+    );
+    assert_eq!(board.body["top_tools"][0]["tool_name"], "weather__lookup");
+    assert_eq!(
+        board.body["recent_errors"][0]["error"],
+        "ValueError: no such city: boom"
+    );
+    assert_eq!(board.body["pending"]["tools"], 1);
+    assert_eq!(
+        s.app
+            .get("/api/dashboard?period=1y", Some(&s.admin))
+            .await
+            .status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        s.app.get("/api/dashboard", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
