@@ -341,3 +341,124 @@ async fn postgres_schema_url() -> String {
     let prefix = base.rsplit_once('/').unwrap().0;
     format!("{prefix}/mcpbox_test?options=-c%20search_path%3D{schema}")
 }
+
+/// The product as shipped: `mcpbox serve` starts its own sandbox; a tool goes from draft to an
+/// approved test run over HTTP, and the run is in the execution log and the activity log.
+#[tokio::test]
+async fn a_tool_goes_from_draft_to_a_sandboxed_run_on_the_real_binaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(ServeOptions::new(dir.path())).unwrap();
+    let url = origin.url.clone();
+    let ready: Value = client()
+        .get(format!("{url}/health/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["sandbox"]["ok"], true, "{ready}");
+    post(
+        &format!("{url}/auth/setup"),
+        json!({"username": "admin", "password": PASSWORD}),
+        None,
+    )
+    .await;
+    let (_, login) = post(
+        &format!("{url}/auth/login"),
+        json!({"username": "admin", "password": PASSWORD}),
+        None,
+    )
+    .await;
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let (status, server) = post(
+        &format!("{url}/api/servers"),
+        json!({"name": "weather"}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let server = server["id"].as_str().unwrap().to_owned();
+    let code = "async def main(city: str) -> dict:\n    \"\"\"Say hello.\"\"\"\n    print('hi', city)\n    return {'hello': city}\n";
+    let (status, tool) = post(
+        &format!("{url}/api/servers/{server}/tools"),
+        json!({"name": "greet", "python_code": code}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 201, "{tool}");
+    let tool = tool["id"].as_str().unwrap().to_owned();
+    let (status, _) = post(
+        &format!("{url}/api/tools/test-code"),
+        json!({"tool_id": tool, "arguments": {"city": "Oslo"}}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 409, "a draft must not run");
+    let (status, _) = post(
+        &format!("{url}/api/approvals/tools/{tool}/action"),
+        json!({"action": "approve"}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, ran) = post(
+        &format!("{url}/api/tools/test-code"),
+        json!({"tool_id": tool, "arguments": {"city": "Oslo"}}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 200, "{ran}");
+    assert_eq!(ran["result"], json!({"hello": "Oslo"}));
+    assert_eq!(ran["stdout"], "hi Oslo\n");
+    let logs: Value = client()
+        .get(format!("{url}/api/execution-logs"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(logs["total"], 1);
+    let activity: Value = client()
+        .get(format!("{url}/api/activity/logs?action=tool.approve"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(activity["items"][0]["actor"], "admin");
+    // Stopping the origin stops its sandbox too.
+    let pid = origin.child.id();
+    assert!(origin.terminate().unwrap().success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while sandbox_children_of(pid) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sandbox outlived the origin"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Live `mcpbox-sandbox` processes whose parent is `pid`.
+fn sandbox_children_of(pid: u32) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            stat.contains("(mcpbox-sandbox)")
+                && stat
+                    .rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                    == Some(pid)
+                && !stat
+                    .rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .count()
+}
