@@ -24,11 +24,9 @@ with atheris.instrument_imports():
 MODULES = ["json", "math", "re", "asyncio", "typing", "collections", "urllib.parse", "string"]
 
 
-def names(source):
+def tokens(source):
     try:
-        for token in tokenize.generate_tokens(io.StringIO(source).readline):
-            if token.type == tokenize.NAME:
-                yield token
+        yield from tokenize.generate_tokens(io.StringIO(source).readline)
     except (tokenize.TokenError, SyntaxError, IndentationError):
         return
 
@@ -42,13 +40,16 @@ def test_one_input(data):
         return
     compile(source, "<fuzz>", "exec", dont_inherit=True)
     previous = None
-    for token in names(source):
-        name = token.string
-        assert not (name.startswith("_") and name != "_"), f"accepted {name!r}: {source!r}"
-        # A forbidden builtin is fine only as an attribute (x.open) or keyword (f(open=1)).
-        if name in runtime.FORBIDDEN_NAMES and previous != ".":
-            line = token.line[token.end[1]:].lstrip()
-            assert line.startswith("="), f"accepted builtin {name!r}: {source!r}"
+    for token in tokens(source):
+        if token.type in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT):
+            continue
+        if token.type == tokenize.NAME:
+            name = token.string
+            assert not (name.startswith("_") and name != "_"), f"accepted {name!r}: {source!r}"
+            # A forbidden builtin is fine only as an attribute (x.open) or a keyword (f(open=1)).
+            if name in runtime.FORBIDDEN_NAMES and previous != ".":
+                rest = token.line[token.end[1]:].lstrip()
+                assert rest.startswith("=") and not rest.startswith("=="), f"accepted builtin {name!r}: {source!r}"
         previous = token.string
 
 
