@@ -259,6 +259,24 @@ impl Pattern {
         }
     }
 
+    /// A match that must start at `pos`: leftmost-first search from there, so if any match
+    /// begins at `pos` it is the one found. `regex` is the pattern (`match`) or the pattern
+    /// anchored at the end (`fullmatch`).
+    fn anchored(
+        slf: &Bound<'_, Pattern>,
+        regex: &regex::Regex,
+        string: &Bound<'_, PyAny>,
+        pos: isize,
+        endpos: Option<isize>,
+    ) -> PyResult<Option<Match>> {
+        let text = text_of(string)?;
+        let (start, end) = Pattern::bounds(&text, pos, endpos);
+        Ok(regex
+            .captures_at(&text[..end], start)
+            .filter(|caps| caps.get(0).is_some_and(|m| m.start() == start))
+            .map(|caps| Pattern::make_match(slf, &text, &caps, start, end)))
+    }
+
     fn bounds(text: &str, pos: isize, endpos: Option<isize>) -> (usize, usize) {
         let end = endpos.map(|e| byte_at(text, e)).unwrap_or(text.len());
         let start = byte_at(text, pos).min(end);
@@ -319,13 +337,7 @@ impl Pattern {
         pos: isize,
         endpos: Option<isize>,
     ) -> PyResult<Option<Match>> {
-        let text = text_of(string)?;
-        let (start, end) = Pattern::bounds(&text, pos, endpos);
-        // Leftmost-first search from `start`: if any match begins at `start`, this is it.
-        let found = slf.get().regex.captures_at(&text[..end], start);
-        Ok(found
-            .filter(|caps| caps.get(0).is_some_and(|m| m.start() == start))
-            .map(|caps| Pattern::make_match(slf, &text, &caps, start, end)))
+        Pattern::anchored(slf, &slf.get().regex, string, pos, endpos)
     }
 
     #[pyo3(signature = (string, pos=0, endpos=None))]
@@ -335,12 +347,7 @@ impl Pattern {
         pos: isize,
         endpos: Option<isize>,
     ) -> PyResult<Option<Match>> {
-        let text = text_of(string)?;
-        let (start, end) = Pattern::bounds(&text, pos, endpos);
-        let found = slf.get().full.captures_at(&text[..end], start);
-        Ok(found
-            .filter(|caps| caps.get(0).is_some_and(|m| m.start() == start))
-            .map(|caps| Pattern::make_match(slf, &text, &caps, start, end)))
+        Pattern::anchored(slf, &slf.get().full, string, pos, endpos)
     }
 
     #[pyo3(signature = (string, pos=0, endpos=None))]
