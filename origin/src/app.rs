@@ -79,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .merge(settings::router())
         .merge(activity::router())
         .merge(crate::dashboard::router())
+        .merge(crate::openapi::router())
         .with_state(state);
     http::with_layers(routes)
 }

@@ -76,6 +76,7 @@ pub struct Pending {
     pub network: i64,
 }
 
+#[utoipa::path(get, path = "/api/dashboard", tag = "dashboard", operation_id = "dashboard_dashboard", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn dashboard(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -206,4 +207,12 @@ pub async fn build(db: &Db, period: &str) -> Result<Dashboard> {
         recent_errors,
         pending,
     })
+}
+
+/// This module's routes in the OpenAPI document (`crate::openapi`).
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(dashboard))]
+    struct Doc;
+    <Doc as utoipa::OpenApi>::openapi()
 }

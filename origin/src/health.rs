@@ -31,6 +31,7 @@ struct Live {
     version: &'static str,
 }
 
+#[utoipa::path(get, path = "/health", tag = "health", operation_id = "health_live", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")))]
 async fn live() -> Json<Live> {
     Json(Live {
         status: "ok",
@@ -64,6 +65,7 @@ struct SandboxCheck {
     error: Option<String>,
 }
 
+#[utoipa::path(get, path = "/health/ready", tag = "health", operation_id = "health_ready", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")))]
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
     let backend = state.db.backend.name();
     let database = match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
@@ -124,6 +126,7 @@ struct Circuits {
     sandbox: CircuitState,
 }
 
+#[utoipa::path(get, path = "/api/health/circuits", tag = "health", operation_id = "health_circuits", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn circuits(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Circuits>> {
     auth.require(Role::Viewer)?;
     Ok(Json(Circuits {
@@ -131,6 +134,7 @@ async fn circuits(State(state): State<AppState>, auth: AuthUser) -> Result<Json<
     }))
 }
 
+#[utoipa::path(post, path = "/api/health/circuits/reset", tag = "health", operation_id = "health_reset_circuits", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn reset_circuits(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Circuits>> {
     auth.require(Role::Admin)?;
     state.sandbox.reset_circuit();
@@ -138,4 +142,12 @@ async fn reset_circuits(State(state): State<AppState>, auth: AuthUser) -> Result
     Ok(Json(Circuits {
         sandbox: state.sandbox.circuit(),
     }))
+}
+
+/// This module's routes in the OpenAPI document (`crate::openapi`).
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(live, ready, circuits, reset_circuits))]
+    struct Doc;
+    <Doc as utoipa::OpenApi>::openapi()
 }

@@ -15,7 +15,7 @@
 //!   versions, `Reviewer`), `secrets` (encrypted, write-only), `execution` (`run`: the one way
 //!   code reaches the sandbox, and the execution log), `access` (module and network requests:
 //!   what a server's tools may import and reach), `activity` (audit log, `Audit`, live stream).
-//! - `dashboard`: `/api/dashboard` figures.
+//! - `dashboard`: `/api/dashboard` figures. `openapi`: the generated `/api/openapi.json`.
 //! - `settings`, `pagination`, `health`: small shared pieces.
 //! - `cli`: `mcpbox admin …`.
 
@@ -35,6 +35,7 @@ pub mod execution;
 pub mod health;
 pub mod http;
 pub mod names;
+pub mod openapi;
 pub mod pagination;
 pub mod secrets;
 pub mod servers;

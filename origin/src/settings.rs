@@ -236,6 +236,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/settings/security-profile", patch(apply_profile))
 }
 
+#[utoipa::path(get, path = "/api/settings/security-policy", tag = "settings", operation_id = "settings_show", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn show(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Policy>> {
     auth.require(Role::Viewer)?;
     Ok(Json(policy(&state.db).await?))
@@ -254,6 +255,7 @@ struct PolicyPatch {
     mcp_rate_limit_rpm: Option<i64>,
 }
 
+#[utoipa::path(patch, path = "/api/settings/security-policy", tag = "settings", operation_id = "settings_update", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn update(
     State(state): State<AppState>,
     audited: Audited,
@@ -298,6 +300,7 @@ struct ProfileBody {
     profile: String,
 }
 
+#[utoipa::path(patch, path = "/api/settings/security-profile", tag = "settings", operation_id = "settings_apply_profile", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn apply_profile(
     State(state): State<AppState>,
     audited: Audited,
@@ -313,6 +316,14 @@ async fn apply_profile(
     .details(serde_json::to_value(&next).unwrap_or_default());
     crate::activity::record_now(&state, &audited.audit, event).await?;
     Ok(Json(next))
+}
+
+/// This module's routes in the OpenAPI document (`crate::openapi`).
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(show, update, apply_profile))]
+    struct Doc;
+    <Doc as utoipa::OpenApi>::openapi()
 }
 
 #[cfg(test)]

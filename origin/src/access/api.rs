@@ -77,6 +77,7 @@ struct QueueQuery {
     page_size: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/api/approvals/{kind}", tag = "access", operation_id = "access_queue", params(("kind" = String, Path, description = "`modules` or `network`")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn queue(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -132,6 +133,7 @@ async fn apply(
     }
 }
 
+#[utoipa::path(post, path = "/api/approvals/{kind}/{id}/action", tag = "access", operation_id = "access_action", params(("kind" = String, Path, description = "`modules` or `network`"), ("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn action(
     State(state): State<AppState>,
     audited: Audited,
@@ -154,6 +156,7 @@ async fn action(
     ))
 }
 
+#[utoipa::path(post, path = "/api/approvals/{kind}/{id}/revoke", tag = "access", operation_id = "access_revoke", params(("kind" = String, Path, description = "`modules` or `network`"), ("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn revoke(
     State(state): State<AppState>,
     audited: Audited,
@@ -166,6 +169,7 @@ async fn revoke(
     ))
 }
 
+#[utoipa::path(delete, path = "/api/approvals/{kind}/{id}", tag = "access", operation_id = "access_remove", params(("kind" = String, Path, description = "`modules` or `network`"), ("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn remove(
     State(state): State<AppState>,
     audited: Audited,
@@ -192,6 +196,7 @@ struct BulkResult {
     error: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/approvals/{kind}/bulk-action", tag = "access", operation_id = "access_bulk", params(("kind" = String, Path, description = "`modules` or `network`")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn bulk(
     State(state): State<AppState>,
     audited: Audited,
@@ -239,6 +244,7 @@ struct Hosts {
     allowed_modules: Vec<String>,
 }
 
+#[utoipa::path(get, path = "/api/servers/{id}/allowed-hosts", tag = "access", operation_id = "access_hosts", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn hosts(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -259,6 +265,7 @@ struct HostBody {
     port: Option<i64>,
 }
 
+#[utoipa::path(post, path = "/api/servers/{id}/allowed-hosts", tag = "access", operation_id = "access_add_host", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn add_host(
     State(state): State<AppState>,
     audited: Audited,
@@ -269,4 +276,12 @@ async fn add_host(
     let reviewer = Reviewer::from_audited(&audited)?;
     let added = super::allow_host(&state, &server_id, &body.host, body.port, &reviewer).await?;
     Ok((StatusCode::CREATED, Json(added.into())))
+}
+
+/// This module's routes in the OpenAPI document (`crate::openapi`).
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(queue, bulk, action, revoke, remove, hosts, add_host))]
+    struct Doc;
+    <Doc as utoipa::OpenApi>::openapi()
 }

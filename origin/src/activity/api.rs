@@ -57,6 +57,7 @@ impl FilterQuery {
     }
 }
 
+#[utoipa::path(get, path = "/api/activity/logs", tag = "activity", operation_id = "activity_logs", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn logs(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -86,6 +87,7 @@ struct Stats {
     by_level: std::collections::BTreeMap<String, i64>,
 }
 
+#[utoipa::path(get, path = "/api/activity/stats", tag = "activity", operation_id = "activity_stats", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn stats(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -115,6 +117,7 @@ async fn stats(
 
 /// Live events as server-sent events (`event: activity`, JSON data), filtered like the list.
 /// Events missed because the listener fell behind are announced with `event: lagged`.
+#[utoipa::path(get, path = "/api/activity/stream", tag = "activity", operation_id = "activity_stream_events", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn stream_events(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -143,4 +146,12 @@ async fn stream_events(
         }
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+/// This module's routes in the OpenAPI document (`crate::openapi`).
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(logs, stats, stream_events))]
+    struct Doc;
+    <Doc as utoipa::OpenApi>::openapi()
 }

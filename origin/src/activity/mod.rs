@@ -7,6 +7,8 @@
 
 mod api;
 
+pub(crate) use api::openapi;
+
 pub use api::router;
 
 use axum::extract::FromRequestParts;

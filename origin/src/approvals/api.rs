@@ -43,6 +43,7 @@ struct QueueEntry {
     version: crate::tools::VersionBodyPublic,
 }
 
+#[utoipa::path(get, path = "/api/approvals/tools", tag = "approvals", operation_id = "approvals_queue", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn queue(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -118,6 +119,7 @@ async fn apply(
     }
 }
 
+#[utoipa::path(post, path = "/api/approvals/tools/{id}/action", tag = "approvals", operation_id = "approvals_action", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn action(
     State(state): State<AppState>,
     audited: Audited,
@@ -142,6 +144,7 @@ struct RevokeBody {
     version: Option<i64>,
 }
 
+#[utoipa::path(post, path = "/api/approvals/tools/{id}/revoke", tag = "approvals", operation_id = "approvals_revoke", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn revoke(
     State(state): State<AppState>,
     audited: Audited,
@@ -173,6 +176,7 @@ struct BulkResult {
 
 /// Applies one action to each tool's newest version. Each item succeeds or fails on its own
 /// (and is atomic, with its audit row); the answer lists every outcome.
+#[utoipa::path(post, path = "/api/approvals/tools/bulk-action", tag = "approvals", operation_id = "approvals_bulk", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn bulk(
     State(state): State<AppState>,
     audited: Audited,
@@ -224,6 +228,7 @@ struct Stats {
     by_status: std::collections::BTreeMap<String, i64>,
 }
 
+#[utoipa::path(get, path = "/api/approvals/stats", tag = "approvals", operation_id = "approvals_stats", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn stats(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Stats>> {
     auth.require(Role::Viewer)?;
     let mut by_status: std::collections::BTreeMap<String, i64> =
@@ -232,4 +237,12 @@ async fn stats(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Sta
         by_status.insert(status, count);
     }
     Ok(Json(Stats { by_status }))
+}
+
+/// This module's routes in the OpenAPI document (`crate::openapi`).
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(stats, queue, bulk, action, revoke))]
+    struct Doc;
+    <Doc as utoipa::OpenApi>::openapi()
 }

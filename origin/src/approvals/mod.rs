@@ -9,6 +9,8 @@
 
 mod api;
 
+pub(crate) use api::openapi;
+
 pub use api::router;
 
 use sqlx::Row;

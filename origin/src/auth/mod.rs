@@ -114,6 +114,7 @@ struct StatusResponse {
     onboarding_completed: bool,
 }
 
+#[utoipa::path(get, path = "/auth/status", tag = "auth", operation_id = "auth_status", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")))]
 async fn status(State(state): State<AppState>) -> Result<Json<StatusResponse>> {
     Ok(Json(StatusResponse {
         setup_required: users::setup_required(&state.db).await?,
@@ -151,6 +152,7 @@ impl From<&users::User> for UserResponse {
     }
 }
 
+#[utoipa::path(post, path = "/auth/setup", tag = "auth", operation_id = "auth_setup", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")))]
 async fn setup(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<Credentials>,
@@ -169,6 +171,7 @@ async fn setup(
     Ok((StatusCode::CREATED, Json(UserResponse::from(&user))))
 }
 
+#[utoipa::path(post, path = "/auth/login", tag = "auth", operation_id = "auth_login", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")))]
 async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -238,6 +241,7 @@ struct RefreshBody {
     refresh_token: String,
 }
 
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", operation_id = "auth_refresh", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")))]
 async fn refresh(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshBody>,
@@ -259,6 +263,7 @@ struct Message {
 }
 
 /// The body is optional: `{"refresh_token": "…"}` also revokes that sign-in's refresh tokens.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", operation_id = "auth_logout", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn logout(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -271,6 +276,7 @@ async fn logout(
     }))
 }
 
+#[utoipa::path(post, path = "/auth/logout-all", tag = "auth", operation_id = "auth_logout_all", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn logout_all(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Message>> {
     let mut conn = state.db.pool.acquire().await?;
     users::revoke_all_tokens(&mut conn, &auth.user().id).await?;
@@ -287,6 +293,7 @@ struct ChangePasswordBody {
 }
 
 /// Revokes every earlier token and returns a fresh pair, so the caller stays signed in here only.
+#[utoipa::path(post, path = "/auth/change-password", tag = "auth", operation_id = "auth_change_password", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn change_password(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -313,6 +320,15 @@ async fn change_password(
     ))
 }
 
+#[utoipa::path(get, path = "/auth/me", tag = "auth", operation_id = "auth_me", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn me(auth: AuthUser) -> Json<UserResponse> {
     Json(UserResponse::from(auth.user()))
+}
+
+/// This module's routes in the OpenAPI document (`crate::openapi`).
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(status, setup, login, refresh, logout, logout_all, change_password, me))]
+    struct Doc;
+    <Doc as utoipa::OpenApi>::openapi()
 }

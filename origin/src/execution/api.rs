@@ -47,6 +47,7 @@ struct TestAnswer {
 
 /// Runs the tool's approved version (the server may be stopped): the same path as a call,
 /// recorded with `is_test`. Drafts run only under `tool_approval_mode = auto_approve`.
+#[utoipa::path(post, path = "/api/tools/test-code", tag = "execution", operation_id = "execution_test_code", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn test_code(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -156,6 +157,7 @@ async fn list(
 }
 
 /// Page numbers (`page`, with `total`), or keyset paging with `cursor`.
+#[utoipa::path(get, path = "/api/execution-logs", tag = "execution", operation_id = "execution_all_logs", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn all_logs(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -189,6 +191,7 @@ async fn all_logs(
     })
     .into_response())
 }
+#[utoipa::path(get, path = "/api/tools/{id}/logs", tag = "execution", operation_id = "execution_tool_logs", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn tool_logs(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -208,6 +211,7 @@ async fn tool_logs(
     .await
 }
 
+#[utoipa::path(get, path = "/api/servers/{id}/execution-logs", tag = "execution", operation_id = "execution_server_logs", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn server_logs(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -227,6 +231,7 @@ async fn server_logs(
     .await
 }
 
+#[utoipa::path(get, path = "/api/logs/{id}", tag = "execution", operation_id = "execution_one_log", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn one_log(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -234,4 +239,12 @@ async fn one_log(
 ) -> Result<Json<LogBody>> {
     auth.require(Role::Viewer)?;
     Ok(Json(super::log(&state.db, &id).await?.into()))
+}
+
+/// This module's routes in the OpenAPI document (`crate::openapi`).
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(test_code, all_logs, tool_logs, server_logs, one_log))]
+    struct Doc;
+    <Doc as utoipa::OpenApi>::openapi()
 }

@@ -6,6 +6,8 @@
 
 mod api;
 
+pub(crate) use api::openapi;
+
 pub use api::router;
 
 use contract::sandbox::{ErrorKind, ExecuteRequest, Limits, ToolError};

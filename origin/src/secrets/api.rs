@@ -25,6 +25,7 @@ struct SecretBody {
     updated_at: String,
 }
 
+#[utoipa::path(get, path = "/api/servers/{id}/secrets", tag = "secrets", operation_id = "secrets_list", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -52,6 +53,7 @@ struct CreateBody {
     description: String,
 }
 
+#[utoipa::path(post, path = "/api/servers/{id}/secrets", tag = "secrets", operation_id = "secrets_create", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn create(
     State(state): State<AppState>,
     audited: Audited,
@@ -75,6 +77,7 @@ struct ValueBody {
     value: String,
 }
 
+#[utoipa::path(put, path = "/api/servers/{id}/secrets/{key}", tag = "secrets", operation_id = "secrets_set", params(("id" = String, Path, description = "The id"), ("key" = String, Path, description = "The secret key")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn set(
     State(state): State<AppState>,
     audited: Audited,
@@ -90,6 +93,7 @@ async fn set(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(delete, path = "/api/servers/{id}/secrets/{key}", tag = "secrets", operation_id = "secrets_remove", params(("id" = String, Path, description = "The id"), ("key" = String, Path, description = "The secret key")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn remove(
     State(state): State<AppState>,
     audited: Audited,
@@ -101,4 +105,12 @@ async fn remove(
         NewEvent::warning("secret.delete", format!("secret {key} deleted")).server(&server_id);
     activity::record_now(&state, &audited.audit, event).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// This module's routes in the OpenAPI document (`crate::openapi`).
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(list, create, set, remove))]
+    struct Doc;
+    <Doc as utoipa::OpenApi>::openapi()
 }

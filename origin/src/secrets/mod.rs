@@ -4,6 +4,8 @@
 
 mod api;
 
+pub(crate) use api::openapi;
+
 pub use api::router;
 
 use std::collections::BTreeMap;

@@ -57,6 +57,7 @@ struct CreateBody {
     description: String,
 }
 
+#[utoipa::path(post, path = "/api/servers", tag = "servers", operation_id = "servers_create", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn create(
     State(state): State<AppState>,
     audited: Audited,
@@ -71,6 +72,7 @@ async fn create(
     Ok((StatusCode::CREATED, Json(server.into())))
 }
 
+#[utoipa::path(get, path = "/api/servers", tag = "servers", operation_id = "servers_list", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -86,6 +88,7 @@ async fn list(
     )))
 }
 
+#[utoipa::path(get, path = "/api/servers/{id}", tag = "servers", operation_id = "servers_show", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn show(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -103,6 +106,7 @@ struct UpdateBody {
     default_timeout_ms: Option<i64>,
 }
 
+#[utoipa::path(patch, path = "/api/servers/{id}", tag = "servers", operation_id = "servers_update", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn update(
     State(state): State<AppState>,
     audited: Audited,
@@ -122,6 +126,7 @@ async fn update(
     Ok(Json(server.into()))
 }
 
+#[utoipa::path(delete, path = "/api/servers/{id}", tag = "servers", operation_id = "servers_remove", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn remove(
     State(state): State<AppState>,
     audited: Audited,
@@ -164,6 +169,7 @@ async fn set_running(
     Ok(Json(server.into()))
 }
 
+#[utoipa::path(post, path = "/api/sandbox/servers/{id}/start", tag = "servers", operation_id = "servers_start", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn start(
     State(state): State<AppState>,
     audited: Audited,
@@ -172,10 +178,19 @@ async fn start(
     set_running(&state, &audited, &id, true).await
 }
 
+#[utoipa::path(post, path = "/api/sandbox/servers/{id}/stop", tag = "servers", operation_id = "servers_stop", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn stop(
     State(state): State<AppState>,
     audited: Audited,
     Path(id): Path<String>,
 ) -> Result<Json<ServerBody>> {
     set_running(&state, &audited, &id, false).await
+}
+
+/// This module's routes in the OpenAPI document (`crate::openapi`).
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(list, create, show, update, remove, start, stop))]
+    struct Doc;
+    <Doc as utoipa::OpenApi>::openapi()
 }

@@ -3,6 +3,8 @@
 
 mod api;
 
+pub(crate) use api::openapi;
+
 pub use api::router;
 
 use sqlx::Row;

@@ -116,6 +116,7 @@ struct CreateBody {
     python_code: String,
 }
 
+#[utoipa::path(post, path = "/api/servers/{id}/tools", tag = "tools", operation_id = "tools_create", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn create(
     State(state): State<AppState>,
     audited: Audited,
@@ -144,6 +145,7 @@ struct ToolSummary {
     current_version: i64,
 }
 
+#[utoipa::path(get, path = "/api/servers/{id}/tools", tag = "tools", operation_id = "tools_list", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -166,6 +168,7 @@ async fn list(
     Ok(Json(Page::new(items, total, request)))
 }
 
+#[utoipa::path(get, path = "/api/tools/{id}", tag = "tools", operation_id = "tools_show", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn show(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -198,6 +201,7 @@ mod double_option {
     }
 }
 
+#[utoipa::path(patch, path = "/api/tools/{id}", tag = "tools", operation_id = "tools_update", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn update(
     State(state): State<AppState>,
     audited: Audited,
@@ -217,6 +221,7 @@ async fn update(
     Ok(Json(tool_body(&state, tool).await?))
 }
 
+#[utoipa::path(delete, path = "/api/tools/{id}", tag = "tools", operation_id = "tools_remove", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn remove(
     State(state): State<AppState>,
     audited: Audited,
@@ -245,6 +250,7 @@ struct VersionList {
     versions: Vec<VersionSummary>,
 }
 
+#[utoipa::path(get, path = "/api/tools/{id}/versions", tag = "tools", operation_id = "tools_versions", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn versions(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -272,6 +278,7 @@ async fn versions(
     }))
 }
 
+#[utoipa::path(get, path = "/api/tools/{id}/versions/{version}", tag = "tools", operation_id = "tools_show_version", params(("id" = String, Path, description = "The id"), ("version" = i64, Path, description = "A version number")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn show_version(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -294,6 +301,7 @@ struct Comparison {
     diff: String,
 }
 
+#[utoipa::path(get, path = "/api/tools/{id}/versions/compare", tag = "tools", operation_id = "tools_compare", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn compare(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -309,6 +317,7 @@ async fn compare(
     }))
 }
 
+#[utoipa::path(post, path = "/api/tools/{id}/versions/{version}/rollback", tag = "tools", operation_id = "tools_rollback", params(("id" = String, Path, description = "The id"), ("version" = i64, Path, description = "A version number")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn rollback(
     State(state): State<AppState>,
     audited: Audited,
@@ -335,6 +344,7 @@ struct ValidateAnswer {
 }
 
 /// Checks code without saving it (same check as create/update).
+#[utoipa::path(post, path = "/api/tools/validate-code", tag = "tools", operation_id = "tools_validate_code", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn validate_code(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -364,4 +374,23 @@ async fn validate_code(
             .input_schema
             .and_then(|s| serde_json::from_str(&s).ok()),
     }))
+}
+
+/// This module's routes in the OpenAPI document (`crate::openapi`).
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(
+        list,
+        create,
+        validate_code,
+        show,
+        update,
+        remove,
+        versions,
+        compare,
+        show_version,
+        rollback
+    ))]
+    struct Doc;
+    <Doc as utoipa::OpenApi>::openapi()
 }

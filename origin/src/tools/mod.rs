@@ -8,6 +8,8 @@
 
 mod api;
 
+pub(crate) use api::openapi;
+
 pub use api::{VersionBody as VersionBodyPublic, router};
 
 /// The API shape of a version, for other domains' routes.

@@ -19,6 +19,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/users/{id}", get(show).patch(update))
 }
 
+#[utoipa::path(get, path = "/api/users", tag = "users", operation_id = "users_list", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -44,6 +45,7 @@ fn parse_role(text: &str) -> Result<Role> {
         .map_err(|err: crate::auth::UnknownRole| Error::Validation(err.to_string()))
 }
 
+#[utoipa::path(post, path = "/api/users", tag = "users", operation_id = "users_create", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn create(
     State(state): State<AppState>,
     audited: Audited,
@@ -62,6 +64,7 @@ async fn create(
     Ok((StatusCode::CREATED, Json(UserResponse::from(&user))))
 }
 
+#[utoipa::path(get, path = "/api/users/{id}", tag = "users", operation_id = "users_show", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn show(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -80,6 +83,7 @@ struct UpdateBody {
     is_active: Option<bool>,
 }
 
+#[utoipa::path(patch, path = "/api/users/{id}", tag = "users", operation_id = "users_update", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn update(
     State(state): State<AppState>,
     audited: Audited,
@@ -107,4 +111,12 @@ async fn update(
     )
     .await?;
     Ok(Json(UserResponse::from(&user)))
+}
+
+/// This module's routes in the OpenAPI document (`crate::openapi`).
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(list, create, show, update))]
+    struct Doc;
+    <Doc as utoipa::OpenApi>::openapi()
 }
