@@ -23,6 +23,7 @@ pub const PASSWORD: &str = "correct horse battery";
 pub const KEY: [u8; 32] = [42; 32];
 
 /// Runs each named `async fn(TestApp)` once on SQLite and once on PostgreSQL.
+#[allow(unused_macros)] // not every test file runs on both backends
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -37,6 +38,7 @@ macro_rules! on_both_backends {
         }
     )*};
 }
+#[allow(unused_imports)]
 pub(crate) use on_both_backends;
 
 pub struct TestApp {
