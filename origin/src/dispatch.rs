@@ -52,7 +52,7 @@ pub struct Sandbox {
     idle: Mutex<Vec<UnixStream>>,
     breaker: Breaker,
     /// The supervisor this origin started, killed when the origin exits.
-    _child: Option<tokio::process::Child>,
+    child: Option<tokio::process::Child>,
     /// Why there is no sandbox at all (binary missing), for health output.
     missing: Option<String>,
 }
@@ -115,7 +115,7 @@ impl Sandbox {
             key,
             idle: Mutex::new(Vec::new()),
             breaker: Breaker::default(),
-            _child: child,
+            child,
             missing,
         }
     }
@@ -160,6 +160,11 @@ impl Sandbox {
             }
             other => Err(self.unexpected(other)),
         }
+    }
+
+    /// The supervisor this origin started, if any (diagnostics and tests).
+    pub fn supervisor_pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(tokio::process::Child::id)
     }
 
     pub fn circuit(&self) -> CircuitState {

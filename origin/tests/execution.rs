@@ -471,3 +471,86 @@ async fn the_dashboard_counts_calls_errors_and_pending_reviews(app: TestApp) {
         StatusCode::UNAUTHORIZED
     );
 }
+
+on_both_backends!(a_dead_sandbox_gives_clear_errors_and_opens_the_breaker);
+
+async fn a_dead_sandbox_gives_clear_errors_and_opens_the_breaker(app: TestApp) {
+    let s = Setup::new(app, ECHO, true).await;
+    assert_eq!(
+        s.test_run(json!({"city": "Oslo"})).await.status,
+        StatusCode::OK
+    );
+    let pid = s
+        .app
+        .state
+        .sandbox
+        .supervisor_pid()
+        .expect("this origin started its supervisor") as i32;
+    // SAFETY: killing the supervisor this test's origin started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Five failed attempts, each a clear 503 (never a 500), then the breaker opens.
+    for attempt in 0..5 {
+        let failed = s.test_run(json!({"city": "Oslo"})).await;
+        assert_eq!(
+            failed.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "attempt {attempt}: {}",
+            failed.text
+        );
+        assert!(
+            failed.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("sandbox")
+        );
+    }
+    let open = s.test_run(json!({"city": "Oslo"})).await;
+    assert_eq!(open.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        open.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("circuit breaker is open"),
+        "{}",
+        open.text
+    );
+    let ready = s.app.get("/health/ready", None).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.body["sandbox"]["circuit"], "open");
+    assert_eq!(
+        s.app.get("/api/health/circuits", Some(&s.admin)).await.body["sandbox"],
+        "open"
+    );
+    let viewer = s
+        .app
+        .user_with_role(&s.admin, "watcher", "viewer")
+        .await
+        .token("access_token");
+    assert_eq!(
+        s.app
+            .post("/api/health/circuits/reset", Some(&viewer), json!({}))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let reset = s
+        .app
+        .post("/api/health/circuits/reset", Some(&s.admin), json!({}))
+        .await;
+    assert_eq!(reset.body["sandbox"], "closed");
+    // Every attempt is in the execution log as an internal error: the five failures and the one
+    // the open breaker refused.
+    let failed_logs = s
+        .app
+        .get("/api/execution-logs?success=false", Some(&s.admin))
+        .await;
+    assert_eq!(failed_logs.body["total"], 6, "{}", failed_logs.text);
+    assert!(
+        failed_logs.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|row| row["error_kind"] == "internal")
+    );
+}
