@@ -20,6 +20,7 @@ use crate::config::{ServeArgs, StorageArgs};
 use crate::crypto::{KeySource, Keyring};
 use crate::db::Db;
 use crate::dispatch::{Sandbox, SandboxSource};
+use crate::gateway::McpAccess;
 use crate::{
     access, activity, approvals, auth, execution, health, http, secrets, servers, settings, tools,
     users,
@@ -65,7 +66,13 @@ impl AppState {
 
 /// The whole HTTP application of the admin/local listener.
 pub fn router(state: AppState) -> Router {
+    router_with(state, &McpAccess::default())
+}
+
+/// The same, with the `/mcp` Host/Origin allowlists `serve` derives from its flags.
+pub fn router_with(state: AppState, mcp: &McpAccess) -> Router {
     let routes = Router::new()
+        .merge(crate::gateway::router(state.clone(), mcp))
         .route("/", get(index))
         .merge(health::router())
         .merge(auth::router())
@@ -160,7 +167,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let pruner = tokio::spawn(prune_tokens_periodically(db.clone()));
     let retention = tokio::spawn(apply_retention_periodically(db.clone()));
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let mcp = args.mcp_access(addr);
+    let app = router_with(state, &mcp).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -90,6 +90,26 @@ pub struct ServeArgs {
     #[arg(long, env = "MCPBOX_SANDBOX_BINARY")]
     pub sandbox_binary: Option<PathBuf>,
 
+    /// Extra names `/mcp` answers to in the `Host` header, besides loopback and the listen
+    /// address (e.g. `mcpbox.lan` or `192.168.1.20:8000`). Other hosts are refused, which stops
+    /// DNS-rebinding attacks from web pages.
+    #[arg(
+        long = "mcp-allowed-host",
+        env = "MCPBOX_MCP_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub mcp_allowed_hosts: Vec<String>,
+
+    /// Extra browser origins allowed to call `/mcp` (e.g. `http://mcpbox.lan:8000`); loopback
+    /// origins are always allowed. Requests without an `Origin` header are not browser requests
+    /// and pass.
+    #[arg(
+        long = "mcp-allowed-origin",
+        env = "MCPBOX_MCP_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub mcp_allowed_origins: Vec<String>,
+
     /// Log output: `text` for people, `json` for log collectors.
     #[arg(long, env = "MCPBOX_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -116,4 +136,22 @@ pub enum AdminCommand {
         #[arg(long)]
         username: String,
     },
+}
+
+impl ServeArgs {
+    /// Loopback, the address actually bound (when it is a specific one) and the extra flags.
+    pub fn mcp_access(&self, bound: SocketAddr) -> crate::gateway::McpAccess {
+        let mut access = crate::gateway::McpAccess::default();
+        if !bound.ip().is_unspecified() && !bound.ip().is_loopback() {
+            access.allowed_hosts.push(bound.ip().to_string());
+            access.allowed_origins.push(format!("http://{bound}"));
+        }
+        access
+            .allowed_hosts
+            .extend(self.mcp_allowed_hosts.iter().cloned());
+        access
+            .allowed_origins
+            .extend(self.mcp_allowed_origins.iter().cloned());
+        access
+    }
 }

@@ -112,6 +112,32 @@ async fn json_errors(request: Request, next: Next) -> Response {
     {
         return response;
     }
+    // A plain-text explanation from a layer or from rmcp (e.g. "Not Found: Session not found")
+    // is kept as the message; only an empty body gets a generic one.
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
+        .map(|text| text.trim().to_owned())
+        .filter(|text| !text.is_empty());
+    let response = Response::from_parts(parts, Body::empty());
+    let ours = [
+        StatusCode::METHOD_NOT_ALLOWED,
+        StatusCode::REQUEST_TIMEOUT,
+        StatusCode::PAYLOAD_TOO_LARGE,
+    ];
+    if let Some(text) = text.filter(|_| !ours.contains(&status)) {
+        let code = match status {
+            StatusCode::BAD_REQUEST => "bad_request",
+            StatusCode::FORBIDDEN => "forbidden",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::NOT_ACCEPTABLE => "not_acceptable",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            _ => "http_error",
+        };
+        return plain_error(status, code, &text);
+    }
     let error = match status {
         StatusCode::NOT_FOUND => Error::NotFound("there is nothing at this path".to_owned()),
         StatusCode::METHOD_NOT_ALLOWED => {

@@ -15,6 +15,7 @@
 //!   versions, `Reviewer`), `secrets` (encrypted, write-only), `execution` (`run`: the one way
 //!   code reaches the sandbox, and the execution log), `access` (module and network requests:
 //!   what a server's tools may import and reach), `activity` (audit log, `Audit`, live stream).
+//! - `gateway`: `/mcp` (rmcp Streamable HTTP, hand-written handler over the domain functions).
 //! - `dashboard`: `/api/dashboard` figures. `openapi`: the generated `/api/openapi.json`.
 //! - `settings`, `pagination`, `health`: small shared pieces.
 //! - `cli`: `mcpbox admin …`.
@@ -32,6 +33,7 @@ pub mod db;
 pub mod dispatch;
 pub mod error;
 pub mod execution;
+pub mod gateway;
 pub mod health;
 pub mod http;
 pub mod names;

@@ -138,6 +138,9 @@ pub fn code_hash(code: &str) -> String {
 pub struct ValidCode {
     code: String,
     input_schema: String,
+    /// `main`'s docstring: the description of a version given none, so MCP clients always get
+    /// one (capped to the description limit).
+    docstring: String,
 }
 
 /// Validates code in the sandbox (static check against the server's allowed modules, `main`,
@@ -170,6 +173,13 @@ pub async fn validate(state: &AppState, server_id: &str, code: &str) -> Result<V
     }
     Ok(ValidCode {
         code: code.to_owned(),
+        docstring: checked
+            .description
+            .unwrap_or_default()
+            .trim()
+            .chars()
+            .take(crate::servers::DESCRIPTION_MAX)
+            .collect(),
         input_schema: checked
             .input_schema
             .unwrap_or_else(|| r#"{"type":"object","properties":{}}"#.to_owned()),
@@ -304,6 +314,11 @@ async fn insert_version(
     actor: &str,
 ) -> Result<Version> {
     let summary: String = summary.chars().take(SUMMARY_MAX).collect();
+    let description = if description.trim().is_empty() {
+        code.docstring.as_str()
+    } else {
+        description
+    };
     let row = sqlx::query(&format!(
         "INSERT INTO tool_versions (id, tool_id, version, description, python_code, code_hash, input_schema, \
          change_source, change_summary, created_by, created_at, status) \

@@ -1,0 +1,234 @@
+//! The MCP gateway: `/mcp` on the local listener, served by rmcp's Streamable HTTP server with
+//! this hand-written handler (no macros: the tool list is read from storage on every request, so
+//! nothing is cached past a change).
+//!
+//! Built so far (issue #5 is not finished — see ARCHITECTURE.md): `initialize`/`server/discover`,
+//! `ping`, `tools/list` of the approved, enabled tools of running servers (paginated),
+//! `tools/call` through `execution::run` (the one path into the sandbox, so approval is checked at
+//! call time and every call is logged), and `notifications/tools/list_changed` on both protocol
+//! revisions (the 2025-11-25 session GET stream and the 2026-07-28 `subscriptions/listen`).
+//! Not yet: the 28 `mcpbox_*` management tools, external sources and the tunnel listener.
+
+mod visible;
+
+use std::sync::Arc;
+
+use axum::Router;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    InitializeResult, ListToolsResult, MetaObject, PaginatedRequestParams, ServerCapabilities,
+    SubscriptionFilter,
+};
+use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::app::AppState;
+use crate::error::Error;
+use crate::execution;
+use crate::tools;
+
+pub use visible::{PAGE_SIZE, VisibleTool, visible_tools};
+
+/// Who may reach `/mcp`: `Host` and `Origin` allowlists (DNS-rebinding and cross-site defence).
+#[derive(Debug, Clone)]
+pub struct McpAccess {
+    /// Host names or `host:port` authorities accepted in the `Host` header.
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins accepted in an `Origin` header (requests without one pass: they do not
+    /// come from a web page).
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for McpAccess {
+    /// Loopback only, which is what a default `mcpbox serve` on 127.0.0.1 is reachable as.
+    fn default() -> Self {
+        McpAccess {
+            allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            allowed_origins: vec![
+                "http://localhost:*".into(),
+                "http://127.0.0.1:*".into(),
+                "http://[::1]:*".into(),
+            ],
+        }
+    }
+}
+
+/// The `/mcp` routes, sharing `state` with the rest of the app. Also starts the watcher that
+/// turns recorded changes into list_changed notifications; it ends when `state` is dropped.
+pub fn router(state: AppState, access: &McpAccess) -> Router<AppState> {
+    let changes = visible::watch_changes(&state);
+    let handler = Gateway { state, changes };
+    let config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(access.allowed_hosts.clone())
+        .with_allowed_origins(access.allowed_origins.clone())
+        .enforce_origin_validation();
+    let service = StreamableHttpService::new(
+        move || Ok(handler.clone()),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    Router::new().route_service("/mcp", service)
+}
+
+#[derive(Clone)]
+struct Gateway {
+    state: AppState,
+    /// Bumped whenever the set of visible tools (names, descriptions, schemas) changes.
+    changes: watch::Receiver<u64>,
+}
+
+/// The actor recorded in execution logs for calls on the local listener (no identity there).
+const LOCAL_ACTOR: &str = "mcp:local";
+
+impl ServerHandler for Gateway {
+    fn get_info(&self) -> InitializeResult {
+        InitializeResult::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build(),
+        )
+        .with_server_info(Implementation::new("mcpbox", env!("CARGO_PKG_VERSION")))
+        .with_instructions(
+            "MCPbox: the tools here are Python tools that a person approved. Tool names are \
+             {server}__{tool}.",
+        )
+    }
+
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let cursor = request.and_then(|r| r.cursor);
+        let page = visible_tools(&self.state.db, cursor.as_deref())
+            .await
+            .map_err(to_protocol_error)?;
+        let next_cursor = page.next_cursor;
+        let mut result =
+            ListToolsResult::with_all_items(page.tools.into_iter().map(|t| t.into_mcp()).collect())
+                // Never cached past a change: clients that ignore list_changed must still see
+                // new tools on their next tools/list.
+                .with_ttl_ms(0);
+        result.next_cursor = next_cursor;
+        Ok(result)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let Some(tool_id) = visible::tool_id(&self.state.db, &request.name)
+            .await
+            .map_err(to_protocol_error)?
+        else {
+            return Err(McpError::invalid_params(
+                format!(
+                    "unknown tool {:?}; call tools/list to see the tools",
+                    request.name
+                ),
+                None,
+            ));
+        };
+        let arguments = Value::Object(request.arguments.unwrap_or_default());
+        // The call-time check: approved, hash intact, enabled, server running. A refusal is a
+        // tool error the model can read, not a protocol error.
+        let approved = match tools::runnable(&self.state.db, &tool_id).await {
+            Ok(approved) => approved,
+            Err(err) => return Ok(refusal(&err).into()),
+        };
+        let outcome =
+            match execution::run(&self.state, &approved, arguments, LOCAL_ACTOR, false).await {
+                Ok(outcome) => outcome,
+                Err(err) => return Ok(refusal(&err).into()),
+            };
+        Ok(tool_result(outcome).into())
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        // 2025-11-25 sessions: list_changed goes out on the session's GET stream. The task ends
+        // at the first change after the client went away.
+        let peer = context.peer;
+        let mut changes = self.changes.clone();
+        changes.mark_unchanged();
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                if peer.notify_tool_list_changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        (requested.tools_list_changed == Some(true))
+            .then(|| SubscriptionFilter::builder().tools_list_changed().build())
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
+        // 2026-07-28: one open `subscriptions/listen` request per interested client.
+        let mut changes = self.changes.clone();
+        changes.mark_unchanged();
+        loop {
+            tokio::select! {
+                _ = context.cancelled() => return Ok(()),
+                changed = changes.changed() => {
+                    if changed.is_err() || context.sink().notify_tool_list_changed().await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A domain refusal (not approved, disabled, sandbox down…) as a tool error with its message.
+fn refusal(err: &Error) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(err.to_string())])
+}
+
+/// The result as JSON text (and `structuredContent` when it is an object), or the tool's error
+/// with its kind and line; stdout, duration and the log id in `_meta`.
+fn tool_result(outcome: execution::Outcome) -> CallToolResult {
+    let mut result = if outcome.ok {
+        let value = outcome.result.unwrap_or(Value::Null);
+        let mut result = CallToolResult::success(vec![ContentBlock::text(value.to_string())]);
+        if value.is_object() {
+            result.structured_content = Some(value);
+        }
+        result
+    } else {
+        let message = match &outcome.error {
+            Some(error) => match error.line {
+                Some(line) => format!("{:?} error at line {line}: {}", error.kind, error.message),
+                None => format!("{:?} error: {}", error.kind, error.message),
+            },
+            None => "the tool failed without a message".to_owned(),
+        };
+        CallToolResult::error(vec![ContentBlock::text(message)])
+    };
+    let meta = json!({
+        "mcpbox/stdout": outcome.stdout,
+        "mcpbox/duration_ms": outcome.duration_ms,
+        "mcpbox/version": outcome.version,
+        "mcpbox/log_id": outcome.log_id,
+    });
+    if let Value::Object(meta) = meta {
+        result.meta = Some(MetaObject(meta));
+    }
+    result
+}
+
+/// A storage failure while serving a protocol request: logged, and reported without internals.
+fn to_protocol_error(err: Error) -> McpError {
+    tracing::error!(error = %err, "MCP request failed");
+    McpError::internal_error("MCPbox could not read its tools; try again", None)
+}

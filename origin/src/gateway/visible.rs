@@ -1,0 +1,164 @@
+//! Which tools MCP clients see, and noticing when that set changes.
+
+use std::sync::Arc;
+
+use rmcp::model::{JsonObject, Tool};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use tokio::sync::{broadcast::error::RecvError, watch};
+
+use crate::app::AppState;
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::names;
+
+/// Tools per `tools/list` page.
+pub const PAGE_SIZE: i64 = 200;
+
+/// An approved, enabled tool of a running server, as its newest approved version describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VisibleTool {
+    pub public_name: String,
+    pub description: String,
+    pub input_schema: JsonObject,
+}
+
+impl VisibleTool {
+    pub fn into_mcp(self) -> Tool {
+        Tool::new(
+            self.public_name,
+            self.description,
+            Arc::new(self.input_schema),
+        )
+    }
+}
+
+pub struct Page {
+    pub tools: Vec<VisibleTool>,
+    pub next_cursor: Option<String>,
+}
+
+/// The public name, in order, so a page ends where the next begins (keyset paging: a change
+/// between pages never repeats or skips a tool that stayed).
+const PUBLIC_NAME: &str = "(s.name || '__' || t.name)";
+
+/// One page of visible tools after `cursor` (the last public name of the previous page).
+pub async fn visible_tools(db: &Db, cursor: Option<&str>) -> Result<Page> {
+    let rows = sqlx::query(&format!(
+        "SELECT {PUBLIC_NAME} AS public_name, v.description, v.input_schema \
+         FROM tools t JOIN servers s ON s.id = t.server_id \
+         JOIN tool_versions v ON v.tool_id = t.id AND v.version = \
+           (SELECT MAX(version) FROM tool_versions a WHERE a.tool_id = t.id AND a.status = 'approved') \
+         WHERE s.status = 'running' AND t.enabled <> 0 AND {PUBLIC_NAME} > $1 \
+         ORDER BY {PUBLIC_NAME} LIMIT $2"
+    ))
+    .bind(cursor.unwrap_or(""))
+    .bind(PAGE_SIZE + 1)
+    .fetch_all(&db.pool)
+    .await?;
+    let mut tools = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let public_name: String = row.try_get("public_name")?;
+        let description: String = row.try_get("description")?;
+        let schema: String = row.try_get("input_schema")?;
+        let input_schema = match serde_json::from_str::<serde_json::Value>(&schema) {
+            Ok(serde_json::Value::Object(schema)) => schema,
+            _ => {
+                tracing::warn!(tool = public_name, "stored input schema is not an object");
+                JsonObject::from_iter([("type".to_owned(), "object".into())])
+            }
+        };
+        let description = if description.is_empty() {
+            public_name.clone()
+        } else {
+            description
+        };
+        tools.push(VisibleTool {
+            public_name,
+            description,
+            input_schema,
+        });
+    }
+    let next_cursor = if tools.len() as i64 > PAGE_SIZE {
+        tools.truncate(PAGE_SIZE as usize);
+        tools.last().map(|t| t.public_name.clone())
+    } else {
+        None
+    };
+    Ok(Page { tools, next_cursor })
+}
+
+/// The id of the tool a public name points at, whatever its state (the call-time check decides
+/// whether it may run). `None` when no such tool exists or the name is malformed.
+pub async fn tool_id(db: &Db, public_name: &str) -> Result<Option<String>> {
+    // Names never contain `__`, so the split is unambiguous (see `names`).
+    let Some((server, tool)) = public_name.split_once("__") else {
+        return Ok(None);
+    };
+    if names::Name::server(server).is_err() || names::Name::tool(tool).is_err() {
+        return Ok(None);
+    }
+    let row = sqlx::query(
+        "SELECT t.id FROM tools t JOIN servers s ON s.id = t.server_id \
+         WHERE s.name = $1 AND t.name = $2",
+    )
+    .bind(server)
+    .bind(tool)
+    .fetch_optional(&db.pool)
+    .await?;
+    Ok(match row {
+        Some(row) => Some(row.try_get("id")?),
+        None => None,
+    })
+}
+
+/// A digest of the whole visible set, to tell a change that clients should hear about from one
+/// they should not (a draft edit, a log row).
+async fn fingerprint(db: &Db) -> Result<[u8; 32]> {
+    let mut hasher = Sha256::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = visible_tools(db, cursor.as_deref()).await?;
+        for tool in &page.tools {
+            let schema =
+                serde_json::to_string(&tool.input_schema).map_err(|e| Error::Internal(e.into()))?;
+            for part in [&tool.public_name, &tool.description, &schema] {
+                hasher.update((part.len() as u64).to_le_bytes());
+                hasher.update(part.as_bytes());
+            }
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(hasher.finalize().into()),
+        }
+    }
+}
+
+/// Watches recorded activity (every change to servers, tools, approvals and policy is recorded)
+/// and bumps the returned counter when the visible set actually changed. Holds only the
+/// database and the activity receiver, so it stops when the app is dropped.
+pub fn watch_changes(state: &AppState) -> watch::Receiver<u64> {
+    let (sender, receiver) = watch::channel(0u64);
+    let db = state.db.clone();
+    let mut events = state.activity.subscribe();
+    tokio::spawn(async move {
+        let mut last = fingerprint(&db).await.ok();
+        loop {
+            match events.recv().await {
+                Ok(event) if event.server_id.is_none() && event.tool_id.is_none() => continue,
+                // A lagged receiver may have missed a relevant event: look anyway.
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            }
+            match fingerprint(&db).await {
+                Ok(now) if Some(now) != last => {
+                    last = Some(now);
+                    sender.send_modify(|generation| *generation += 1);
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "could not check the visible tools"),
+            }
+        }
+    });
+    receiver
+}

@@ -1,0 +1,502 @@
+//! `/mcp` on the real binaries, spoken to byte for byte as the Streamable HTTP transport defines
+//! it: a 2025-11-25 session with its GET stream, and 2026-07-28 stateless requests with
+//! `subscriptions/listen`. (Runs with the official SDKs and the conformance suite come with the
+//! rest of the gateway work.)
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mcpbox_e2e::{Origin, ServeOptions};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct horse battery";
+const NEW: &str = "2026-07-28";
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn api(url: &str, body: Value, token: Option<&str>) -> (u16, Value) {
+    let mut request = client().post(url).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+/// A JSON-RPC message out of a response body that is either JSON or an SSE stream.
+fn message_with_id(body: &str, id: &Value) -> Option<Value> {
+    if let Ok(value) = serde_json::from_str::<Value>(body) {
+        return Some(value);
+    }
+    body.lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+        .find(|message| &message["id"] == id)
+}
+
+/// Meta every 2026-07-28 request carries instead of a session.
+fn stateless_meta() -> Value {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": NEW,
+        "io.modelcontextprotocol/clientCapabilities": {},
+    })
+}
+
+struct Mcp {
+    url: String,
+    session: Option<String>,
+    next_id: u64,
+}
+
+impl Mcp {
+    fn request(&self, method: &str, params: &Value) -> reqwest::RequestBuilder {
+        let mut request = client()
+            .post(&self.url)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json");
+        match &self.session {
+            Some(session) => {
+                request = request
+                    .header("mcp-session-id", session)
+                    .header("mcp-protocol-version", "2025-11-25");
+            }
+            None => {
+                request = request
+                    .header("mcp-protocol-version", NEW)
+                    .header("mcp-method", method);
+                if let Some(name) = params["name"].as_str() {
+                    request = request.header("mcp-name", name);
+                }
+            }
+        }
+        request
+    }
+
+    async fn call(&mut self, method: &str, mut params: Value) -> Value {
+        if self.session.is_none() {
+            params["_meta"] = stateless_meta();
+        }
+        self.next_id += 1;
+        let id = json!(self.next_id);
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let response = self
+            .request(method, &params)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert!(status < 500, "{method}: {status} {text}");
+        message_with_id(&text, &id).unwrap_or_else(|| panic!("{method}: no answer in {text}"))
+    }
+
+    async fn session(url: &str) -> Mcp {
+        let response = client()
+            .post(url)
+            .header("accept", "application/json, text/event-stream")
+            .json(
+                &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {},
+                "clientInfo": {"name": "e2e", "version": "1"}}}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let session = response.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let text = response.text().await.unwrap();
+        let init = message_with_id(&text, &json!(0)).unwrap();
+        assert_eq!(init["result"]["protocolVersion"], "2025-11-25");
+        assert_eq!(init["result"]["capabilities"]["tools"]["listChanged"], true);
+        let mcp = Mcp {
+            url: url.to_owned(),
+            session: Some(session),
+            next_id: 0,
+        };
+        let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        let status = mcp
+            .request("", &Value::Null)
+            .json(&initialized)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 202);
+        mcp
+    }
+}
+
+/// Everything a long-lived SSE response has sent so far, read in the background.
+#[derive(Clone, Default)]
+struct Stream(Arc<Mutex<String>>);
+
+impl Stream {
+    fn follow(mut response: reqwest::Response) -> Stream {
+        let stream = Stream::default();
+        let sink = stream.0.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(chunk)) = response.chunk().await {
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&chunk));
+            }
+        });
+        stream
+    }
+
+    async fn wait_for(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.0.lock().unwrap().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} never arrived; got {:?}",
+                self.0.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.0.lock().unwrap().matches(needle).count()
+    }
+}
+
+async fn admin_token(url: &str) -> String {
+    api(
+        &format!("{url}/auth/setup"),
+        json!({"username": "admin", "password": PASSWORD}),
+        None,
+    )
+    .await;
+    let (_, login) = api(
+        &format!("{url}/auth/login"),
+        json!({"username": "admin", "password": PASSWORD}),
+        None,
+    )
+    .await;
+    login["access_token"].as_str().unwrap().to_owned()
+}
+
+fn names(list: &Value) -> Vec<String> {
+    list["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tools in {list}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The loop the product exists for: a tool becomes visible to connected clients when it is
+/// approved (both protocol revisions hear about it), runs in the sandbox when called, and
+/// disappears again when its server stops.
+#[tokio::test]
+async fn connected_clients_see_a_tool_once_approved_and_can_call_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(ServeOptions::new(dir.path())).unwrap();
+    let url = origin.url.clone();
+    let mcp_url = format!("{url}/mcp");
+    let token = admin_token(&url).await;
+
+    let mut session = Mcp::session(&mcp_url).await;
+    let get_stream = client()
+        .get(&mcp_url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", session.session.clone().unwrap())
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get_stream.status(), 200);
+    let session_events = Stream::follow(get_stream);
+    let mut stateless = Mcp {
+        url: mcp_url.clone(),
+        session: None,
+        next_id: 100,
+    };
+    let discover = stateless.call("server/discover", json!({})).await;
+    assert!(
+        discover["result"]["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(NEW)),
+        "{discover}"
+    );
+    let mut listen_params = json!({"notifications": {"toolsListChanged": true}});
+    listen_params["_meta"] = stateless_meta();
+    let listen = stateless
+        .request("subscriptions/listen", &listen_params)
+        .json(
+            &json!({"jsonrpc": "2.0", "id": "listen", "method": "subscriptions/listen",
+            "params": listen_params}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listen.status(), 200);
+    let listen_events = Stream::follow(listen);
+    listen_events
+        .wait_for("notifications/subscriptions/acknowledged")
+        .await;
+
+    assert!(names(&session.call("tools/list", json!({})).await).is_empty());
+
+    // A stopped server with a draft tool: nothing to see.
+    let (status, server) = api(
+        &format!("{url}/api/servers"),
+        json!({"name": "weather"}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 201, "{server}");
+    let server = server["id"].as_str().unwrap().to_owned();
+    let code = "async def main(city: str) -> dict:\n    \"\"\"Say hello.\"\"\"\n    print('hi', city)\n    return {'hello': city}\n";
+    let (status, tool) = api(
+        &format!("{url}/api/servers/{server}/tools"),
+        json!({"name": "greet", "python_code": code}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 201, "{tool}");
+    let tool = tool["id"].as_str().unwrap().to_owned();
+    assert!(names(&session.call("tools/list", json!({})).await).is_empty());
+    let refused = session
+        .call(
+            "tools/call",
+            json!({"name": "weather__greet", "arguments": {"city": "Oslo"}}),
+        )
+        .await;
+    assert_eq!(refused["result"]["isError"], true, "{refused}");
+    assert!(
+        refused["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("not running"),
+        "{refused}"
+    );
+    assert_eq!(session_events.count("tools/list_changed"), 0);
+
+    // Approval while the server is stopped changes nothing clients see; starting it does, and
+    // both clients hear of it; the tool is listed with its schema.
+    let (status, _) = api(
+        &format!("{url}/api/approvals/tools/{tool}/action"),
+        json!({"action": "approve"}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(names(&session.call("tools/list", json!({})).await).is_empty());
+    let (status, _) = api(
+        &format!("{url}/api/sandbox/servers/{server}/start"),
+        json!({}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 200);
+    session_events
+        .wait_for("notifications/tools/list_changed")
+        .await;
+    listen_events
+        .wait_for("notifications/tools/list_changed")
+        .await;
+    let list = session.call("tools/list", json!({})).await;
+    assert_eq!(names(&list), ["weather__greet"]);
+    let listed = &list["result"]["tools"][0];
+    assert_eq!(listed["description"], "Say hello.");
+    assert_eq!(
+        listed["inputSchema"]["properties"]["city"]["type"],
+        "string"
+    );
+    assert_eq!(
+        names(&stateless.call("tools/list", json!({})).await),
+        ["weather__greet"]
+    );
+
+    // Calls on both revisions run the approved code in the sandbox.
+    for client in [&mut session, &mut stateless] {
+        let called = client
+            .call(
+                "tools/call",
+                json!({"name": "weather__greet", "arguments": {"city": "Oslo"}}),
+            )
+            .await;
+        let result = &called["result"];
+        assert_eq!(result["isError"], false, "{called}");
+        assert_eq!(result["structuredContent"], json!({"hello": "Oslo"}));
+        let text: Value =
+            serde_json::from_str(result["content"][0]["text"].as_str().unwrap()).unwrap();
+        assert_eq!(text, json!({"hello": "Oslo"}));
+        assert_eq!(result["_meta"]["mcpbox/stdout"], "hi Oslo\n");
+        assert_eq!(result["_meta"]["mcpbox/version"], 1);
+    }
+    // A tool failure is a readable tool error, not a protocol error.
+    let failed = session
+        .call(
+            "tools/call",
+            json!({"name": "weather__greet", "arguments": {"town": "Oslo"}}),
+        )
+        .await;
+    assert_eq!(failed["result"]["isError"], true, "{failed}");
+    let logs: Value = client()
+        .get(format!("{url}/api/execution-logs"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(logs["total"], 3, "every call that ran is logged: {logs}");
+    assert_eq!(logs["items"][0]["executed_by"], "mcp:local");
+
+    // Unknown names are protocol errors the client can read.
+    let unknown = session
+        .call(
+            "tools/call",
+            json!({"name": "weather__nope", "arguments": {}}),
+        )
+        .await;
+    assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
+    assert!(
+        unknown["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("weather__nope")
+    );
+
+    // Stopping the server hides the tool and tells both clients again; a call is refused.
+    let (status, _) = api(
+        &format!("{url}/api/sandbox/servers/{server}/stop"),
+        json!({}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while session_events.count("notifications/tools/list_changed") < 2 {
+        assert!(Instant::now() < deadline, "no second list_changed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(names(&session.call("tools/list", json!({})).await).is_empty());
+    let stopped = session
+        .call(
+            "tools/call",
+            json!({"name": "weather__greet", "arguments": {"city": "Oslo"}}),
+        )
+        .await;
+    assert_eq!(stopped["result"]["isError"], true);
+    assert!(
+        stopped["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("not running"),
+        "{stopped}"
+    );
+    drop(origin);
+}
+
+/// Guards in front of `/mcp`: Host and Origin allowlists (DNS rebinding, cross-site pages),
+/// unknown sessions, and malformed requests — each a 4xx with a message, never a 5xx.
+#[tokio::test]
+async fn the_mcp_endpoint_refuses_what_it_should_with_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(ServeOptions::new(dir.path())).unwrap();
+    let mcp_url = format!("{}/mcp", origin.url);
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "e2e", "version": "1"}}});
+    let post = |headers: Vec<(&'static str, String)>, body: String| {
+        let mut request = client()
+            .post(&mcp_url)
+            .header("accept", "application/json, text/event-stream");
+        if !headers.iter().any(|(name, _)| *name == "content-type") {
+            request = request.header("content-type", "application/json");
+        }
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        async move {
+            let response = request.body(body).send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        }
+    };
+
+    // A web page that rebinds a name to 127.0.0.1 sends its own Host.
+    let (status, _) = post(
+        vec![("host", "attacker.example".into())],
+        initialize.to_string(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // A page on another site calling from the browser sends its Origin.
+    let (status, _) = post(
+        vec![("origin", "https://attacker.example".into())],
+        initialize.to_string(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // The same request from a loopback page, or from a non-browser client, is fine.
+    let port = origin.url.rsplit(':').next().unwrap().to_owned();
+    let (status, _) = post(
+        vec![("origin", format!("http://localhost:{port}"))],
+        initialize.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // An unknown or expired session: 404, so the client initialises again.
+    let (status, text) = post(
+        vec![
+            ("mcp-session-id", "not-a-session".into()),
+            ("mcp-protocol-version", "2025-11-25".into()),
+        ],
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(text.contains("Session not found"), "{text}");
+
+    for (what, headers, body) in [
+        ("not JSON", vec![], "{not json".to_owned()),
+        ("not JSON-RPC", vec![], json!({"hello": 1}).to_string()),
+        (
+            "a batch",
+            vec![],
+            json!([initialize.clone(), initialize.clone()]).to_string(),
+        ),
+        (
+            "a wrong content type",
+            vec![("content-type", "text/plain".to_owned())],
+            initialize.to_string(),
+        ),
+        (
+            "an unknown protocol version",
+            vec![("mcp-protocol-version", "1999-01-01".to_owned())],
+            json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}).to_string(),
+        ),
+        (
+            "an oversize body",
+            vec![],
+            json!({"jsonrpc": "2.0", "id": 4, "method": "initialize",
+                   "params": {"pad": "x".repeat(2 << 20)}})
+            .to_string(),
+        ),
+    ] {
+        let (status, text) = post(headers, body).await;
+        assert!(
+            (400..500).contains(&status),
+            "{what}: expected a 4xx, got {status} {text}"
+        );
+        assert!(!text.is_empty(), "{what}: an error needs a message");
+    }
+    drop(origin);
+}
