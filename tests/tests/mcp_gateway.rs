@@ -446,12 +446,37 @@ async fn the_mcp_endpoint_refuses_what_it_should_with_clear_errors() {
     assert_eq!(status, 403);
     // The same request from a loopback page, or from a non-browser client, is fine.
     let port = origin.url.rsplit(':').next().unwrap().to_owned();
+    let response = client()
+        .post(&mcp_url)
+        .header("accept", "application/json, text/event-stream")
+        .header("origin", format!("http://localhost:{port}"))
+        .json(&initialize)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let session = response.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    // A client ends its session; it is gone at once.
+    let ended = client()
+        .delete(&mcp_url)
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), 204);
     let (status, _) = post(
-        vec![("origin", format!("http://localhost:{port}"))],
-        initialize.to_string(),
+        vec![
+            ("mcp-session-id", session),
+            ("mcp-protocol-version", "2025-11-25".into()),
+        ],
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string(),
     )
     .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 404);
 
     // An unknown or expired session: 404, so the client initialises again.
     let (status, text) = post(
@@ -497,6 +522,74 @@ async fn the_mcp_endpoint_refuses_what_it_should_with_clear_errors() {
             "{what}: expected a 4xx, got {status} {text}"
         );
         assert!(!text.is_empty(), "{what}: an error needs a message");
+    }
+    drop(origin);
+}
+
+/// Where `scripts/test` installs the official MCP Python SDK (`mcp==2.3.0`).
+fn python_sdk() -> (String, std::path::PathBuf) {
+    let python = std::env::var("PYO3_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let path = match std::env::var_os("MCPBOX_TEST_MCP_SDK") {
+        Some(path) => path.into(),
+        None => {
+            let cache = std::env::var_os("MCPBOX_CACHE")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| {
+                    std::path::Path::new(&std::env::var("HOME").unwrap()).join(".cache/mcpbox")
+                });
+            cache.join("py-mcp")
+        }
+    };
+    let importable = std::process::Command::new(&python)
+        .args(["-c", "import mcp.client.client"])
+        .env("PYTHONPATH", &path)
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(
+        importable,
+        "the official MCP Python SDK is not importable from {} with {python}: run scripts/test, \
+         which installs mcp==2.3.0 there (or set MCPBOX_TEST_MCP_SDK)",
+        path.display()
+    );
+    (python, path)
+}
+
+/// The official Python SDK as the client, on 2025-11-25 (session, GET stream) and 2026-07-28
+/// (stateless, `subscriptions/listen`): both hear the approval and call the tool.
+#[tokio::test]
+async fn the_official_python_sdk_runs_the_whole_loop_on_both_revisions() {
+    let (python, sdk) = python_sdk();
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(ServeOptions::new(dir.path())).unwrap();
+    let token = admin_token(&origin.url).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/python_sdk_loop.py");
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(&python)
+            .arg(script)
+            .arg(&origin.url)
+            .arg(&token)
+            .env("PYTHONPATH", &sdk)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the SDK client did not finish in 60 s")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the SDK client failed: {stderr}");
+    assert!(
+        !stderr.contains("failed"),
+        "the SDK client warned: {stderr}"
+    );
+    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(seen["versions"], json!(["2025-11-25", NEW]), "{seen}");
+    assert_eq!(seen["before"], json!([[], []]));
+    assert_eq!(seen["modern_event"], "ToolsListChanged");
+    assert_eq!(seen["after"], json!([["sdk__greet"], ["sdk__greet"]]));
+    for result in seen["results"].as_array().unwrap() {
+        assert_eq!(result["is_error"], false, "{seen}");
+        assert_eq!(result["structured"], json!({"hello": "Oslo"}));
     }
     drop(origin);
 }

@@ -71,7 +71,23 @@ pub fn router(state: AppState, access: &McpAccess) -> Router<AppState> {
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    Router::new().route_service("/mcp", service)
+    Router::new()
+        .route_service("/mcp", service)
+        .layer(axum::middleware::from_fn(session_deleted_is_no_content))
+}
+
+/// rmcp answers a session DELETE with 202, but the session is already gone by then; clients
+/// (the Python SDK among them) expect 200 or 204 and warn otherwise.
+async fn session_deleted_is_no_content(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let delete = request.method() == axum::http::Method::DELETE;
+    let mut response = next.run(request).await;
+    if delete && response.status() == axum::http::StatusCode::ACCEPTED {
+        *response.status_mut() = axum::http::StatusCode::NO_CONTENT;
+    }
+    response
 }
 
 #[derive(Clone)]
