@@ -12,6 +12,7 @@ use axum::Router;
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::auth::throttle::LoginThrottle;
@@ -169,6 +170,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let retention = tokio::spawn(apply_retention_periodically(db.clone()));
     let mcp = args.mcp_access(addr);
     let app = router_with(state, &mcp).into_make_service_with_connect_info::<SocketAddr>();
+    // No Nagle: MCP answers are small SSE writes in quick succession, and Nagle plus the
+    // client's delayed ACK would add ~40 ms to each.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
