@@ -166,26 +166,63 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         display_addr(addr)
     );
 
+    // The tunnel listener, when asked for: bound before anything is served, so a bad address
+    // fails the start instead of half-starting.
+    let tunnel = match (&args.tunnel_listen, &args.service_token) {
+        (Some(address), Some(token)) => {
+            if token.len() < crate::gateway::tunnel::SERVICE_TOKEN_MIN_LEN {
+                anyhow::bail!(
+                    "the service token must be at least {} characters",
+                    crate::gateway::tunnel::SERVICE_TOKEN_MIN_LEN
+                );
+            }
+            let listener = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("could not listen on {address} (tunnel)"))?;
+            println!(
+                "MCPbox tunnel listener on http://{}",
+                listener.local_addr()?
+            );
+            let app = crate::gateway::tunnel::router(state.clone(), token)
+                .into_make_service_with_connect_info::<SocketAddr>();
+            let listener = listener.tap_io(no_delay);
+            Some(tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await
+            }))
+        }
+        _ => None,
+    };
     let pruner = tokio::spawn(prune_tokens_periodically(db.clone()));
     let retention = tokio::spawn(apply_retention_periodically(db.clone()));
     let mcp = args.mcp_access(addr);
     let app = router_with(state, &mcp).into_make_service_with_connect_info::<SocketAddr>();
-    // No Nagle: MCP answers are small SSE writes in quick succession, and Nagle plus the
-    // client's delayed ACK would add ~40 ms to each.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "could not set TCP_NODELAY");
-        }
-    });
+    let listener = listener.tap_io(no_delay);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the HTTP server failed")?;
+    if let Some(tunnel) = tunnel {
+        match tunnel.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(error = %err, "the tunnel listener failed"),
+            Err(err) => tracing::error!(error = %err, "the tunnel listener panicked"),
+        }
+    }
     pruner.abort();
     retention.abort();
     db.pool.close().await;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// No Nagle: MCP answers are small SSE writes in quick succession, and Nagle plus the client's
+/// delayed ACK would add ~40 ms to each.
+fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(err) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %err, "could not set TCP_NODELAY");
+    }
 }
 
 /// An unspecified bind address is reachable as localhost from this machine.

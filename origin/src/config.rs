@@ -110,6 +110,16 @@ pub struct ServeArgs {
     )]
     pub mcp_allowed_origins: Vec<String>,
 
+    /// Address of the tunnel listener: `/mcp` for remote clients through the Cloudflare Worker
+    /// (cloudflared points here). Every request must carry the service token. Off by default.
+    #[arg(long, env = "MCPBOX_TUNNEL_LISTEN", requires = "service_token")]
+    pub tunnel_listen: Option<SocketAddr>,
+
+    /// The Worker's service token (at least 32 characters) the tunnel listener requires in
+    /// `X-MCPbox-Service-Token`. Prefer the variable over the flag.
+    #[arg(long, env = "MCPBOX_SERVICE_TOKEN", hide_env_values = true)]
+    pub service_token: Option<String>,
+
     /// Log output: `text` for people, `json` for log collectors.
     #[arg(long, env = "MCPBOX_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -141,17 +151,21 @@ pub enum AdminCommand {
 impl ServeArgs {
     /// Loopback, the address actually bound (when it is a specific one) and the extra flags.
     pub fn mcp_access(&self, bound: SocketAddr) -> crate::gateway::McpAccess {
-        let mut access = crate::gateway::McpAccess::default();
-        if !bound.ip().is_unspecified() && !bound.ip().is_loopback() {
-            access.allowed_hosts.push(bound.ip().to_string());
-            access.allowed_origins.push(format!("http://{bound}"));
-        }
-        access
+        let mut hosts = crate::gateway::McpAccess::default()
             .allowed_hosts
-            .extend(self.mcp_allowed_hosts.iter().cloned());
-        access
+            .unwrap_or_default();
+        let mut origins = crate::gateway::McpAccess::default()
             .allowed_origins
-            .extend(self.mcp_allowed_origins.iter().cloned());
-        access
+            .unwrap_or_default();
+        if !bound.ip().is_unspecified() && !bound.ip().is_loopback() {
+            hosts.push(bound.ip().to_string());
+            origins.push(format!("http://{bound}"));
+        }
+        hosts.extend(self.mcp_allowed_hosts.iter().cloned());
+        origins.extend(self.mcp_allowed_origins.iter().cloned());
+        crate::gateway::McpAccess {
+            allowed_hosts: Some(hosts),
+            allowed_origins: Some(origins),
+        }
     }
 }

@@ -10,8 +10,9 @@
 //! - `redact_secrets_in_output`: `execution::run` (what the caller gets; stored logs are always
 //!   redacted);
 //! - `log_retention_days`: `execution::apply_retention`, run hourly by `serve`;
-//! - `remote_tool_editing` and `mcp_rate_limit_rpm`: stored and validated here; they govern the
-//!   MCP gateway's tunnel listener, which does not exist yet.
+//! - `mcp_rate_limit_rpm`: `gateway::tunnel` (per signed-in remote user);
+//! - `remote_tool_editing`: stored and validated here; it will gate the LOCAL_ONLY `mcpbox_*`
+//!   management tools for remote callers, which do not exist yet (`gateway::Caller`).
 
 use axum::extract::State;
 use axum::routing::{get, patch};

@@ -29,6 +29,8 @@ pub fn binary(name: &str) -> PathBuf {
 pub struct Origin {
     pub child: Child,
     pub url: String,
+    /// The tunnel listener's URL, when started with `--tunnel-listen`.
+    pub tunnel_url: Option<String>,
     /// stderr lines (the log), collected in the background.
     pub log: mpsc::Receiver<String>,
 }
@@ -80,19 +82,32 @@ impl Origin {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(url) = line.strip_prefix("MCPbox listening on ") {
-                    let _ = url_tx.send(url.to_owned());
+                    let _ = url_tx.send((false, url.to_owned()));
+                } else if let Some(url) = line.strip_prefix("MCPbox tunnel listener on ") {
+                    let _ = url_tx.send((true, url.to_owned()));
                 }
             }
         });
-        let url = match url_rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                let log: Vec<String> = log.try_iter().collect();
-                anyhow::bail!("mcpbox did not start:\n{}", log.join("\n"));
+        let wants_tunnel = options.args.iter().any(|a| a == "--tunnel-listen");
+        let (mut url, mut tunnel_url) = (None, None);
+        while url.is_none() || (wants_tunnel && tunnel_url.is_none()) {
+            match url_rx.recv_timeout(Duration::from_secs(30)) {
+                Ok((false, found)) => url = Some(found),
+                Ok((true, found)) => tunnel_url = Some(found),
+                Err(_) => {
+                    let _ = child.kill();
+                    let log: Vec<String> = log.try_iter().collect();
+                    anyhow::bail!("mcpbox did not start:\n{}", log.join("\n"));
+                }
             }
-        };
-        Ok(Origin { child, url, log })
+        }
+        let url = url.unwrap_or_default();
+        Ok(Origin {
+            child,
+            url,
+            tunnel_url,
+            log,
+        })
     }
 
     /// Sends SIGTERM and waits for the exit status.

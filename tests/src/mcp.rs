@@ -51,6 +51,8 @@ pub struct Mcp {
     pub next_id: u64,
     /// One client per `Mcp`, so requests reuse a keep-alive connection.
     pub http: reqwest::Client,
+    /// Sent with every request (e.g. the Worker's identity headers).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Mcp {
@@ -60,6 +62,9 @@ impl Mcp {
             .post(&self.url)
             .header("accept", "application/json, text/event-stream")
             .header("content-type", "application/json");
+        for (name, value) in &self.headers {
+            request = request.header(*name, value);
+        }
         match &self.session {
             Some(session) => {
                 request = request
@@ -125,6 +130,7 @@ impl Mcp {
             session: Some(session),
             next_id: 0,
             http,
+            headers: Vec::new(),
         };
         let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
         let status = mcp
@@ -198,6 +204,7 @@ impl Mcp {
             session: None,
             next_id: 0,
             http: client(),
+            headers: Vec::new(),
         }
     }
 }

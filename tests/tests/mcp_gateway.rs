@@ -412,3 +412,164 @@ async fn the_official_python_sdk_runs_the_whole_loop_on_both_revisions() {
     }
     drop(origin);
 }
+
+const SERVICE_TOKEN: &str = "4f1c2d9e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e";
+
+/// The tunnel listener (what cloudflared reaches): only requests with the Worker's service token
+/// get in, failed tokens are throttled per address, a caller without an email may only
+/// initialise, signed-in users are rate-limited by the policy, and nothing but `/mcp` is served.
+#[tokio::test]
+async fn the_tunnel_listener_admits_only_the_worker_and_then_only_signed_in_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = ServeOptions::new(dir.path());
+    options.args = vec!["--tunnel-listen".into(), "127.0.0.1:0".into()];
+    options
+        .env
+        .push(("MCPBOX_SERVICE_TOKEN", SERVICE_TOKEN.into()));
+    let origin = Origin::start(options).unwrap();
+    let url = origin.url.clone();
+    let tunnel = origin.tunnel_url.clone().expect("tunnel listener");
+    let token = admin_token(&url).await;
+    // An approved tool on a running server.
+    let (_, server) = api(
+        &format!("{url}/api/servers"),
+        json!({"name": "remote"}),
+        Some(&token),
+    )
+    .await;
+    let server = server["id"].as_str().unwrap().to_owned();
+    let (_, tool) = api(
+        &format!("{url}/api/servers/{server}/tools"),
+        json!({"name": "echo", "python_code": "def main(n: int) -> int:\n    return n\n"}),
+        Some(&token),
+    )
+    .await;
+    let tool = tool["id"].as_str().unwrap().to_owned();
+    let approve = format!("{url}/api/approvals/tools/{tool}/action");
+    assert_eq!(
+        api(&approve, json!({"action": "approve"}), Some(&token))
+            .await
+            .0,
+        200
+    );
+    let start = format!("{url}/api/sandbox/servers/{server}/start");
+    assert_eq!(api(&start, json!({}), Some(&token)).await.0, 200);
+
+    let worker = |email: Option<&str>| {
+        let mut headers = vec![("x-mcpbox-service-token", SERVICE_TOKEN.to_owned())];
+        if let Some(email) = email {
+            headers.push(("x-mcpbox-user-email", email.to_owned()));
+        }
+        let mut mcp = Mcp::stateless(&format!("{tunnel}/mcp"));
+        mcp.headers = headers;
+        mcp
+    };
+
+    // Signed in through the Worker: list and call; the log names the user.
+    let mut alice = worker(Some("Alice@Example.com"));
+    let listed = alice.call("tools/list", json!({})).await;
+    assert_eq!(
+        listed["result"]["tools"][0]["name"], "remote__echo",
+        "{listed}"
+    );
+    let called = alice
+        .call(
+            "tools/call",
+            json!({"name": "remote__echo", "arguments": {"n": 7}}),
+        )
+        .await;
+    assert_eq!(called["result"]["content"][0]["text"], "7", "{called}");
+    let logs: Value = client()
+        .get(format!("{url}/api/execution-logs"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(logs["items"][0]["executed_by"], "alice@example.com");
+
+    // The Worker forwards before sign-in: the handshake works, nothing else does.
+    let mut anonymous = worker(None);
+    let discover = anonymous.call("server/discover", json!({})).await;
+    assert!(discover["result"].is_object(), "{discover}");
+    let refused = anonymous.call("tools/list", json!({})).await;
+    assert_eq!(refused["error"]["code"], -32600, "{refused}");
+    assert_eq!(
+        refused["error"]["message"],
+        "Tool listing requires user authentication"
+    );
+    let refused = anonymous
+        .call(
+            "tools/call",
+            json!({"name": "remote__echo", "arguments": {"n": 1}}),
+        )
+        .await;
+    assert_eq!(refused["error"]["code"], -32600, "{refused}");
+
+    let raw = |headers: Vec<(&'static str, String)>, path: &'static str| {
+        let mut request = client()
+            .post(format!("{tunnel}{path}"))
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let retry_after = response.headers().get("retry-after").is_some();
+            (status, retry_after, response.text().await.unwrap())
+        }
+    };
+    let good = || ("x-mcpbox-service-token", SERVICE_TOKEN.to_owned());
+    // A malformed email from the Worker is refused, not trusted.
+    for email in ["not-an-email", "a@b.c", "x y@z.com", "alice@example"] {
+        let (status, _, text) = raw(
+            vec![good(), ("x-mcpbox-user-email", email.to_owned())],
+            "/mcp",
+        )
+        .await;
+        assert_eq!(status, 400, "{email:?}: {text}");
+    }
+    // Only /mcp lives here: the admin API is not reachable through the tunnel.
+    let (status, _, _) = raw(vec![good()], "/api/servers").await;
+    assert_eq!(status, 404);
+
+    // Per-user rate limit from the policy: 10/min means bursts of 5.
+    let (status, _) = client()
+        .patch(format!("{url}/api/settings/security-policy"))
+        .bearer_auth(&token)
+        .json(&json!({"mcp_rate_limit_rpm": 10}))
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), ()))
+        .unwrap();
+    assert_eq!(status, 200);
+    let mut bob = worker(Some("bob@example.com"));
+    for _ in 0..5 {
+        assert!(bob.call("tools/list", json!({})).await["result"].is_object());
+    }
+    let bob_headers = bob.headers.clone();
+    let (status, retry_after, text) = raw(bob_headers, "/mcp").await;
+    assert_eq!(status, 429, "{text}");
+    assert!(retry_after);
+    // Alice has her own budget.
+    assert!(alice.call("tools/list", json!({})).await["result"].is_object());
+
+    // No token or a wrong one: 403; after 10 failures from one address even the right token
+    // waits (guessing is capped at 10 a minute).
+    let (status, _, text) = raw(vec![], "/mcp").await;
+    assert_eq!(status, 403);
+    assert!(text.contains("Authentication failed"), "{text}");
+    let almost = format!("{}0", &SERVICE_TOKEN[..SERVICE_TOKEN.len() - 1]);
+    for _ in 0..9 {
+        let (status, _, _) = raw(vec![("x-mcpbox-service-token", almost.clone())], "/mcp").await;
+        assert_eq!(status, 403);
+    }
+    let (status, retry_after, _) = raw(vec![good()], "/mcp").await;
+    assert_eq!(status, 429);
+    assert!(retry_after);
+    drop(origin);
+}

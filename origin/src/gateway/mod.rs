@@ -7,8 +7,10 @@
 //! `tools/call` through `execution::run` (the one path into the sandbox, so approval is checked at
 //! call time and every call is logged), and `notifications/tools/list_changed` on both protocol
 //! revisions (the 2025-11-25 session GET stream and the 2026-07-28 `subscriptions/listen`).
-//! Not yet: the 28 `mcpbox_*` management tools, external sources and the tunnel listener.
+//! The tunnel listener for remote clients is `tunnel`. Not yet: the 28 `mcpbox_*` management
+//! tools and external sources.
 
+pub mod tunnel;
 mod visible;
 
 use std::sync::Arc;
@@ -34,25 +36,56 @@ use crate::tools;
 pub use visible::{PAGE_SIZE, VisibleTool, visible_tools};
 
 /// Who may reach `/mcp`: `Host` and `Origin` allowlists (DNS-rebinding and cross-site defence).
+/// `None` turns a check off (the tunnel listener, where the service token is the guard).
 #[derive(Debug, Clone)]
 pub struct McpAccess {
     /// Host names or `host:port` authorities accepted in the `Host` header.
-    pub allowed_hosts: Vec<String>,
+    pub allowed_hosts: Option<Vec<String>>,
     /// Browser origins accepted in an `Origin` header (requests without one pass: they do not
     /// come from a web page).
-    pub allowed_origins: Vec<String>,
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 impl Default for McpAccess {
     /// Loopback only, which is what a default `mcpbox serve` on 127.0.0.1 is reachable as.
     fn default() -> Self {
         McpAccess {
-            allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
-            allowed_origins: vec![
+            allowed_hosts: Some(vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]),
+            allowed_origins: Some(vec![
                 "http://localhost:*".into(),
                 "http://127.0.0.1:*".into(),
                 "http://[::1]:*".into(),
-            ],
+            ]),
+        }
+    }
+}
+
+/// Who is calling, set by the listener's guard into the HTTP request's extensions. Requests on
+/// the local listener carry none and are `Local`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Local,
+    /// Through the Worker and the tunnel listener; `None`: not signed in.
+    Remote {
+        email: Option<String>,
+    },
+}
+
+impl Caller {
+    fn of(context: &RequestContext<RoleServer>) -> Caller {
+        context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Caller>().cloned())
+            .unwrap_or(Caller::Local)
+    }
+
+    /// The actor recorded in execution logs.
+    fn actor(&self) -> String {
+        match self {
+            Caller::Local => "mcp:local".to_owned(),
+            Caller::Remote { email: Some(email) } => email.clone(),
+            Caller::Remote { email: None } => "mcp:anonymous".to_owned(),
         }
     }
 }
@@ -62,10 +95,17 @@ impl Default for McpAccess {
 pub fn router(state: AppState, access: &McpAccess) -> Router<AppState> {
     let changes = visible::watch_changes(&state);
     let handler = Gateway { state, changes };
-    let config = StreamableHttpServerConfig::default()
-        .with_allowed_hosts(access.allowed_hosts.clone())
-        .with_allowed_origins(access.allowed_origins.clone())
-        .enforce_origin_validation();
+    let mut config = StreamableHttpServerConfig::default();
+    config = match &access.allowed_hosts {
+        Some(hosts) => config.with_allowed_hosts(hosts.clone()),
+        None => config.disable_allowed_hosts(),
+    };
+    config = match &access.allowed_origins {
+        Some(origins) => config
+            .with_allowed_origins(origins.clone())
+            .enforce_origin_validation(),
+        None => config.disable_allowed_origins(),
+    };
     let service = StreamableHttpService::new(
         move || Ok(handler.clone()),
         Arc::new(LocalSessionManager::default()),
@@ -96,9 +136,6 @@ struct Gateway {
     /// Bumped whenever the set of visible tools (names, descriptions, schemas) changes.
     changes: watch::Receiver<u64>,
 }
-
-/// The actor recorded in execution logs for calls on the local listener (no identity there).
-const LOCAL_ACTOR: &str = "mcp:local";
 
 impl ServerHandler for Gateway {
     fn get_info(&self) -> InitializeResult {
@@ -137,8 +174,9 @@ impl ServerHandler for Gateway {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        let actor = Caller::of(&context).actor();
         let Some(tool_id) = visible::tool_id(&self.state.db, &request.name)
             .await
             .map_err(to_protocol_error)?
@@ -158,11 +196,10 @@ impl ServerHandler for Gateway {
             Ok(approved) => approved,
             Err(err) => return Ok(refusal(&err).into()),
         };
-        let outcome =
-            match execution::run(&self.state, &approved, arguments, LOCAL_ACTOR, false).await {
-                Ok(outcome) => outcome,
-                Err(err) => return Ok(refusal(&err).into()),
-            };
+        let outcome = match execution::run(&self.state, &approved, arguments, &actor, false).await {
+            Ok(outcome) => outcome,
+            Err(err) => return Ok(refusal(&err).into()),
+        };
         Ok(tool_result(outcome).into())
     }
 

@@ -1,0 +1,332 @@
+//! The tunnel listener (`--tunnel-listen`): `/mcp` for remote clients, reached only through the
+//! Cloudflare Worker. Every request must carry the Worker's service token (constant-time
+//! compare; failures throttled per address); the user's email comes from the Worker's header.
+//! The rules are re-checked here even though the Worker applies them (defence in depth):
+//! a caller without an email may only initialise; callers with one are rate-limited per user by
+//! the policy's `mcp_rate_limit_rpm`.
+//!
+//! Not yet here (issue #5): the email allowlist (it comes with the Cloudflare Access settings)
+//! and the LOCAL_ONLY management tools that `remote_tool_editing` gates (they come with the
+//! `mcpbox_*` tools; `Caller::Remote` is what they will check).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use contract::headers::{SERVICE_TOKEN, USER_EMAIL};
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use super::{Caller, McpAccess};
+use crate::app::AppState;
+use crate::auth::throttle::{Limit, LoginThrottle};
+use crate::http::MAX_BODY_BYTES;
+
+/// The shortest service token accepted (the Worker's is 32 random bytes in hex).
+pub const SERVICE_TOKEN_MIN_LEN: usize = 32;
+/// Failed service-token attempts allowed per address per minute before 429.
+const TOKEN_FAILURES_PER_MINUTE: u32 = 10;
+
+#[derive(Clone)]
+struct Guard {
+    state: AppState,
+    token: Arc<[u8]>,
+    failures: Arc<LoginThrottle>,
+    limiter: Arc<RateLimiter>,
+}
+
+/// `/mcp` behind the guard; nothing else is served on this listener.
+pub fn router(state: AppState, service_token: &str) -> Router {
+    let guard = Guard {
+        state: state.clone(),
+        token: service_token.as_bytes().into(),
+        failures: Arc::new(LoginThrottle::new(
+            Limit {
+                max_failures: TOKEN_FAILURES_PER_MINUTE,
+                window: Duration::from_secs(60),
+            },
+            // One shared key for every address: no per-key limit, or anyone could lock the
+            // Worker out.
+            Limit {
+                max_failures: u32::MAX,
+                window: Duration::from_secs(60),
+            },
+        )),
+        limiter: Arc::new(RateLimiter::default()),
+    };
+    // The service token is the guard here: Host and Origin are whatever the tunnel and the
+    // Worker forward, so those checks are off on this listener.
+    let access = McpAccess {
+        allowed_hosts: None,
+        allowed_origins: None,
+    };
+    let mcp = super::router(state.clone(), &access)
+        .with_state(state)
+        // route_layer: unknown paths are a plain 404, without touching the guard.
+        .route_layer(axum::middleware::from_fn_with_state(guard, check));
+    crate::http::with_layers(mcp)
+}
+
+async fn check(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
+    let ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let now = Instant::now();
+    if let Err(wait) = guard.failures.check(ip, "", now) {
+        return too_many(
+            wait,
+            "too many failed authentication attempts; try again later",
+        );
+    }
+    let presented = request
+        .headers()
+        .get(SERVICE_TOKEN)
+        .map(HeaderValue::as_bytes)
+        .unwrap_or_default();
+    if !bool::from(presented.ct_eq(&guard.token)) {
+        guard.failures.record_failure(ip, "", now);
+        tracing::warn!(%ip, "tunnel request without a valid service token");
+        return error(StatusCode::FORBIDDEN, "forbidden", "Authentication failed");
+    }
+    let email = match email(request.headers()) {
+        Ok(email) => email,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "bad_request", message),
+    };
+    match &email {
+        Some(email) => {
+            let rpm = match crate::settings::policy(&guard.state.db).await {
+                Ok(policy) => policy.mcp_rate_limit_rpm,
+                Err(err) => return err.into_response(),
+            };
+            if let Err(wait) = guard.limiter.take(email, rpm, now) {
+                return too_many(wait, "rate limit reached (mcp_rate_limit_rpm); slow down");
+            }
+        }
+        None => {
+            // Anonymous (the Worker forwards before sign-in): only the handshake.
+            let (parts, body) = request.into_parts();
+            let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+                Ok(bytes) => bytes,
+                Err(_) => {
+                    return crate::error::Error::PayloadTooLarge {
+                        limit: MAX_BODY_BYTES,
+                    }
+                    .into_response();
+                }
+            };
+            if parts.method == axum::http::Method::POST
+                && let Some(denied) = anonymous_denial(&bytes)
+            {
+                return denied;
+            }
+            request = Request::from_parts(parts, Body::from(bytes));
+        }
+    }
+    request.extensions_mut().insert(Caller::Remote { email });
+    next.run(request).await
+}
+
+/// The Worker's email header, checked like the reference does; absent means anonymous.
+fn email(headers: &HeaderMap) -> Result<Option<String>, &'static str> {
+    let Some(value) = headers.get(USER_EMAIL) else {
+        return Ok(None);
+    };
+    let invalid = "the user email header is not a valid email address";
+    let text = value.to_str().map_err(|_| invalid)?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if valid_email(text) {
+        Ok(Some(text.to_ascii_lowercase()))
+    } else {
+        Err(invalid)
+    }
+}
+
+/// `^[a-zA-Z0-9._%+-]+@[a-zA-Z0-9.-]+\.[a-zA-Z]{2,}$`, at most 254 characters.
+fn valid_email(text: &str) -> bool {
+    let Some((local, domain)) = text.split_once('@') else {
+        return false;
+    };
+    let Some((host, tld)) = domain.rsplit_once('.') else {
+        return false;
+    };
+    text.len() <= 254
+        && !local.is_empty()
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._%+-".contains(c))
+        && !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-".contains(c))
+        && tld.len() >= 2
+        && tld.chars().all(|c| c.is_ascii_alphabetic())
+}
+
+/// What an anonymous caller may send: `initialize`, `server/discover`, `ping` and
+/// notifications. Anything else (or a batch) gets a JSON-RPC -32600 with the reason.
+fn anonymous_denial(body: &[u8]) -> Option<Response> {
+    let message: Value = serde_json::from_slice(body).ok()?;
+    let Some(method) = message.get("method").and_then(Value::as_str) else {
+        // Not a request; rmcp answers malformed messages itself.
+        return if message.is_array() {
+            Some(rpc_error(Value::Null, "batches are not accepted"))
+        } else {
+            None
+        };
+    };
+    let allowed = matches!(method, "initialize" | "server/discover" | "ping")
+        || method.starts_with("notifications/");
+    if allowed {
+        return None;
+    }
+    let reason = if method == "tools/list" {
+        "Tool listing requires user authentication"
+    } else {
+        "This method requires user authentication"
+    };
+    Some(rpc_error(
+        message.get("id").cloned().unwrap_or(Value::Null),
+        reason,
+    ))
+}
+
+fn rpc_error(id: Value, message: &str) -> Response {
+    Json(json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32600, "message": message}}))
+        .into_response()
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(contract::ErrorBody::new(code, message))).into_response()
+}
+
+fn too_many(wait: Duration, message: &str) -> Response {
+    let mut response = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+    let seconds = wait.as_secs().max(1).to_string();
+    if let Ok(value) = HeaderValue::from_str(&seconds) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// Per-user token buckets: `rpm` per minute, bursts of `max(5, rpm / 10)`.
+#[derive(Default)]
+pub struct RateLimiter {
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+impl RateLimiter {
+    /// Takes one request's token, or says how long until one is available.
+    pub fn take(&self, user: &str, rpm: i64, now: Instant) -> Result<(), Duration> {
+        let rate = rpm.max(1) as f64 / 60.0;
+        let burst = (rpm / 10).max(5) as f64;
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if buckets.len() > 10_000 {
+            // Idle buckets are full again after burst / rate seconds: forget them.
+            let idle = Duration::from_secs_f64(burst / rate);
+            buckets.retain(|_, b| now.duration_since(b.updated) < idle);
+        }
+        let bucket = buckets.entry(user.to_owned()).or_insert(Bucket {
+            tokens: burst,
+            updated: now,
+        });
+        let elapsed = now.duration_since(bucket.updated).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
+        bucket.updated = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_checked_like_the_reference() {
+        for good in ["a@b.co", "first.last+tag@mail.example.org", "x_y%z@a-b.io"] {
+            assert!(valid_email(good), "{good}");
+        }
+        for bad in [
+            "",
+            "a",
+            "a@b",
+            "a@b.c",
+            "@b.co",
+            "a@.co",
+            "a b@c.co",
+            "a@b.c0",
+            "a@@b.co",
+            "a@b.co\n",
+            &format!("{}@b.co", "a".repeat(250)),
+        ] {
+            assert!(!valid_email(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn anonymous_callers_may_only_initialise() {
+        for allowed in [
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize"}),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover"}),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}),
+            json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        ] {
+            assert!(anonymous_denial(allowed.to_string().as_bytes()).is_none());
+        }
+        for denied in [
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call"}),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen"}),
+            json!([{"jsonrpc": "2.0", "id": 1, "method": "initialize"}]),
+        ] {
+            assert!(anonymous_denial(denied.to_string().as_bytes()).is_some());
+        }
+    }
+
+    #[test]
+    fn the_rate_limit_allows_a_burst_then_the_rate() {
+        let limiter = RateLimiter::default();
+        let start = Instant::now();
+        // 60 rpm: bursts of 6, then one a second.
+        for _ in 0..6 {
+            assert!(limiter.take("a@b.co", 60, start).is_ok());
+        }
+        let wait = limiter.take("a@b.co", 60, start).unwrap_err();
+        assert!(wait <= Duration::from_secs(1) && wait > Duration::ZERO);
+        // Someone else is not affected.
+        assert!(limiter.take("c@d.co", 60, start).is_ok());
+        assert!(
+            limiter
+                .take("a@b.co", 60, start + Duration::from_millis(1001))
+                .is_ok()
+        );
+        assert!(
+            limiter
+                .take("a@b.co", 60, start + Duration::from_millis(1002))
+                .is_err()
+        );
+    }
+}
