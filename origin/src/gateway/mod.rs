@@ -18,8 +18,9 @@ use std::sync::Arc;
 use axum::Router;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    InitializeResult, ListToolsResult, MetaObject, PaginatedRequestParams, ServerCapabilities,
-    SubscriptionFilter,
+    InitializeResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListToolsResult, MetaObject, PaginatedRequestParams, ReadResourceRequestParams,
+    ReadResourceResponse, ServerCapabilities, SubscriptionFilter,
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -130,6 +131,9 @@ async fn session_deleted_is_no_content(
     response
 }
 
+/// Prompts and resources never change (there are none): a client may cache that for an hour.
+const EMPTY_LIST_TTL_MS: u64 = 3_600_000;
+
 #[derive(Clone)]
 struct Gateway {
     state: AppState,
@@ -143,6 +147,8 @@ impl ServerHandler for Gateway {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_tool_list_changed()
+                .enable_prompts()
+                .enable_resources()
                 .build(),
         )
         .with_server_info(Implementation::new("mcpbox", env!("CARGO_PKG_VERSION")))
@@ -222,8 +228,51 @@ impl ServerHandler for Gateway {
         &self,
         requested: &SubscriptionFilter,
     ) -> Option<SubscriptionFilter> {
-        (requested.tools_list_changed == Some(true))
-            .then(|| SubscriptionFilter::builder().tools_list_changed().build())
+        // Always Some: `None` would make `subscriptions/listen` "method not found" for a client
+        // that asks for categories we do not have; it gets an acknowledged, narrower filter.
+        Some(if requested.tools_list_changed == Some(true) {
+            SubscriptionFilter::builder().tools_list_changed().build()
+        } else {
+            SubscriptionFilter::default()
+        })
+    }
+
+    // MCPbox offers tools only. Prompts and resources are declared (empty), so clients that
+    // probe them get a well-formed, cacheable empty answer rather than an undeclared feature.
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        Ok(ListPromptsResult::default().with_ttl_ms(EMPTY_LIST_TTL_MS))
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        Ok(ListResourcesResult::default().with_ttl_ms(EMPTY_LIST_TTL_MS))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        Ok(ListResourceTemplatesResult::default().with_ttl_ms(EMPTY_LIST_TTL_MS))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        // SEP-2164: an unknown resource is invalid params, naming the URI.
+        Err(McpError::invalid_params(
+            format!("no resource {:?}: MCPbox offers tools only", request.uri),
+            Some(json!({"uri": request.uri})),
+        ))
     }
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {

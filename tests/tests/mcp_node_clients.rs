@@ -1,0 +1,170 @@
+//! `/mcp` against the Node-based official tools: the MCP conformance suite (server scenarios
+//! of both protocol revisions, with a baseline of the scenarios that need fixture tools MCPbox
+//! does not have) and the MCP Inspector CLI (the TypeScript SDK underneath) listing and calling
+//! an approved tool. `scripts/test` installs both, with Node 22, into `$MCPBOX_CACHE/node`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mcpbox_e2e::mcp::{admin_token, api};
+use mcpbox_e2e::{Origin, ServeOptions};
+use serde_json::{Value, json};
+
+/// The npm prefix `scripts/test` installs into, and a PATH with its Node 22 first.
+fn node_tools() -> (PathBuf, String) {
+    let dir = match std::env::var_os("MCPBOX_TEST_NODE_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::var_os("MCPBOX_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/mcpbox"))
+            .join("node"),
+    };
+    let bin = dir.join("node_modules/.bin");
+    for tool in ["conformance", "mcp-inspector"] {
+        assert!(
+            bin.join(tool).exists(),
+            "{} is missing: run scripts/test, which installs node@22, \
+             @modelcontextprotocol/conformance and @modelcontextprotocol/inspector there \
+             (or set MCPBOX_TEST_NODE_DIR)",
+            bin.join(tool).display()
+        );
+    }
+    let path = format!(
+        "{}:{}",
+        dir.join("node_modules/node/bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    (bin, path)
+}
+
+async fn run(program: PathBuf, args: &[&str], path: &str) -> (bool, String) {
+    let output = tokio::time::timeout(
+        Duration::from_secs(300),
+        tokio::process::Command::new(&program)
+            .args(args)
+            .env("PATH", path)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{} did not finish in 300 s", program.display()))
+    .unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// Fails on any failing scenario or check not in `tests/conformance/baseline-*.yml`, and on a
+/// baseline entry that passes (so the baseline shrinks as the gateway grows).
+#[tokio::test]
+async fn the_conformance_suite_passes_both_revisions_except_the_baselined_fixture_scenarios() {
+    let (bin, path) = node_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(ServeOptions::new(dir.path())).unwrap();
+    let url = format!("{}/mcp", origin.url);
+    for revision in ["2025-11-25", "2026-07-28"] {
+        let baseline = format!(
+            "{}/conformance/baseline-{revision}.yml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let (ok, text) = run(
+            bin.join("conformance"),
+            &[
+                "server",
+                "--url",
+                &url,
+                "--requirements",
+                revision,
+                "--expected-failures",
+                &baseline,
+            ],
+            &path,
+        )
+        .await;
+        let summary: Vec<&str> = text
+            .lines()
+            .filter(|line| {
+                line.starts_with("Total:") || line.contains("nexpected") || line.contains("tale")
+            })
+            .collect();
+        println!("conformance {revision}: {}", summary.join(" | "));
+        assert!(ok, "conformance {revision} failed:\n{text}");
+    }
+    drop(origin);
+}
+
+/// The MCP Inspector CLI lists the approved tool and calls it.
+#[tokio::test]
+async fn the_mcp_inspector_cli_lists_and_calls_an_approved_tool() {
+    let (bin, path) = node_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(ServeOptions::new(dir.path())).unwrap();
+    let url = origin.url.clone();
+    let token = admin_token(&url).await;
+    let (_, server) = api(
+        &format!("{url}/api/servers"),
+        json!({"name": "inspect"}),
+        Some(&token),
+    )
+    .await;
+    let server = server["id"].as_str().unwrap().to_owned();
+    let code = "def main(word: str) -> dict:\n    \"\"\"Shout a word.\"\"\"\n    return {'loud': word.upper()}\n";
+    let (_, tool) = api(
+        &format!("{url}/api/servers/{server}/tools"),
+        json!({"name": "shout", "python_code": code}),
+        Some(&token),
+    )
+    .await;
+    let tool = tool["id"].as_str().unwrap().to_owned();
+    let approve = format!("{url}/api/approvals/tools/{tool}/action");
+    assert_eq!(
+        api(&approve, json!({"action": "approve"}), Some(&token))
+            .await
+            .0,
+        200
+    );
+    let start = format!("{url}/api/sandbox/servers/{server}/start");
+    assert_eq!(api(&start, json!({}), Some(&token)).await.0, 200);
+
+    let mcp = format!("{url}/mcp");
+    let inspector = bin.join("mcp-inspector");
+    let (ok, text) = run(
+        inspector.clone(),
+        &["--cli", &mcp, "--method", "tools/list"],
+        &path,
+    )
+    .await;
+    assert!(ok, "{text}");
+    let listed: Value =
+        serde_json::from_str(&text[text.find('{').unwrap()..text.rfind('}').unwrap() + 1]).unwrap();
+    assert_eq!(listed["tools"][0]["name"], "inspect__shout", "{listed}");
+    assert_eq!(listed["tools"][0]["description"], "Shout a word.");
+    let (ok, text) = run(
+        inspector,
+        &[
+            "--cli",
+            &mcp,
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "inspect__shout",
+            "--tool-arg",
+            "word=hey",
+        ],
+        &path,
+    )
+    .await;
+    assert!(ok, "{text}");
+    let called: Value =
+        serde_json::from_str(&text[text.find('{').unwrap()..text.rfind('}').unwrap() + 1]).unwrap();
+    assert_eq!(
+        called["structuredContent"],
+        json!({"loud": "HEY"}),
+        "{called}"
+    );
+    assert_ne!(called["isError"], true);
+    drop(origin);
+}
