@@ -11,8 +11,7 @@
 //!   redacted);
 //! - `log_retention_days`: `execution::apply_retention`, run hourly by `serve`;
 //! - `mcp_rate_limit_rpm`: `gateway::tunnel` (per signed-in remote user);
-//! - `remote_tool_editing`: stored and validated here; it will gate the LOCAL_ONLY `mcpbox_*`
-//!   management tools for remote callers, which do not exist yet (`gateway::Caller`).
+//! - `remote_tool_editing`: `gateway::management::call` (the LOCAL_ONLY tools for remote callers).
 
 use axum::extract::State;
 use axum::routing::{get, patch};

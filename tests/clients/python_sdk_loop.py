@@ -3,8 +3,8 @@
 Usage: python_sdk_loop.py BASE_URL ADMIN_TOKEN
 Prints one JSON object with what the clients saw; the Rust test (`tests/mcp_gateway.rs`) checks it.
 
-The tool is created over the REST API here, standing in for the LLM until the `mcpbox_*`
-management tools exist; the approval goes over the REST API as a person's would.
+The client plays the LLM: it creates a server and a tool and asks for review with the
+`mcpbox_*` management tools; the approval and the start go over the REST API as a person's would.
 """
 
 import asyncio
@@ -34,12 +34,10 @@ def api(path, body):
 
 
 def names(listed):
-    return sorted(tool.name for tool in listed.tools)
+    return sorted(tool.name for tool in listed.tools if not tool.name.startswith("mcpbox_"))
 
 
 async def main():
-    server = api("/api/servers", {"name": "sdk"})["id"]
-    tool = api(f"/api/servers/{server}/tools", {"name": "greet", "python_code": CODE})["id"]
     heard_legacy = asyncio.Event()
 
     async def on_message(message):
@@ -51,6 +49,13 @@ async def main():
         BASE + "/mcp"
     ) as modern:
         seen["versions"] = [legacy.protocol_version, modern.protocol_version]
+        server = (await legacy.call_tool("mcpbox_create_server", {"name": "sdk"})).structured_content["id"]
+        created = await modern.call_tool(
+            "mcpbox_create_tool", {"server_id": server, "name": "greet", "python_code": CODE}
+        )
+        tool = created.structured_content["id"]
+        published = await legacy.call_tool("mcpbox_request_publish", {"tool_id": tool, "notes": "greets"})
+        seen["published"] = published.structured_content["approval_status"]
         seen["before"] = [names(await legacy.list_tools()), names(await modern.list_tools())]
         async with modern.listen(tools_list_changed=True) as subscription:
             await asyncio.to_thread(api, f"/api/approvals/tools/{tool}/action", {"action": "approve"})

@@ -9,12 +9,20 @@ use mcpbox_e2e::mcp::{Mcp, NEW, Stream, admin_token, api, client, stateless_meta
 use mcpbox_e2e::{Origin, ServeOptions};
 use serde_json::{Value, json};
 
+/// The approved tools listed (the `mcpbox_*` management tools are always there too).
 fn names(list: &Value) -> Vec<String> {
-    list["result"]["tools"]
+    let all: Vec<String> = list["result"]["tools"]
         .as_array()
         .unwrap_or_else(|| panic!("no tools in {list}"))
         .iter()
         .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        all.iter().any(|n| n == "mcpbox_create_tool"),
+        "the management tools are missing: {all:?}"
+    );
+    all.into_iter()
+        .filter(|n| !n.starts_with("mcpbox_"))
         .collect()
 }
 
@@ -128,7 +136,12 @@ async fn connected_clients_see_a_tool_once_approved_and_can_call_it() {
         .await;
     let list = session.call("tools/list", json!({})).await;
     assert_eq!(names(&list), ["weather__greet"]);
-    let listed = &list["result"]["tools"][0];
+    let listed = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "weather__greet")
+        .unwrap();
     assert_eq!(listed["description"], "Say hello.");
     assert_eq!(
         listed["inputSchema"]["properties"]["city"]["type"],
@@ -175,6 +188,50 @@ async fn connected_clients_see_a_tool_once_approved_and_can_call_it() {
         .unwrap();
     assert_eq!(logs["total"], 3, "every call that ran is logged: {logs}");
     assert_eq!(logs["items"][0]["executed_by"], "mcp:local");
+
+    // Bad arguments to a management tool: a readable tool error, nothing created.
+    for (arguments, expected) in [
+        (
+            json!({"server_id": server, "name": "Bad-Name", "python_code": code}),
+            "invalid tool name",
+        ),
+        (
+            json!({"server_id": server, "name": "other"}),
+            "\"python_code\" is required",
+        ),
+        (
+            json!({"server_id": server, "name": "other", "python_code": "def helper():\n    pass\n"}),
+            "main",
+        ),
+        (
+            json!({"server_id": "nope", "name": "other", "python_code": code}),
+            "no server",
+        ),
+    ] {
+        let answer = session
+            .call(
+                "tools/call",
+                json!({"name": "mcpbox_create_tool", "arguments": arguments}),
+            )
+            .await;
+        assert_eq!(answer["result"]["isError"], true, "{answer}");
+        let text = answer["result"]["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains(expected), "{expected:?} not in {text:?}");
+    }
+    let tools = session
+        .call(
+            "tools/call",
+            json!({"name": "mcpbox_list_tools", "arguments": {"server_id": server}}),
+        )
+        .await;
+    assert_eq!(tools["result"]["structuredContent"]["total"], 1, "{tools}");
+    let paged = session
+        .call(
+            "tools/call",
+            json!({"name": "mcpbox_list_servers", "arguments": {"page_size": 1000}}),
+        )
+        .await;
+    assert_eq!(paged["result"]["isError"], true, "{paged}");
 
     // Unknown names are protocol errors the client can read.
     let unknown = session
@@ -403,6 +460,7 @@ async fn the_official_python_sdk_runs_the_whole_loop_on_both_revisions() {
     );
     let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(seen["versions"], json!(["2025-11-25", NEW]), "{seen}");
+    assert_eq!(seen["published"], "pending_review");
     assert_eq!(seen["before"], json!([[], []]));
     assert_eq!(seen["modern_event"], "ToolsListChanged");
     assert_eq!(seen["after"], json!([["sdk__greet"], ["sdk__greet"]]));
@@ -468,10 +526,7 @@ async fn the_tunnel_listener_admits_only_the_worker_and_then_only_signed_in_user
     // Signed in through the Worker: list and call; the log names the user.
     let mut alice = worker(Some("Alice@Example.com"));
     let listed = alice.call("tools/list", json!({})).await;
-    assert_eq!(
-        listed["result"]["tools"][0]["name"], "remote__echo",
-        "{listed}"
-    );
+    assert_eq!(names(&listed), ["remote__echo"], "{listed}");
     let called = alice
         .call(
             "tools/call",
@@ -489,6 +544,58 @@ async fn the_tunnel_listener_admits_only_the_worker_and_then_only_signed_in_user
         .await
         .unwrap();
     assert_eq!(logs["items"][0]["executed_by"], "alice@example.com");
+
+    // LOCAL_ONLY management tools: refused to remote callers until the policy allows it.
+    let refused = alice
+        .call(
+            "tools/call",
+            json!({"name": "mcpbox_create_server", "arguments": {"name": "from_afar"}}),
+        )
+        .await;
+    assert_eq!(refused["result"]["isError"], true, "{refused}");
+    assert!(
+        refused["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("remote_tool_editing"),
+        "{refused}"
+    );
+    let read_only = alice
+        .call(
+            "tools/call",
+            json!({"name": "mcpbox_list_servers", "arguments": {}}),
+        )
+        .await;
+    assert_eq!(
+        read_only["result"]["structuredContent"]["total"], 1,
+        "{read_only}"
+    );
+    let enabled = client()
+        .patch(format!("{url}/api/settings/security-policy"))
+        .bearer_auth(&token)
+        .json(&json!({"remote_tool_editing": "enabled"}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(enabled, 200);
+    let created = alice
+        .call(
+            "tools/call",
+            json!({"name": "mcpbox_create_server", "arguments": {"name": "from_afar"}}),
+        )
+        .await;
+    assert_eq!(created["result"]["isError"], false, "{created}");
+    let servers: Value = client()
+        .get(format!("{url}/api/servers"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(servers["total"], 2, "{servers}");
 
     // The Worker forwards before sign-in: the handshake works, nothing else does.
     let mut anonymous = worker(None);

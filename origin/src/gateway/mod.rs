@@ -10,6 +10,7 @@
 //! The tunnel listener for remote clients is `tunnel`. Not yet: the 28 `mcpbox_*` management
 //! tools and external sources.
 
+pub mod management;
 pub mod tunnel;
 mod visible;
 
@@ -29,6 +30,7 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::activity::Audit;
 use crate::app::AppState;
 use crate::error::Error;
 use crate::execution;
@@ -168,11 +170,17 @@ impl ServerHandler for Gateway {
             .await
             .map_err(to_protocol_error)?;
         let next_cursor = page.next_cursor;
-        let mut result =
-            ListToolsResult::with_all_items(page.tools.into_iter().map(|t| t.into_mcp()).collect())
-                // Never cached past a change: clients that ignore list_changed must still see
-                // new tools on their next tools/list.
-                .with_ttl_ms(0);
+        // The management tools are always there, at the head of the first page.
+        let mut listed = if cursor.is_none() {
+            management::tools()
+        } else {
+            Vec::new()
+        };
+        listed.extend(page.tools.into_iter().map(|t| t.into_mcp()));
+        let mut result = ListToolsResult::with_all_items(listed)
+            // Never cached past a change: clients that ignore list_changed must still see
+            // new tools on their next tools/list.
+            .with_ttl_ms(0);
         result.next_cursor = next_cursor;
         Ok(result)
     }
@@ -182,7 +190,36 @@ impl ServerHandler for Gateway {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let actor = Caller::of(&context).actor();
+        let caller = Caller::of(&context);
+        let actor = caller.actor();
+        if request.name.starts_with(management::PREFIX) {
+            let audit = Audit {
+                actor,
+                request_id: context
+                    .extensions
+                    .get::<axum::http::request::Parts>()
+                    .and_then(crate::activity::request_id),
+            };
+            let arguments = request.arguments.unwrap_or_default();
+            return match management::call(&self.state, &caller, &audit, &request.name, &arguments)
+                .await
+            {
+                Ok(Some(value)) => {
+                    let mut result =
+                        CallToolResult::success(vec![ContentBlock::text(value.to_string())]);
+                    result.structured_content = Some(value);
+                    Ok(result.into())
+                }
+                Ok(None) => Err(McpError::invalid_params(
+                    format!(
+                        "unknown tool {:?}; call tools/list to see the tools",
+                        request.name
+                    ),
+                    None,
+                )),
+                Err(err) => Ok(refusal(&err).into()),
+            };
+        }
         let Some(tool_id) = visible::tool_id(&self.state.db, &request.name)
             .await
             .map_err(to_protocol_error)?
@@ -294,7 +331,15 @@ impl ServerHandler for Gateway {
 
 /// A domain refusal (not approved, disabled, sandbox down…) as a tool error with its message.
 fn refusal(err: &Error) -> CallToolResult {
-    CallToolResult::error(vec![ContentBlock::text(err.to_string())])
+    let message = match err {
+        // Internals stay in the log, as on the REST API.
+        Error::Internal(_) => {
+            tracing::error!(error = %err, "MCP tool call failed");
+            "MCPbox failed internally; the details are in its log".to_owned()
+        }
+        _ => err.to_string(),
+    };
+    CallToolResult::error(vec![ContentBlock::text(message)])
 }
 
 /// The result as JSON text (and `structuredContent` when it is an object), or the tool's error

@@ -65,10 +65,7 @@ async fn create(
 ) -> Result<(StatusCode, Json<ServerBody>)> {
     audited.auth.require(Role::Admin)?;
     let name = Name::server(&body.name)?;
-    let server = super::create(&state.db, &name, &body.description, &audited.audit.actor).await?;
-    let event = NewEvent::info("server.create", format!("server {} created", server.name))
-        .server(&server.id);
-    activity::record_now(&state, &audited.audit, event).await?;
+    let server = super::create_recorded(&state, &name, &body.description, &audited.audit).await?;
     Ok((StatusCode::CREATED, Json(server.into())))
 }
 

@@ -87,6 +87,21 @@ pub async fn create(db: &Db, name: &Name, description: &str, actor: &str) -> Res
     Server::from_row(&row)
 }
 
+/// `create` plus its activity row: what every front (REST, MCP) calls.
+pub async fn create_recorded(
+    state: &crate::app::AppState,
+    name: &Name,
+    description: &str,
+    audit: &crate::activity::Audit,
+) -> Result<Server> {
+    let server = create(&state.db, name, description, &audit.actor).await?;
+    let event =
+        crate::activity::NewEvent::info("server.create", format!("server {} created", server.name))
+            .server(&server.id);
+    crate::activity::record_now(state, audit, event).await?;
+    Ok(server)
+}
+
 pub async fn get(db: &Db, id: &str) -> Result<Server> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM servers WHERE id = $1"))
         .bind(id)
