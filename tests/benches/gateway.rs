@@ -7,9 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use mcpbox_e2e::mcp::{Mcp, admin_token, api, client};
+use mcpbox_e2e::mcp::{Mcp, admin_token, approve_and_start, draft_tool, get_json};
 use mcpbox_e2e::{Origin, ServeOptions};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const SEQUENTIAL: usize = 2000;
 const CLIENTS: usize = 32;
@@ -22,30 +22,9 @@ async fn main() {
     let url = origin.url.clone();
     let mcp_url = format!("{url}/mcp");
     let token = admin_token(&url).await;
-    let (_, server) = api(
-        &format!("{url}/api/servers"),
-        json!({"name": "bench"}),
-        Some(&token),
-    )
-    .await;
-    let server = server["id"].as_str().expect("server id").to_owned();
     let code = "def main(n: int) -> dict:\n    return {'n': n}\n";
-    let (_, tool) = api(
-        &format!("{url}/api/servers/{server}/tools"),
-        json!({"name": "echo", "python_code": code}),
-        Some(&token),
-    )
-    .await;
-    let tool = tool["id"].as_str().expect("tool id").to_owned();
-    let approve = format!("{url}/api/approvals/tools/{tool}/action");
-    assert_eq!(
-        api(&approve, json!({"action": "approve"}), Some(&token))
-            .await
-            .0,
-        200
-    );
-    let start = format!("{url}/api/sandbox/servers/{server}/start");
-    assert_eq!(api(&start, json!({}), Some(&token)).await.0, 200);
+    let (server, tool) = draft_tool(&url, &token, "bench", "echo", code).await;
+    approve_and_start(&url, &token, &server, &tool).await;
 
     let mut calls = 0usize;
     let mut session = Mcp::session(&mcp_url).await;
@@ -115,15 +94,7 @@ async fn main() {
         took.as_secs_f64(),
         ok as f64 / took.as_secs_f64()
     );
-    let logs: Value = client()
-        .get(format!("{url}/api/execution-logs?page_size=1"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("logs")
-        .json()
-        .await
-        .expect("logs json");
+    let logs = get_json(&format!("{url}/api/execution-logs?page_size=1"), &token).await;
     println!(
         "execution-log rows: {} for {calls} calls ({})",
         logs["total"],

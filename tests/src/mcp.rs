@@ -208,3 +208,64 @@ impl Mcp {
         }
     }
 }
+
+/// `GET url` with an admin token, as JSON.
+pub async fn get_json(url: &str, token: &str) -> Value {
+    client()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// A new server with one draft tool, made over the REST API: `(server id, tool id)`.
+pub async fn draft_tool(
+    url: &str,
+    token: &str,
+    server: &str,
+    tool: &str,
+    code: &str,
+) -> (String, String) {
+    let (status, created) = api(
+        &format!("{url}/api/servers"),
+        json!({"name": server}),
+        Some(token),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let server_id = created["id"].as_str().unwrap().to_owned();
+    let (status, created) = api(
+        &format!("{url}/api/servers/{server_id}/tools"),
+        json!({"name": tool, "python_code": code}),
+        Some(token),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    (server_id, created["id"].as_str().unwrap().to_owned())
+}
+
+/// What a person does next: approve the tool's newest version, then start its server.
+pub async fn approve_and_start(url: &str, token: &str, server_id: &str, tool_id: &str) {
+    let approve = format!("{url}/api/approvals/tools/{tool_id}/action");
+    let (status, body) = api(&approve, json!({"action": "approve"}), Some(token)).await;
+    assert_eq!(status, 200, "{body}");
+    let start = format!("{url}/api/sandbox/servers/{server_id}/start");
+    let (status, body) = api(&start, json!({}), Some(token)).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// The text of a `tools/call` answer that must be a tool error (`isError: true`).
+pub fn tool_error(answer: &Value) -> String {
+    assert_eq!(
+        answer["result"]["isError"], true,
+        "not a tool error: {answer}"
+    );
+    answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a tool error without text: {answer}"))
+        .to_owned()
+}

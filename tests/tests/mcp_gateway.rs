@@ -5,7 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use mcpbox_e2e::mcp::{Mcp, NEW, Stream, admin_token, api, client, stateless_meta};
+use mcpbox_e2e::mcp::{
+    Mcp, NEW, Stream, admin_token, api, approve_and_start, client, draft_tool, get_json,
+    stateless_meta, tool_error,
+};
 use mcpbox_e2e::{Origin, ServeOptions};
 use serde_json::{Value, json};
 
@@ -77,23 +80,8 @@ async fn connected_clients_see_a_tool_once_approved_and_can_call_it() {
     assert!(names(&session.call("tools/list", json!({})).await).is_empty());
 
     // A stopped server with a draft tool: nothing to see.
-    let (status, server) = api(
-        &format!("{url}/api/servers"),
-        json!({"name": "weather"}),
-        Some(&token),
-    )
-    .await;
-    assert_eq!(status, 201, "{server}");
-    let server = server["id"].as_str().unwrap().to_owned();
     let code = "async def main(city: str) -> dict:\n    \"\"\"Say hello.\"\"\"\n    print('hi', city)\n    return {'hello': city}\n";
-    let (status, tool) = api(
-        &format!("{url}/api/servers/{server}/tools"),
-        json!({"name": "greet", "python_code": code}),
-        Some(&token),
-    )
-    .await;
-    assert_eq!(status, 201, "{tool}");
-    let tool = tool["id"].as_str().unwrap().to_owned();
+    let (server, tool) = draft_tool(&url, &token, "weather", "greet", code).await;
     assert!(names(&session.call("tools/list", json!({})).await).is_empty());
     let refused = session
         .call(
@@ -101,14 +89,7 @@ async fn connected_clients_see_a_tool_once_approved_and_can_call_it() {
             json!({"name": "weather__greet", "arguments": {"city": "Oslo"}}),
         )
         .await;
-    assert_eq!(refused["result"]["isError"], true, "{refused}");
-    assert!(
-        refused["result"]["content"][0]["text"]
-            .as_str()
-            .unwrap()
-            .contains("not running"),
-        "{refused}"
-    );
+    assert!(tool_error(&refused).contains("not running"), "{refused}");
     assert_eq!(session_events.count("tools/list_changed"), 0);
 
     // Approval while the server is stopped changes nothing clients see; starting it does, and
@@ -177,15 +158,7 @@ async fn connected_clients_see_a_tool_once_approved_and_can_call_it() {
         )
         .await;
     assert_eq!(failed["result"]["isError"], true, "{failed}");
-    let logs: Value = client()
-        .get(format!("{url}/api/execution-logs"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let logs = get_json(&format!("{url}/api/execution-logs"), &token).await;
     assert_eq!(logs["total"], 3, "every call that ran is logged: {logs}");
     assert_eq!(logs["items"][0]["executed_by"], "mcp:local");
 
@@ -489,29 +462,9 @@ async fn the_tunnel_listener_admits_only_the_worker_and_then_only_signed_in_user
     let tunnel = origin.tunnel_url.clone().expect("tunnel listener");
     let token = admin_token(&url).await;
     // An approved tool on a running server.
-    let (_, server) = api(
-        &format!("{url}/api/servers"),
-        json!({"name": "remote"}),
-        Some(&token),
-    )
-    .await;
-    let server = server["id"].as_str().unwrap().to_owned();
-    let (_, tool) = api(
-        &format!("{url}/api/servers/{server}/tools"),
-        json!({"name": "echo", "python_code": "def main(n: int) -> int:\n    return n\n"}),
-        Some(&token),
-    )
-    .await;
-    let tool = tool["id"].as_str().unwrap().to_owned();
-    let approve = format!("{url}/api/approvals/tools/{tool}/action");
-    assert_eq!(
-        api(&approve, json!({"action": "approve"}), Some(&token))
-            .await
-            .0,
-        200
-    );
-    let start = format!("{url}/api/sandbox/servers/{server}/start");
-    assert_eq!(api(&start, json!({}), Some(&token)).await.0, 200);
+    let code = "def main(n: int) -> int:\n    return n\n";
+    let (server, tool) = draft_tool(&url, &token, "remote", "echo", code).await;
+    approve_and_start(&url, &token, &server, &tool).await;
 
     let worker = |email: Option<&str>| {
         let mut headers = vec![("x-mcpbox-service-token", SERVICE_TOKEN.to_owned())];
@@ -534,15 +487,7 @@ async fn the_tunnel_listener_admits_only_the_worker_and_then_only_signed_in_user
         )
         .await;
     assert_eq!(called["result"]["content"][0]["text"], "7", "{called}");
-    let logs: Value = client()
-        .get(format!("{url}/api/execution-logs"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let logs = get_json(&format!("{url}/api/execution-logs"), &token).await;
     assert_eq!(logs["items"][0]["executed_by"], "alice@example.com");
 
     // LOCAL_ONLY management tools: refused to remote callers until the policy allows it.
@@ -552,12 +497,8 @@ async fn the_tunnel_listener_admits_only_the_worker_and_then_only_signed_in_user
             json!({"name": "mcpbox_create_server", "arguments": {"name": "from_afar"}}),
         )
         .await;
-    assert_eq!(refused["result"]["isError"], true, "{refused}");
     assert!(
-        refused["result"]["content"][0]["text"]
-            .as_str()
-            .unwrap()
-            .contains("remote_tool_editing"),
+        tool_error(&refused).contains("remote_tool_editing"),
         "{refused}"
     );
     let read_only = alice
@@ -586,15 +527,7 @@ async fn the_tunnel_listener_admits_only_the_worker_and_then_only_signed_in_user
         )
         .await;
     assert_eq!(created["result"]["isError"], false, "{created}");
-    let servers: Value = client()
-        .get(format!("{url}/api/servers"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let servers = get_json(&format!("{url}/api/servers"), &token).await;
     assert_eq!(servers["total"], 2, "{servers}");
 
     // The Worker forwards before sign-in: the handshake works, nothing else does.

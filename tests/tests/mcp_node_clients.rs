@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mcpbox_e2e::mcp::{admin_token, api};
+use mcpbox_e2e::mcp::{admin_token, approve_and_start, draft_tool};
 use mcpbox_e2e::{Origin, ServeOptions};
 use serde_json::{Value, json};
 
@@ -104,30 +104,9 @@ async fn the_mcp_inspector_cli_lists_and_calls_an_approved_tool() {
     let origin = Origin::start(ServeOptions::new(dir.path())).unwrap();
     let url = origin.url.clone();
     let token = admin_token(&url).await;
-    let (_, server) = api(
-        &format!("{url}/api/servers"),
-        json!({"name": "inspect"}),
-        Some(&token),
-    )
-    .await;
-    let server = server["id"].as_str().unwrap().to_owned();
     let code = "def main(word: str) -> dict:\n    \"\"\"Shout a word.\"\"\"\n    return {'loud': word.upper()}\n";
-    let (_, tool) = api(
-        &format!("{url}/api/servers/{server}/tools"),
-        json!({"name": "shout", "python_code": code}),
-        Some(&token),
-    )
-    .await;
-    let tool = tool["id"].as_str().unwrap().to_owned();
-    let approve = format!("{url}/api/approvals/tools/{tool}/action");
-    assert_eq!(
-        api(&approve, json!({"action": "approve"}), Some(&token))
-            .await
-            .0,
-        200
-    );
-    let start = format!("{url}/api/sandbox/servers/{server}/start");
-    assert_eq!(api(&start, json!({}), Some(&token)).await.0, 200);
+    let (server, tool) = draft_tool(&url, &token, "inspect", "shout", code).await;
+    approve_and_start(&url, &token, &server, &tool).await;
 
     let mcp = format!("{url}/mcp");
     let inspector = bin.join("mcp-inspector");

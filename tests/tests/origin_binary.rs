@@ -3,26 +3,11 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
+use mcpbox_e2e::mcp::{admin_token, api as post, client, draft_tool};
 use mcpbox_e2e::{Origin, ServeOptions, binary};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery";
-
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
-async fn post(url: &str, body: Value, token: Option<&str>) -> (u16, Value) {
-    let mut request = client().post(url).json(&body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.unwrap();
-    (
-        response.status().as_u16(),
-        response.json().await.unwrap_or(Value::Null),
-    )
-}
 
 async fn get(url: &str, token: Option<&str>) -> u16 {
     let mut request = client().get(url);
@@ -358,36 +343,9 @@ async fn a_tool_goes_from_draft_to_a_sandboxed_run_on_the_real_binaries() {
         .await
         .unwrap();
     assert_eq!(ready["sandbox"]["ok"], true, "{ready}");
-    post(
-        &format!("{url}/auth/setup"),
-        json!({"username": "admin", "password": PASSWORD}),
-        None,
-    )
-    .await;
-    let (_, login) = post(
-        &format!("{url}/auth/login"),
-        json!({"username": "admin", "password": PASSWORD}),
-        None,
-    )
-    .await;
-    let token = login["access_token"].as_str().unwrap().to_owned();
-    let (status, server) = post(
-        &format!("{url}/api/servers"),
-        json!({"name": "weather"}),
-        Some(&token),
-    )
-    .await;
-    assert_eq!(status, 201);
-    let server = server["id"].as_str().unwrap().to_owned();
+    let token = admin_token(&url).await;
     let code = "async def main(city: str) -> dict:\n    \"\"\"Say hello.\"\"\"\n    print('hi', city)\n    return {'hello': city}\n";
-    let (status, tool) = post(
-        &format!("{url}/api/servers/{server}/tools"),
-        json!({"name": "greet", "python_code": code}),
-        Some(&token),
-    )
-    .await;
-    assert_eq!(status, 201, "{tool}");
-    let tool = tool["id"].as_str().unwrap().to_owned();
+    let (_, tool) = draft_tool(&url, &token, "weather", "greet", code).await;
     let (status, _) = post(
         &format!("{url}/api/tools/test-code"),
         json!({"tool_id": tool, "arguments": {"city": "Oslo"}}),
