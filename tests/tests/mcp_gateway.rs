@@ -613,3 +613,159 @@ async fn the_tunnel_listener_admits_only_the_worker_and_then_only_signed_in_user
     assert!(retry_after);
     drop(origin);
 }
+
+/// The management tools an LLM uses, end to end over one MCP session: create, inspect, test
+/// (refused until approved), ask for network access and review, start, run, read the logs.
+#[tokio::test]
+async fn an_llm_builds_tests_and_runs_a_tool_with_the_management_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(ServeOptions::new(dir.path())).unwrap();
+    let url = origin.url.clone();
+    let token = admin_token(&url).await;
+    let mut llm = Mcp::session(&format!("{url}/mcp")).await;
+    let tool_call = async |llm: &mut Mcp, name: &str, arguments: Value| {
+        let answer = llm
+            .call("tools/call", json!({"name": name, "arguments": arguments}))
+            .await;
+        answer["result"].clone()
+    };
+    let ok = |result: &Value| {
+        assert_eq!(result["isError"], false, "{result}");
+        result["structuredContent"].clone()
+    };
+
+    let server = ok(&tool_call(&mut llm, "mcpbox_create_server", json!({"name": "maths"})).await);
+    let server = server["id"].as_str().unwrap().to_owned();
+    let code = "def main(a: int, b: int = 2) -> dict:\n    \"\"\"Add two numbers.\"\"\"\n    print('adding')\n    return {'sum': a + b}\n";
+    let tool = ok(&tool_call(
+        &mut llm,
+        "mcpbox_create_tool",
+        json!({"server_id": server, "name": "add", "python_code": code}),
+    )
+    .await);
+    assert_eq!(tool["approval_status"], "draft");
+    assert_eq!(tool["input_schema"]["required"], json!(["a"]), "{tool}");
+    let tool = tool["id"].as_str().unwrap().to_owned();
+    let shown = ok(&tool_call(&mut llm, "mcpbox_get_tool", json!({"tool_id": tool})).await);
+    assert_eq!(shown["python_code"], code);
+    assert_eq!(shown["description"], "Add two numbers.");
+    assert_eq!(shown["approved_version"], Value::Null);
+
+    // Under the default (strict) policy a draft cannot be test-run.
+    let refused = tool_call(
+        &mut llm,
+        "mcpbox_test_code",
+        json!({"tool_id": tool, "arguments": {"a": 1}}),
+    )
+    .await;
+    assert!(tool_error(&json!({"result": refused})).contains("no approved version"));
+    let asked = ok(&tool_call(
+        &mut llm,
+        "mcpbox_request_network_access",
+        json!({"tool_id": tool, "host": "API.Example.com.", "justification": "fetch rates"}),
+    )
+    .await);
+    assert_eq!(asked["target"], "api.example.com");
+    assert_eq!(asked["status"], "pending");
+    let shown = ok(&tool_call(&mut llm, "mcpbox_get_server", json!({"server_id": server})).await);
+    assert_eq!(shown["tool_count"], 1);
+    assert_eq!(shown["tools"][0]["approval_status"], "draft");
+    assert_eq!(
+        shown["pending_requests"][0]["target"], "api.example.com",
+        "{shown}"
+    );
+    let missing = tool_call(
+        &mut llm,
+        "mcpbox_request_module",
+        json!({"tool_id": tool, "module_name": "json"}),
+    )
+    .await;
+    assert!(tool_error(&json!({"result": missing})).contains("justification"));
+
+    let published =
+        ok(&tool_call(&mut llm, "mcpbox_request_publish", json!({"tool_id": tool})).await);
+    assert_eq!(published["approval_status"], "pending_review");
+    // Starting needs an approved tool; a person approves over the REST API.
+    let early = tool_call(
+        &mut llm,
+        "mcpbox_start_server",
+        json!({"server_id": server}),
+    )
+    .await;
+    assert!(tool_error(&json!({"result": early})).contains("approve"));
+    let approve = format!("{url}/api/approvals/tools/{tool}/action");
+    assert_eq!(
+        api(&approve, json!({"action": "approve"}), Some(&token))
+            .await
+            .0,
+        200
+    );
+    let started = ok(&tool_call(
+        &mut llm,
+        "mcpbox_start_server",
+        json!({"server_id": server}),
+    )
+    .await);
+    assert_eq!(started["status"], "running");
+
+    let tested = ok(&tool_call(
+        &mut llm,
+        "mcpbox_test_code",
+        json!({"tool_id": tool, "arguments": {"a": 40}}),
+    )
+    .await);
+    assert_eq!(tested["success"], true, "{tested}");
+    assert_eq!(tested["result"], json!({"sum": 42}));
+    let called = llm
+        .call(
+            "tools/call",
+            json!({"name": "maths__add", "arguments": {"a": 1, "b": 1}}),
+        )
+        .await;
+    assert_eq!(
+        called["result"]["structuredContent"],
+        json!({"sum": 2}),
+        "{called}"
+    );
+    let logs = ok(&tool_call(
+        &mut llm,
+        "mcpbox_get_tool_logs",
+        json!({"tool_id": tool, "limit": 5}),
+    )
+    .await);
+    assert_eq!(logs["total"], 2, "{logs}");
+    assert_eq!(logs["logs"][0]["arguments"], json!({"a": 1, "b": 1}));
+    assert_eq!(logs["logs"][1]["is_test"], true);
+    let bad_limit = tool_call(
+        &mut llm,
+        "mcpbox_get_tool_logs",
+        json!({"tool_id": tool, "limit": 500}),
+    )
+    .await;
+    assert!(tool_error(&json!({"result": bad_limit})).contains("limit"));
+    let versions = ok(&tool_call(
+        &mut llm,
+        "mcpbox_list_tool_versions",
+        json!({"tool_id": tool}),
+    )
+    .await);
+    assert_eq!(versions["total_versions"], 1);
+    assert_eq!(versions["versions"][0]["status"], "approved");
+    let secrets = ok(&tool_call(
+        &mut llm,
+        "mcpbox_list_server_secrets",
+        json!({"server_id": server}),
+    )
+    .await);
+    assert_eq!(secrets["secrets"], json!([]));
+    let stopped =
+        ok(&tool_call(&mut llm, "mcpbox_stop_server", json!({"server_id": server})).await);
+    assert_eq!(stopped["status"], "stopped");
+    let activity = get_json(
+        &format!("{url}/api/activity/logs?action=server.start"),
+        &token,
+    )
+    .await;
+    assert_eq!(activity["items"][0]["actor"], "mcp:local", "{activity}");
+    drop(origin);
+}

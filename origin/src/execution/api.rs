@@ -11,7 +11,7 @@ use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::error::{ApiJson, ApiQuery, Result};
 use crate::pagination::{Page, PageParams};
-use crate::tools::{self, Purpose};
+use crate::tools;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -54,24 +54,8 @@ async fn test_code(
     ApiJson(body): ApiJson<TestBody>,
 ) -> Result<Json<TestAnswer>> {
     auth.require(Role::Approver)?;
-    // Drafts may be tried only when the policy approves tools automatically anyway.
-    let purpose = if crate::settings::policy(&state.db)
-        .await?
-        .auto_approve_tools()
-    {
-        Purpose::TestNewest
-    } else {
-        Purpose::Test
-    };
-    let approved = tools::runnable_for(&state.db, &body.tool_id, purpose).await?;
-    let outcome = super::run(
-        &state,
-        &approved,
-        body.arguments,
-        &auth.user().username,
-        true,
-    )
-    .await?;
+    let outcome =
+        super::test_run(&state, &body.tool_id, body.arguments, &auth.user().username).await?;
     Ok(Json(TestAnswer {
         success: outcome.ok,
         version: outcome.version,

@@ -151,6 +151,26 @@ pub async fn run(
     })
 }
 
+/// A test run (REST and MCP): the approved version, even on a stopped server or a disabled
+/// tool; the newest version, draft or not, only when the policy approves tools automatically.
+pub async fn test_run(
+    state: &AppState,
+    tool_id: &str,
+    arguments: Value,
+    actor: &str,
+) -> Result<Outcome> {
+    let purpose = if crate::settings::policy(&state.db)
+        .await?
+        .auto_approve_tools()
+    {
+        crate::tools::Purpose::TestNewest
+    } else {
+        crate::tools::Purpose::Test
+    };
+    let approved = crate::tools::runnable_for(&state.db, tool_id, purpose).await?;
+    run(state, &approved, arguments, actor, true).await
+}
+
 /// Deletes execution logs older than the policy's `log_retention_days`; returns how many.
 pub async fn apply_retention(db: &Db) -> Result<u64> {
     let days = crate::settings::policy(db).await?.log_retention_days;

@@ -1,8 +1,10 @@
 //! The `mcpbox_*` management tools: how an LLM grows the toolbox over MCP. Each is a thin call
 //! into the same domain functions the REST API uses; results are JSON objects.
 //!
-//! Built so far (issue #5 lists 28): `list_servers`, `create_server`, `list_tools`,
-//! `create_tool`, `request_publish`. The LOCAL_ONLY rule already covers the reference's whole
+//! Built so far (15 of the 28 issue #5 lists): `list_servers`, `get_server`, `create_server`,
+//! `start_server`, `stop_server`, `list_tools`, `get_tool`, `create_tool`, `list_tool_versions`,
+//! `test_code`, `get_tool_logs`, `list_server_secrets`, `request_module`,
+//! `request_network_access`, `request_publish`. The LOCAL_ONLY rule already covers the reference's whole
 //! list, so tools added later are gated from the start.
 
 use std::sync::Arc;
@@ -80,6 +82,76 @@ pub fn tools() -> Vec<Tool> {
                 "python_code": {"type": "string"},
             }),
             &["server_id", "name", "python_code"][..],
+            false,
+        ),
+        (
+            "mcpbox_get_server",
+            "A server with its tools (approval status each) and its pending module and network requests.",
+            json!({"server_id": {"type": "string"}}),
+            &["server_id"][..],
+            true,
+        ),
+        (
+            "mcpbox_get_tool",
+            "A tool: its newest version's code, description, input schema and approval status, and the version that runs.",
+            json!({"tool_id": {"type": "string"}}),
+            &["tool_id"][..],
+            true,
+        ),
+        (
+            "mcpbox_list_tool_versions",
+            "Every version of a tool, newest first, with source, summary and approval status.",
+            json!({"tool_id": {"type": "string"}}),
+            &["tool_id"][..],
+            true,
+        ),
+        (
+            "mcpbox_start_server",
+            "Start a server: its approved, enabled tools become callable MCP tools.",
+            json!({"server_id": {"type": "string"}}),
+            &["server_id"][..],
+            false,
+        ),
+        (
+            "mcpbox_stop_server",
+            "Stop a server: its tools are no longer callable.",
+            json!({"server_id": {"type": "string"}}),
+            &["server_id"][..],
+            false,
+        ),
+        (
+            "mcpbox_test_code",
+            "Run a tool's approved version (or its newest draft, if the policy approves automatically) with arguments, as a logged test.",
+            json!({"tool_id": {"type": "string"}, "arguments": {"type": "object"}}),
+            &["tool_id"][..],
+            false,
+        ),
+        (
+            "mcpbox_get_tool_logs",
+            "The newest execution logs of a tool (arguments redacted).",
+            json!({"tool_id": {"type": "string"}, "limit": {"type": "integer", "minimum": 1, "maximum": 50, "default": 10}}),
+            &["tool_id"][..],
+            true,
+        ),
+        (
+            "mcpbox_list_server_secrets",
+            "The secret keys of a server and whether each has a value (values are never shown).",
+            json!({"server_id": {"type": "string"}}),
+            &["server_id"][..],
+            true,
+        ),
+        (
+            "mcpbox_request_module",
+            "Ask a person to allow a Python module for a tool's server.",
+            json!({"tool_id": {"type": "string"}, "module_name": {"type": "string"}, "justification": {"type": "string"}}),
+            &["tool_id", "module_name", "justification"][..],
+            false,
+        ),
+        (
+            "mcpbox_request_network_access",
+            "Ask a person to allow a tool's server to reach a host (optionally one port).",
+            json!({"tool_id": {"type": "string"}, "host": {"type": "string"}, "port": {"type": "integer"}, "justification": {"type": "string"}}),
+            &["tool_id", "host", "justification"][..],
             false,
         ),
         (
@@ -185,6 +257,139 @@ pub async fn call(
             let version = approvals::request_publish(state, tool_id, None, notes, audit).await?;
             json!({"tool_id": tool_id, "version": version.version, "approval_status": version.status})
         }
+        "mcpbox_get_server" => {
+            let server = servers::get(&state.db, text(args, "server_id")?).await?;
+            let (found, total) = tools::list(&state.db, &server.id, PAGE_SIZE_MAX, 0).await?;
+            let mut listed = Vec::with_capacity(found.len());
+            for tool in found {
+                let newest = tools::version(&state.db, &tool.id, tool.current_version).await?;
+                listed.push(json!({
+                    "id": tool.id, "name": tool.name, "description": newest.description,
+                    "enabled": tool.enabled, "approval_status": newest.status,
+                }));
+            }
+            let mut pending = Vec::new();
+            for kind in [crate::access::Kind::Module, crate::access::Kind::Network] {
+                // The queue is global; a server's share of pending requests is small.
+                let (found, _) =
+                    crate::access::queue(&state.db, kind, Some("pending"), 1000, 0).await?;
+                pending.extend(found.into_iter().filter(|r| r.server_id == server.id));
+            }
+            json!({
+                "id": server.id, "name": server.name, "description": server.description,
+                "status": if server.running { "running" } else { "stopped" },
+                "default_timeout_ms": server.default_timeout_ms,
+                "tools": listed, "tool_count": total,
+                "pending_requests": pending.iter().map(access_json).collect::<Vec<_>>(),
+            })
+        }
+        "mcpbox_get_tool" => {
+            let tool = tools::get(&state.db, text(args, "tool_id")?).await?;
+            let newest = tools::version(&state.db, &tool.id, tool.current_version).await?;
+            json!({
+                "id": tool.id, "server_id": tool.server_id, "name": tool.name,
+                "enabled": tool.enabled, "timeout_ms": tool.timeout_ms,
+                "current_version": tool.current_version,
+                "approved_version": tools::approved_version(&state.db, &tool.id).await?,
+                "description": newest.description, "python_code": newest.python_code,
+                "input_schema": serde_json::from_str::<Value>(&newest.input_schema).unwrap_or(Value::Null),
+                "approval_status": newest.status, "rejection_reason": newest.rejection_reason,
+            })
+        }
+        "mcpbox_list_tool_versions" => {
+            let tool = tools::get(&state.db, text(args, "tool_id")?).await?;
+            let versions = tools::versions(&state.db, &tool.id).await?;
+            let versions: Vec<Value> = versions
+                .into_iter()
+                .map(|v| {
+                    json!({"version": v.version, "change_source": v.change_source,
+                           "change_summary": v.change_summary, "status": v.status,
+                           "created_by": v.created_by, "created_at": v.created_at})
+                })
+                .collect();
+            json!({"tool_id": tool.id, "current_version": tool.current_version,
+                   "total_versions": versions.len(), "versions": versions})
+        }
+        "mcpbox_start_server" | "mcpbox_stop_server" => {
+            let running = name == "mcpbox_start_server";
+            let server_id = text(args, "server_id")?;
+            let server = servers::set_running_recorded(state, server_id, running, audit).await?;
+            json!({"id": server.id, "name": server.name,
+                   "status": if server.running { "running" } else { "stopped" }})
+        }
+        "mcpbox_test_code" => {
+            let arguments = match args.get("arguments") {
+                None | Some(Value::Null) => Value::Object(JsonObject::new()),
+                Some(value) => value.clone(),
+            };
+            let outcome =
+                crate::execution::test_run(state, text(args, "tool_id")?, arguments, &audit.actor)
+                    .await?;
+            json!({"success": outcome.ok, "version": outcome.version, "result": outcome.result,
+                   "error": outcome.error.map(|e| json!({"kind": format!("{:?}", e.kind), "message": e.message, "line": e.line})),
+                   "stdout": outcome.stdout, "duration_ms": outcome.duration_ms})
+        }
+        "mcpbox_get_tool_logs" => {
+            let tool = tools::get(&state.db, text(args, "tool_id")?).await?;
+            let limit = match args.get("limit") {
+                None | Some(Value::Null) => 10,
+                Some(value) => {
+                    value
+                        .as_i64()
+                        .filter(|n| (1..=50).contains(n))
+                        .ok_or_else(|| {
+                            Error::Validation("limit must be an integer from 1 to 50".into())
+                        })?
+                }
+            };
+            let filter = crate::execution::LogFilter {
+                tool_id: Some(tool.id),
+                ..Default::default()
+            };
+            let (rows, total) = crate::execution::logs(&state.db, &filter, limit, 0).await?;
+            let logs: Vec<Value> = rows
+                .into_iter()
+                .map(|r| {
+                    json!({"id": r.id, "version": r.version,
+                           "arguments": serde_json::from_str::<Value>(&r.arguments).unwrap_or(Value::Null),
+                           "result": r.result.and_then(|t| serde_json::from_str::<Value>(&t).ok()),
+                           "error": r.error, "stdout": r.stdout, "duration_ms": r.duration_ms,
+                           "success": r.success, "is_test": r.is_test,
+                           "executed_by": r.executed_by, "created_at": r.created_at})
+                })
+                .collect();
+            json!({"logs": logs, "total": total})
+        }
+        "mcpbox_list_server_secrets" => {
+            let server = servers::get(&state.db, text(args, "server_id")?).await?;
+            let secrets: Vec<Value> = crate::secrets::list(&state.db, &server.id)
+                .await?
+                .into_iter()
+                .map(|p| json!({"key": p.key, "description": p.description, "has_value": p.has_value}))
+                .collect();
+            json!({"server_id": server.id, "secrets": secrets})
+        }
+        "mcpbox_request_module" | "mcpbox_request_network_access" => {
+            let module = name == "mcpbox_request_module";
+            let port = match args.get("port") {
+                None | Some(Value::Null) => None,
+                Some(value) => Some(value.as_i64().ok_or_else(|| {
+                    Error::Validation("the argument \"port\" must be an integer".into())
+                })?),
+            };
+            let new = crate::access::NewRequest {
+                kind: if module {
+                    crate::access::Kind::Module
+                } else {
+                    crate::access::Kind::Network
+                },
+                tool_id: text(args, "tool_id")?,
+                target: text(args, if module { "module_name" } else { "host" })?,
+                port,
+                justification: text(args, "justification")?,
+            };
+            access_json(&crate::access::request(state, audit, new).await?)
+        }
         _ => return Ok(None),
     };
     Ok(Some(value))
@@ -221,4 +426,13 @@ fn paging(args: &JsonObject) -> Result<(i64, i64, i64)> {
         )));
     }
     Ok((page_size, (page - 1) * page_size, page))
+}
+
+fn access_json(request: &crate::access::AccessRequest) -> Value {
+    json!({
+        "id": request.id, "kind": request.kind, "tool_id": request.tool_id,
+        "target": request.target, "port": request.port, "status": request.status,
+        "justification": request.justification, "rejection_reason": request.rejection_reason,
+        "created_at": request.created_at,
+    })
 }

@@ -147,22 +147,7 @@ async fn set_running(
     running: bool,
 ) -> Result<Json<ServerBody>> {
     audited.auth.require(Role::Admin)?;
-    let server = super::set_running(&state.db, id, running).await?;
-    let action = if running {
-        "server.start"
-    } else {
-        "server.stop"
-    };
-    let event = NewEvent::info(
-        action,
-        format!(
-            "server {} {}",
-            server.name,
-            if running { "started" } else { "stopped" }
-        ),
-    )
-    .server(&server.id);
-    activity::record_now(state, &audited.audit, event).await?;
+    let server = super::set_running_recorded(state, id, running, &audited.audit).await?;
     Ok(Json(server.into()))
 }
 

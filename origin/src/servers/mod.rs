@@ -102,6 +102,25 @@ pub async fn create_recorded(
     Ok(server)
 }
 
+/// `set_running` plus its activity row: what every front (REST, MCP) calls.
+pub async fn set_running_recorded(
+    state: &crate::app::AppState,
+    id: &str,
+    running: bool,
+    audit: &crate::activity::Audit,
+) -> Result<Server> {
+    let server = set_running(&state.db, id, running).await?;
+    let (action, verb) = if running {
+        ("server.start", "started")
+    } else {
+        ("server.stop", "stopped")
+    };
+    let event = crate::activity::NewEvent::info(action, format!("server {} {verb}", server.name))
+        .server(&server.id);
+    crate::activity::record_now(state, audit, event).await?;
+    Ok(server)
+}
+
 pub async fn get(db: &Db, id: &str) -> Result<Server> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM servers WHERE id = $1"))
         .bind(id)
