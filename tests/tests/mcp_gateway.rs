@@ -758,6 +758,111 @@ async fn an_llm_builds_tests_and_runs_a_tool_with_the_management_tools() {
     )
     .await);
     assert_eq!(secrets["secrets"], json!([]));
+    // Checking code without saving it.
+    let checked = ok(&tool_call(
+        &mut llm,
+        "mcpbox_validate_code",
+        json!({"code": "def main(x: str):\n    return x.__class__\n", "server_id": server}),
+    )
+    .await);
+    assert_eq!(checked["valid"], false);
+    assert_eq!(checked["errors"][0]["line"], 2, "{checked}");
+    let modules = ok(&tool_call(
+        &mut llm,
+        "mcpbox_get_server_modules",
+        json!({"server_id": server}),
+    )
+    .await);
+    assert!(
+        modules["allowed_modules"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("json")),
+        "{modules}"
+    );
+    // Secrets are declared by the LLM, filled in by a person.
+    ok(&tool_call(
+        &mut llm,
+        "mcpbox_create_server_secret",
+        json!({"server_id": server, "key": "API_KEY", "description": "rates API"}),
+    )
+    .await);
+    let bad_key = tool_call(
+        &mut llm,
+        "mcpbox_create_server_secret",
+        json!({"server_id": server, "key": "lower case"}),
+    )
+    .await;
+    tool_error(&json!({"result": bad_key}));
+    let secrets = ok(&tool_call(
+        &mut llm,
+        "mcpbox_list_server_secrets",
+        json!({"server_id": server}),
+    )
+    .await);
+    assert_eq!(
+        secrets["secrets"],
+        json!([{"key": "API_KEY", "description": "rates API", "has_value": false}])
+    );
+
+    // An edit is a new draft: what runs stays the approved version until a person approves.
+    let edited = "def main(a: int, b: int = 2) -> dict:\n    return {'sum': a + b + 100}\n";
+    let updated = ok(&tool_call(
+        &mut llm,
+        "mcpbox_update_tool",
+        json!({"tool_id": tool, "python_code": edited, "change_summary": "off by 100"}),
+    )
+    .await);
+    assert_eq!(
+        updated["new_version"],
+        json!({"version": 2, "approval_status": "draft"})
+    );
+    let called = llm
+        .call(
+            "tools/call",
+            json!({"name": "maths__add", "arguments": {"a": 1, "b": 1}}),
+        )
+        .await;
+    assert_eq!(
+        called["result"]["structuredContent"],
+        json!({"sum": 2}),
+        "{called}"
+    );
+    let status = ok(&tool_call(&mut llm, "mcpbox_get_tool_status", json!({"tool_id": tool})).await);
+    assert_eq!(status["approval_status"], "draft");
+    assert_eq!(status["approved_version"], 1);
+    assert_eq!(
+        status["requests"][0]["target"], "api.example.com",
+        "{status}"
+    );
+    let pending = ok(&tool_call(&mut llm, "mcpbox_list_pending_requests", json!({})).await);
+    assert_eq!(
+        pending["summary"],
+        json!({"tools": 0, "modules": 0, "network": 1, "total": 1})
+    );
+    let rolled = ok(&tool_call(
+        &mut llm,
+        "mcpbox_rollback_tool",
+        json!({"tool_id": tool, "version": 1}),
+    )
+    .await);
+    assert_eq!(rolled["version"], 3);
+    assert_eq!(rolled["approval_status"], "draft");
+    let versions = ok(&tool_call(
+        &mut llm,
+        "mcpbox_list_tool_versions",
+        json!({"tool_id": tool}),
+    )
+    .await);
+    assert_eq!(versions["total_versions"], 3);
+    let missing = tool_call(
+        &mut llm,
+        "mcpbox_rollback_tool",
+        json!({"tool_id": tool, "version": 9}),
+    )
+    .await;
+    tool_error(&json!({"result": missing}));
+
     let stopped =
         ok(&tool_call(&mut llm, "mcpbox_stop_server", json!({"server_id": server})).await);
     assert_eq!(stopped["status"], "stopped");
@@ -767,5 +872,17 @@ async fn an_llm_builds_tests_and_runs_a_tool_with_the_management_tools() {
     )
     .await;
     assert_eq!(activity["items"][0]["actor"], "mcp:local", "{activity}");
+    // Deleting: the tool, then the server.
+    ok(&tool_call(&mut llm, "mcpbox_delete_tool", json!({"tool_id": tool})).await);
+    let gone = tool_call(&mut llm, "mcpbox_get_tool", json!({"tool_id": tool})).await;
+    assert!(tool_error(&json!({"result": gone})).contains("no tool"));
+    ok(&tool_call(
+        &mut llm,
+        "mcpbox_delete_server",
+        json!({"server_id": server}),
+    )
+    .await);
+    let servers = get_json(&format!("{url}/api/servers"), &token).await;
+    assert_eq!(servers["total"], 0);
     drop(origin);
 }

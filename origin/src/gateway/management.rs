@@ -1,10 +1,8 @@
 //! The `mcpbox_*` management tools: how an LLM grows the toolbox over MCP. Each is a thin call
 //! into the same domain functions the REST API uses; results are JSON objects.
 //!
-//! Built so far (15 of the 28 issue #5 lists): `list_servers`, `get_server`, `create_server`,
-//! `start_server`, `stop_server`, `list_tools`, `get_tool`, `create_tool`, `list_tool_versions`,
-//! `test_code`, `get_tool_logs`, `list_server_secrets`, `request_module`,
-//! `request_network_access`, `request_publish`. The LOCAL_ONLY rule already covers the reference's whole
+//! Built: the 24 of the 28 issue #5 lists that do not involve external MCP sources (those
+//! four — add/list/discover/import — come with `external`). The LOCAL_ONLY rule already covers the reference's whole
 //! list, so tools added later are gated from the start.
 
 use std::sync::Arc;
@@ -153,6 +151,70 @@ pub fn tools() -> Vec<Tool> {
             json!({"tool_id": {"type": "string"}, "host": {"type": "string"}, "port": {"type": "integer"}, "justification": {"type": "string"}}),
             &["tool_id", "host", "justification"][..],
             false,
+        ),
+        (
+            "mcpbox_delete_server",
+            "Delete a server with its tools, versions, secrets and logs. Cannot be undone.",
+            json!({"server_id": {"type": "string"}}),
+            &["server_id"][..],
+            false,
+        ),
+        (
+            "mcpbox_update_tool",
+            "Change a tool. New code or description makes a new draft version (the approved one keeps running until the new one is approved).",
+            json!({"tool_id": {"type": "string"}, "name": {"type": "string"}, "description": {"type": "string"},
+                   "python_code": {"type": "string"}, "enabled": {"type": "boolean"}, "change_summary": {"type": "string"}}),
+            &["tool_id"][..],
+            false,
+        ),
+        (
+            "mcpbox_delete_tool",
+            "Delete a tool with its versions. Cannot be undone.",
+            json!({"tool_id": {"type": "string"}}),
+            &["tool_id"][..],
+            false,
+        ),
+        (
+            "mcpbox_rollback_tool",
+            "Make an earlier version's code the newest version again, as a new draft that needs approval.",
+            json!({"tool_id": {"type": "string"}, "version": {"type": "integer", "minimum": 1}}),
+            &["tool_id", "version"][..],
+            false,
+        ),
+        (
+            "mcpbox_validate_code",
+            "Check Python tool code without saving it: syntax, safety rules, `main`, and the derived input schema. Give server_id to check against that server's allowed modules.",
+            json!({"code": {"type": "string"}, "server_id": {"type": "string"}}),
+            &["code"][..],
+            true,
+        ),
+        (
+            "mcpbox_get_server_modules",
+            "The Python modules a server's tools may import.",
+            json!({"server_id": {"type": "string"}}),
+            &["server_id"][..],
+            true,
+        ),
+        (
+            "mcpbox_get_tool_status",
+            "A tool's approval state and every module and network request made for it.",
+            json!({"tool_id": {"type": "string"}}),
+            &["tool_id"][..],
+            true,
+        ),
+        (
+            "mcpbox_create_server_secret",
+            "Declare a secret a server's tools need (an admin sets its value; tools read it as secrets[KEY]).",
+            json!({"server_id": {"type": "string"}, "key": {"type": "string"}, "description": {"type": "string"}}),
+            &["server_id", "key"][..],
+            false,
+        ),
+        (
+            "mcpbox_list_pending_requests",
+            "What waits for a person's review: tool versions, module requests and network requests.",
+            json!({}),
+            &[][..],
+            true,
         ),
         (
             "mcpbox_request_publish",
@@ -389,6 +451,146 @@ pub async fn call(
                 justification: text(args, "justification")?,
             };
             access_json(&crate::access::request(state, audit, new).await?)
+        }
+        "mcpbox_delete_server" => {
+            let server_id = text(args, "server_id")?;
+            servers::delete_recorded(state, server_id, audit).await?;
+            json!({"deleted": server_id})
+        }
+        "mcpbox_update_tool" => {
+            let tool_id = text(args, "tool_id")?;
+            let enabled = match args.get("enabled") {
+                None | Some(Value::Null) => None,
+                Some(Value::Bool(enabled)) => Some(*enabled),
+                Some(_) => {
+                    return Err(Error::Validation(
+                        "the argument \"enabled\" must be true or false".into(),
+                    ));
+                }
+            };
+            let changes = tools::Changes {
+                name: optional_text(args, "name")?.map(Name::tool).transpose()?,
+                description: optional_text(args, "description")?.map(str::to_owned),
+                python_code: optional_text(args, "python_code")?.map(str::to_owned),
+                enabled,
+                timeout_ms: None,
+                summary: optional_text(args, "change_summary")?.map(str::to_owned),
+            };
+            let (tool, version) =
+                tools::update(state, tool_id, changes, tools::Source::Llm, audit).await?;
+            json!({"id": tool.id, "name": tool.name, "enabled": tool.enabled,
+                   "current_version": tool.current_version,
+                   "new_version": version.map(|v| json!({"version": v.version, "approval_status": v.status}))})
+        }
+        "mcpbox_delete_tool" => {
+            let tool_id = text(args, "tool_id")?;
+            tools::delete(state, tool_id, audit).await?;
+            json!({"deleted": tool_id})
+        }
+        "mcpbox_rollback_tool" => {
+            let tool_id = text(args, "tool_id")?;
+            let to = args.get("version").and_then(Value::as_i64).ok_or_else(|| {
+                Error::Validation("the argument \"version\" must be an integer".into())
+            })?;
+            let version = tools::rollback(state, tool_id, to, audit).await?;
+            json!({"tool_id": tool_id, "version": version.version, "approval_status": version.status})
+        }
+        "mcpbox_validate_code" => {
+            let code = text(args, "code")?;
+            let allowed_modules = match optional_text(args, "server_id")? {
+                Some(server_id) => {
+                    Some(crate::access::allowed_modules(&state.db, server_id).await?)
+                }
+                None => None,
+            };
+            let checked = state
+                .sandbox
+                .validate(contract::sandbox::ValidateRequest {
+                    code: code.to_owned(),
+                    allowed_modules,
+                })
+                .await
+                .map_err(|err| {
+                    Error::Unavailable(format!("the code cannot be validated now: {err}"))
+                })?;
+            json!({
+                "valid": checked.valid, "has_main": checked.has_main,
+                "errors": checked.errors.iter().map(|e| json!({"line": e.line, "col": e.col, "message": e.message})).collect::<Vec<_>>(),
+                "input_schema": checked.input_schema.and_then(|t| serde_json::from_str::<Value>(&t).ok()),
+                "description": checked.description,
+            })
+        }
+        "mcpbox_get_server_modules" => {
+            let server = servers::get(&state.db, text(args, "server_id")?).await?;
+            let allowed = crate::access::allowed_modules(&state.db, &server.id).await?;
+            json!({"server_id": server.id, "allowed_modules": allowed,
+                   "default_modules": contract::sandbox::DEFAULT_MODULES})
+        }
+        "mcpbox_get_tool_status" => {
+            let tool = tools::get(&state.db, text(args, "tool_id")?).await?;
+            let newest = tools::version(&state.db, &tool.id, tool.current_version).await?;
+            let mut requests = Vec::new();
+            for kind in [crate::access::Kind::Module, crate::access::Kind::Network] {
+                let (found, _) = crate::access::queue(&state.db, kind, None, 1000, 0).await?;
+                requests.extend(
+                    found
+                        .iter()
+                        .filter(|r| r.tool_id.as_deref() == Some(tool.id.as_str()))
+                        .map(access_json),
+                );
+            }
+            json!({
+                "tool_id": tool.id, "current_version": tool.current_version,
+                "approved_version": tools::approved_version(&state.db, &tool.id).await?,
+                "approval_status": newest.status, "publish_notes": newest.publish_notes,
+                "requested_at": newest.requested_at, "reviewed_by": newest.reviewed_by,
+                "reviewed_at": newest.reviewed_at, "rejection_reason": newest.rejection_reason,
+                "requests": requests,
+            })
+        }
+        "mcpbox_create_server_secret" => {
+            let server_id = text(args, "server_id")?;
+            let key = text(args, "key")?;
+            let description = optional_text(args, "description")?.unwrap_or_default();
+            crate::secrets::create_placeholder_recorded(state, server_id, key, description, audit)
+                .await?;
+            json!({"server_id": server_id, "key": key, "has_value": false,
+                   "next_step": "an admin sets the value in MCPbox; tools read it as secrets[KEY]"})
+        }
+        "mcpbox_list_pending_requests" => {
+            let (versions, tool_total) =
+                approvals::queue(&state.db, Some("pending_review"), PAGE_SIZE_MAX, 0).await?;
+            let tools: Vec<Value> = versions
+                .iter()
+                .map(|item| {
+                    json!({"tool_id": item.tool_id, "tool_name": item.tool_name,
+                           "server_name": item.server_name, "version": item.version.version,
+                           "requested_at": item.version.requested_at})
+                })
+                .collect();
+            let (modules, module_total) = crate::access::queue(
+                &state.db,
+                crate::access::Kind::Module,
+                Some("pending"),
+                PAGE_SIZE_MAX,
+                0,
+            )
+            .await?;
+            let (network, network_total) = crate::access::queue(
+                &state.db,
+                crate::access::Kind::Network,
+                Some("pending"),
+                PAGE_SIZE_MAX,
+                0,
+            )
+            .await?;
+            json!({
+                "tools": tools,
+                "modules": modules.iter().map(access_json).collect::<Vec<_>>(),
+                "network": network.iter().map(access_json).collect::<Vec<_>>(),
+                "summary": {"tools": tool_total, "modules": module_total, "network": network_total,
+                            "total": tool_total + module_total + network_total},
+            })
         }
         _ => return Ok(None),
     };

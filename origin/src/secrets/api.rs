@@ -61,13 +61,14 @@ async fn create(
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<StatusCode> {
     audited.auth.require(Role::Admin)?;
-    super::create_placeholder(&state.db, &server_id, &body.key_name, &body.description).await?;
-    let event = NewEvent::info(
-        "secret.create",
-        format!("secret {} declared", body.key_name),
+    super::create_placeholder_recorded(
+        &state,
+        &server_id,
+        &body.key_name,
+        &body.description,
+        &audited.audit,
     )
-    .server(&server_id);
-    activity::record_now(&state, &audited.audit, event).await?;
+    .await?;
     Ok(StatusCode::CREATED)
 }
 

@@ -70,6 +70,20 @@ pub async fn list(db: &Db, server_id: &str) -> Result<Vec<Placeholder>> {
 }
 
 /// Declares a secret without a value (the LLM's and the admin's way to ask for one).
+/// `create_placeholder` plus its activity row: what every front (REST, MCP) calls.
+pub async fn create_placeholder_recorded(
+    state: &crate::app::AppState,
+    server_id: &str,
+    key: &str,
+    description: &str,
+    audit: &crate::activity::Audit,
+) -> Result<()> {
+    create_placeholder(&state.db, server_id, key, description).await?;
+    let event = crate::activity::NewEvent::info("secret.create", format!("secret {key} declared"))
+        .server(server_id);
+    crate::activity::record_now(state, audit, event).await
+}
+
 pub async fn create_placeholder(
     db: &Db,
     server_id: &str,

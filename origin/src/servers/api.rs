@@ -130,13 +130,7 @@ async fn remove(
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     audited.auth.require(Role::Admin)?;
-    let server = super::get(&state.db, &id).await?;
-    super::delete(&state.db, &id).await?;
-    let event = NewEvent::warning(
-        "server.delete",
-        format!("server {} deleted with its tools", server.name),
-    );
-    activity::record_now(&state, &audited.audit, event).await?;
+    super::delete_recorded(&state, &id, &audited.audit).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -121,6 +121,21 @@ pub async fn set_running_recorded(
     Ok(server)
 }
 
+/// `delete` plus its activity row: what every front (REST, MCP) calls.
+pub async fn delete_recorded(
+    state: &crate::app::AppState,
+    id: &str,
+    audit: &crate::activity::Audit,
+) -> Result<()> {
+    let server = get(&state.db, id).await?;
+    delete(&state.db, id).await?;
+    let event = crate::activity::NewEvent::warning(
+        "server.delete",
+        format!("server {} deleted with its tools", server.name),
+    );
+    crate::activity::record_now(state, audit, event).await
+}
+
 pub async fn get(db: &Db, id: &str) -> Result<Server> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM servers WHERE id = $1"))
         .bind(id)
