@@ -716,17 +716,8 @@ async fn an_llm_builds_tests_and_runs_a_tool_with_the_management_tools() {
     .await);
     assert_eq!(tested["success"], true, "{tested}");
     assert_eq!(tested["result"], json!({"sum": 42}));
-    let called = llm
-        .call(
-            "tools/call",
-            json!({"name": "maths__add", "arguments": {"a": 1, "b": 1}}),
-        )
-        .await;
-    assert_eq!(
-        called["result"]["structuredContent"],
-        json!({"sum": 2}),
-        "{called}"
-    );
+    let called = ok(&tool_call(&mut llm, "maths__add", json!({"a": 1, "b": 1})).await);
+    assert_eq!(called, json!({"sum": 2}));
     let logs = ok(&tool_call(
         &mut llm,
         "mcpbox_get_tool_logs",
@@ -817,17 +808,8 @@ async fn an_llm_builds_tests_and_runs_a_tool_with_the_management_tools() {
         updated["new_version"],
         json!({"version": 2, "approval_status": "draft"})
     );
-    let called = llm
-        .call(
-            "tools/call",
-            json!({"name": "maths__add", "arguments": {"a": 1, "b": 1}}),
-        )
-        .await;
-    assert_eq!(
-        called["result"]["structuredContent"],
-        json!({"sum": 2}),
-        "{called}"
-    );
+    let called = ok(&tool_call(&mut llm, "maths__add", json!({"a": 1, "b": 1})).await);
+    assert_eq!(called, json!({"sum": 2}));
     let status = ok(&tool_call(&mut llm, "mcpbox_get_tool_status", json!({"tool_id": tool})).await);
     assert_eq!(status["approval_status"], "draft");
     assert_eq!(status["approved_version"], 1);
