@@ -183,7 +183,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 "MCPbox tunnel listener on http://{}",
                 listener.local_addr()?
             );
-            let app = crate::gateway::tunnel::router(state.clone(), token)
+            let allowlist =
+                crate::gateway::tunnel::EmailAllowlist::new(&args.remote_allowed_emails);
+            let app = crate::gateway::tunnel::router(state.clone(), token, allowlist)
                 .into_make_service_with_connect_info::<SocketAddr>();
             let listener = listener.tap_io(no_delay);
             Some(tokio::spawn(async move {

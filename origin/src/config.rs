@@ -19,8 +19,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the origin service: admin API and UI, and (in later versions) the MCP gateway.
-    Serve(ServeArgs),
+    /// Run the origin service: admin API, MCP gateway (local and tunnel listeners), and (later)
+    /// the UI. Boxed: it is much larger than the other commands.
+    Serve(Box<ServeArgs>),
     /// Manage admin accounts from the command line (for the first account on a headless host,
     /// or when every admin password is lost).
     Admin {
@@ -119,6 +120,16 @@ pub struct ServeArgs {
     /// `X-MCPbox-Service-Token`. Prefer the variable over the flag.
     #[arg(long, env = "MCPBOX_SERVICE_TOKEN", hide_env_values = true)]
     pub service_token: Option<String>,
+
+    /// Who may use MCPbox through the tunnel: email addresses and `@domain` entries
+    /// (case-insensitive; comma-separated in the variable). Empty: everyone the Worker lets
+    /// through (Cloudflare Access decides). Checked again here on every request.
+    #[arg(
+        long = "remote-allowed-email",
+        env = "MCPBOX_REMOTE_ALLOWED_EMAILS",
+        value_delimiter = ','
+    )]
+    pub remote_allowed_emails: Vec<String>,
 
     /// Log output: `text` for people, `json` for log collectors.
     #[arg(long, env = "MCPBOX_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]

@@ -16,7 +16,7 @@ async fn main() -> std::process::ExitCode {
         subscriber.init();
     }
     let outcome = match cli.command {
-        Command::Serve(args) => origin::app::serve(args).await,
+        Command::Serve(args) => origin::app::serve(*args).await,
         Command::Admin { command } => origin::cli::run(command).await,
     };
     match outcome {

@@ -457,6 +457,10 @@ async fn the_tunnel_listener_admits_only_the_worker_and_then_only_signed_in_user
     options
         .env
         .push(("MCPBOX_SERVICE_TOKEN", SERVICE_TOKEN.into()));
+    options.env.push((
+        "MCPBOX_REMOTE_ALLOWED_EMAILS",
+        "alice@example.com, BOB@example.com".into(),
+    ));
     let origin = Origin::start(options).unwrap();
     let url = origin.url.clone();
     let tunnel = origin.tunnel_url.clone().expect("tunnel listener");
@@ -573,6 +577,17 @@ async fn the_tunnel_listener_admits_only_the_worker_and_then_only_signed_in_user
         .await;
         assert_eq!(status, 400, "{email:?}: {text}");
     }
+    // Signed in, but not on the allowlist.
+    let (status, _, text) = raw(
+        vec![
+            good(),
+            ("x-mcpbox-user-email", "mallory@example.com".to_owned()),
+        ],
+        "/mcp",
+    )
+    .await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("may not use"), "{text}");
     // Only /mcp lives here: the admin API is not reachable through the tunnel.
     let (status, _, _) = raw(vec![good()], "/api/servers").await;
     assert_eq!(status, 404);

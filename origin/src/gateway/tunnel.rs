@@ -5,9 +5,8 @@
 //! a caller without an email may only initialise; callers with one are rate-limited per user by
 //! the policy's `mcp_rate_limit_rpm`.
 //!
-//! Not yet here (issue #5): the email allowlist (it comes with the Cloudflare Access settings)
-//! and the LOCAL_ONLY management tools that `remote_tool_editing` gates (they come with the
-//! `mcpbox_*` tools; `Caller::Remote` is what they will check).
+//! Signed-in callers must also be on the email allowlist (`--remote-allowed-email`) when one
+//! is set. LOCAL_ONLY management tools are gated in `management` by `Caller::Remote`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -34,19 +33,50 @@ pub const SERVICE_TOKEN_MIN_LEN: usize = 32;
 /// Failed service-token attempts allowed per address per minute before 429.
 const TOKEN_FAILURES_PER_MINUTE: u32 = 10;
 
+/// Who may call through the tunnel: exact addresses and `@domain` entries, lower-cased.
+/// Empty allows every signed-in user (the Worker's Access policy is then the only filter).
+#[derive(Debug, Clone, Default)]
+pub struct EmailAllowlist(Arc<Vec<String>>);
+
+impl EmailAllowlist {
+    pub fn new(entries: &[String]) -> EmailAllowlist {
+        EmailAllowlist(Arc::new(
+            entries
+                .iter()
+                .map(|e| e.trim().to_ascii_lowercase())
+                .filter(|e| !e.is_empty())
+                .collect(),
+        ))
+    }
+
+    /// `email` is already lower-case (see `email`).
+    pub fn allows(&self, email: &str) -> bool {
+        self.0.is_empty()
+            || self.0.iter().any(|entry| {
+                if entry.starts_with('@') {
+                    email.ends_with(entry.as_str())
+                } else {
+                    email == entry
+                }
+            })
+    }
+}
+
 #[derive(Clone)]
 struct Guard {
     state: AppState,
     token: Arc<[u8]>,
+    allowlist: EmailAllowlist,
     failures: Arc<LoginThrottle>,
     limiter: Arc<RateLimiter>,
 }
 
 /// `/mcp` behind the guard; nothing else is served on this listener.
-pub fn router(state: AppState, service_token: &str) -> Router {
+pub fn router(state: AppState, service_token: &str, allowlist: EmailAllowlist) -> Router {
     let guard = Guard {
         state: state.clone(),
         token: service_token.as_bytes().into(),
+        allowlist,
         failures: Arc::new(LoginThrottle::new(
             Limit {
                 max_failures: TOKEN_FAILURES_PER_MINUTE,
@@ -103,6 +133,14 @@ async fn check(State(guard): State<Guard>, mut request: Request, next: Next) -> 
     };
     match &email {
         Some(email) => {
+            if !guard.allowlist.allows(email) {
+                tracing::warn!(email, "tunnel request from an address not on the allowlist");
+                return error(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "this account may not use this MCPbox",
+                );
+            }
             let rpm = match crate::settings::policy(&guard.state.db).await {
                 Ok(policy) => policy.mcp_rate_limit_rpm,
                 Err(err) => return err.into_response(),
@@ -304,6 +342,22 @@ mod tests {
         ] {
             assert!(anonymous_denial(denied.to_string().as_bytes()).is_some());
         }
+    }
+
+    #[test]
+    fn the_allowlist_matches_addresses_and_domains_exactly() {
+        let list = EmailAllowlist::new(&[" Alice@Example.com ".into(), "@Corp.example".into()]);
+        assert!(list.allows("alice@example.com"));
+        assert!(list.allows("bob@corp.example"));
+        for refused in [
+            "bob@example.com",
+            "alice@example.com.evil.io",
+            "x@evilcorp.example",
+            "alice@example.co",
+        ] {
+            assert!(!list.allows(refused), "{refused}");
+        }
+        assert!(EmailAllowlist::new(&[]).allows("anyone@anywhere.io"));
     }
 
     #[test]
