@@ -35,25 +35,9 @@ impl Setup {
     async fn new(app: TestApp) -> Setup {
         let app = app.with_sandbox().await;
         let admin = app.admin().await.token("access_token");
-        let server = app
-            .post("/api/servers", Some(&admin), json!({"name": "data"}))
-            .await
-            .body["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let server = app.create_server(&admin, "data").await;
         let code = "def main() -> str:\n    return 'plain'\n";
-        let tool = app
-            .post(
-                &format!("/api/servers/{server}/tools"),
-                Some(&admin),
-                json!({"name": "report", "python_code": code}),
-            )
-            .await
-            .body["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let tool = app.create_tool(&admin, &server, "report", code).await;
         Setup {
             app,
             admin,

@@ -33,8 +33,9 @@ fn kind(segment: &str) -> Result<Kind> {
     }
 }
 
+/// A module or network request as clients see it (REST and the management tools).
 #[derive(Serialize)]
-struct RequestBody {
+pub(crate) struct RequestBody {
     id: String,
     kind: String,
     server_id: String,

@@ -5,7 +5,7 @@
 
 mod api;
 
-pub(crate) use api::openapi;
+pub(crate) use api::{RequestBody, openapi};
 
 pub use api::router;
 
@@ -464,6 +464,34 @@ pub async fn queue(
             .collect::<Result<_>>()?,
         total,
     ))
+}
+
+/// A server's requests of both kinds, oldest first; only one tool's with `tool_id`, only
+/// pending ones with `pending_only`.
+pub async fn requests_of(
+    db: &Db,
+    server_id: &str,
+    tool_id: Option<&str>,
+    pending_only: bool,
+) -> Result<Vec<AccessRequest>> {
+    let mut sql = format!("SELECT {COLUMNS} FROM access_requests WHERE server_id = $1");
+    if pending_only {
+        sql.push_str(" AND status = 'pending'");
+    }
+    if tool_id.is_some() {
+        sql.push_str(" AND tool_id = $2");
+    }
+    sql.push_str(" ORDER BY created_at, id");
+    let mut query = sqlx::query(&sql).bind(server_id);
+    if let Some(tool_id) = tool_id {
+        query = query.bind(tool_id);
+    }
+    query
+        .fetch_all(&db.pool)
+        .await?
+        .iter()
+        .map(AccessRequest::from_row)
+        .collect()
 }
 
 /// The modules a server's tools may import now: the defaults plus approved module requests.

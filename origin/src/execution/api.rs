@@ -34,8 +34,9 @@ fn empty_object() -> serde_json::Value {
     serde_json::json!({})
 }
 
+/// A test run's answer (REST and the `mcpbox_test_code` tool).
 #[derive(Serialize)]
-struct TestAnswer {
+pub(crate) struct TestAnswer {
     success: bool,
     version: i64,
     result: Option<serde_json::Value>,
@@ -56,19 +57,26 @@ async fn test_code(
     auth.require(Role::Approver)?;
     let outcome =
         super::test_run(&state, &body.tool_id, body.arguments, &auth.user().username).await?;
-    Ok(Json(TestAnswer {
-        success: outcome.ok,
-        version: outcome.version,
-        result: outcome.result,
-        error: outcome.error,
-        stdout: outcome.stdout,
-        duration_ms: outcome.duration_ms,
-        log_id: outcome.log_id,
-    }))
+    Ok(Json(outcome.into()))
 }
 
+impl From<super::Outcome> for TestAnswer {
+    fn from(outcome: super::Outcome) -> Self {
+        TestAnswer {
+            success: outcome.ok,
+            version: outcome.version,
+            result: outcome.result,
+            error: outcome.error,
+            stdout: outcome.stdout,
+            duration_ms: outcome.duration_ms,
+            log_id: outcome.log_id,
+        }
+    }
+}
+
+/// An execution-log row as clients see it (REST and the `mcpbox_get_tool_logs` tool).
 #[derive(Serialize)]
-struct LogBody {
+pub(crate) struct LogBody {
     id: String,
     tool_id: String,
     server_id: String,

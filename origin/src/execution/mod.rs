@@ -6,7 +6,7 @@
 
 mod api;
 
-pub(crate) use api::openapi;
+pub(crate) use api::{LogBody, TestAnswer, openapi};
 
 pub use api::router;
 

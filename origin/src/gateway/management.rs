@@ -330,19 +330,13 @@ pub async fn call(
                     "enabled": tool.enabled, "approval_status": newest.status,
                 }));
             }
-            let mut pending = Vec::new();
-            for kind in [crate::access::Kind::Module, crate::access::Kind::Network] {
-                // The queue is global; a server's share of pending requests is small.
-                let (found, _) =
-                    crate::access::queue(&state.db, kind, Some("pending"), 1000, 0).await?;
-                pending.extend(found.into_iter().filter(|r| r.server_id == server.id));
-            }
+            let pending = crate::access::requests_of(&state.db, &server.id, None, true).await?;
             json!({
                 "id": server.id, "name": server.name, "description": server.description,
                 "status": if server.running { "running" } else { "stopped" },
                 "default_timeout_ms": server.default_timeout_ms,
                 "tools": listed, "tool_count": total,
-                "pending_requests": pending.iter().map(access_json).collect::<Vec<_>>(),
+                "pending_requests": pending.into_iter().map(access_json).collect::<Vec<_>>(),
             })
         }
         "mcpbox_get_tool" => {
@@ -387,9 +381,7 @@ pub async fn call(
             let outcome =
                 crate::execution::test_run(state, text(args, "tool_id")?, arguments, &audit.actor)
                     .await?;
-            json!({"success": outcome.ok, "version": outcome.version, "result": outcome.result,
-                   "error": outcome.error.map(|e| json!({"kind": format!("{:?}", e.kind), "message": e.message, "line": e.line})),
-                   "stdout": outcome.stdout, "duration_ms": outcome.duration_ms})
+            body_json(crate::execution::TestAnswer::from(outcome))
         }
         "mcpbox_get_tool_logs" => {
             let tool = tools::get(&state.db, text(args, "tool_id")?).await?;
@@ -411,14 +403,7 @@ pub async fn call(
             let (rows, total) = crate::execution::logs(&state.db, &filter, limit, 0).await?;
             let logs: Vec<Value> = rows
                 .into_iter()
-                .map(|r| {
-                    json!({"id": r.id, "version": r.version,
-                           "arguments": serde_json::from_str::<Value>(&r.arguments).unwrap_or(Value::Null),
-                           "result": r.result.and_then(|t| serde_json::from_str::<Value>(&t).ok()),
-                           "error": r.error, "stdout": r.stdout, "duration_ms": r.duration_ms,
-                           "success": r.success, "is_test": r.is_test,
-                           "executed_by": r.executed_by, "created_at": r.created_at})
-                })
+                .map(|row| body_json(crate::execution::LogBody::from(row)))
                 .collect();
             json!({"logs": logs, "total": total})
         }
@@ -450,7 +435,7 @@ pub async fn call(
                 port,
                 justification: text(args, "justification")?,
             };
-            access_json(&crate::access::request(state, audit, new).await?)
+            access_json(crate::access::request(state, audit, new).await?)
         }
         "mcpbox_delete_server" => {
             let server_id = text(args, "server_id")?;
@@ -529,16 +514,12 @@ pub async fn call(
         "mcpbox_get_tool_status" => {
             let tool = tools::get(&state.db, text(args, "tool_id")?).await?;
             let newest = tools::version(&state.db, &tool.id, tool.current_version).await?;
-            let mut requests = Vec::new();
-            for kind in [crate::access::Kind::Module, crate::access::Kind::Network] {
-                let (found, _) = crate::access::queue(&state.db, kind, None, 1000, 0).await?;
-                requests.extend(
-                    found
-                        .iter()
-                        .filter(|r| r.tool_id.as_deref() == Some(tool.id.as_str()))
-                        .map(access_json),
-                );
-            }
+            let requests: Vec<Value> =
+                crate::access::requests_of(&state.db, &tool.server_id, Some(&tool.id), false)
+                    .await?
+                    .into_iter()
+                    .map(access_json)
+                    .collect();
             json!({
                 "tool_id": tool.id, "current_version": tool.current_version,
                 "approved_version": tools::approved_version(&state.db, &tool.id).await?,
@@ -586,8 +567,8 @@ pub async fn call(
             .await?;
             json!({
                 "tools": tools,
-                "modules": modules.iter().map(access_json).collect::<Vec<_>>(),
-                "network": network.iter().map(access_json).collect::<Vec<_>>(),
+                "modules": modules.into_iter().map(access_json).collect::<Vec<_>>(),
+                "network": network.into_iter().map(access_json).collect::<Vec<_>>(),
                 "summary": {"tools": tool_total, "modules": module_total, "network": network_total,
                             "total": tool_total + module_total + network_total},
             })
@@ -630,11 +611,11 @@ fn paging(args: &JsonObject) -> Result<(i64, i64, i64)> {
     Ok((page_size, (page - 1) * page_size, page))
 }
 
-fn access_json(request: &crate::access::AccessRequest) -> Value {
-    json!({
-        "id": request.id, "kind": request.kind, "tool_id": request.tool_id,
-        "target": request.target, "port": request.port, "status": request.status,
-        "justification": request.justification, "rejection_reason": request.rejection_reason,
-        "created_at": request.created_at,
-    })
+/// Answers reuse the REST bodies, so both fronts show the same fields.
+fn access_json(request: crate::access::AccessRequest) -> Value {
+    body_json(crate::access::RequestBody::from(request))
+}
+
+fn body_json(body: impl serde::Serialize) -> Value {
+    serde_json::to_value(body).unwrap_or(Value::Null)
 }
