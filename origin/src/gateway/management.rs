@@ -264,35 +264,22 @@ pub async fn call(
             let (found, total) = servers::list(&state.db, limit, offset).await?;
             let servers: Vec<Value> = found
                 .into_iter()
-                .map(|s| {
-                    json!({"id": s.id, "name": s.name, "description": s.description,
-                           "status": if s.running { "running" } else { "stopped" },
-                           "created_at": s.created_at})
-                })
+                .map(|server| body_json(servers::ServerBody::from(server)))
                 .collect();
             json!({"servers": servers, "total": total, "page": page, "page_size": limit})
         }
         "mcpbox_create_server" => {
             let name = Name::server(text(args, "name")?)?;
             let description = optional_text(args, "description")?.unwrap_or_default();
-            let server = servers::create_recorded(state, &name, description, audit).await?;
-            json!({"id": server.id, "name": server.name, "status": "stopped"})
+            body_json(servers::ServerBody::from(
+                servers::create_recorded(state, &name, description, audit).await?,
+            ))
         }
         "mcpbox_list_tools" => {
             let server_id = text(args, "server_id")?;
             servers::get(&state.db, server_id).await?;
             let (limit, offset, page) = paging(args)?;
-            let (found, total) = tools::list(&state.db, server_id, limit, offset).await?;
-            let mut listed = Vec::with_capacity(found.len());
-            for tool in found {
-                let newest = tools::version(&state.db, &tool.id, tool.current_version).await?;
-                listed.push(json!({
-                    "id": tool.id, "name": tool.name, "description": newest.description,
-                    "enabled": tool.enabled, "current_version": tool.current_version,
-                    "approval_status": newest.status,
-                    "approved_version": tools::approved_version(&state.db, &tool.id).await?,
-                }));
-            }
+            let (listed, total) = tool_summaries(state, server_id, limit, offset).await?;
             json!({"tools": listed, "total": total, "page": page, "page_size": limit})
         }
         "mcpbox_create_tool" => {
@@ -321,23 +308,16 @@ pub async fn call(
         }
         "mcpbox_get_server" => {
             let server = servers::get(&state.db, text(args, "server_id")?).await?;
-            let (found, total) = tools::list(&state.db, &server.id, PAGE_SIZE_MAX, 0).await?;
-            let mut listed = Vec::with_capacity(found.len());
-            for tool in found {
-                let newest = tools::version(&state.db, &tool.id, tool.current_version).await?;
-                listed.push(json!({
-                    "id": tool.id, "name": tool.name, "description": newest.description,
-                    "enabled": tool.enabled, "approval_status": newest.status,
-                }));
-            }
+            let (listed, total) = tool_summaries(state, &server.id, PAGE_SIZE_MAX, 0).await?;
             let pending = crate::access::requests_of(&state.db, &server.id, None, true).await?;
-            json!({
-                "id": server.id, "name": server.name, "description": server.description,
-                "status": if server.running { "running" } else { "stopped" },
-                "default_timeout_ms": server.default_timeout_ms,
-                "tools": listed, "tool_count": total,
-                "pending_requests": pending.into_iter().map(access_json).collect::<Vec<_>>(),
-            })
+            let mut shown = body_json(servers::ServerBody::from(server));
+            if let Value::Object(fields) = &mut shown {
+                fields.insert("tools".into(), listed.into());
+                fields.insert("tool_count".into(), total.into());
+                let pending: Vec<Value> = pending.into_iter().map(access_json).collect();
+                fields.insert("pending_requests".into(), pending.into());
+            }
+            shown
         }
         "mcpbox_get_tool" => {
             let tool = tools::get(&state.db, text(args, "tool_id")?).await?;
@@ -369,9 +349,9 @@ pub async fn call(
         "mcpbox_start_server" | "mcpbox_stop_server" => {
             let running = name == "mcpbox_start_server";
             let server_id = text(args, "server_id")?;
-            let server = servers::set_running_recorded(state, server_id, running, audit).await?;
-            json!({"id": server.id, "name": server.name,
-                   "status": if server.running { "running" } else { "stopped" }})
+            body_json(servers::ServerBody::from(
+                servers::set_running_recorded(state, server_id, running, audit).await?,
+            ))
         }
         "mcpbox_test_code" => {
             let arguments = match args.get("arguments") {
@@ -609,6 +589,27 @@ fn paging(args: &JsonObject) -> Result<(i64, i64, i64)> {
         )));
     }
     Ok((page_size, (page - 1) * page_size, page))
+}
+
+/// A page of a server's tools with their newest version's description and approval status.
+async fn tool_summaries(
+    state: &AppState,
+    server_id: &str,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<Value>, i64)> {
+    let (found, total) = tools::list(&state.db, server_id, limit, offset).await?;
+    let mut listed = Vec::with_capacity(found.len());
+    for tool in found {
+        let newest = tools::version(&state.db, &tool.id, tool.current_version).await?;
+        listed.push(json!({
+            "id": tool.id, "name": tool.name, "description": newest.description,
+            "enabled": tool.enabled, "current_version": tool.current_version,
+            "approval_status": newest.status,
+            "approved_version": tools::approved_version(&state.db, &tool.id).await?,
+        }));
+    }
+    Ok((listed, total))
 }
 
 /// Answers reuse the REST bodies, so both fronts show the same fields.

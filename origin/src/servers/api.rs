@@ -36,11 +36,12 @@ pub struct ServerBody {
 
 impl From<Server> for ServerBody {
     fn from(server: Server) -> Self {
+        let status = server.status();
         ServerBody {
             id: server.id,
             name: server.name,
             description: server.description,
-            status: if server.running { "running" } else { "stopped" },
+            status,
             default_timeout_ms: server.default_timeout_ms,
             created_by: server.created_by,
             created_at: server.created_at,

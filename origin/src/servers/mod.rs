@@ -5,7 +5,7 @@ mod api;
 
 pub(crate) use api::openapi;
 
-pub use api::router;
+pub use api::{ServerBody, router};
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -27,6 +27,13 @@ pub struct Server {
     pub created_by: String,
     pub created_at: String,
     pub updated_at: String,
+}
+
+impl Server {
+    /// `running` or `stopped`, as the API and MCP show it.
+    pub fn status(&self) -> &'static str {
+        if self.running { "running" } else { "stopped" }
+    }
 }
 
 const COLUMNS: &str =
