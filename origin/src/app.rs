@@ -67,13 +67,19 @@ impl AppState {
 
 /// The whole HTTP application of the admin/local listener.
 pub fn router(state: AppState) -> Router {
-    router_with(state, &McpAccess::default())
+    let changes = crate::gateway::watch_changes(&state);
+    router_with(state, &McpAccess::default(), changes)
 }
 
-/// The same, with the `/mcp` Host/Origin allowlists `serve` derives from its flags.
-pub fn router_with(state: AppState, mcp: &McpAccess) -> Router {
+/// The same, with the `/mcp` Host/Origin allowlists `serve` derives from its flags and the
+/// tool-list change feed it shares with the tunnel listener.
+pub fn router_with(
+    state: AppState,
+    mcp: &McpAccess,
+    changes: tokio::sync::watch::Receiver<u64>,
+) -> Router {
     let routes = Router::new()
-        .merge(crate::gateway::router(state.clone(), mcp))
+        .merge(crate::gateway::router(state.clone(), mcp, changes))
         .route("/", get(index))
         .merge(health::router())
         .merge(auth::router())
@@ -166,6 +172,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         display_addr(addr)
     );
 
+    // One watcher of the visible tool set feeds list_changed on both listeners.
+    let changes = crate::gateway::watch_changes(&state);
     // The tunnel listener, when asked for: bound before anything is served, so a bad address
     // fails the start instead of half-starting.
     let tunnel = match (&args.tunnel_listen, &args.service_token) {
@@ -185,8 +193,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             );
             let allowlist =
                 crate::gateway::tunnel::EmailAllowlist::new(&args.remote_allowed_emails);
-            let app = crate::gateway::tunnel::router(state.clone(), token, allowlist)
-                .into_make_service_with_connect_info::<SocketAddr>();
+            let app =
+                crate::gateway::tunnel::router(state.clone(), token, allowlist, changes.clone())
+                    .into_make_service_with_connect_info::<SocketAddr>();
             let listener = listener.tap_io(no_delay);
             Some(tokio::spawn(async move {
                 axum::serve(listener, app)
@@ -199,7 +208,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let pruner = tokio::spawn(prune_tokens_periodically(db.clone()));
     let retention = tokio::spawn(apply_retention_periodically(db.clone()));
     let mcp = args.mcp_access(addr);
-    let app = router_with(state, &mcp).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router_with(state, &mcp, changes).into_make_service_with_connect_info::<SocketAddr>();
     let listener = listener.tap_io(no_delay);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

@@ -36,7 +36,8 @@ use crate::error::Error;
 use crate::execution;
 use crate::tools;
 
-pub use visible::{PAGE_SIZE, VisibleTool, visible_tools};
+use visible::visible_tools;
+pub use visible::watch_changes;
 
 /// Who may reach `/mcp`: `Host` and `Origin` allowlists (DNS-rebinding and cross-site defence).
 /// `None` turns a check off (the tunnel listener, where the service token is the guard).
@@ -93,10 +94,13 @@ impl Caller {
     }
 }
 
-/// The `/mcp` routes, sharing `state` with the rest of the app. Also starts the watcher that
-/// turns recorded changes into list_changed notifications; it ends when `state` is dropped.
-pub fn router(state: AppState, access: &McpAccess) -> Router<AppState> {
-    let changes = visible::watch_changes(&state);
+/// The `/mcp` routes, sharing `state` with the rest of the app. `changes` comes from
+/// `watch_changes`, started once and shared by both listeners.
+pub fn router(
+    state: AppState,
+    access: &McpAccess,
+    changes: watch::Receiver<u64>,
+) -> Router<AppState> {
     let handler = Gateway { state, changes };
     let mut config = StreamableHttpServerConfig::default();
     config = match &access.allowed_hosts {

@@ -72,7 +72,12 @@ struct Guard {
 }
 
 /// `/mcp` behind the guard; nothing else is served on this listener.
-pub fn router(state: AppState, service_token: &str, allowlist: EmailAllowlist) -> Router {
+pub fn router(
+    state: AppState,
+    service_token: &str,
+    allowlist: EmailAllowlist,
+    changes: tokio::sync::watch::Receiver<u64>,
+) -> Router {
     let guard = Guard {
         state: state.clone(),
         token: service_token.as_bytes().into(),
@@ -97,7 +102,7 @@ pub fn router(state: AppState, service_token: &str, allowlist: EmailAllowlist) -
         allowed_hosts: None,
         allowed_origins: None,
     };
-    let mcp = super::router(state.clone(), &access)
+    let mcp = super::router(state.clone(), &access, changes)
         .with_state(state)
         // route_layer: unknown paths are a plain 404, without touching the guard.
         .route_layer(axum::middleware::from_fn_with_state(guard, check));
