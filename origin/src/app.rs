@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::http::header;
-use axum::response::{Html, IntoResponse};
-use axum::routing::get;
+
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
@@ -80,7 +78,6 @@ pub fn router_with(
 ) -> Router {
     let routes = Router::new()
         .merge(crate::gateway::router(state.clone(), mcp, changes))
-        .route("/", get(index))
         .merge(health::router())
         .merge(auth::router())
         .merge(users::router())
@@ -94,23 +91,9 @@ pub fn router_with(
         .merge(activity::router())
         .merge(crate::dashboard::router())
         .merge(crate::openapi::router())
+        .merge(crate::ui::router(state.clone()))
         .with_state(state);
     http::with_layers(routes)
-}
-
-/// A landing page until the admin UI exists (it arrives with the UI work): says what is here.
-async fn index() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        Html(concat!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>MCPbox</title></head>",
-            "<body><main><h1>MCPbox ",
-            env!("CARGO_PKG_VERSION"),
-            "</h1><p>The origin service is running. The admin web UI is not built yet; ",
-            "the admin API is served here: <a href=\"/auth/status\">/auth/status</a>, ",
-            "<a href=\"/health/ready\">/health/ready</a>.</p></main></body></html>"
-        )),
-    )
 }
 
 /// Opens the data directory, the keyring and the database, as `serve` and the CLI need them.

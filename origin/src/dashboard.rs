@@ -110,7 +110,7 @@ pub async fn build(db: &Db, period: &str) -> Result<Dashboard> {
     let since = db::timestamp(chrono::Utc::now() - chrono::Duration::hours(hours));
     let calls_row = sqlx::query(
         "SELECT COUNT(*) AS calls, COALESCE(SUM(CASE WHEN success = 0 THEN 1 ELSE 0 END), 0) AS errors, \
-         COALESCE(AVG(CAST(duration_ms AS DOUBLE PRECISION)), 0) AS avg_ms FROM execution_logs WHERE created_at >= $1",
+         COALESCE(AVG(CAST(duration_ms AS DOUBLE PRECISION)), 0.0) AS avg_ms FROM execution_logs WHERE created_at >= $1",
     )
     .bind(&since)
     .fetch_one(&db.pool)

@@ -69,6 +69,25 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The HTTP status this error answers with (the UI renders its own page with it).
+    pub fn status(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
+    /// What a person may be told: the sentence itself, except for internal errors, which are
+    /// logged here (with the request's span) and replaced by a generic sentence.
+    pub fn public_message(&self) -> String {
+        match self {
+            Error::Internal(err) => {
+                tracing::error!(error = ?err, "internal error");
+                "Something went wrong on the server; the details are in its log".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
         Error::Internal(anyhow::Error::new(err).context("database error"))
@@ -78,14 +97,7 @@ impl From<sqlx::Error> for Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let message = match &self {
-            Error::Internal(err) => {
-                // The span of the request (with its request id) is current here.
-                tracing::error!(error = ?err, "internal error");
-                "Something went wrong on the server; the details are in its log".to_owned()
-            }
-            other => other.to_string(),
-        };
+        let message = self.public_message();
         let mut response = (status, Json(ErrorBody::new(code, message))).into_response();
         if let Error::TooManyRequests {
             retry_after_secs, ..

@@ -43,6 +43,7 @@ pub mod secrets;
 pub mod servers;
 pub mod settings;
 pub mod tools;
+pub mod ui;
 pub mod users;
 
 pub use error::{Error, Result};

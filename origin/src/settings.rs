@@ -286,11 +286,7 @@ async fn update(
             .mcp_rate_limit_rpm
             .unwrap_or(current.mcp_rate_limit_rpm),
     };
-    set_policy(&state.db, &next).await?;
-    let details = serde_json::to_value(&next).unwrap_or_default();
-    let event = crate::activity::NewEvent::warning("policy.update", "security policy changed")
-        .details(details);
-    crate::activity::record_now(&state, &audited.audit, event).await?;
+    apply_recorded(&state, &next, None, &audited.audit).await?;
     Ok(Json(next))
 }
 
@@ -308,14 +304,28 @@ async fn apply_profile(
 ) -> Result<Json<Policy>> {
     audited.auth.require(Role::Admin)?;
     let next = preset(&body.profile, &policy(&state.db).await?)?;
-    set_policy(&state.db, &next).await?;
-    let event = crate::activity::NewEvent::warning(
-        "policy.profile",
-        format!("security profile {} applied", body.profile),
-    )
-    .details(serde_json::to_value(&next).unwrap_or_default());
-    crate::activity::record_now(&state, &audited.audit, event).await?;
+    apply_recorded(&state, &next, Some(&body.profile), &audited.audit).await?;
     Ok(Json(next))
+}
+
+/// Stores a whole policy (a preset's when `profile` names it) and records the change: what the
+/// REST API and the UI call.
+pub async fn apply_recorded(
+    state: &AppState,
+    next: &Policy,
+    profile: Option<&str>,
+    audit: &crate::activity::Audit,
+) -> Result<()> {
+    set_policy(&state.db, next).await?;
+    let details = serde_json::to_value(next).unwrap_or_default();
+    let event = match profile {
+        Some(profile) => crate::activity::NewEvent::warning(
+            "policy.profile",
+            format!("security profile {profile} applied"),
+        ),
+        None => crate::activity::NewEvent::warning("policy.update", "security policy changed"),
+    };
+    crate::activity::record_now(state, audit, event.details(details)).await
 }
 
 /// This module's routes in the OpenAPI document (`crate::openapi`).

@@ -1,6 +1,7 @@
 //! Helpers for end-to-end tests: start the real `mcpbox` binary on a free port with its own data
 //! directory, wait for it, and stop it.
 
+pub mod browser;
 pub mod mcp;
 
 use std::io::{BufRead, BufReader};

@@ -269,3 +269,31 @@ pub fn tool_error(answer: &Value) -> String {
         .unwrap_or_else(|| panic!("a tool error without text: {answer}"))
         .to_owned()
 }
+
+/// Where `scripts/test` installs the official MCP Python SDK (`mcp==2.3.0`).
+pub fn python_sdk() -> (String, std::path::PathBuf) {
+    let python = std::env::var("PYO3_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let path = match std::env::var_os("MCPBOX_TEST_MCP_SDK") {
+        Some(path) => path.into(),
+        None => {
+            let cache = std::env::var_os("MCPBOX_CACHE")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| {
+                    std::path::Path::new(&std::env::var("HOME").unwrap()).join(".cache/mcpbox")
+                });
+            cache.join("py-mcp")
+        }
+    };
+    let importable = std::process::Command::new(&python)
+        .args(["-c", "import mcp.client.client"])
+        .env("PYTHONPATH", &path)
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(
+        importable,
+        "the official MCP Python SDK is not importable from {} with {python}: run scripts/test, \
+         which installs mcp==2.3.0 there (or set MCPBOX_TEST_MCP_SDK)",
+        path.display()
+    );
+    (python, path)
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use mcpbox_e2e::mcp::{
     Mcp, NEW, Stream, admin_token, api, approve_and_start, client, draft_tool, get_json,
-    stateless_meta, tool_error,
+    python_sdk, stateless_meta, tool_error,
 };
 use mcpbox_e2e::{Origin, ServeOptions};
 use serde_json::{Value, json};
@@ -373,34 +373,6 @@ async fn the_mcp_endpoint_refuses_what_it_should_with_clear_errors() {
         assert!(!text.is_empty(), "{what}: an error needs a message");
     }
     drop(origin);
-}
-
-/// Where `scripts/test` installs the official MCP Python SDK (`mcp==2.3.0`).
-fn python_sdk() -> (String, std::path::PathBuf) {
-    let python = std::env::var("PYO3_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let path = match std::env::var_os("MCPBOX_TEST_MCP_SDK") {
-        Some(path) => path.into(),
-        None => {
-            let cache = std::env::var_os("MCPBOX_CACHE")
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(|| {
-                    std::path::Path::new(&std::env::var("HOME").unwrap()).join(".cache/mcpbox")
-                });
-            cache.join("py-mcp")
-        }
-    };
-    let importable = std::process::Command::new(&python)
-        .args(["-c", "import mcp.client.client"])
-        .env("PYTHONPATH", &path)
-        .status()
-        .is_ok_and(|status| status.success());
-    assert!(
-        importable,
-        "the official MCP Python SDK is not importable from {} with {python}: run scripts/test, \
-         which installs mcp==2.3.0 there (or set MCPBOX_TEST_MCP_SDK)",
-        path.display()
-    );
-    (python, path)
 }
 
 /// The official Python SDK as the client, on 2025-11-25 (session, GET stream) and 2026-07-28

@@ -124,7 +124,15 @@ async fn stream_events(
     ApiQuery(q): ApiQuery<FilterQuery>,
 ) -> Result<Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>>> {
     auth.require(Role::Viewer)?;
-    let filter = q.filter()?;
+    Ok(live(&state, q.filter()?))
+}
+
+/// The live stream of events passing `filter`, as server-sent events (the REST stream and the
+/// UI's live view).
+pub fn live(
+    state: &AppState,
+    filter: super::Filter,
+) -> Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>> + use<>> {
     let receiver = state.activity.subscribe();
     let events = stream::unfold((receiver, filter), |(mut receiver, filter)| async move {
         loop {
@@ -145,7 +153,7 @@ async fn stream_events(
             }
         }
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+    Sse::new(events).keep_alive(KeepAlive::default())
 }
 
 /// This module's routes in the OpenAPI document (`crate::openapi`).

@@ -9,7 +9,7 @@ mod api;
 
 pub(crate) use api::openapi;
 
-pub use api::router;
+pub use api::{live, router};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -75,8 +75,11 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
 }
 
 pub fn request_id(parts: &Parts) -> Option<String> {
-    parts
-        .headers
+    request_id_of(&parts.headers)
+}
+
+pub fn request_id_of(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
@@ -96,7 +99,38 @@ pub struct Event {
     pub details: serde_json::Value,
 }
 
+/// The action of the live-only events `execution::run` publishes for each call. Calls are
+/// stored in the execution log, not here: these events only feed live views (they are never
+/// written to the activity table, and the tool-list watcher ignores them).
+pub const CALL_ACTION: &str = "tool.call";
+
 impl Event {
+    /// A live-only event for one tool call (see `CALL_ACTION`).
+    pub fn call(
+        log_id: &str,
+        actor: &str,
+        approved: &crate::tools::Approved,
+        ok: bool,
+        duration_ms: u64,
+    ) -> Event {
+        let outcome = if ok { "succeeded" } else { "failed" };
+        Event {
+            id: log_id.to_owned(),
+            created_at: crate::db::now(),
+            actor: actor.to_owned(),
+            action: CALL_ACTION.to_owned(),
+            level: if ok { "info" } else { "warning" }.to_owned(),
+            server_id: Some(approved.server_id.clone()),
+            tool_id: Some(approved.tool_id.clone()),
+            request_id: None,
+            message: format!(
+                "call of {} (version {}) {outcome} in {duration_ms} ms",
+                approved.public_name, approved.version
+            ),
+            details: serde_json::json!({"log_id": log_id}),
+        }
+    }
+
     fn from_row(row: &AnyRow) -> Result<Event> {
         let details: String = row.try_get("details")?;
         Ok(Event {

@@ -157,8 +157,14 @@ async fn setup(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<(StatusCode, Json<UserResponse>)> {
-    let username = Username::parse(&body.username)?;
-    let password = NewPassword::parse(&body.password)?;
+    let user = first_admin(&state, &body.username, &body.password).await?;
+    Ok((StatusCode::CREATED, Json(UserResponse::from(&user))))
+}
+
+/// First-run set-up: creates the first admin, once. The JSON API and the UI both call this.
+pub async fn first_admin(state: &AppState, username: &str, password: &str) -> Result<users::User> {
+    let username = Username::parse(username)?;
+    let password = NewPassword::parse(password)?;
     // Cheap refusal before the expensive hash; the transaction in create_first_admin is what
     // actually guarantees set-up happens once.
     if !users::setup_required(&state.db).await? {
@@ -168,7 +174,7 @@ async fn setup(
     }
     let user = users::create_first_admin(&state.db, &username, &password).await?;
     tracing::info!(username = %user.username, "first admin created");
-    Ok((StatusCode::CREATED, Json(UserResponse::from(&user))))
+    Ok(user)
 }
 
 #[utoipa::path(post, path = "/auth/login", tag = "auth", operation_id = "auth_login", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")))]
@@ -178,14 +184,28 @@ async fn login(
     RequestId(request_id): RequestId,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Json<TokenPair>> {
-    if body.username.is_empty() || body.username.chars().count() > password::USERNAME_MAX {
+    let (_, pair) = sign_in(&state, ip, request_id, &body.username, &body.password).await?;
+    Ok(Json(pair))
+}
+
+/// Checks a username and password (throttled per address and per account, failures recorded in
+/// the activity log) and issues a token pair in a new family. The JSON API and the UI sign-in
+/// form both call this.
+pub async fn sign_in(
+    state: &AppState,
+    ip: IpAddr,
+    request_id: Option<String>,
+    username: &str,
+    presented: &str,
+) -> Result<(users::User, TokenPair)> {
+    if username.is_empty() || username.chars().count() > password::USERNAME_MAX {
         return Err(Error::Validation(format!(
             "the username must be 1 to {} characters long",
             password::USERNAME_MAX
         )));
     }
-    password::check_presented(&body.password)?;
-    let account = body.username.to_ascii_lowercase();
+    password::check_presented(presented)?;
+    let account = username.to_ascii_lowercase();
     if let Err(wait) = state.throttle.check(ip, &account, Instant::now()) {
         return Err(too_many_attempts(wait));
     }
@@ -194,7 +214,7 @@ async fn login(
         Some((user, hash)) => (Some(user), Some(hash)),
         None => (None, None),
     };
-    let matches = password::verify(&body.password, hash).await?;
+    let matches = password::verify(presented, hash).await?;
     let user = match user {
         Some(user) if matches && user.is_active => user,
         Some(_) if matches => return Err(Error::Unauthorized("this account is disabled")),
@@ -207,8 +227,8 @@ async fn login(
                 request_id,
             };
             let event = NewEvent::warning("auth.login_failed", format!("failed sign-in from {ip}"))
-                .details(serde_json::json!({"username": body.username, "ip": ip.to_string()}));
-            activity::record_now(&state, &audit, event).await?;
+                .details(serde_json::json!({"username": username, "ip": ip.to_string()}));
+            activity::record_now(state, &audit, event).await?;
             return Err(Error::Unauthorized("wrong username or password"));
         }
     };
@@ -220,11 +240,10 @@ async fn login(
     };
     let event = NewEvent::info("auth.login", format!("signed in from {ip}"))
         .details(serde_json::json!({"ip": ip.to_string()}));
-    activity::record_now(&state, &audit, event).await?;
+    activity::record_now(state, &audit, event).await?;
     let mut conn = state.db.pool.acquire().await?;
-    Ok(Json(
-        tokens::issue_pair(&mut conn, &state.jwt, &user, None).await?,
-    ))
+    let pair = tokens::issue_pair(&mut conn, &state.jwt, &user, None).await?;
+    Ok((user, pair))
 }
 
 fn too_many_attempts(wait: std::time::Duration) -> Error {
@@ -300,8 +319,29 @@ async fn change_password(
     auth: AuthUser,
     ApiJson(body): ApiJson<ChangePasswordBody>,
 ) -> Result<Json<TokenPair>> {
-    password::check_presented(&body.current_password)?;
-    let new_password = NewPassword::parse(&body.new_password)?;
+    Ok(Json(
+        change_password_of(
+            &state,
+            ip,
+            &auth,
+            &body.current_password,
+            &body.new_password,
+        )
+        .await?,
+    ))
+}
+
+/// Checks the current password (throttled like a sign-in), sets the new one, revokes every
+/// earlier token and returns a fresh pair. The JSON API and the UI form both call this.
+pub async fn change_password_of(
+    state: &AppState,
+    ip: IpAddr,
+    auth: &AuthUser,
+    current: &str,
+    new: &str,
+) -> Result<TokenPair> {
+    password::check_presented(current)?;
+    let new_password = NewPassword::parse(new)?;
     let account = auth.user().username.to_ascii_lowercase();
     if let Err(wait) = state.throttle.check(ip, &account, Instant::now()) {
         return Err(too_many_attempts(wait));
@@ -309,15 +349,13 @@ async fn change_password(
     let (_, hash) = users::find_for_login(&state.db, &account)
         .await?
         .ok_or(Error::Unauthorized("this account no longer exists"))?;
-    if !password::verify(&body.current_password, Some(hash)).await? {
+    if !password::verify(current, Some(hash)).await? {
         state.throttle.record_failure(ip, &account, Instant::now());
         return Err(Error::Unauthorized("the current password is wrong"));
     }
     let user = users::set_password(&state.db, &auth.user().id, &new_password).await?;
     let mut conn = state.db.pool.acquire().await?;
-    Ok(Json(
-        tokens::issue_pair(&mut conn, &state.jwt, &user, None).await?,
-    ))
+    tokens::issue_pair(&mut conn, &state.jwt, &user, None).await
 }
 
 #[utoipa::path(get, path = "/auth/me", tag = "auth", operation_id = "auth_me", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]

@@ -134,6 +134,13 @@ pub async fn run(
             duration_ms,
         )
         .await?;
+    state.activity.publish(crate::activity::Event::call(
+        &log_id,
+        actor,
+        approved,
+        ok,
+        duration_ms,
+    ));
     let (result_text, error, stdout) = if policy.redact_output() {
         (redacted_result, redacted_error, redacted_stdout)
     } else {

@@ -146,6 +146,8 @@ pub fn watch_changes(state: &AppState) -> watch::Receiver<u64> {
         loop {
             match events.recv().await {
                 Ok(event) if event.server_id.is_none() && event.tool_id.is_none() => continue,
+                // A call changes no tool (and there may be thousands a second).
+                Ok(event) if event.action == crate::activity::CALL_ACTION => continue,
                 // A lagged receiver may have missed a relevant event: look anyway.
                 Ok(_) | Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => return,

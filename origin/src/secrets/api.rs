@@ -6,7 +6,7 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use crate::activity::{self, Audited, NewEvent};
+use crate::activity::Audited;
 use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::error::{ApiJson, Result};
@@ -86,11 +86,7 @@ async fn set(
     ApiJson(body): ApiJson<ValueBody>,
 ) -> Result<StatusCode> {
     audited.auth.require(Role::Admin)?;
-    super::set_value(&state, &server_id, &key, &body.value).await?;
-    // The key only: a value never reaches a log.
-    let event =
-        NewEvent::info("secret.set", format!("value of secret {key} set")).server(&server_id);
-    activity::record_now(&state, &audited.audit, event).await?;
+    super::set_value_recorded(&state, &server_id, &key, &body.value, &audited.audit).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -101,10 +97,7 @@ async fn remove(
     Path((server_id, key)): Path<(String, String)>,
 ) -> Result<StatusCode> {
     audited.auth.require(Role::Admin)?;
-    super::delete(&state.db, &server_id, &key).await?;
-    let event =
-        NewEvent::warning("secret.delete", format!("secret {key} deleted")).server(&server_id);
-    activity::record_now(&state, &audited.audit, event).await?;
+    super::delete_recorded(&state, &server_id, &key, &audited.audit).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

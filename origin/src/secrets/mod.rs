@@ -109,6 +109,34 @@ pub async fn create_placeholder(
     Ok(())
 }
 
+/// `set_value` plus its activity row (the key only: a value never reaches a log); REST and UI.
+pub async fn set_value_recorded(
+    state: &AppState,
+    server_id: &str,
+    key: &str,
+    value: &str,
+    audit: &crate::activity::Audit,
+) -> Result<()> {
+    set_value(state, server_id, key, value).await?;
+    let event = crate::activity::NewEvent::info("secret.set", format!("value of secret {key} set"))
+        .server(server_id);
+    crate::activity::record_now(state, audit, event).await
+}
+
+/// `delete` plus its activity row; REST and UI.
+pub async fn delete_recorded(
+    state: &AppState,
+    server_id: &str,
+    key: &str,
+    audit: &crate::activity::Audit,
+) -> Result<()> {
+    delete(&state.db, server_id, key).await?;
+    let event =
+        crate::activity::NewEvent::warning("secret.delete", format!("secret {key} deleted"))
+            .server(server_id);
+    crate::activity::record_now(state, audit, event).await
+}
+
 /// Sets (or replaces) a value, creating the placeholder if needed.
 pub async fn set_value(state: &AppState, server_id: &str, key: &str, value: &str) -> Result<()> {
     check_key(key)?;

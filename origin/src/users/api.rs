@@ -52,15 +52,14 @@ async fn create(
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<(StatusCode, Json<UserResponse>)> {
     audited.auth.require(Role::Admin)?;
-    let username = Username::parse(&body.username)?;
-    let password = NewPassword::parse(&body.password)?;
-    let role = parse_role(&body.role)?;
-    let user = super::create(&state.db, &username, &password, role).await?;
-    let event = NewEvent::info(
-        "user.create",
-        format!("account {} created ({role})", user.username),
-    );
-    activity::record_now(&state, &audited.audit, event).await?;
+    let user = create_recorded(
+        &state,
+        &body.username,
+        &body.password,
+        &body.role,
+        &audited.audit,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(UserResponse::from(&user))))
 }
 
@@ -91,26 +90,60 @@ async fn update(
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Result<Json<UserResponse>> {
     audited.auth.require(Role::Admin)?;
-    let role = body.role.as_deref().map(parse_role).transpose()?;
-    if role.is_none() && body.is_active.is_none() {
+    let user = update_recorded(
+        &state,
+        &id,
+        body.role.as_deref(),
+        body.is_active,
+        &audited.audit,
+    )
+    .await?;
+    Ok(Json(UserResponse::from(&user)))
+}
+
+/// Creates an account from what a person typed and records it: what the REST API and the UI call.
+pub async fn create_recorded(
+    state: &AppState,
+    username: &str,
+    password: &str,
+    role: &str,
+    audit: &activity::Audit,
+) -> Result<super::User> {
+    let username = Username::parse(username)?;
+    let password = NewPassword::parse(password)?;
+    let role = parse_role(role)?;
+    let user = super::create(&state.db, &username, &password, role).await?;
+    let event = NewEvent::info(
+        "user.create",
+        format!("account {} created ({role})", user.username),
+    );
+    activity::record_now(state, audit, event).await?;
+    Ok(user)
+}
+
+/// Changes an account's role and/or active flag and records it (REST API and UI).
+pub async fn update_recorded(
+    state: &AppState,
+    id: &str,
+    role: Option<&str>,
+    is_active: Option<bool>,
+    audit: &activity::Audit,
+) -> Result<super::User> {
+    let role = role.map(parse_role).transpose()?;
+    if role.is_none() && is_active.is_none() {
         return Err(Error::Validation(
             "nothing to change: give role and/or is_active".to_owned(),
         ));
     }
-    let user = super::update(&state.db, &id, role, body.is_active).await?;
+    let user = super::update(&state.db, id, role, is_active).await?;
     let message = format!(
         "account {} is now {} ({})",
         user.username,
         user.role,
         if user.is_active { "active" } else { "disabled" }
     );
-    activity::record_now(
-        &state,
-        &audited.audit,
-        NewEvent::warning("user.update", message),
-    )
-    .await?;
-    Ok(Json(UserResponse::from(&user)))
+    activity::record_now(state, audit, NewEvent::warning("user.update", message)).await?;
+    Ok(user)
 }
 
 /// This module's routes in the OpenAPI document (`crate::openapi`).

@@ -5,7 +5,7 @@ mod api;
 
 pub(crate) use api::openapi;
 
-pub use api::router;
+pub use api::{create_recorded, router, update_recorded};
 
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};

@@ -1,0 +1,132 @@
+//! Settings (admin only to change, everyone signed in may read): the security policy with its
+//! presets and what each less strict value risks, the modules every server may import, and the
+//! accounts and their roles.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+
+use super::{Chrome, Form, Page, Ui, failed, outcome, page};
+use crate::app::AppState;
+use crate::auth::Role;
+use crate::error::Error;
+use crate::settings::{self, Policy};
+use crate::users::{self, User};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/ui/settings", get(show).post(update))
+        .route("/ui/settings/preset", post(apply_preset))
+        .route("/ui/users", get(users_page).post(create_user))
+        .route("/ui/users/{id}", post(update_user))
+}
+
+#[derive(Template)]
+#[template(path = "settings.html")]
+struct SettingsPage {
+    chrome: Chrome,
+    policy: Policy,
+    modules: Vec<&'static str>,
+}
+
+async fn show(State(state): State<AppState>, ui: Ui) -> Page {
+    ui.require(Role::Viewer)?;
+    page(&SettingsPage {
+        chrome: ui.chrome("settings"),
+        policy: settings::policy(&state.db).await?,
+        modules: contract::sandbox::DEFAULT_MODULES.to_vec(),
+    })
+}
+
+async fn update(State(state): State<AppState>, ui: Ui, form: Form) -> Response {
+    let result = async {
+        ui.require(Role::Admin)?;
+        let number = |name: &str| {
+            form.text(name).trim().parse::<i64>().map_err(|_| {
+                Error::Validation(format!("{} must be a whole number", name.replace('_', " ")))
+            })
+        };
+        let next = Policy {
+            remote_tool_editing: form.text("remote_tool_editing").to_owned(),
+            tool_approval_mode: form.text("tool_approval_mode").to_owned(),
+            network_access_policy: form.text("network_access_policy").to_owned(),
+            module_approval_mode: form.text("module_approval_mode").to_owned(),
+            redact_secrets_in_output: form.text("redact_secrets_in_output").to_owned(),
+            log_retention_days: number("log_retention_days")?,
+            mcp_rate_limit_rpm: number("mcp_rate_limit_rpm")?,
+        };
+        // set_policy validates the whole policy before writing any of it.
+        settings::apply_recorded(&state, &next, None, &ui.audit()).await
+    }
+    .await;
+    outcome("/ui/settings", result, "Security policy saved.")
+}
+
+async fn apply_preset(State(state): State<AppState>, ui: Ui, form: Form) -> Response {
+    let name = form.text("preset").to_owned();
+    let result = async {
+        ui.require(Role::Admin)?;
+        let next = settings::preset(&name, &settings::policy(&state.db).await?)?;
+        settings::apply_recorded(&state, &next, Some(&name), &ui.audit()).await
+    }
+    .await;
+    outcome("/ui/settings", result, format!("Preset {name} applied."))
+}
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersPage {
+    chrome: Chrome,
+    users: Vec<User>,
+    me: String,
+}
+
+async fn users_page(State(state): State<AppState>, ui: Ui) -> Page {
+    ui.require(Role::Admin)?;
+    let (users, _) = users::list(&state.db, 500, 0).await?;
+    page(&UsersPage {
+        chrome: ui.chrome("users"),
+        users,
+        me: ui.auth.user().id.clone(),
+    })
+}
+
+async fn create_user(State(state): State<AppState>, ui: Ui, form: Form) -> Response {
+    let result = async {
+        ui.require(Role::Admin)?;
+        users::create_recorded(
+            &state,
+            form.text("username"),
+            form.text("password"),
+            form.text("role"),
+            &ui.audit(),
+        )
+        .await
+    }
+    .await;
+    match result {
+        Ok(user) => super::done("/ui/users", format!("Account {} created.", user.username)),
+        Err(err) => failed("/ui/users", err),
+    }
+}
+
+async fn update_user(
+    State(state): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+    form: Form,
+) -> Response {
+    let result = async {
+        ui.require(Role::Admin)?;
+        let active = match form.get("is_active") {
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            _ => None,
+        };
+        users::update_recorded(&state, &id, form.get("role"), active, &ui.audit()).await
+    }
+    .await;
+    outcome("/ui/users", result, "Account updated.")
+}

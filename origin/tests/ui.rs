@@ -1,0 +1,677 @@
+//! The admin UI, in process, on both backends: sign-in and set-up forms, session cookies and
+//! their rotation, CSRF refusals (each one an attack that must change nothing), what a viewer
+//! can see and do, escaping of stored data, the review-and-approve flow through the forms, and
+//! the page hygiene every page must keep (CSP, no inline script or style).
+//!
+//! A real browser drives the UI in `tests/tests/ui_browser.rs`.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use common::{LOCAL, PASSWORD, TestApp, on_both_backends};
+use origin::access::{self, Kind, NewRequest};
+use origin::activity::Audit;
+use serde_json::json;
+
+on_both_backends!(
+    first_run_set_up_signs_in_and_every_page_renders_cleanly,
+    forms_without_the_right_csrf_token_are_refused_and_change_nothing,
+    a_viewer_sees_no_actions_and_is_refused_them,
+    stored_markup_is_shown_as_text,
+    an_expired_access_cookie_is_rotated_and_a_replayed_refresh_signs_out,
+    sign_out_everywhere_ends_every_session,
+    failed_sign_ins_are_throttled_with_a_readable_message,
+    module_requests_are_decided_in_bulk,
+);
+
+/// A browser in miniature: a cookie jar, and the CSRF token of the last page.
+struct Browser<'a> {
+    app: &'a TestApp,
+    cookies: Vec<(String, String)>,
+    csrf: String,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    html: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+fn csrf_of(html: &str) -> Option<String> {
+    let marker = "name=\"_csrf\" value=\"";
+    let start = html.find(marker)? + marker.len();
+    Some(html[start..start + 64].to_owned())
+}
+
+impl<'a> Browser<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        Browser {
+            app,
+            cookies: Vec::new(),
+            csrf: String::new(),
+        }
+    }
+
+    fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn set(&mut self, name: &str, value: &str) {
+        self.cookies.retain(|(k, _)| k != name);
+        if !value.is_empty() {
+            self.cookies.push((name.to_owned(), value.to_owned()));
+        }
+    }
+
+    async fn send(&mut self, method: Method, path: &str, form: Option<String>) -> Page {
+        let mut builder =
+            TestApp::request(method, path, None, LOCAL).header(header::HOST, "mcpbox.test");
+        if !self.cookies.is_empty() {
+            let jar: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            builder = builder.header(header::COOKIE, jar.join("; "));
+        }
+        let body = match form {
+            Some(form) => {
+                builder = builder.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+                Body::from(form)
+            }
+            None => Body::empty(),
+        };
+        let response = self.app.send(builder.body(body).unwrap()).await;
+        for value in response.headers.get_all(header::SET_COOKIE) {
+            let text = value.to_str().unwrap();
+            for attribute in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
+                assert!(
+                    text.contains(attribute),
+                    "cookie without {attribute}: {text}"
+                );
+            }
+            let (pair, _) = text.split_once(';').unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            self.set(name, value);
+        }
+        if let Some(token) = csrf_of(&response.text) {
+            self.csrf = token;
+        }
+        Page {
+            status: response.status,
+            headers: response.headers,
+            html: response.text,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        self.send(Method::GET, path, None).await
+    }
+
+    /// Posts a form with this browser's CSRF token.
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let csrf = self.csrf.clone();
+        let mut all = vec![("_csrf", csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.post_raw(path, &all).await
+    }
+
+    async fn post_raw(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    /// Follows a redirect (the flash cookie travels with it).
+    async fn follow(&mut self, page: Page) -> Page {
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
+        let to = page.location().to_owned();
+        self.get(&to).await
+    }
+
+    async fn sign_in(&mut self, username: &str, password: &str) -> Page {
+        let form = self.get("/ui/login").await;
+        assert_eq!(form.status, StatusCode::OK, "{}", form.html);
+        self.post(
+            "/ui/login",
+            &[("username", username), ("password", password)],
+        )
+        .await
+    }
+}
+
+/// The admin signed in through the set-up form.
+async fn set_up(app: &TestApp) -> Browser<'_> {
+    let mut browser = Browser::new(app);
+    let start = browser.get("/ui").await;
+    assert_eq!(start.location(), "/ui/login");
+    let login = browser.get("/ui/login").await;
+    assert_eq!(
+        login.location(),
+        "/ui/setup",
+        "no account yet: set-up first"
+    );
+    let form = browser.get("/ui/setup").await;
+    assert!(form.html.contains("Create the administrator"));
+    let done = browser
+        .post(
+            "/ui/setup",
+            &[
+                ("username", "admin"),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(done.location(), "/ui", "{}", done.html);
+    assert!(browser.cookie("mcpbox_at").is_some());
+    assert!(browser.cookie("mcpbox_rt").is_some());
+    let dashboard = browser.follow(done).await;
+    assert_eq!(dashboard.status, StatusCode::OK, "{}", dashboard.html);
+    browser
+}
+
+fn assert_clean_page(path: &str, page: &Page) {
+    assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.html);
+    assert!(
+        page.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"),
+        "{path}"
+    );
+    let csp = page.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{path}: {csp}"
+    );
+    let html = page.html.to_ascii_lowercase();
+    // Every script is a file of ours; no inline handlers or styles (the CSP would block them).
+    for (i, _) in html.match_indices("<script") {
+        let tag = &html[i..i + html[i..].find('>').unwrap()];
+        assert!(
+            tag.contains("src=\"/ui/static/"),
+            "{path}: inline script {tag}"
+        );
+    }
+    for forbidden in [
+        " onclick=",
+        " onload=",
+        " onerror=",
+        " onsubmit=",
+        " style=",
+        "javascript:",
+        "<style",
+    ] {
+        assert!(!html.contains(forbidden), "{path}: {forbidden}");
+    }
+    assert!(html.contains("<main"), "{path}: no main landmark");
+    assert!(html.contains("lang=\"en\""), "{path}");
+    // Every form field has a label (by id) or an aria-label.
+    for (i, _) in html.match_indices("<input") {
+        let tag = &html[i..i + html[i..].find('>').unwrap()];
+        if tag.contains("type=\"hidden\"") {
+            continue;
+        }
+        let labelled = tag.contains("aria-label=")
+            || tag
+                .split("id=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .is_some_and(|id| html.contains(&format!("for=\"{id}\"")));
+        assert!(labelled, "{path}: unlabelled {tag}");
+    }
+}
+
+async fn first_run_set_up_signs_in_and_every_page_renders_cleanly(app: TestApp) {
+    let mut browser = set_up(&app).await;
+    let created = browser
+        .post(
+            "/ui/servers",
+            &[("name", "weather"), ("description", "forecasts")],
+        )
+        .await;
+    assert!(
+        created.location().starts_with("/ui/servers/"),
+        "{}",
+        created.html
+    );
+    let server_page = created.location().to_owned();
+    let shown = browser.follow(created).await;
+    assert!(
+        shown.html.contains("Server weather created."),
+        "the flash shows once"
+    );
+    assert_eq!(app.count("servers").await, 1);
+    let again = browser.get(&server_page).await;
+    assert!(
+        !again.html.contains("Server weather created."),
+        "…and only once"
+    );
+    for path in [
+        "/ui",
+        "/ui?period=7d",
+        "/ui/servers",
+        server_page.as_str(),
+        &format!("{server_page}/delete"),
+        "/ui/approvals",
+        "/ui/activity",
+        "/ui/activity?level=warning&action=server.create",
+        "/ui/settings",
+        "/ui/users",
+        "/ui/account",
+    ] {
+        let page = browser.get(path).await;
+        assert_clean_page(path, &page);
+    }
+    // Signed out: the login page (public) is clean too, and the set-up page is closed.
+    let out = browser.post("/ui/logout", &[]).await;
+    assert_eq!(out.location(), "/ui/login");
+    assert!(
+        browser.cookie("mcpbox_at").is_none(),
+        "sign-out clears the cookies"
+    );
+    let login = browser.get("/ui/login").await;
+    assert_clean_page("/ui/login", &login);
+    assert!(login.html.contains("Signed out."));
+    assert_eq!(browser.get("/ui/setup").await.location(), "/ui/login");
+    assert_eq!(browser.get("/ui").await.location(), "/ui/login");
+    // Unknown things are HTML error pages, not JSON or 500s.
+    let mut browser = Browser::new(&app);
+    browser.sign_in("admin", PASSWORD).await;
+    let missing = browser.get("/ui/servers/no-such-server").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.html.contains("Not found"));
+    let bad_version = browser.get("/ui/approvals/tools/x/not-a-number").await;
+    assert!(bad_version.status.is_client_error());
+}
+
+async fn forms_without_the_right_csrf_token_are_refused_and_change_nothing(app: TestApp) {
+    let mut browser = set_up(&app).await;
+    let good = browser.csrf.clone();
+    // No token, a wrong token, a token in the wrong field.
+    for fields in [
+        vec![("name", "evil")],
+        vec![("_csrf", "0".repeat(64).leak() as &str), ("name", "evil")],
+        vec![("csrf", good.as_str()), ("name", "evil")],
+    ] {
+        let refused = browser.post_raw("/ui/servers", &fields).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.html);
+    }
+    // The right token, but posted from another site's page.
+    let body = format!("_csrf={good}&name=evil");
+    let cross_site = TestApp::request(Method::POST, "/ui/servers", None, LOCAL)
+        .header(header::HOST, "mcpbox.test")
+        .header(header::ORIGIN, "https://evil.example")
+        .header(
+            header::COOKIE,
+            format!(
+                "mcpbox_at={}; mcpbox_rt={}",
+                browser.cookie("mcpbox_at").unwrap(),
+                browser.cookie("mcpbox_rt").unwrap()
+            ),
+        )
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    assert_eq!(app.send(cross_site).await.status, StatusCode::FORBIDDEN);
+    // Another account's valid token does not work for this one.
+    let admin_token = app.login("admin", PASSWORD).await.token("access_token");
+    app.user_with_role(&admin_token, "olivia", "admin").await;
+    let mut other = Browser::new(&app);
+    other.sign_in("olivia", PASSWORD).await;
+    other.get("/ui/servers").await;
+    assert_ne!(other.csrf, good);
+    let stolen = browser
+        .post_raw("/ui/servers", &[("_csrf", &other.csrf), ("name", "evil")])
+        .await;
+    assert_eq!(stolen.status, StatusCode::FORBIDDEN);
+    // The sign-in form needs its double-submit cookie.
+    let mut fresh = Browser::new(&app);
+    let no_cookie = fresh
+        .post_raw(
+            "/ui/login",
+            &[
+                ("_csrf", &"a".repeat(64)),
+                ("username", "admin"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(no_cookie.status, StatusCode::FORBIDDEN);
+    assert!(fresh.cookie("mcpbox_at").is_none());
+    // A JSON body is not a form.
+    let json_post = TestApp::request(Method::POST, "/ui/servers", None, LOCAL)
+        .header(
+            header::COOKIE,
+            format!("mcpbox_at={}", browser.cookie("mcpbox_at").unwrap()),
+        )
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(json!({"name": "evil"}).to_string()))
+        .unwrap();
+    assert!(app.send(json_post).await.status.is_client_error());
+    assert_eq!(
+        app.count("servers").await,
+        0,
+        "no refused form changed anything"
+    );
+    // The UI's cookies do not authenticate the JSON API.
+    let api = TestApp::request(Method::GET, "/api/servers", None, LOCAL)
+        .header(
+            header::COOKIE,
+            format!("mcpbox_at={}", browser.cookie("mcpbox_at").unwrap()),
+        )
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.send(api).await.status, StatusCode::UNAUTHORIZED);
+}
+
+async fn a_viewer_sees_no_actions_and_is_refused_them(app: TestApp) {
+    let admin = app.admin().await.token("access_token");
+    let server = app.create_server(&admin, "weather").await;
+    app.user_with_role(&admin, "victor", "viewer").await;
+    let mut viewer = Browser::new(&app);
+    let signed_in = viewer.sign_in("victor", PASSWORD).await;
+    assert_eq!(signed_in.location(), "/ui");
+    let servers = viewer.get("/ui/servers").await;
+    assert_eq!(servers.status, StatusCode::OK);
+    assert!(servers.html.contains("weather"));
+    assert!(
+        !servers.html.contains("New server"),
+        "no create form for a viewer"
+    );
+    let detail = viewer.get(&format!("/ui/servers/{server}")).await;
+    for hidden in ["Stop server", "Start server", "Delete server", "Save value"] {
+        assert!(!detail.html.contains(hidden), "{hidden} shown to a viewer");
+    }
+    assert!(
+        !viewer.get("/ui").await.html.contains("/ui/users\""),
+        "no Users link"
+    );
+    let settings = viewer.get("/ui/settings").await;
+    assert!(settings.html.contains("<fieldset disabled"));
+    assert!(!settings.html.contains("Save policy"));
+    // …and refused by the server when posted anyway.
+    let attempts: Vec<(String, Vec<(&str, &str)>)> = vec![
+        ("/ui/servers".into(), vec![("name", "sneaky")]),
+        (format!("/ui/servers/{server}/start"), vec![]),
+        (
+            format!("/ui/servers/{server}/delete"),
+            vec![("confirm_name", "weather")],
+        ),
+        (
+            format!("/ui/servers/{server}/secrets"),
+            vec![("key", "API_KEY"), ("value", "x")],
+        ),
+        ("/ui/settings/preset".into(), vec![("preset", "permissive")]),
+        (
+            "/ui/users".into(),
+            vec![
+                ("username", "mallory"),
+                ("password", PASSWORD),
+                ("role", "admin"),
+            ],
+        ),
+        (
+            "/ui/approvals/bulk".into(),
+            vec![("action", "approve"), ("item", "module:x")],
+        ),
+    ];
+    for (path, fields) in attempts {
+        let refused = viewer.post(&path, &fields).await;
+        assert_eq!(refused.status, StatusCode::SEE_OTHER, "{path}");
+        let shown = viewer.follow(refused).await;
+        assert!(
+            shown.html.contains("may do this") || shown.status == StatusCode::FORBIDDEN,
+            "{path}: {}",
+            shown.html
+        );
+    }
+    assert_eq!(viewer.get("/ui/users").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.count("servers").await, 1);
+    assert_eq!(app.count("server_secrets").await, 0);
+    assert_eq!(app.count("users").await, 2);
+    let policy = app.get("/api/settings/security-policy", Some(&admin)).await;
+    assert_eq!(policy.body["tool_approval_mode"], "require_approval");
+    let listed = app
+        .get(&format!("/api/servers/{server}"), Some(&admin))
+        .await;
+    assert_eq!(listed.body["status"], "stopped");
+}
+
+async fn stored_markup_is_shown_as_text(app: TestApp) {
+    let mut browser = set_up(&app).await;
+    let attack = "<script>alert(1)</script><img src=x onerror=alert(2)>";
+    let created = browser
+        .post(
+            "/ui/servers",
+            &[("name", "weather"), ("description", attack)],
+        )
+        .await;
+    let page = browser.follow(created).await;
+    assert!(!page.html.contains("<script>alert"), "{}", page.html);
+    assert!(!page.html.contains("<img src=x"));
+    assert!(
+        page.html.contains("&#60;script&#62;alert(1)&#60;"),
+        "{}",
+        page.html
+    );
+    let servers = browser.get("/ui/servers").await;
+    assert!(!servers.html.contains("<script>alert"));
+    // The activity log shows the event text escaped too.
+    let activity = browser.get("/ui/activity").await;
+    assert!(!activity.html.contains("<script>alert"));
+}
+
+async fn an_expired_access_cookie_is_rotated_and_a_replayed_refresh_signs_out(app: TestApp) {
+    let mut browser = set_up(&app).await;
+    let old_refresh = browser.cookie("mcpbox_rt").unwrap().to_owned();
+    // The access cookie is gone (expired or garbage): the refresh cookie renews both.
+    browser.set("mcpbox_at", "not-a-jwt");
+    let page = browser.get("/ui/servers").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    let new_refresh = browser.cookie("mcpbox_rt").unwrap().to_owned();
+    assert_ne!(new_refresh, old_refresh, "the refresh token rotated");
+    assert_ne!(browser.cookie("mcpbox_at").unwrap(), "not-a-jwt");
+    // Someone replays the spent refresh token: they get nothing, and the whole sign-in ends.
+    let mut thief = Browser::new(&app);
+    thief.set("mcpbox_rt", &old_refresh);
+    assert_eq!(thief.get("/ui").await.location(), "/ui/login");
+    browser.set("mcpbox_at", "");
+    assert_eq!(
+        browser.get("/ui").await.location(),
+        "/ui/login",
+        "the replay revoked the family"
+    );
+}
+
+async fn sign_out_everywhere_ends_every_session(app: TestApp) {
+    let mut first = set_up(&app).await;
+    let mut second = Browser::new(&app);
+    second.sign_in("admin", PASSWORD).await;
+    let old_csrf = {
+        second.get("/ui/account").await;
+        second.csrf.clone()
+    };
+    let out = first.post("/ui/logout-all", &[]).await;
+    assert_eq!(out.location(), "/ui/login");
+    assert_eq!(second.get("/ui").await.location(), "/ui/login");
+    // Signed in again, the old page's token is no longer valid.
+    let mut third = Browser::new(&app);
+    third.sign_in("admin", PASSWORD).await;
+    third.get("/ui/servers").await;
+    assert_ne!(third.csrf, old_csrf);
+    let stale = third
+        .post_raw("/ui/servers", &[("_csrf", &old_csrf), ("name", "late")])
+        .await;
+    assert_eq!(stale.status, StatusCode::FORBIDDEN);
+    // The password change form: wrong current password is refused, a good one works.
+    let wrong = third
+        .post(
+            "/ui/account",
+            &[
+                ("current_password", "not the password"),
+                ("new_password", "another good password"),
+                ("confirm", "another good password"),
+            ],
+        )
+        .await;
+    assert!(
+        third
+            .follow(wrong)
+            .await
+            .html
+            .contains("the current password is wrong")
+    );
+    let changed = third
+        .post(
+            "/ui/account",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", "another good password"),
+                ("confirm", "another good password"),
+            ],
+        )
+        .await;
+    assert!(
+        third
+            .follow(changed)
+            .await
+            .html
+            .contains("Password changed")
+    );
+    assert_eq!(
+        third.get("/ui/servers").await.status,
+        StatusCode::OK,
+        "this session stays"
+    );
+    assert_eq!(
+        app.login("admin", "another good password").await.status,
+        StatusCode::OK
+    );
+}
+
+async fn failed_sign_ins_are_throttled_with_a_readable_message(app: TestApp) {
+    set_up(&app).await;
+    let mut browser = Browser::new(&app);
+    let mut last = None;
+    for _ in 0..12 {
+        browser.get("/ui/login").await;
+        last = Some(
+            browser
+                .post(
+                    "/ui/login",
+                    &[("username", "admin"), ("password", "wrong password!")],
+                )
+                .await,
+        );
+    }
+    let last = last.unwrap();
+    assert_eq!(last.status, StatusCode::TOO_MANY_REQUESTS, "{}", last.html);
+    assert!(last.html.contains("try again in"), "{}", last.html);
+    assert!(
+        last.html.contains("value=\"admin\""),
+        "the username is kept in the form"
+    );
+    assert!(browser.cookie("mcpbox_at").is_none());
+}
+
+async fn module_requests_are_decided_in_bulk(app: TestApp) {
+    let app = app.with_sandbox().await;
+    let admin = app.admin().await.token("access_token");
+    let server = app.create_server(&admin, "data").await;
+    let tool = app
+        .create_tool(
+            &admin,
+            &server,
+            "report",
+            "def main() -> str:\n    return 'x'\n",
+        )
+        .await;
+    for module in ["csv", "difflib"] {
+        let request = NewRequest {
+            kind: Kind::Module,
+            tool_id: &tool,
+            target: module,
+            port: None,
+            justification: "parsing",
+        };
+        let llm = Audit {
+            actor: "llm".into(),
+            request_id: None,
+        };
+        access::request(&app.state, &llm, request).await.unwrap();
+    }
+    let mut browser = Browser::new(&app);
+    browser.sign_in("admin", PASSWORD).await;
+    let queue = browser.get("/ui/approvals").await;
+    assert!(queue.html.contains("<code>csv</code>") && queue.html.contains("<code>difflib</code>"));
+    let ids: Vec<String> = queue
+        .html
+        .match_indices("value=\"module:")
+        .map(|(i, _)| queue.html[i + 14..].split('"').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    // Rejecting without a reason is refused for each item; nothing changes.
+    let items: Vec<String> = ids.iter().map(|id| format!("module:{id}")).collect();
+    let mut fields = vec![("action", "reject")];
+    fields.extend(items.iter().map(|i| ("item", i.as_str())));
+    let refused = browser.post("/ui/approvals/bulk", &fields).await;
+    assert!(browser.follow(refused).await.html.contains("2 refused"));
+    let mut fields = vec![("action", "approve")];
+    fields.extend(items.iter().map(|i| ("item", i.as_str())));
+    let approved = browser.post("/ui/approvals/bulk", &fields).await;
+    assert!(
+        browser
+            .follow(approved)
+            .await
+            .html
+            .contains("2 item(s) approved")
+    );
+    let modules = app
+        .get(&format!("/api/servers/{server}"), Some(&admin))
+        .await;
+    assert!(modules.status.is_success());
+    let page = browser.get(&format!("/ui/servers/{server}")).await;
+    assert!(page.html.contains("<code>csv</code>"));
+    // The review page shows the code; approving there makes it the running version.
+    let review = browser.get(&format!("/ui/approvals/tools/{tool}/1")).await;
+    assert!(
+        review.html.contains("No approved version to compare with"),
+        "{}",
+        review.html
+    );
+    assert!(review.html.contains("<span class=\"k\">def</span>"));
+    let decided = browser
+        .post(&format!("/ui/approvals/tools/{tool}/1/approve"), &[])
+        .await;
+    assert!(
+        browser
+            .follow(decided)
+            .await
+            .html
+            .contains("Version 1 approved.")
+    );
+    let tool_page = browser.get(&format!("/ui/tools/{tool}")).await;
+    assert!(
+        tool_page.html.contains("Version 1 is approved"),
+        "{}",
+        tool_page.html
+    );
+}
