@@ -23,6 +23,7 @@ on_both_backends!(
     sign_out_everywhere_ends_every_session,
     failed_sign_ins_are_throttled_with_a_readable_message,
     module_requests_are_decided_in_bulk,
+    the_activity_log_pages_back_in_time,
 );
 
 /// A browser in miniature: a cookie jar, and the CSRF token of the last page.
@@ -674,4 +675,46 @@ async fn module_requests_are_decided_in_bulk(app: TestApp) {
         "{}",
         tool_page.html
     );
+}
+
+async fn the_activity_log_pages_back_in_time(app: TestApp) {
+    let mut browser = set_up(&app).await;
+    let audit = Audit {
+        actor: "admin".into(),
+        request_id: None,
+    };
+    for i in 0..120 {
+        let level = if i % 2 == 0 { "info" } else { "warning" };
+        let event = origin::activity::NewEvent::info("test.event", format!("event number {i:03}"));
+        let event = if level == "warning" {
+            origin::activity::NewEvent::warning("test.event", format!("event number {i:03}"))
+        } else {
+            event
+        };
+        origin::activity::record(&app.state.db.pool, &audit, event)
+            .await
+            .unwrap();
+    }
+    let first = browser.get("/ui/activity?action=test.event").await;
+    assert!(first.html.contains("event number 119"));
+    assert!(!first.html.contains("event number 069"), "50 a page");
+    let older = first
+        .html
+        .split("href=\"")
+        .find(|part| part.contains("before="))
+        .map(|part| part.split('"').next().unwrap().replace("&amp;", "&"))
+        .expect("an Older link");
+    let second = browser.get(&older).await;
+    assert_eq!(second.status, StatusCode::OK);
+    assert!(second.html.contains("event number 069") && second.html.contains("event number 020"));
+    assert!(!second.html.contains("event number 070"), "no overlap");
+    assert!(!second.html.contains("event number 019"));
+    let warnings = browser
+        .get("/ui/activity?action=test.event&level=warning")
+        .await;
+    assert!(warnings.html.contains("event number 119"));
+    assert!(!warnings.html.contains("event number 118"));
+    // A made-up cursor is just a position, never an error.
+    let odd = browser.get("/ui/activity?before=%27%3B--~x").await;
+    assert_eq!(odd.status, StatusCode::OK);
 }

@@ -300,6 +300,40 @@ impl Filter {
     }
 }
 
+/// Newest first from just before `before` (`created_at`, `id` of the last row seen), without a
+/// total: keyset paging, as fast deep in the log as at its start (the UI pages this way).
+pub async fn list_before(
+    db: &Db,
+    filter: &Filter,
+    before: Option<(&str, &str)>,
+    limit: i64,
+) -> Result<Vec<Event>> {
+    let (where_sql, mut binds) = filter.sql();
+    let mut where_sql = where_sql;
+    if let Some((created_at, id)) = before {
+        binds.push(created_at.to_owned());
+        binds.push(id.to_owned());
+        let (a, b) = (binds.len() - 1, binds.len());
+        let clause = format!("(created_at < ${a} OR (created_at = ${a} AND id < ${b}))");
+        where_sql = if where_sql.is_empty() {
+            format!("WHERE {clause}")
+        } else {
+            format!("{where_sql} AND {clause}")
+        };
+    }
+    let sql = format!(
+        "SELECT id, created_at, actor, action, level, server_id, tool_id, request_id, message, details FROM activity_logs \
+         {where_sql} ORDER BY created_at DESC, id DESC LIMIT ${}",
+        binds.len() + 1
+    );
+    let mut query = sqlx::query(&sql);
+    for bind in &binds {
+        query = query.bind(bind);
+    }
+    let rows = query.bind(limit).fetch_all(&db.pool).await?;
+    rows.iter().map(Event::from_row).collect()
+}
+
 pub async fn list(db: &Db, filter: &Filter, limit: i64, offset: i64) -> Result<(Vec<Event>, i64)> {
     let (where_sql, binds) = filter.sql();
     let sql = format!(

@@ -239,6 +239,25 @@ pub async fn versions(db: &Db, tool_id: &str) -> Result<Vec<Version>> {
     rows.iter().map(Version::from_row).collect()
 }
 
+/// The approved version of every tool of a server that has one, in one query (a server page
+/// lists hundreds of tools).
+pub async fn approved_versions(
+    db: &Db,
+    server_id: &str,
+) -> Result<std::collections::HashMap<String, i64>> {
+    let rows = sqlx::query(
+        "SELECT v.tool_id AS tool_id, MAX(v.version) AS v FROM tool_versions v \
+         JOIN tools t ON t.id = v.tool_id WHERE t.server_id = $1 AND v.status = 'approved' \
+         GROUP BY v.tool_id",
+    )
+    .bind(server_id)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("tool_id")?, row.try_get("v")?)))
+        .collect()
+}
+
 /// The newest approved version number, if any (what runs while the server runs).
 pub async fn approved_version(db: &Db, tool_id: &str) -> Result<Option<i64>> {
     let row = sqlx::query(

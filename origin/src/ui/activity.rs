@@ -27,7 +27,8 @@ struct Params {
     level: Option<String>,
     action: Option<String>,
     actor: Option<String>,
-    page: Option<i64>,
+    /// `created_at~id` of the last row of the previous page (keyset paging).
+    before: Option<String>,
 }
 
 impl Params {
@@ -51,38 +52,42 @@ impl Params {
 struct ActivityPage {
     chrome: Chrome,
     events: Vec<Event>,
-    total: i64,
     calls: Vec<crate::execution::LogRow>,
     level: String,
     action: String,
     actor: String,
-    page: i64,
-    pages: i64,
+    /// The cursor of the next (older) page, when this page is full.
+    older: Option<String>,
+    paged: bool,
 }
 
 async fn list(State(state): State<AppState>, ui: Ui, Query(params): Query<Params>) -> Page {
     ui.require(Role::Viewer)?;
     let filter = params.filter();
-    let page_number = params.page.unwrap_or(1).clamp(1, 100_000);
-    let (events, total) =
-        activity::list(&state.db, &filter, PER_PAGE, (page_number - 1) * PER_PAGE).await?;
-    let (calls, _) = crate::execution::logs(
+    let before = params
+        .before
+        .as_deref()
+        .and_then(|cursor| cursor.split_once('~'));
+    let events = activity::list_before(&state.db, &filter, before, PER_PAGE).await?;
+    let older = (events.len() as i64 == PER_PAGE)
+        .then(|| events.last().map(|e| format!("{}~{}", e.created_at, e.id)))
+        .flatten();
+    let (calls, _) = crate::execution::logs_after(
         &state.db,
         &crate::execution::LogFilter::default(),
+        None,
         RECENT_CALLS,
-        0,
     )
     .await?;
     page(&ActivityPage {
         chrome: ui.chrome("activity"),
         events,
-        total,
         calls,
         level: filter.level.unwrap_or_default(),
         action: filter.action.unwrap_or_default(),
         actor: filter.actor.unwrap_or_default(),
-        page: page_number,
-        pages: ((total + PER_PAGE - 1) / PER_PAGE).max(1),
+        older,
+        paged: before.is_some(),
     })
 }
 

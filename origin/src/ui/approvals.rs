@@ -57,9 +57,17 @@ async fn with_servers(
     state: &AppState,
     requests: Vec<AccessRequest>,
 ) -> Result<Vec<RequestRow>, Error> {
+    let mut names = std::collections::HashMap::new();
     let mut rows = Vec::with_capacity(requests.len());
     for request in requests {
-        let server_name = servers::get(&state.db, &request.server_id).await?.name;
+        let server_name = match names.get(&request.server_id) {
+            Some(name) => String::clone(name),
+            None => {
+                let name = servers::get(&state.db, &request.server_id).await?.name;
+                names.insert(request.server_id.clone(), name.clone());
+                name
+            }
+        };
         rows.push(RequestRow {
             request,
             server_name,

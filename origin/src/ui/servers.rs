@@ -87,14 +87,15 @@ async fn show(State(state): State<AppState>, ui: Ui, Path(id): Path<String>) -> 
     ui.require(Role::Viewer)?;
     let server = servers::get(&state.db, &id).await?;
     let (tools, _) = tools::list(&state.db, &id, 500, 0).await?;
-    let mut rows = Vec::with_capacity(tools.len());
-    for tool in tools {
-        rows.push(ToolRow {
+    let approved = tools::approved_versions(&state.db, &id).await?;
+    let rows = tools
+        .into_iter()
+        .map(|tool| ToolRow {
             public_name: public_name(&server.name, &tool.name),
-            approved: tools::approved_version(&state.db, &tool.id).await?,
+            approved: approved.get(&tool.id).copied(),
             tool,
-        });
-    }
+        })
+        .collect();
     page(&ServerPage {
         chrome: ui.chrome("servers"),
         modules: access::allowed_modules(&state.db, &id).await?,
