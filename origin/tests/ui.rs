@@ -675,6 +675,64 @@ async fn module_requests_are_decided_in_bulk(app: TestApp) {
         "{}",
         tool_page.html
     );
+    // Admin actions on the tool and its server.
+    let disabled = browser
+        .post(
+            &format!("/ui/tools/{tool}/enabled"),
+            &[("enabled", "false")],
+        )
+        .await;
+    assert!(browser.follow(disabled).await.html.contains("Disabled."));
+    let enabled = browser
+        .post(&format!("/ui/tools/{tool}/enabled"), &[("enabled", "true")])
+        .await;
+    assert!(browser.follow(enabled).await.html.contains("Enabled."));
+    let edited = browser
+        .post(
+            &format!("/ui/servers/{server}/edit"),
+            &[("description", "reports"), ("default_timeout_ms", "5000")],
+        )
+        .await;
+    assert!(
+        browser
+            .follow(edited)
+            .await
+            .html
+            .contains("default timeout 5000 ms")
+    );
+    let bad_timeout = browser
+        .post(
+            &format!("/ui/servers/{server}/edit"),
+            &[("description", "x"), ("default_timeout_ms", "soon")],
+        )
+        .await;
+    assert!(
+        browser
+            .follow(bad_timeout)
+            .await
+            .html
+            .contains("whole number")
+    );
+    let wrong_name = browser
+        .post(
+            &format!("/ui/tools/{tool}/delete"),
+            &[("confirm_name", "reprot")],
+        )
+        .await;
+    assert!(browser.follow(wrong_name).await.html.contains("exactly"));
+    assert_eq!(
+        app.count("tools").await,
+        1,
+        "a mistyped name deletes nothing"
+    );
+    let deleted = browser
+        .post(
+            &format!("/ui/tools/{tool}/delete"),
+            &[("confirm_name", "report")],
+        )
+        .await;
+    assert_eq!(deleted.location(), format!("/ui/servers/{server}"));
+    assert_eq!(app.count("tools").await, 0);
 }
 
 async fn the_activity_log_pages_back_in_time(app: TestApp) {

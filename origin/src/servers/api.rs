@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::Server;
-use crate::activity::{self, Audited, NewEvent};
+use crate::activity::Audited;
 use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::error::{ApiJson, ApiQuery, Result};
@@ -117,10 +117,7 @@ async fn update(
         description: body.description,
         default_timeout_ms: body.default_timeout_ms,
     };
-    let server = super::update(&state.db, &id, changes).await?;
-    let event = NewEvent::info("server.update", format!("server {} changed", server.name))
-        .server(&server.id);
-    activity::record_now(&state, &audited.audit, event).await?;
+    let server = super::update_recorded(&state, &id, changes, &audited.audit).await?;
     Ok(Json(server.into()))
 }
 

@@ -109,6 +109,21 @@ pub async fn create_recorded(
     Ok(server)
 }
 
+/// `update` plus its activity row: what every front (REST, UI) calls.
+pub async fn update_recorded(
+    state: &crate::app::AppState,
+    id: &str,
+    changes: Changes,
+    audit: &crate::activity::Audit,
+) -> Result<Server> {
+    let server = update(&state.db, id, changes).await?;
+    let event =
+        crate::activity::NewEvent::info("server.update", format!("server {} changed", server.name))
+            .server(&server.id);
+    crate::activity::record_now(state, audit, event).await?;
+    Ok(server)
+}
+
 /// `set_running` plus its activity row: what every front (REST, MCP) calls.
 pub async fn set_running_recorded(
     state: &crate::app::AppState,

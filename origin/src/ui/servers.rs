@@ -21,6 +21,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/ui/servers", get(list).post(create))
         .route("/ui/servers/{id}", get(show))
+        .route("/ui/servers/{id}/edit", post(edit))
         .route("/ui/servers/{id}/start", post(start))
         .route("/ui/servers/{id}/stop", post(stop))
         .route("/ui/servers/{id}/delete", get(confirm_delete).post(delete))
@@ -216,4 +217,28 @@ async fn delete_secret(
     }
     .await;
     outcome(&back, result, format!("Secret {key} deleted."))
+}
+
+async fn edit(
+    State(state): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+    form: Form,
+) -> Response {
+    let result = async {
+        ui.require(Role::Admin)?;
+        let timeout = form.text("default_timeout_ms").trim();
+        let changes = servers::Changes {
+            name: None,
+            description: Some(form.text("description").to_owned()),
+            default_timeout_ms: Some(timeout.parse::<i64>().map_err(|_| {
+                Error::Validation(
+                    "the default timeout must be a whole number of milliseconds".into(),
+                )
+            })?),
+        };
+        servers::update_recorded(&state, &id, changes, &ui.audit()).await
+    }
+    .await;
+    outcome(&format!("/ui/servers/{id}"), result, "Server saved.")
 }

@@ -15,12 +15,15 @@ use crate::error::Error;
 use crate::execution::{self, LogFilter, LogRow};
 use crate::names::public_name;
 use crate::servers::{self, Server};
-use crate::tools::{self, Tool, Version};
+use crate::tools::{self, Source, Tool, Version};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/ui/tools/{id}", get(show))
         .route("/ui/tools/{id}/test", post(test_run))
+        .route("/ui/tools/{id}/enabled", post(set_enabled))
+        .route("/ui/tools/{id}/rollback", post(rollback))
+        .route("/ui/tools/{id}/delete", post(delete))
 }
 
 const LOGS_PER_PAGE: i64 = 25;
@@ -200,6 +203,90 @@ async fn test_run(
                 )),
             )
         }
+        Err(err) => failed(&back, err),
+    }
+}
+
+async fn set_enabled(
+    State(state): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+    form: Form,
+) -> Response {
+    let enabled = form.text("enabled") == "true";
+    let result = async {
+        ui.require(Role::Admin)?;
+        let changes = tools::Changes {
+            name: None,
+            description: None,
+            python_code: None,
+            enabled: Some(enabled),
+            timeout_ms: None,
+            summary: None,
+        };
+        tools::update(&state, &id, changes, Source::Admin, &ui.audit()).await
+    }
+    .await;
+    super::outcome(
+        &format!("/ui/tools/{id}"),
+        result,
+        if enabled {
+            "Tool enabled."
+        } else {
+            "Tool disabled: it is no longer listed or callable."
+        },
+    )
+}
+
+async fn rollback(
+    State(state): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+    form: Form,
+) -> Response {
+    let back = format!("/ui/tools/{id}");
+    let result = async {
+        ui.require(Role::Admin)?;
+        let to = form
+            .text("version")
+            .parse::<i64>()
+            .map_err(|_| Error::Validation("choose a version to roll back to".into()))?;
+        tools::rollback(&state, &id, to, &ui.audit()).await
+    }
+    .await;
+    match result {
+        Ok(version) => super::done(
+            &back,
+            format!(
+                "Version {} created from the old code; it needs review before it runs.",
+                version.version
+            ),
+        ),
+        Err(err) => failed(&back, err),
+    }
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+    form: Form,
+) -> Response {
+    let back = format!("/ui/tools/{id}");
+    let result = async {
+        ui.require(Role::Admin)?;
+        let tool = tools::get(&state.db, &id).await?;
+        if form.text("confirm_name") != tool.name {
+            return Err(Error::Validation(
+                "type the tool's name exactly to delete it".into(),
+            ));
+        }
+        tools::delete(&state, &id, &ui.audit()).await?;
+        Ok(tool.server_id)
+    }
+    .await;
+    match result {
+        Ok(server) => super::done(&format!("/ui/servers/{server}"), "Tool deleted."),
         Err(err) => failed(&back, err),
     }
 }
