@@ -234,6 +234,141 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/settings/security-policy", get(show).patch(update))
         .route("/api/settings/security-profile", patch(apply_profile))
+        .route(
+            "/api/settings/modules",
+            get(show_modules).patch(change_modules),
+        )
+}
+
+const GLOBAL_MODULES_KEY: &str = "modules.global";
+
+/// The global module allowlist every server's tools may import, and whether an admin changed
+/// it (otherwise it is this release's `DEFAULT_MODULES`). Approved module requests add to it
+/// per server (`access::allowed_modules`).
+pub async fn global_modules(db: &Db) -> Result<(Vec<String>, bool)> {
+    let row = sqlx::query("SELECT value FROM settings WHERE key = $1")
+        .bind(GLOBAL_MODULES_KEY)
+        .fetch_optional(&db.pool)
+        .await?;
+    if let Some(row) = row {
+        let value: String = row.try_get("value")?;
+        if let Ok(modules) = serde_json::from_str::<Vec<String>>(&value) {
+            return Ok((modules, true));
+        }
+        tracing::warn!("the stored global module allowlist is unreadable; using the defaults");
+    }
+    Ok((default_modules(), false))
+}
+
+fn default_modules() -> Vec<String> {
+    contract::sandbox::DEFAULT_MODULES
+        .iter()
+        .map(|m| (*m).to_owned())
+        .collect()
+}
+
+/// Adds and removes modules of the global allowlist (or resets it to the defaults first), all
+/// validated before anything is written, and records the change. REST, UI.
+pub async fn change_global_modules(
+    state: &AppState,
+    add: &[String],
+    remove: &[String],
+    reset: bool,
+    audit: &crate::activity::Audit,
+) -> Result<Vec<String>> {
+    if add.len() + remove.len() > 200 {
+        return Err(Error::Validation("at most 200 modules per change".into()));
+    }
+    for module in add {
+        crate::access::check_module(module)?;
+    }
+    let mut modules = if reset {
+        default_modules()
+    } else {
+        global_modules(&state.db).await?.0
+    };
+    for module in remove {
+        modules.retain(|m| m != module);
+    }
+    for module in add {
+        if !modules.contains(module) {
+            modules.push(module.clone());
+        }
+    }
+    modules.sort();
+    if reset && add.is_empty() && remove.is_empty() {
+        sqlx::query("DELETE FROM settings WHERE key = $1")
+            .bind(GLOBAL_MODULES_KEY)
+            .execute(&state.db.pool)
+            .await?;
+    } else {
+        sqlx::query(
+            "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (key) DO UPDATE SET value = $2, updated_at = $3",
+        )
+        .bind(GLOBAL_MODULES_KEY)
+        .bind(serde_json::to_string(&modules).unwrap_or_else(|_| "[]".into()))
+        .bind(db::now())
+        .execute(&state.db.pool)
+        .await?;
+    }
+    let event =
+        crate::activity::NewEvent::warning("modules.update", "global module allowlist changed")
+            .details(serde_json::json!({"added": add, "removed": remove, "reset": reset}));
+    crate::activity::record_now(state, audit, event).await?;
+    Ok(modules)
+}
+
+#[derive(Serialize)]
+struct ModulesBody {
+    allowed_modules: Vec<String>,
+    default_modules: Vec<String>,
+    is_custom_config: bool,
+}
+
+#[utoipa::path(get, path = "/api/settings/modules", tag = "settings", operation_id = "settings_modules", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+async fn show_modules(State(state): State<AppState>, auth: AuthUser) -> Result<Json<ModulesBody>> {
+    auth.require(Role::Viewer)?;
+    let (allowed_modules, is_custom_config) = global_modules(&state.db).await?;
+    Ok(Json(ModulesBody {
+        allowed_modules,
+        default_modules: default_modules(),
+        is_custom_config,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModulesPatch {
+    #[serde(default)]
+    add_modules: Vec<String>,
+    #[serde(default)]
+    remove_modules: Vec<String>,
+    #[serde(default)]
+    reset_to_defaults: bool,
+}
+
+#[utoipa::path(patch, path = "/api/settings/modules", tag = "settings", operation_id = "settings_change_modules", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+async fn change_modules(
+    State(state): State<AppState>,
+    audited: Audited,
+    ApiJson(patch): ApiJson<ModulesPatch>,
+) -> Result<Json<ModulesBody>> {
+    audited.auth.require(Role::Admin)?;
+    change_global_modules(
+        &state,
+        &patch.add_modules,
+        &patch.remove_modules,
+        patch.reset_to_defaults,
+        &audited.audit,
+    )
+    .await?;
+    let (allowed_modules, is_custom_config) = global_modules(&state.db).await?;
+    Ok(Json(ModulesBody {
+        allowed_modules,
+        default_modules: default_modules(),
+        is_custom_config,
+    }))
 }
 
 #[utoipa::path(get, path = "/api/settings/security-policy", tag = "settings", operation_id = "settings_show", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
@@ -331,7 +466,7 @@ pub async fn apply_recorded(
 /// This module's routes in the OpenAPI document (`crate::openapi`).
 pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
     #[derive(utoipa::OpenApi)]
-    #[openapi(paths(show, update, apply_profile))]
+    #[openapi(paths(show, update, apply_profile, show_modules, change_modules))]
     struct Doc;
     <Doc as utoipa::OpenApi>::openapi()
 }

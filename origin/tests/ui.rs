@@ -24,6 +24,7 @@ on_both_backends!(
     failed_sign_ins_are_throttled_with_a_readable_message,
     module_requests_are_decided_in_bulk,
     the_activity_log_pages_back_in_time,
+    the_global_module_allowlist_decides_what_every_server_may_import,
 );
 
 /// A browser in miniature: a cookie jar, and the CSRF token of the last page.
@@ -775,4 +776,105 @@ async fn the_activity_log_pages_back_in_time(app: TestApp) {
     // A made-up cursor is just a position, never an error.
     let odd = browser.get("/ui/activity?before=%27%3B--~x").await;
     assert_eq!(odd.status, StatusCode::OK);
+}
+
+async fn the_global_module_allowlist_decides_what_every_server_may_import(app: TestApp) {
+    let app = app.with_sandbox().await;
+    let admin = app.admin().await.token("access_token");
+    let server = app.create_server(&admin, "data").await;
+    let uses_csv = "import csv\ndef main() -> list:\n    return list(csv.reader(['a,b']))\n";
+    let refused = app
+        .post(
+            &format!("/api/servers/{server}/tools"),
+            Some(&admin),
+            json!({"name": "rows", "python_code": uses_csv}),
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.text
+    );
+    let mut browser = Browser::new(&app);
+    browser.sign_in("admin", PASSWORD).await;
+    browser.get("/ui/settings").await;
+    // Never-importable modules are refused whole: nothing of the change is applied.
+    let bad = browser
+        .post("/ui/settings/modules", &[("add", "csv os")])
+        .await;
+    assert!(
+        browser
+            .follow(bad)
+            .await
+            .html
+            .contains("can never be allowed")
+    );
+    let listed = app.get("/api/settings/modules", Some(&admin)).await;
+    assert_eq!(listed.body["is_custom_config"], false);
+    assert!(
+        !listed.body["allowed_modules"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("csv"))
+    );
+    let added = browser
+        .post("/ui/settings/modules", &[("add", "csv")])
+        .await;
+    let page = browser.follow(added).await;
+    assert!(
+        page.html.contains("Module allowlist saved.") && page.html.contains("<code>csv</code>")
+    );
+    let created = app
+        .post(
+            &format!("/api/servers/{server}/tools"),
+            Some(&admin),
+            json!({"name": "rows", "python_code": uses_csv}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    // Removing json makes code that imports it invalid; the REST twin resets.
+    let removed = browser
+        .post("/ui/settings/modules", &[("remove", "json")])
+        .await;
+    assert!(
+        !browser
+            .follow(removed)
+            .await
+            .html
+            .contains("<code>json</code>")
+    );
+    let listed = app.get("/api/settings/modules", Some(&admin)).await;
+    assert_eq!(listed.body["is_custom_config"], true);
+    assert!(
+        !listed.body["allowed_modules"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("json"))
+    );
+    let reset = app
+        .call(
+            Method::PATCH,
+            "/api/settings/modules",
+            Some(&admin),
+            json!({"reset_to_defaults": true}),
+        )
+        .await;
+    assert_eq!(reset.status, StatusCode::OK, "{}", reset.text);
+    assert_eq!(reset.body["is_custom_config"], false);
+    assert_eq!(reset.body["allowed_modules"], reset.body["default_modules"]);
+    let unknown_field = app
+        .call(
+            Method::PATCH,
+            "/api/settings/modules",
+            Some(&admin),
+            json!({"add": ["csv"]}),
+        )
+        .await;
+    assert_eq!(
+        unknown_field.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        unknown_field.text
+    );
 }

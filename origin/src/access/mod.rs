@@ -494,12 +494,10 @@ pub async fn requests_of(
         .collect()
 }
 
-/// The modules a server's tools may import now: the defaults plus approved module requests.
+/// The modules a server's tools may import now: the global allowlist plus approved module
+/// requests.
 pub async fn allowed_modules(db: &Db, server_id: &str) -> Result<Vec<String>> {
-    let mut modules: Vec<String> = contract::sandbox::DEFAULT_MODULES
-        .iter()
-        .map(|m| (*m).to_owned())
-        .collect();
+    let (mut modules, _) = crate::settings::global_modules(db).await?;
     let rows = sqlx::query("SELECT DISTINCT target FROM access_requests WHERE server_id = $1 AND kind = 'module' AND status = 'approved'")
         .bind(server_id)
         .fetch_all(&db.pool)

@@ -488,7 +488,10 @@ pub async fn call(
         "mcpbox_get_server_modules" => {
             let server = servers::get(&state.db, text(args, "server_id")?).await?;
             let allowed = crate::access::allowed_modules(&state.db, &server.id).await?;
+            let (global, custom) = crate::settings::global_modules(&state.db).await?;
             json!({"server_id": server.id, "allowed_modules": allowed,
+                   "total_allowed": allowed.len(), "global_modules": global,
+                   "is_custom_config": custom,
                    "default_modules": contract::sandbox::DEFAULT_MODULES})
         }
         "mcpbox_get_tool_status" => {

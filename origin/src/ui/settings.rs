@@ -19,6 +19,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/ui/settings", get(show).post(update))
         .route("/ui/settings/preset", post(apply_preset))
+        .route("/ui/settings/modules", post(change_modules))
         .route("/ui/users", get(users_page).post(create_user))
         .route("/ui/users/{id}", post(update_user))
 }
@@ -28,15 +29,18 @@ pub fn routes() -> Router<AppState> {
 struct SettingsPage {
     chrome: Chrome,
     policy: Policy,
-    modules: Vec<&'static str>,
+    modules: Vec<String>,
+    custom_modules: bool,
 }
 
 async fn show(State(state): State<AppState>, ui: Ui) -> Page {
     ui.require(Role::Viewer)?;
+    let (modules, custom_modules) = settings::global_modules(&state.db).await?;
     page(&SettingsPage {
         chrome: ui.chrome("settings"),
         policy: settings::policy(&state.db).await?,
-        modules: contract::sandbox::DEFAULT_MODULES.to_vec(),
+        modules,
+        custom_modules,
     })
 }
 
@@ -73,6 +77,31 @@ async fn apply_preset(State(state): State<AppState>, ui: Ui, form: Form) -> Resp
     }
     .await;
     outcome("/ui/settings", result, format!("Preset {name} applied."))
+}
+
+/// One form, three buttons: add the typed module, remove one (`remove` names it), or reset.
+async fn change_modules(State(state): State<AppState>, ui: Ui, form: Form) -> Response {
+    let add: Vec<String> = form
+        .text("add")
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let remove: Vec<String> = form
+        .get("remove")
+        .map(|m| vec![m.to_owned()])
+        .unwrap_or_default();
+    let reset = form.get("reset").is_some();
+    let result = async {
+        ui.require(Role::Admin)?;
+        if add.is_empty() && remove.is_empty() && !reset {
+            return Err(Error::Validation("type a module name to add".into()));
+        }
+        settings::change_global_modules(&state, &add, &remove, reset, &ui.audit()).await
+    }
+    .await;
+    outcome("/ui/settings", result, "Module allowlist saved.")
 }
 
 #[derive(Template)]
