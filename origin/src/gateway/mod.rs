@@ -349,7 +349,13 @@ fn refusal(err: &Error) -> CallToolResult {
 /// The result as JSON text (and `structuredContent` when it is an object), or the tool's error
 /// with its kind and line; stdout, duration and the log id in `_meta`.
 fn tool_result(outcome: execution::Outcome) -> CallToolResult {
-    let mut result = if outcome.ok {
+    let mut result = if let Some(remote) = outcome.remote {
+        // A passthrough tool: the external source's content blocks as it sent them.
+        let mut result = CallToolResult::success(remote.content);
+        result.structured_content = remote.structured_content;
+        result.is_error = Some(!outcome.ok);
+        result
+    } else if outcome.ok {
         let value = outcome.result.unwrap_or(Value::Null);
         let mut result = CallToolResult::success(vec![ContentBlock::text(value.to_string())]);
         if value.is_object() {

@@ -1,0 +1,80 @@
+"""An external MCP server for MCPbox's tests and benchmark: the official MCP Python SDK's
+MCPServer over Streamable HTTP on 127.0.0.1, on a free port it prints as `listening <port>`.
+
+Tools: echo(text), add(a, b), headers() (the auth headers it was sent), fail() (a tool error).
+--require-header NAME=VALUE answers 401 to every request without that exact header.
+"""
+
+import argparse
+import asyncio
+import socket
+import sys
+
+import uvicorn
+from mcp.server.mcpserver import Context, MCPServer
+
+server = MCPServer("external-test")
+
+
+@server.tool()
+def echo(text: str) -> str:
+    """Returns the text it was given."""
+    return text
+
+
+@server.tool()
+def add(a: int, b: int) -> int:
+    """Adds two integers."""
+    return a + b
+
+
+@server.tool()
+async def headers(ctx: Context) -> dict:
+    """The authentication headers of the request that called it."""
+    sent = ctx.headers or {}
+    return {
+        name: sent.get(name)
+        for name in ("authorization", "x-api-key", "user-agent")
+    }
+
+
+@server.tool()
+def fail() -> str:
+    """Always fails."""
+    raise ValueError("this tool always fails")
+
+
+def guarded(app, name, value):
+    name = name.lower().encode()
+    value = value.encode()
+
+    async def wrapped(scope, receive, send):
+        if scope["type"] == "http" and dict(scope["headers"]).get(name) != value:
+            await send({"type": "http.response.start", "status": 401,
+                        "headers": [(b"content-type", b"text/plain")]})
+            await send({"type": "http.response.body", "body": b"missing credentials"})
+            return
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+async def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--require-header")
+    args = parser.parse_args()
+    app = server.streamable_http_app()
+    if args.require_header:
+        name, _, value = args.require_header.partition("=")
+        app = guarded(app, name, value)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    print(f"listening {sock.getsockname()[1]}", flush=True)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    await uvicorn.Server(config).serve(sockets=[sock])
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+    sys.exit(0)
