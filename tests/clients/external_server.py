@@ -12,6 +12,7 @@ import sys
 
 import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 
 server = MCPServer("external-test")
 
@@ -41,7 +42,7 @@ async def headers(ctx: Context) -> dict:
 @server.tool()
 def fail() -> str:
     """Always fails."""
-    raise ValueError("this tool always fails")
+    raise ToolError("this tool always fails")
 
 
 def guarded(app, name, value):
