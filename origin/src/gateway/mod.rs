@@ -2,13 +2,13 @@
 //! this hand-written handler (no macros: the tool list is read from storage on every request, so
 //! nothing is cached past a change).
 //!
-//! Built so far (issue #5 is not finished — see ARCHITECTURE.md): `initialize`/`server/discover`,
-//! `ping`, `tools/list` of the approved, enabled tools of running servers (paginated),
-//! `tools/call` through `execution::run` (the one path into the sandbox, so approval is checked at
-//! call time and every call is logged), and `notifications/tools/list_changed` on both protocol
-//! revisions (the 2025-11-25 session GET stream and the 2026-07-28 `subscriptions/listen`).
-//! The tunnel listener for remote clients is `tunnel`. Not yet: the 28 `mcpbox_*` management
-//! tools and external sources.
+//! `initialize`/`server/discover`, `ping`, `tools/list` of the approved, enabled tools of running
+//! servers (paginated; Python and passthrough tools alike), `tools/call` through `execution::run`
+//! (the one path into the sandbox and to external sources, so approval is checked at call time
+//! and every call is logged), the 28 `mcpbox_*` management tools (`management`), and
+//! `notifications/tools/list_changed` on both protocol revisions (the 2025-11-25 session GET
+//! stream and the 2026-07-28 `subscriptions/listen`). The tunnel listener for remote clients is
+//! `tunnel`.
 
 pub mod management;
 pub mod tunnel;
