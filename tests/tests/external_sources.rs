@@ -229,7 +229,9 @@ async fn an_external_tool_is_imported_approved_and_called_with_the_sources_crede
 
     // The source goes away: a readable tool error naming it, and its status shows it.
     drop(external);
+    let began = std::time::Instant::now();
     let down = call(&mut mcp, "ext__demo_echo", json!({"text": "hi"})).await;
+    assert!(began.elapsed() < Duration::from_secs(5), "a down source answers at once");
     let message = tool_error(&down);
     assert!(message.contains("\"demo\""), "{message}");
     let shown = get_json(&sources, &token).await;

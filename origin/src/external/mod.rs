@@ -498,7 +498,7 @@ pub async fn discover_recorded(
         let listed = client
             .list_all_tools()
             .await
-            .map_err(|err| format!("tools/list failed: {err}"))?;
+            .map_err(|err| format!("tools/list failed: {}", readable(&err)))?;
         let _ = client.cancel().await;
         Ok::<_, String>((version, listed))
     };
@@ -731,7 +731,7 @@ pub async fn health_recorded(state: &AppState, id: &str, audit: &Audit) -> Resul
         client
             .list_tools(None)
             .await
-            .map_err(|err| format!("tools/list failed: {err}"))?;
+            .map_err(|err| format!("tools/list failed: {}", readable(&err)))?;
         let _ = client.cancel().await;
         Ok::<_, String>(version)
     };
@@ -826,6 +826,18 @@ fn redacted(message: &str, auth: &Auth) -> String {
     }
 }
 
+/// An rmcp error without the Rust type names it embeds (`Transport [rmcp::…<…>] error`).
+fn readable(err: &dyn std::fmt::Display) -> String {
+    let mut text = err.to_string();
+    while let Some(start) = text.find(" [rmcp::") {
+        match text[start..].find(']') {
+            Some(end) => text.replace_range(start..start + end + 1, ""),
+            None => break,
+        }
+    }
+    text
+}
+
 fn negotiated_version(client: &Client) -> Option<String> {
     client
         .peer_info()
@@ -881,7 +893,7 @@ pub async fn forward(
                 // The connection may be broken: the next call gets a fresh one. This call is not
                 // resent, since the source may have run it.
                 state.external.forget(&source.id);
-                Err(format!("{err}"))
+                Err(readable(&err))
             }
         }
     };
@@ -985,7 +997,7 @@ impl Pool {
             },
         )
         .await
-        .map_err(|err| format!("cannot connect: {err}"))
+        .map_err(|err| format!("cannot connect: {}", readable(&err)))
     }
 
     /// The pooled client of `source`, connecting when there is none, its transport closed, or
@@ -1100,6 +1112,15 @@ mod tests {
             Some(crate::names::TOOL_NAME_MAX)
         );
         assert_eq!(name("s", "---").as_deref(), Some("s"));
+    }
+
+    #[test]
+    fn rmcp_type_names_are_left_out_of_errors() {
+        let raw = "Send message error Transport [rmcp::transport::worker::WorkerTransport<rmcp::X<reqwest::Client>>] error: Client error: refused";
+        assert_eq!(
+            readable(&raw),
+            "Send message error Transport error: Client error: refused"
+        );
     }
 
     #[test]
