@@ -3,10 +3,13 @@ MCPServer over Streamable HTTP on 127.0.0.1, on a free port it prints as `listen
 
 Tools: echo(text), add(a, b), headers() (the auth headers it was sent), fail() (a tool error).
 --require-header NAME=VALUE answers 401 to every request without that exact header.
+--legacy answers `server/discover` the way a server that predates 2026-07-28 does (-32601), so
+clients must fall back to a 2025-11-25 `initialize` session.
 """
 
 import argparse
 import asyncio
+import json
 import socket
 import sys
 
@@ -60,11 +63,50 @@ def guarded(app, name, value):
     return wrapped
 
 
+def legacy_only(app):
+    async def wrapped(scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await app(scope, receive, send)
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        try:
+            request = json.loads(body)
+        except ValueError:
+            request = None
+        if isinstance(request, dict) and request.get("method") == "server/discover":
+            error = {"jsonrpc": "2.0", "id": request.get("id"),
+                     "error": {"code": -32601, "message": "Method not found"}}
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": json.dumps(error).encode()})
+            return
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await app(scope, replay, send)
+
+    return wrapped
+
+
 async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--require-header")
+    parser.add_argument("--legacy", action="store_true")
     args = parser.parse_args()
     app = server.streamable_http_app()
+    if args.legacy:
+        app = legacy_only(app)
     if args.require_header:
         name, _, value = args.require_header.partition("=")
         app = guarded(app, name, value)

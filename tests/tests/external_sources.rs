@@ -18,8 +18,8 @@ struct External {
 }
 
 impl External {
-    /// `require_header`: `name=value` the server insists on (401 without it).
-    fn start(require_header: Option<&str>) -> External {
+    /// `args`: `--require-header name=value` (401 without it), `--legacy` (no 2026-07-28).
+    fn start(args: &[&str]) -> External {
         let python = std::env::var("PYO3_PYTHON").unwrap_or_else(|_| "python3".to_owned());
         let sdk = std::env::var_os("MCPBOX_TEST_MCP_SDK")
             .map(std::path::PathBuf::from)
@@ -35,9 +35,7 @@ impl External {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        if let Some(header) = require_header {
-            command.args(["--require-header", header]);
-        }
+        command.args(args);
         let mut child = command.spawn().expect("python starts");
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
@@ -116,7 +114,10 @@ async fn call(mcp: &mut Mcp, name: &str, arguments: Value) -> Value {
 #[tokio::test]
 async fn an_external_tool_is_imported_approved_and_called_with_the_sources_credential() {
     const SECRET: &str = "s3cret-bearer-value";
-    let external = External::start(Some(&format!("authorization=Bearer {SECRET}")));
+    let external = External::start(&[
+        "--require-header",
+        &format!("authorization=Bearer {SECRET}"),
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let origin = Origin::start(ServeOptions::new(dir.path())).unwrap();
     let url = origin.url.clone();
@@ -231,7 +232,10 @@ async fn an_external_tool_is_imported_approved_and_called_with_the_sources_crede
     drop(external);
     let began = std::time::Instant::now();
     let down = call(&mut mcp, "ext__demo_echo", json!({"text": "hi"})).await;
-    assert!(began.elapsed() < Duration::from_secs(5), "a down source answers at once");
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "a down source answers at once"
+    );
     let message = tool_error(&down);
     assert!(message.contains("\"demo\""), "{message}");
     let shown = get_json(&sources, &token).await;
@@ -244,7 +248,10 @@ async fn an_external_tool_is_imported_approved_and_called_with_the_sources_crede
     assert_eq!(status, 502, "{failed}");
 
     // It comes back on another port (an admin cannot edit the URL yet: a new source).
-    let external = External::start(Some(&format!("authorization=Bearer {SECRET}")));
+    let external = External::start(&[
+        "--require-header",
+        &format!("authorization=Bearer {SECRET}"),
+    ]);
     let (status, again) = api(
         &format!("{url}/api/external-sources/servers/{server_id}/sources"),
         json!({"name": "demo2", "url": external.url, "auth_type": "bearer", "auth_secret_name": "API_TOKEN"}),
@@ -274,12 +281,14 @@ async fn an_external_tool_is_imported_approved_and_called_with_the_sources_crede
     drop(origin);
 }
 
-/// The LLM's path over MCP with a custom-header credential: a source it adds waits for a
-/// person, then its tools are discovered, imported, published, approved and called.
+/// The LLM's path over MCP with a custom-header credential, against a server that only speaks
+/// 2025-11-25: a source it adds waits for a person, then its tools are discovered, imported,
+/// published, approved and called.
 #[tokio::test]
 async fn an_llm_adds_a_source_that_waits_for_approval_and_uses_a_custom_header() {
     const KEY: &str = "k3y-for-the-header";
-    let external = External::start(Some(&format!("x-api-key={KEY}")));
+    // A server from before 2026-07-28: MCPbox falls back to a 2025-11-25 session and reuses it.
+    let external = External::start(&["--legacy", "--require-header", &format!("x-api-key={KEY}")]);
     let dir = tempfile::tempdir().unwrap();
     let origin = Origin::start(ServeOptions::new(dir.path())).unwrap();
     let url = origin.url.clone();
@@ -325,6 +334,16 @@ async fn an_llm_adds_a_source_that_waits_for_approval_and_uses_a_custom_header()
     )
     .await);
     assert_eq!(found["tool_count"], 4, "{found}");
+    let listed = ok(&call(
+        &mut llm,
+        "mcpbox_list_external_sources",
+        json!({"server_id": server_id}),
+    )
+    .await);
+    assert_eq!(
+        listed["sources"][0]["protocol_version"], "2025-11-25",
+        "{listed}"
+    );
     let imported = ok(&call(
         &mut llm,
         "mcpbox_import_external_tools",
