@@ -186,6 +186,34 @@ async fn sources_added_by_admins_are_active_and_bad_input_is_refused(app: TestAp
         "{}",
         listed.text
     );
+    let source = format!("/api/external-sources/sources/{}", created.token("id"));
+    let moved = app
+        .call(
+            Method::PUT,
+            &source,
+            Some(&token),
+            json!({"url": "https://mcp2.example.com/mcp", "auth_type": "bearer", "auth_secret_name": "TOKEN"}),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.text);
+    assert_eq!(moved.body["url"], "https://mcp2.example.com/mcp");
+    assert_eq!(moved.body["auth_type"], "bearer");
+    assert_eq!(moved.body["auth_header_name"], serde_json::Value::Null);
+    for bad in [
+        json!({"url": "gopher://x/"}),
+        json!({"auth_secret_name": "OTHER"}),
+        json!({"name": "Bad Name"}),
+    ] {
+        let refused = app
+            .call(Method::PUT, &source, Some(&token), bad.clone())
+            .await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}: {}",
+            refused.text
+        );
+    }
     let pending = app
         .post(
             &format!(

@@ -247,25 +247,20 @@ async fn an_external_tool_is_imported_approved_and_called_with_the_sources_crede
     let (status, failed) = api(&format!("{sources}/discover"), json!({}), Some(&token)).await;
     assert_eq!(status, 502, "{failed}");
 
-    // It comes back on another port (an admin cannot edit the URL yet: a new source).
+    // It comes back on another port: the admin points the source there and calls work again
+    // (the pooled client notices the new URL).
     let external = External::start(&[
         "--require-header",
         &format!("authorization=Bearer {SECRET}"),
     ]);
-    let (status, again) = api(
-        &format!("{url}/api/external-sources/servers/{server_id}/sources"),
-        json!({"name": "demo2", "url": external.url, "auth_type": "bearer", "auth_secret_name": "API_TOKEN"}),
-        Some(&token),
-    )
-    .await;
-    assert_eq!(status, 201, "{again}");
-    let again = format!(
-        "{url}/api/external-sources/sources/{}",
-        again["id"].as_str().unwrap()
-    );
-    let (status, checked) = api(&format!("{again}/health"), json!({}), Some(&token)).await;
+    let (status, moved) = send("PUT", &sources, json!({"url": external.url}), &token).await;
+    assert_eq!(status, 200, "{moved}");
+    let (status, checked) = api(&format!("{sources}/health"), json!({}), Some(&token)).await;
     assert_eq!(status, 200, "{checked}");
     assert_eq!(checked["status"], "active", "{checked}");
+    assert_eq!(checked["last_error"], Value::Null, "{checked}");
+    let answer = call(&mut mcp, "ext__demo_echo", json!({"text": "back"})).await;
+    assert_eq!(answer["result"]["content"][0]["text"], "back", "{answer}");
 
     // Deleting a source deletes its tools.
     let (status, _) = send("DELETE", &sources, json!({}), &token).await;

@@ -22,7 +22,7 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/api/external-sources/sources/{sid}",
-            get(show).delete(remove),
+            get(show).put(update).delete(remove),
         )
         .route("/api/external-sources/sources/{sid}/approve", post(approve))
         .route(
@@ -194,6 +194,50 @@ async fn show(
     Ok(Json(super::get(&state.db, &sid).await?.into()))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    name: Option<String>,
+    url: Option<String>,
+    /// Given: the whole auth is replaced by these three fields.
+    auth_type: Option<String>,
+    auth_secret_name: Option<String>,
+    auth_header_name: Option<String>,
+}
+
+#[utoipa::path(put, path = "/api/external-sources/sources/{sid}", tag = "external", operation_id = "external_update", params(("sid" = String, Path, description = "The source id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+async fn update(
+    State(state): State<AppState>,
+    audited: Audited,
+    Path(sid): Path<String>,
+    ApiJson(body): ApiJson<UpdateBody>,
+) -> Result<Json<SourceBody>> {
+    audited.auth.require(Role::Admin)?;
+    let auth = match &body.auth_type {
+        Some(kind) => Some(super::Auth::parse(
+            Some(kind),
+            body.auth_secret_name.as_deref(),
+            body.auth_header_name.as_deref(),
+        )?),
+        None if body.auth_secret_name.is_some() || body.auth_header_name.is_some() => {
+            return Err(crate::error::Error::Validation(
+                "give auth_type with auth_secret_name and auth_header_name".into(),
+            ));
+        }
+        None => None,
+    };
+    let changes = super::SourceChanges {
+        name: body.name.as_deref(),
+        url: body.url.as_deref(),
+        auth,
+    };
+    Ok(Json(
+        super::update_recorded(&state, &sid, changes, &audited.audit)
+            .await?
+            .into(),
+    ))
+}
+
 #[utoipa::path(delete, path = "/api/external-sources/sources/{sid}", tag = "external", operation_id = "external_remove", params(("sid" = String, Path, description = "The source id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn remove(
     State(state): State<AppState>,
@@ -312,6 +356,7 @@ pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
         create,
         list,
         show,
+        update,
         remove,
         approve,
         discover,

@@ -461,6 +461,64 @@ pub async fn approve_recorded(state: &AppState, id: &str, audit: &Audit) -> Resu
     Ok(source)
 }
 
+/// An admin's change of a source (REST only). A new URL or credential is approved by the admin
+/// making it; the pooled client notices the change by its fingerprint. Imported tools keep their
+/// names and bindings.
+pub struct SourceChanges<'a> {
+    pub name: Option<&'a str>,
+    pub url: Option<&'a str>,
+    /// `Some`: replaces the whole auth (type, secret name, header).
+    pub auth: Option<Auth>,
+}
+
+pub async fn update_recorded(
+    state: &AppState,
+    id: &str,
+    changes: SourceChanges<'_>,
+    audit: &Audit,
+) -> Result<Source> {
+    let source = get(&state.db, id).await?;
+    let name = match changes.name {
+        Some(name) => Name::tool(name)?.as_str().to_owned(),
+        None => source.name.clone(),
+    };
+    let url = match changes.url {
+        Some(url) => check_url(url)?,
+        None => source.url.clone(),
+    };
+    let auth = changes.auth.unwrap_or_else(|| source.auth.clone());
+    let now = db::now();
+    let row = sqlx::query(&format!(
+        "UPDATE external_sources SET name = $1, url = $2, auth_type = $3, auth_secret_name = $4, \
+         auth_header_name = $5, status = CASE WHEN status = 'pending_approval' THEN 'active' ELSE status END, \
+         approved_by = COALESCE(approved_by, $6), approved_at = COALESCE(approved_at, $7), updated_at = $7 \
+         WHERE id = $8 RETURNING {COLUMNS}"
+    ))
+    .bind(&name)
+    .bind(&url)
+    .bind(auth.kind())
+    .bind(auth.secret())
+    .bind(auth.header())
+    .bind(&audit.actor)
+    .bind(&now)
+    .bind(id)
+    .fetch_one(&state.db.pool)
+    .await
+    .on_conflict(|| format!("the server already has an external source named {name:?}"))?;
+    let updated = Source::from_row(&row)?;
+    let event = NewEvent::info(
+        "external.update",
+        format!("external source {} changed ({})", updated.name, updated.url),
+    )
+    .server(&updated.server_id)
+    .details(
+        json!({"source_id": updated.id, "url_changed": updated.url != source.url,
+                    "auth_type": updated.auth.kind()}),
+    );
+    activity::record_now(state, audit, event).await?;
+    Ok(updated)
+}
+
 /// Deletes a source and (by cascade) the passthrough tools imported from it.
 pub async fn delete_recorded(state: &AppState, id: &str, audit: &Audit) -> Result<()> {
     let source = get(&state.db, id).await?;
