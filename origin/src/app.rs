@@ -40,6 +40,8 @@ pub struct AppInner {
     pub sandbox: Sandbox,
     /// Live listeners of the activity log.
     pub activity: crate::activity::Hub,
+    /// Open clients of external MCP sources, one per source, reused by passthrough calls.
+    pub external: crate::external::Pool,
 }
 
 impl Deref for AppState {
@@ -59,6 +61,7 @@ impl AppState {
             throttle: LoginThrottle::default(),
             sandbox,
             activity: crate::activity::Hub::default(),
+            external: crate::external::Pool::default(),
         }))
     }
 }
@@ -82,6 +85,7 @@ pub fn router_with(
         .merge(auth::router())
         .merge(users::router())
         .merge(servers::router())
+        .merge(crate::external::router())
         .merge(tools::router())
         .merge(approvals::router())
         .merge(secrets::router())

@@ -45,6 +45,9 @@ pub enum Error {
     /// A dependency (the database, later the sandbox) is not available.
     #[error("{0}")]
     Unavailable(String),
+    /// A server MCPbox talks to on the caller's behalf (an external MCP source) failed.
+    #[error("{0}")]
+    BadGateway(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -64,6 +67,7 @@ impl Error {
             }
             Error::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Error::BadGateway(_) => (StatusCode::BAD_GATEWAY, "upstream_failed"),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }

@@ -14,7 +14,8 @@
 //! - `servers`, `tools` (versions, `runnable`: the call-time check), `approvals` (bound to
 //!   versions, `Reviewer`), `secrets` (encrypted, write-only), `execution` (`run`: the one way
 //!   code reaches the sandbox, and the execution log), `access` (module and network requests:
-//!   what a server's tools may import and reach), `activity` (audit log, `Audit`, live stream).
+//!   what a server's tools may import and reach), `activity` (audit log, `Audit`, live stream),
+//!   `external` (external MCP sources: discovery, import as passthrough tools, `forward`).
 //! - `gateway`: `/mcp` (rmcp Streamable HTTP, hand-written handler over the domain functions).
 //! - `dashboard`: `/api/dashboard` figures. `openapi`: the generated `/api/openapi.json`.
 //! - `settings`, `pagination`, `health`: small shared pieces.
@@ -33,6 +34,7 @@ pub mod db;
 pub mod dispatch;
 pub mod error;
 pub mod execution;
+pub mod external;
 pub mod gateway;
 pub mod health;
 pub mod http;

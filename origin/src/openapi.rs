@@ -37,6 +37,7 @@ pub fn document() -> OpenApi {
         crate::auth::openapi(),
         crate::users::openapi(),
         crate::servers::openapi(),
+        crate::external::openapi(),
         crate::tools::openapi(),
         crate::approvals::openapi(),
         crate::access::openapi(),

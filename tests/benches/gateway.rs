@@ -55,7 +55,7 @@ async fn main() {
         latencies.push(began.elapsed());
     }
     report(
-        "tools/list (5 management tools + 1), 2025-11-25 session, sequential",
+        "tools/list (28 management tools + 1), 2025-11-25 session, sequential",
         &mut latencies,
     );
 

@@ -18,7 +18,8 @@ use sqlx::any::AnyRow;
 use crate::app::AppState;
 use crate::db::{self, Db};
 use crate::error::{Error, Result};
-use crate::tools::Approved;
+use crate::tools::{Approved, Kind};
+use rmcp::model::CallToolResult;
 
 /// Results larger than this (as JSON text) are stored as a truncation marker.
 pub const RESULT_LOG_BYTES: usize = 10 * 1024;
@@ -54,6 +55,9 @@ pub struct Outcome {
     pub duration_ms: u64,
     pub version: i64,
     pub log_id: String,
+    /// A passthrough tool's answer as the external source gave it (redacted like `result`,
+    /// which holds the same answer as JSON), so MCP clients get its content blocks unchanged.
+    pub remote: Option<CallToolResult>,
 }
 
 /// Runs an approved version with `arguments` and logs it. A sandbox that cannot be reached is
@@ -71,21 +75,13 @@ pub async fn run(
     let policy = crate::settings::policy(&state.db).await?;
     let secrets = crate::secrets::values(state, &approved.server_id).await?;
     let secret_values: Vec<String> = secrets.values().filter(|v| v.len() >= 4).cloned().collect();
-    let request = ExecuteRequest {
-        code: approved.code.clone(),
-        arguments: arguments.to_string(),
-        allowed_modules: Some(
-            crate::access::allowed_modules(&state.db, &approved.server_id).await?,
-        ),
-        allowed_hosts: crate::access::allowed_hosts(&state.db, &approved.server_id).await?,
-        secrets,
-        limits: Limits {
-            timeout_ms: approved.timeout_ms.max(1) as u64,
-            ..Limits::default()
-        },
-    };
     let started = std::time::Instant::now();
-    let dispatched = state.sandbox.execute(request).await;
+    let dispatched = match approved.kind {
+        Kind::Python => execute(state, approved, &arguments, secrets).await,
+        Kind::Passthrough => crate::external::forward(state, approved, &arguments, &secrets, actor)
+            .await
+            .map(|remote| passthrough_response(remote, started)),
+    };
     let (ok, result_text, error, stdout, duration_ms) = match dispatched {
         Ok(response) => (
             response.ok,
@@ -95,9 +91,11 @@ pub async fn run(
             response.duration_ms,
         ),
         Err(err) => {
+            // Nothing answered (the sandbox or the external source is down): logged as a failed
+            // run, and a clear error for the caller.
             let error = ToolError {
                 kind: ErrorKind::Internal,
-                message: err.to_string(),
+                message: redact_text(&err.to_string(), &secret_values),
                 line: None,
             };
             let log = LogEntry::new(approved, &arguments, &secret_values, actor, is_test);
@@ -110,7 +108,10 @@ pub async fn run(
                 started.elapsed().as_millis() as u64,
             )
             .await?;
-            return Err(Error::Unavailable(err.to_string()));
+            return Err(match err {
+                Error::Internal(_) => err,
+                other => Error::Unavailable(redact_text(&other.to_string(), &secret_values)),
+            });
         }
     };
     // Stored logs never hold a secret, whatever the tool did with it; what the caller gets is
@@ -146,8 +147,15 @@ pub async fn run(
     } else {
         (result_text, error, stdout)
     };
+    let remote = match approved.kind {
+        Kind::Passthrough => result_text
+            .as_deref()
+            .and_then(|text| serde_json::from_str::<CallToolResult>(text).ok()),
+        Kind::Python => None,
+    };
     let result = result_text.and_then(|text| serde_json::from_str(&text).ok());
     Ok(Outcome {
+        remote,
         ok,
         result,
         error,
@@ -156,6 +164,67 @@ pub async fn run(
         version: approved.version,
         log_id,
     })
+}
+
+/// Sends a Python tool's run to the sandbox with the server's modules, hosts and secrets.
+async fn execute(
+    state: &AppState,
+    approved: &Approved,
+    arguments: &Value,
+    secrets: std::collections::BTreeMap<String, String>,
+) -> Result<contract::sandbox::ExecuteResponse> {
+    let request = ExecuteRequest {
+        code: approved.code.clone(),
+        arguments: arguments.to_string(),
+        allowed_modules: Some(
+            crate::access::allowed_modules(&state.db, &approved.server_id).await?,
+        ),
+        allowed_hosts: crate::access::allowed_hosts(&state.db, &approved.server_id).await?,
+        secrets,
+        limits: Limits {
+            timeout_ms: approved.timeout_ms.max(1) as u64,
+            ..Limits::default()
+        },
+    };
+    state
+        .sandbox
+        .execute(request)
+        .await
+        .map_err(|err| Error::Unavailable(err.to_string()))
+}
+
+/// An external source's answer in the shape a sandbox run has: the whole `CallToolResult` as
+/// the result, its text as the error when it is one.
+fn passthrough_response(
+    remote: CallToolResult,
+    started: std::time::Instant,
+) -> contract::sandbox::ExecuteResponse {
+    let ok = remote.is_error != Some(true);
+    let error = (!ok).then(|| {
+        let text: Vec<&str> = remote
+            .content
+            .iter()
+            .filter_map(|block| block.as_text().map(|t| t.text.as_str()))
+            .collect();
+        ToolError {
+            kind: ErrorKind::Runtime,
+            message: if text.is_empty() {
+                "the external tool reported an error without a message".to_owned()
+            } else {
+                text.join("\n")
+            },
+            line: None,
+        }
+    });
+    contract::sandbox::ExecuteResponse {
+        ok,
+        result: serde_json::to_string(&remote).ok(),
+        error,
+        stdout: String::new(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        stdout_truncated: false,
+        usage: contract::sandbox::Usage::default(),
+    }
 }
 
 /// A test run (REST and MCP): the approved version, even on a stopped server or a disabled

@@ -1,9 +1,8 @@
 //! The `mcpbox_*` management tools: how an LLM grows the toolbox over MCP. Each is a thin call
 //! into the same domain functions the REST API uses; results are JSON objects.
 //!
-//! Built: the 24 of the 28 issue #5 lists that do not involve external MCP sources (those
-//! four — add/list/discover/import — come with `external`). The LOCAL_ONLY rule already covers the reference's whole
-//! list, so tools added later are gated from the start.
+//! All 28 of issue #5, the four external-source ones (add/list/discover/import) over `external`.
+//! LOCAL_ONLY covers the reference's whole list.
 
 use std::sync::Arc;
 
@@ -223,6 +222,46 @@ pub fn tools() -> Vec<Tool> {
             &["tool_id"][..],
             false,
         ),
+        (
+            "mcpbox_add_external_source",
+            "Add an external MCP server (Streamable HTTP) whose tools this server can offer. \
+             Auth comes from one of the server's secrets, named in auth_secret_name (bearer: \
+             Authorization: Bearer; header: the header auth_header_name). A person must approve \
+             the source before MCPbox contacts it.",
+            json!({
+                "server_id": {"type": "string"},
+                "name": {"type": "string"},
+                "url": {"type": "string"},
+                "auth_type": {"type": "string", "enum": ["none", "bearer", "header"], "default": "none"},
+                "auth_secret_name": {"type": "string"},
+                "auth_header_name": {"type": "string"},
+                "transport_type": {"type": "string", "enum": ["streamable_http", "sse"], "default": "streamable_http"},
+            }),
+            &["server_id", "name", "url"][..],
+            false,
+        ),
+        (
+            "mcpbox_list_external_sources",
+            "The external MCP sources of a server with status (pending_approval, active, error), last error and tool count.",
+            json!({"server_id": {"type": "string"}}),
+            &["server_id"][..],
+            true,
+        ),
+        (
+            "mcpbox_discover_external_tools",
+            "Connect to an approved external source and list (and remember) its tools.",
+            json!({"source_id": {"type": "string"}}),
+            &["source_id"][..],
+            false,
+        ),
+        (
+            "mcpbox_import_external_tools",
+            "Import discovered tools of an external source as draft passthrough tools named \
+             {source}_{tool}; a person approves them like any tool.",
+            json!({"source_id": {"type": "string"}, "tool_names": {"type": "array", "items": {"type": "string"}}}),
+            &["source_id", "tool_names"][..],
+            false,
+        ),
     ]
     .into_iter()
     .map(|(name, description, properties, required, read_only)| {
@@ -324,6 +363,7 @@ pub async fn call(
             let newest = tools::version(&state.db, &tool.id, tool.current_version).await?;
             json!({
                 "id": tool.id, "server_id": tool.server_id, "name": tool.name,
+                "kind": tool.kind.as_str(),
                 "enabled": tool.enabled, "timeout_ms": tool.timeout_ms,
                 "current_version": tool.current_version,
                 "approved_version": tools::approved_version(&state.db, &tool.id).await?,
@@ -555,6 +595,82 @@ pub async fn call(
                 "summary": {"tools": tool_total, "modules": module_total, "network": network_total,
                             "total": tool_total + module_total + network_total},
             })
+        }
+        "mcpbox_add_external_source" => {
+            let new = crate::external::NewSource {
+                server_id: text(args, "server_id")?,
+                name: text(args, "name")?,
+                url: text(args, "url")?,
+                auth: crate::external::Auth::parse(
+                    optional_text(args, "auth_type")?,
+                    optional_text(args, "auth_secret_name")?,
+                    optional_text(args, "auth_header_name")?,
+                )?,
+                transport_type: optional_text(args, "transport_type")?,
+                // Over MCP, a source waits for a person before MCPbox sends it anything.
+                approved_by: None,
+            };
+            let source = crate::external::add_recorded(state, new, audit).await?;
+            let mut shown = body_json(crate::external::SourceBody::from(source));
+            if let Value::Object(fields) = &mut shown {
+                fields.insert(
+                    "next_step".into(),
+                    "a person approves the source in MCPbox; then call mcpbox_discover_external_tools"
+                        .into(),
+                );
+            }
+            shown
+        }
+        "mcpbox_list_external_sources" => {
+            let server_id = text(args, "server_id")?;
+            let sources: Vec<Value> = crate::external::list(&state.db, server_id)
+                .await?
+                .into_iter()
+                .map(|source| body_json(crate::external::SourceBody::from(source)))
+                .collect();
+            json!({"server_id": server_id, "sources": sources})
+        }
+        "mcpbox_discover_external_tools" => {
+            let source_id = text(args, "source_id")?;
+            crate::external::discover_recorded(state, source_id, audit).await?;
+            let tools: Vec<Value> = crate::external::cached_tools(&state.db, source_id)
+                .await?
+                .into_iter()
+                .map(|(tool, already)| {
+                    body_json(crate::external::DiscoveredBody::new(tool, already))
+                })
+                .collect();
+            json!({"source_id": source_id, "tool_count": tools.len(), "tools": tools})
+        }
+        "mcpbox_import_external_tools" => {
+            let source_id = text(args, "source_id")?;
+            let names = match args.get("tool_names") {
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|item| item.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<String>>>(),
+                _ => None,
+            }
+            .ok_or_else(|| {
+                Error::Validation("the argument \"tool_names\" must be an array of strings".into())
+            })?;
+            let (imported, skipped) = crate::external::import_recorded(
+                state,
+                source_id,
+                &names,
+                tools::Source::Llm,
+                audit,
+            )
+            .await?;
+            let mut shown = body_json(crate::external::ImportBody::new(imported, skipped));
+            if let Value::Object(fields) = &mut shown {
+                fields.insert(
+                    "next_step".into(),
+                    "call mcpbox_request_publish for each imported tool so a person can review it"
+                        .into(),
+                );
+            }
+            shown
         }
         _ => return Ok(None),
     };

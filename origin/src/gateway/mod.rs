@@ -2,13 +2,13 @@
 //! this hand-written handler (no macros: the tool list is read from storage on every request, so
 //! nothing is cached past a change).
 //!
-//! Built so far (issue #5 is not finished — see ARCHITECTURE.md): `initialize`/`server/discover`,
-//! `ping`, `tools/list` of the approved, enabled tools of running servers (paginated),
-//! `tools/call` through `execution::run` (the one path into the sandbox, so approval is checked at
-//! call time and every call is logged), and `notifications/tools/list_changed` on both protocol
-//! revisions (the 2025-11-25 session GET stream and the 2026-07-28 `subscriptions/listen`).
-//! The tunnel listener for remote clients is `tunnel`. Not yet: the 28 `mcpbox_*` management
-//! tools and external sources.
+//! `initialize`/`server/discover`, `ping`, `tools/list` of the approved, enabled tools of running
+//! servers (paginated; Python and passthrough tools alike), `tools/call` through `execution::run`
+//! (the one path into the sandbox and to external sources, so approval is checked at call time
+//! and every call is logged), the 28 `mcpbox_*` management tools (`management`), and
+//! `notifications/tools/list_changed` on both protocol revisions (the 2025-11-25 session GET
+//! stream and the 2026-07-28 `subscriptions/listen`). The tunnel listener for remote clients is
+//! `tunnel`.
 
 pub mod management;
 pub mod tunnel;
@@ -349,7 +349,13 @@ fn refusal(err: &Error) -> CallToolResult {
 /// The result as JSON text (and `structuredContent` when it is an object), or the tool's error
 /// with its kind and line; stdout, duration and the log id in `_meta`.
 fn tool_result(outcome: execution::Outcome) -> CallToolResult {
-    let mut result = if outcome.ok {
+    let mut result = if let Some(remote) = outcome.remote {
+        // A passthrough tool: the external source's content blocks as it sent them.
+        let mut result = CallToolResult::success(remote.content);
+        result.structured_content = remote.structured_content;
+        result.is_error = Some(!outcome.ok);
+        result
+    } else if outcome.ok {
         let value = outcome.result.unwrap_or(Value::Null);
         let mut result = CallToolResult::success(vec![ContentBlock::text(value.to_string())]);
         if value.is_object() {

@@ -34,6 +34,9 @@ struct ToolBody {
     id: String,
     server_id: String,
     name: String,
+    /// `python`, or `passthrough` (a tool of an external MCP source; its versions' `python_code`
+    /// holds the binding to the remote tool).
+    kind: &'static str,
     enabled: bool,
     timeout_ms: Option<i64>,
     current_version: i64,
@@ -96,6 +99,7 @@ async fn tool_body(state: &AppState, tool: Tool) -> Result<ToolBody> {
         id: tool.id,
         server_id: tool.server_id,
         name: tool.name,
+        kind: tool.kind.as_str(),
         enabled: tool.enabled,
         timeout_ms: tool.timeout_ms,
         current_version: tool.current_version,

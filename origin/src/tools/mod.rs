@@ -51,11 +51,41 @@ impl Source {
     }
 }
 
+/// What a tool's versions hold, fixed when the tool is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Python code, run in the sandbox.
+    Python,
+    /// A tool of an external MCP source: a version's content is the binding (source and remote
+    /// tool, see `external::Binding`), approved and hash-checked exactly like code.
+    Passthrough,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Python => "python",
+            Kind::Passthrough => "passthrough",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Kind> {
+        match text {
+            "python" => Ok(Kind::Python),
+            "passthrough" => Ok(Kind::Passthrough),
+            other => Err(Error::Internal(anyhow::anyhow!(
+                "unknown tool kind {other:?}"
+            ))),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Tool {
     pub id: String,
     pub server_id: String,
     pub name: String,
+    pub kind: Kind,
     pub enabled: bool,
     pub timeout_ms: Option<i64>,
     pub current_version: i64,
@@ -64,8 +94,7 @@ pub struct Tool {
     pub updated_at: String,
 }
 
-const TOOL_COLUMNS: &str =
-    "id, server_id, name, enabled, timeout_ms, current_version, created_by, created_at, updated_at";
+const TOOL_COLUMNS: &str = "id, server_id, name, kind, enabled, timeout_ms, current_version, created_by, created_at, updated_at";
 
 impl Tool {
     fn from_row(row: &AnyRow) -> Result<Tool> {
@@ -73,6 +102,7 @@ impl Tool {
             id: row.try_get("id")?,
             server_id: row.try_get("server_id")?,
             name: row.try_get("name")?,
+            kind: Kind::parse(&row.try_get::<String, _>("kind")?)?,
             enabled: row.try_get::<i64, _>("enabled")? != 0,
             timeout_ms: row.try_get("timeout_ms")?,
             current_version: row.try_get("current_version")?,
@@ -141,6 +171,31 @@ pub struct ValidCode {
     /// `main`'s docstring: the description of a version given none, so MCP clients always get
     /// one (capped to the description limit).
     docstring: String,
+}
+
+impl ValidCode {
+    /// A passthrough tool's version content: nothing for the sandbox to check (the binding was
+    /// built by `external` from a discovered tool), the remote tool's schema and description.
+    pub fn passthrough(binding: String, input_schema: String, description: &str) -> ValidCode {
+        ValidCode {
+            code: binding,
+            input_schema,
+            docstring: description
+                .trim()
+                .chars()
+                .take(crate::servers::DESCRIPTION_MAX)
+                .collect(),
+        }
+    }
+
+    /// An unchanged version's content again (a passthrough tool's new description, a rollback).
+    fn again(version: &Version) -> ValidCode {
+        ValidCode {
+            code: version.python_code.clone(),
+            input_schema: version.input_schema.clone(),
+            docstring: String::new(),
+        }
+    }
 }
 
 /// Validates code in the sandbox (static check against the server's allowed modules, `main`,
@@ -284,15 +339,39 @@ pub async fn create(state: &AppState, new: NewTool<'_>) -> Result<(Tool, Version
     crate::servers::check_description(new.description)?;
     crate::servers::get(&state.db, new.server_id).await?;
     let valid = validate(state, new.server_id, new.code).await?;
+    insert_tool(state, &new, Kind::Python, None, &valid).await
+}
+
+/// Creates a passthrough tool bound to `source_id` with version 1 (a draft, like any tool).
+/// `new.code` is unused: the content is `valid`, built by `external` from a discovered tool.
+pub async fn create_passthrough(
+    state: &AppState,
+    new: NewTool<'_>,
+    source_id: &str,
+    valid: &ValidCode,
+) -> Result<(Tool, Version)> {
+    crate::servers::check_description(new.description)?;
+    insert_tool(state, &new, Kind::Passthrough, Some(source_id), valid).await
+}
+
+async fn insert_tool(
+    state: &AppState,
+    new: &NewTool<'_>,
+    kind: Kind,
+    source_id: Option<&str>,
+    valid: &ValidCode,
+) -> Result<(Tool, Version)> {
     let now = db::now();
     let mut tx = state.db.pool.begin().await?;
     let row = sqlx::query(&format!(
-        "INSERT INTO tools (id, server_id, name, enabled, timeout_ms, current_version, created_by, created_at, updated_at) \
-         VALUES ($1, $2, $3, 1, NULL, 1, $4, $5, $5) RETURNING {TOOL_COLUMNS}"
+        "INSERT INTO tools (id, server_id, name, kind, external_source_id, enabled, timeout_ms, current_version, created_by, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 1, NULL, 1, $6, $7, $7) RETURNING {TOOL_COLUMNS}"
     ))
     .bind(db::new_id())
     .bind(new.server_id)
     .bind(new.name.as_str())
+    .bind(kind.as_str())
+    .bind(source_id)
     .bind(&new.audit.actor)
     .bind(&now)
     .fetch_one(&mut *tx)
@@ -304,7 +383,7 @@ pub async fn create(state: &AppState, new: NewTool<'_>) -> Result<(Tool, Version
         &tool.id,
         1,
         new.description,
-        &valid,
+        valid,
         new.source,
         "Initial version",
         &new.audit.actor,
@@ -393,12 +472,20 @@ pub async fn update(
         .python_code
         .as_ref()
         .is_some_and(|code| *code != latest.python_code);
+    if code_changed && tool.kind == Kind::Passthrough {
+        return Err(Error::Validation(
+            "a passthrough tool has no code: import the remote tool again to change what it calls"
+                .into(),
+        ));
+    }
     let description_changed = changes
         .description
         .as_ref()
         .is_some_and(|d| *d != latest.description);
     // Validate before opening the transaction: the sandbox round trip must not hold a lock.
-    let valid = if code_changed || description_changed {
+    let valid = if tool.kind == Kind::Passthrough && description_changed {
+        Some(ValidCode::again(&latest))
+    } else if code_changed || description_changed {
         Some(
             validate(
                 state,
@@ -516,7 +603,10 @@ pub async fn rollback(state: &AppState, tool_id: &str, to: i64, audit: &Audit) -
         )));
     }
     let target = version(&state.db, tool_id, to).await?;
-    let valid = validate(state, &tool.server_id, &target.python_code).await?;
+    let valid = match tool.kind {
+        Kind::Python => validate(state, &tool.server_id, &target.python_code).await?,
+        Kind::Passthrough => ValidCode::again(&target),
+    };
     let mut tx = state.db.pool.begin().await?;
     let number = tool.current_version + 1;
     let summary = format!("Rollback to version {to}");
@@ -574,7 +664,9 @@ pub struct Approved {
     pub tool_id: String,
     pub server_id: String,
     pub public_name: String,
+    pub kind: Kind,
     pub version: i64,
+    /// Python code, or a passthrough tool's binding.
     pub code: String,
     pub timeout_ms: i64,
 }
@@ -600,7 +692,7 @@ pub async fn runnable(db: &Db, tool_id: &str) -> Result<Approved> {
 
 pub async fn runnable_for(db: &Db, tool_id: &str, purpose: Purpose) -> Result<Approved> {
     let row = sqlx::query(
-        "SELECT t.id, t.server_id, t.name, t.enabled, t.timeout_ms, s.name AS server_name, s.status, \
+        "SELECT t.id, t.server_id, t.name, t.kind, t.enabled, t.timeout_ms, s.name AS server_name, s.status, \
          s.default_timeout_ms, v.version, v.python_code, v.code_hash \
          FROM tools t JOIN servers s ON s.id = t.server_id \
          LEFT JOIN tool_versions v ON v.tool_id = t.id AND v.version = \
@@ -648,6 +740,7 @@ pub async fn runnable_for(db: &Db, tool_id: &str, purpose: Purpose) -> Result<Ap
         tool_id: row.try_get("id")?,
         server_id: row.try_get("server_id")?,
         public_name: names::public_name(&server_name, &name),
+        kind: Kind::parse(&row.try_get::<String, _>("kind")?)?,
         version,
         code,
         timeout_ms,
