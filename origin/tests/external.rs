@@ -142,7 +142,12 @@ async fn a_passthrough_tool_is_approved_versioned_and_run_like_any_tool(app: Tes
     let activity = app
         .get("/api/activity/logs?page_size=100", Some(&token))
         .await;
-    for action in ["external.add", "external.discover"] {
+    for action in [
+        "external.add",
+        "external.discover",
+        "external.import",
+        "tool.create",
+    ] {
         assert!(
             activity.text.contains(action),
             "{action}: {}",

@@ -108,10 +108,10 @@ pub async fn run(
                 started.elapsed().as_millis() as u64,
             )
             .await?;
-            return Err(match err {
-                Error::Internal(_) => err,
-                other => Error::Unavailable(redact_text(&other.to_string(), &secret_values)),
-            });
+            // Sandbox failures are `Unavailable`; a passthrough call's own refusals (source not
+            // approved, secret without a value) keep their kind; a down source is `Unavailable`
+            // with its name. `forward` already took the source's credential out of the text.
+            return Err(err);
         }
     };
     // Stored logs never hold a secret, whatever the tool did with it; what the caller gets is

@@ -734,8 +734,10 @@ pub async fn import_recorded(
         };
         match tools::create_passthrough(state, new, &source.id, &valid).await {
             Ok((tool, version)) => {
+                // `tools::create_passthrough` wrote the `tool.create` row; this one says where
+                // the tool comes from.
                 let event = NewEvent::info(
-                    "tool.create",
+                    "external.import",
                     format!(
                         "tool {} imported from external source {} (version 1, draft)",
                         tool.name, source.name
