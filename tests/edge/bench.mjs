@@ -1,0 +1,54 @@
+// Per-request cost of the Worker: the median time of an authorized `/mcp` request through the
+// Worker under Miniflare (workerd, with the origin behind the ORIGIN service binding) against the
+// same request sent straight to the origin's tunnel listener with the headers the Worker adds.
+// A program that prints numbers, not a test: `scripts/test-edge bench` (or, after the set-up it
+// does, `node tests/edge/bench.mjs [iterations]`).
+import { startStack } from "./lib/stack.mjs";
+import { mcpRequest, tokens, answer } from "./lib/oauth.mjs";
+
+const iterations = Number(process.argv[2] ?? 300);
+const warmup = 30;
+
+function stats(samples) {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+  return { p50: at(0.5), p90: at(0.9), p99: at(0.99), mean: sorted.reduce((a, b) => a + b, 0) / sorted.length };
+}
+
+async function time(url, headers, method, params) {
+  const samples = [];
+  for (let i = 0; i < warmup + iterations; i++) {
+    const request = mcpRequest(method, params, i + 1);
+    const started = process.hrtime.bigint();
+    const response = await fetch(url, { method: "POST", headers: { ...request.headers, ...headers }, body: request.body });
+    const text = await response.text();
+    const elapsed = Number(process.hrtime.bigint() - started) / 1e6;
+    const message = answer(text, i + 1);
+    if (response.status !== 200 || !message?.result) {
+      throw new Error(`${method} at ${url}: ${response.status} ${text.slice(0, 300)}`);
+    }
+    if (i >= warmup) samples.push(elapsed);
+  }
+  return stats(samples);
+}
+
+const fmt = (s) => `p50 ${s.p50.toFixed(2)} ms  p90 ${s.p90.toFixed(2)} ms  p99 ${s.p99.toFixed(2)} ms  mean ${s.mean.toFixed(2)} ms`;
+
+const stack = await startStack();
+try {
+  const { access_token: token } = await tokens(stack.worker.url);
+  const viaWorker = { authorization: `Bearer ${token}` };
+  const direct = { "x-mcpbox-service-token": stack.origin.serviceToken, "x-mcpbox-user-email": "alice@example.com" };
+  const directUrl = `${stack.origin.tunnelUrl}/mcp`;
+  console.log(`edge benchmark: ${iterations} sequential requests each (after ${warmup} warm-up), keep-alive, one client`);
+  for (const [method, params] of [["tools/list", {}], ["tools/call", { name: "greet", arguments: { city: "Paris" } }]]) {
+    const origin = await time(directUrl, direct, method, params);
+    const worker = await time(stack.mcpUrl, viaWorker, method, params);
+    console.log(`${method}`);
+    console.log(`  origin direct   ${fmt(origin)}`);
+    console.log(`  through Worker  ${fmt(worker)}`);
+    console.log(`  Worker adds     ${(worker.p50 - origin.p50).toFixed(2)} ms at the median`);
+  }
+} finally {
+  await stack.stop();
+}
