@@ -5,6 +5,7 @@
 // does, `node tests/edge/bench.mjs [iterations]`).
 import { startStack } from "./lib/stack.mjs";
 import { mcpRequest, tokens, answer } from "./lib/oauth.mjs";
+import { TOOL } from "./lib/origin.mjs";
 
 const iterations = Number(process.argv[2] ?? 300);
 const warmup = 30;
@@ -41,7 +42,7 @@ try {
   const direct = { "x-mcpbox-service-token": stack.origin.serviceToken, "x-mcpbox-user-email": "alice@example.com" };
   const directUrl = `${stack.origin.tunnelUrl}/mcp`;
   console.log(`edge benchmark: ${iterations} sequential requests each (after ${warmup} warm-up), keep-alive, one client`);
-  for (const [method, params] of [["tools/list", {}], ["tools/call", { name: "greet", arguments: { city: "Paris" } }]]) {
+  for (const [method, params] of [["tools/list", {}], ["tools/call", { name: TOOL, arguments: { city: "Paris" } }]]) {
     const origin = await time(directUrl, direct, method, params);
     const worker = await time(stack.mcpUrl, viaWorker, method, params);
     console.log(`${method}`);

@@ -9,6 +9,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { startStack } from "./lib/stack.mjs";
 import { python, pySdk } from "./lib/env.mjs";
+import { TOOL } from "./lib/origin.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const REDIRECT_URI = "http://127.0.0.1:53682/callback";
@@ -56,7 +57,7 @@ test("the Python SDK authorizes through the Worker and Access, calls tools, and 
   for (const kind of ["dcr", "cimd"]) {
     const seen = report[kind];
     assert.ok(seen, `${kind}: no report`);
-    assert.deepEqual(seen.first_tools, ["greet"], kind);
+    assert.deepEqual(seen.first_tools, [TOOL], kind);
     assert.deepEqual(seen.first_call, { hello: "first" }, `${kind}: ${JSON.stringify(seen.first_call)}`);
     assert.equal(seen.first_call_error, false, kind);
     assert.equal(seen.token_type.toLowerCase(), "bearer", kind);

@@ -31,6 +31,7 @@ export async function startAccess({ redirectUri, email = "alice@example.com", au
       id_token_signed_response_alg: "RS256",
     }],
     jwks: { keys: [jwk] },
+    ttl: { Interaction: 600, Session: 3600, Grant: 3600, AccessToken: 600, IdToken: 600, AuthorizationCode: 60 },
     cookies: { keys: [randomBytes(16).toString("hex")] },
     claims: { openid: ["sub"], email: ["email", "email_verified"], profile: ["name"] },
     // Access for SaaS puts the email in the id_token itself.

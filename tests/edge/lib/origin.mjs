@@ -9,6 +9,8 @@ import { randomBytes } from "node:crypto";
 import { binDir } from "./env.mjs";
 
 export const PASSWORD = "correct horse battery";
+/** The tool the origin serves: `<server>__<tool>`. */
+export const TOOL = "edge__greet";
 export const TOOL_CODE =
   "async def main(city: str) -> dict:\n" +
   '    """Say hello to a city."""\n' +

@@ -29,6 +29,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
 MCP_URL, REDIRECT_URI = sys.argv[1], sys.argv[2]
+TOOL = "edge__greet"  # tests/edge/lib/origin.mjs: server "edge", tool "greet"
 CIMD_URL = sys.argv[3] if len(sys.argv) > 3 else None
 
 
@@ -139,7 +140,7 @@ async def session(provider, record, label):
             record[f"{label}_protocol"] = client.protocol_version
             listed = await client.list_tools()
             record[f"{label}_tools"] = sorted(t.name for t in listed.tools if not t.name.startswith("mcpbox_"))
-            called = await client.call_tool("greet", {"city": label})
+            called = await client.call_tool(TOOL, {"city": label})
             record[f"{label}_call"] = called.structured_content or text_of(called)
             record[f"{label}_call_error"] = bool(called.is_error)
 
