@@ -4,6 +4,8 @@
 //! [`vars`]) and checked there, so a misconfigured Worker fails loudly at its first request
 //! instead of misbehaving later.
 
+use url::Url;
+
 use crate::Error;
 
 /// The names of the Worker vars and secrets [`EdgeConfig::from_vars`] reads.
@@ -146,7 +148,135 @@ impl EdgeConfig {
     /// Read and check the configuration from Worker vars and secrets; `get(name)` returns a
     /// var's value, or `None` when unset. Names are in [`vars`].
     pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<EdgeConfig, Error> {
-        let _ = get;
-        Err(Error::Config("not implemented yet".into()))
+        let get = |name: &str| get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let required =
+            |name: &str| get(name).ok_or_else(|| Error::Config(format!("{name} is not set")));
+        let number = |name: &str, default: u64| -> Result<u64, Error> {
+            match get(name) {
+                None => Ok(default),
+                Some(raw) => raw
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| Error::Config(format!("{name} must be a positive integer"))),
+            }
+        };
+        let public_url = required(vars::PUBLIC_URL)?.trim_end_matches('/').to_owned();
+        let client_id = required(vars::ACCESS_CLIENT_ID)?;
+        let client_secret = Secret::new(required(vars::ACCESS_CLIENT_SECRET)?);
+        let overrides = [
+            get(vars::ACCESS_ISSUER),
+            get(vars::ACCESS_AUTHORIZATION_URL),
+            get(vars::ACCESS_TOKEN_URL),
+            get(vars::ACCESS_JWKS_URL),
+        ];
+        let mut access = match get(vars::ACCESS_TEAM_DOMAIN) {
+            Some(team) => AccessConfig::for_team(&team, &client_id, client_secret),
+            None if overrides.iter().all(Option::is_some) => AccessConfig {
+                client_id,
+                client_secret,
+                issuer: String::new(),
+                authorization_url: String::new(),
+                token_url: String::new(),
+                jwks_url: String::new(),
+            },
+            None => {
+                return Err(Error::Config(format!(
+                    "{} is not set (or set all four endpoint overrides)",
+                    vars::ACCESS_TEAM_DOMAIN
+                )));
+            }
+        };
+        let [issuer, authorization_url, token_url, jwks_url] = overrides;
+        if let Some(issuer) = issuer {
+            access.issuer = issuer;
+        }
+        if let Some(url) = authorization_url {
+            access.authorization_url = url;
+        }
+        if let Some(url) = token_url {
+            access.token_url = url;
+        }
+        if let Some(url) = jwks_url {
+            access.jwks_url = url;
+        }
+        let defaults = Lifetimes::default();
+        let lifetimes = Lifetimes {
+            access_token: number(vars::ACCESS_TOKEN_TTL, defaults.access_token)?,
+            refresh_token: number(vars::REFRESH_TOKEN_TTL, defaults.refresh_token)?,
+            refresh_grace: number(vars::REFRESH_GRACE, defaults.refresh_grace)?,
+            auth_code: number(vars::AUTH_CODE_TTL, defaults.auth_code)?,
+            client_registration: number(
+                vars::CLIENT_REGISTRATION_TTL,
+                defaults.client_registration,
+            )?,
+        };
+        let dcr_per_hour = u32::try_from(number(vars::DCR_RATE_LIMIT, 10)?)
+            .map_err(|_| Error::Config(format!("{} is too large", vars::DCR_RATE_LIMIT)))?;
+        let config = EdgeConfig {
+            mcp_url: get(vars::MCP_URL).unwrap_or_else(|| format!("{public_url}/mcp")),
+            public_url,
+            origin_url: required(vars::ORIGIN_URL)?.trim_end_matches('/').to_owned(),
+            service_token: Secret::new(required(vars::SERVICE_TOKEN)?),
+            encryption_key: Secret::new(required(vars::ENCRYPTION_KEY)?),
+            access,
+            lifetimes,
+            dcr_per_hour,
+        };
+        config.check()?;
+        Ok(config)
     }
+
+    /// Check the invariants the rest of the core relies on.
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        let bad = |what: &str| Err(Error::Config(what.to_owned()));
+        let public = match Url::parse(&self.public_url) {
+            Ok(url) => url,
+            Err(_) => return bad("the public URL does not parse"),
+        };
+        if !secure_or_loopback(&public) || public.path() != "/" || public.query().is_some() {
+            return bad("the public URL must be https://host[:port] (http only for localhost)");
+        }
+        if self.public_url.ends_with('/') {
+            return bad("the public URL must not end with a slash");
+        }
+        match Url::parse(&self.mcp_url) {
+            Ok(url) if secure_or_loopback(&url) && url.path() == "/mcp" && url.query().is_none() => {}
+            _ => return bad("the MCP URL must be https://host[:port]/mcp"),
+        }
+        match Url::parse(&self.origin_url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && !self.origin_url.ends_with('/') => {}
+            _ => return bad("the origin URL must be an http(s) URL without a trailing slash"),
+        }
+        if self.encryption_key.expose().len() < 32 {
+            return bad("the encryption key must be at least 32 characters");
+        }
+        if self.service_token.expose().is_empty() {
+            return bad("the service token is empty");
+        }
+        for (name, value) in [
+            ("Access issuer", &self.access.issuer),
+            ("Access authorization URL", &self.access.authorization_url),
+            ("Access token URL", &self.access.token_url),
+            ("Access JWKS URL", &self.access.jwks_url),
+        ] {
+            if !Url::parse(value).is_ok_and(|url| secure_or_loopback(&url)) {
+                return Err(Error::Config(format!(
+                    "the {name} must be an https URL (http only for localhost)"
+                )));
+            }
+        }
+        let l = &self.lifetimes;
+        if [l.access_token, l.refresh_token, l.auth_code, l.client_registration].contains(&0) {
+            return bad("lifetimes must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// https anywhere; plain http only on loopback, for local tests (Miniflare, `oidc-provider`).
+fn secure_or_loopback(url: &Url) -> bool {
+    url.scheme() == "https"
+        || (url.scheme() == "http"
+            && matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]")))
 }
