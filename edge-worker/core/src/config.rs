@@ -148,7 +148,11 @@ impl EdgeConfig {
     /// Read and check the configuration from Worker vars and secrets; `get(name)` returns a
     /// var's value, or `None` when unset. Names are in [`vars`].
     pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<EdgeConfig, Error> {
-        let get = |name: &str| get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let required =
             |name: &str| get(name).ok_or_else(|| Error::Config(format!("{name} is not set")));
         let number = |name: &str, default: u64| -> Result<u64, Error> {
@@ -241,11 +245,13 @@ impl EdgeConfig {
             return bad("the public URL must not end with a slash");
         }
         match Url::parse(&self.mcp_url) {
-            Ok(url) if secure_or_loopback(&url) && url.path() == "/mcp" && url.query().is_none() => {}
+            Ok(url)
+                if secure_or_loopback(&url) && url.path() == "/mcp" && url.query().is_none() => {}
             _ => return bad("the MCP URL must be https://host[:port]/mcp"),
         }
         match Url::parse(&self.origin_url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && !self.origin_url.ends_with('/') => {}
+            Ok(url)
+                if matches!(url.scheme(), "http" | "https") && !self.origin_url.ends_with('/') => {}
             _ => return bad("the origin URL must be an http(s) URL without a trailing slash"),
         }
         if self.encryption_key.expose().len() < 32 {
@@ -267,7 +273,14 @@ impl EdgeConfig {
             }
         }
         let l = &self.lifetimes;
-        if [l.access_token, l.refresh_token, l.auth_code, l.client_registration].contains(&0) {
+        if [
+            l.access_token,
+            l.refresh_token,
+            l.auth_code,
+            l.client_registration,
+        ]
+        .contains(&0)
+        {
             return bad("lifetimes must be positive");
         }
         Ok(())

@@ -116,7 +116,8 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
         if access.resource != self.config().mcp_url {
             return Ok(Err(self.unauthorized(Some("token is for another resource"))));
         }
-        let Some(grant) = store::get::<GrantRecord>(kv, &store::grant_key(&access.grant_id)).await?
+        let Some(grant) =
+            store::get::<GrantRecord>(kv, &store::grant_key(&access.grant_id)).await?
         else {
             return Ok(Err(self.unauthorized(Some("grant revoked"))));
         };

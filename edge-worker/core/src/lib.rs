@@ -178,7 +178,10 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
                 rules
             }
             Err(error) => {
-                self.log(Level::Error, format!("reading the KV config document: {error}"));
+                self.log(
+                    Level::Error,
+                    format!("reading the KV config document: {error}"),
+                );
                 Rc::new(Rules::defaults(rules::DocumentStatus::Unreadable(
                     error.to_string(),
                 )))
@@ -212,7 +215,9 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
             "/.well-known/oauth-authorization-server" if *method == Method::Get => {
                 respond(self.server_metadata())
             }
-            "/register" if *method == Method::Post => respond(self.register(rules, &request).await?),
+            "/register" if *method == Method::Post => {
+                respond(self.register(rules, &request).await?)
+            }
             "/authorize" if *method == Method::Get => {
                 respond(self.authorize(rules, &url, &request).await?)
             }

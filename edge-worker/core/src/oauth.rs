@@ -12,8 +12,8 @@ use crate::http::{EdgeRequest, EdgeResponse, Headers, Method};
 use crate::ports::HttpRequest;
 use crate::rules::{Rules, acceptable_redirect};
 use crate::store::{
-    self, AccessRecord, AuthRequest, CimdClient, CimdRecord, ClientRecord, CodeRecord,
-    GrantRecord, RateRecord, RefreshRecord,
+    self, AccessRecord, AuthRequest, CimdClient, CimdRecord, ClientRecord, CodeRecord, GrantRecord,
+    RateRecord, RefreshRecord,
 };
 use crate::{Clock, Cx, Error, HttpClient, Kv, Level, Random, respond};
 
@@ -111,7 +111,10 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
                 "between 1 and 10 redirect_uris are required",
             ));
         }
-        if let Some(bad) = redirect_uris.iter().find(|uri| !rules.redirect_allowed(uri)) {
+        if let Some(bad) = redirect_uris
+            .iter()
+            .find(|uri| !rules.redirect_allowed(uri))
+        {
             return Ok(respond::oauth_error(
                 400,
                 "invalid_redirect_uri",
@@ -142,7 +145,9 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
                 "only the authorization_code and refresh_token grants are supported",
             ));
         }
-        let response_types = body.response_types.unwrap_or_else(|| vec!["code".to_owned()]);
+        let response_types = body
+            .response_types
+            .unwrap_or_else(|| vec!["code".to_owned()]);
         if response_types.iter().any(|r| r != "code") {
             return Ok(respond::oauth_error(
                 400,
@@ -211,8 +216,6 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
         Ok(record.map(|record| Client {
             name: record.name,
             redirect_uris: record.redirect_uris,
-            auth_method: record.auth_method,
-            secret_hash: record.secret_hash,
         }))
     }
 
@@ -290,19 +293,23 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
                 .as_deref()
                 .is_some_and(|method| method != "none")
         {
-            return Err("only public clients (token_endpoint_auth_method none) are supported".into());
+            return Err(
+                "only public clients (token_endpoint_auth_method none) are supported".into(),
+            );
         }
         if doc.redirect_uris.is_empty() {
             return Err("no redirect_uris".into());
         }
-        if let Some(bad) = doc.redirect_uris.iter().find(|uri| !rules.redirect_allowed(uri)) {
+        if let Some(bad) = doc
+            .redirect_uris
+            .iter()
+            .find(|uri| !rules.redirect_allowed(uri))
+        {
             return Err(format!("redirect URI not allowed: {bad}"));
         }
         Ok(CimdClient {
             redirect_uris: doc.redirect_uris,
-            name: doc
-                .client_name
-                .map(|name| name.chars().take(100).collect()),
+            name: doc.client_name.map(|name| name.chars().take(100).collect()),
         })
     }
 
@@ -604,7 +611,13 @@ button{{font:inherit;padding:.5rem 1rem;margin-right:.5rem}}code{{word-break:bre
             used: false,
         };
         // Kept past its expiry so a late second use is still recognised as reuse.
-        store::put(kv, &store::code_key(&code), &record, lifetimes.auth_code + 600).await?;
+        store::put(
+            kv,
+            &store::code_key(&code),
+            &record,
+            lifetimes.auth_code + 600,
+        )
+        .await?;
         let mut target = Url::parse(&auth.redirect_uri)
             .map_err(|_| Error::Stored("stored redirect URI does not parse".into()))?;
         {
@@ -760,7 +773,8 @@ button{{font:inherit;padding:.5rem 1rem;margin-right:.5rem}}code{{word-break:bre
                 "resource differs from the authorization request",
             ));
         }
-        let Some(grant) = store::get::<GrantRecord>(kv, &store::grant_key(&record.grant_id)).await?
+        let Some(grant) =
+            store::get::<GrantRecord>(kv, &store::grant_key(&record.grant_id)).await?
         else {
             return invalid("the authorization was revoked");
         };
@@ -799,7 +813,10 @@ button{{font:inherit;padding:.5rem 1rem;margin-right:.5rem}}code{{word-break:bre
             Some(spent_at) if now <= spent_at + grace => {}
             Some(_) => {
                 self.revoke_grant(&record.grant_id).await?;
-                self.log(Level::Warn, "refresh token replayed after rotation; grant revoked");
+                self.log(
+                    Level::Warn,
+                    "refresh token replayed after rotation; grant revoked",
+                );
                 return invalid("refresh token already used");
             }
             None => {
@@ -1116,10 +1133,22 @@ mod tests {
             "http://127.0.0.1/callback".to_owned(),
             "https://claude.ai/api/mcp/auth_callback".to_owned(),
         ];
-        assert!(registered_redirect(&registered, "http://127.0.0.1:5555/callback"));
-        assert!(!registered_redirect(&registered, "http://127.0.0.1:5555/other"));
-        assert!(registered_redirect(&registered, "https://claude.ai/api/mcp/auth_callback"));
-        assert!(!registered_redirect(&registered, "https://claude.ai/api/mcp/auth_callback2"));
+        assert!(registered_redirect(
+            &registered,
+            "http://127.0.0.1:5555/callback"
+        ));
+        assert!(!registered_redirect(
+            &registered,
+            "http://127.0.0.1:5555/other"
+        ));
+        assert!(registered_redirect(
+            &registered,
+            "https://claude.ai/api/mcp/auth_callback"
+        ));
+        assert!(!registered_redirect(
+            &registered,
+            "https://claude.ai/api/mcp/auth_callback2"
+        ));
     }
 
     #[test]

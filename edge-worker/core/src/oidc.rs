@@ -158,7 +158,10 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
         let id_token = match self.exchange(code, &secrets.verifier).await {
             Ok(id_token) => id_token,
             Err(reason) => {
-                self.log(Level::Error, format!("upstream token exchange failed: {reason}"));
+                self.log(
+                    Level::Error,
+                    format!("upstream token exchange failed: {reason}"),
+                );
                 return Ok(respond::oauth_error(
                     502,
                     "token_exchange_failed",
@@ -321,7 +324,10 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
             })
             .await?;
         if response.status != 200 {
-            return Err(Error::Http(format!("JWKS answered HTTP {}", response.status)));
+            return Err(Error::Http(format!(
+                "JWKS answered HTTP {}",
+                response.status
+            )));
         }
         #[derive(Deserialize)]
         struct RawSet {
