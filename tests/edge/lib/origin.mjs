@@ -20,7 +20,7 @@ export const TOOL_CODE =
  * Start `mcpbox serve` on free ports. Resolves to
  * { url, tunnelUrl, serviceToken, adminToken, stop() }.
  */
-export async function startOrigin({ allowedEmails = ["alice@example.com"], tool = true } = {}) {
+export async function startOrigin({ allowedEmails = ["alice@example.com"], tool = true, rateLimitRpm } = {}) {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "mcpbox-edge-origin-"));
   const serviceToken = randomBytes(24).toString("hex");
   const env = { ...process.env, MCPBOX_SERVICE_TOKEN: serviceToken };
@@ -79,6 +79,10 @@ export async function startOrigin({ allowedEmails = ["alice@example.com"], tool 
     origin.adminToken = login.body.access_token;
     if (!origin.adminToken) throw new Error(`no admin token: ${JSON.stringify(login)}`);
     if (tool) await approvedTool(origin, "edge", "greet", TOOL_CODE);
+    if (rateLimitRpm) {
+      const policy = await api(origin.url, "/api/settings/security-policy", { mcp_rate_limit_rpm: rateLimitRpm }, origin.adminToken, "PATCH");
+      if (policy.status !== 200) throw new Error(`rate limit: ${JSON.stringify(policy)}`);
+    }
   } catch (err) {
     await origin.stop();
     throw err;
@@ -86,10 +90,10 @@ export async function startOrigin({ allowedEmails = ["alice@example.com"], tool 
   return origin;
 }
 
-export async function api(base, route, body, token) {
+export async function api(base, route, body, token, method = "POST") {
   const headers = { "content-type": "application/json" };
   if (token) headers.authorization = `Bearer ${token}`;
-  const response = await fetch(base + route, { method: "POST", headers, body: JSON.stringify(body) });
+  const response = await fetch(base + route, { method, headers, body: JSON.stringify(body) });
   const text = await response.text();
   let parsed = null;
   try { parsed = text ? JSON.parse(text) : null; } catch { parsed = text; }

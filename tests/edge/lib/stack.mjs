@@ -4,13 +4,13 @@ import { startAccess } from "./access.mjs";
 import { startOrigin } from "./origin.mjs";
 import { freePort, startWorker } from "./worker.mjs";
 
-export async function startStack({ email = "alice@example.com", viaBinding = true, outbound, vars } = {}) {
+export async function startStack({ email = "alice@example.com", viaBinding = true, outbound, vars, rateLimitRpm } = {}) {
   const port = await freePort();
   const stopping = [];
   try {
     const access = await startAccess({ redirectUri: `http://127.0.0.1:${port}/callback`, email });
     stopping.push(access);
-    const origin = await startOrigin({ allowedEmails: ["alice@example.com"] });
+    const origin = await startOrigin({ allowedEmails: ["alice@example.com"], rateLimitRpm });
     stopping.push(origin);
     const worker = await startWorker({ port, origin, access: access.vars, viaBinding, outbound, vars });
     stopping.push(worker);
