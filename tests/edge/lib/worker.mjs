@@ -17,6 +17,13 @@ export async function freePort() {
   return port;
 }
 
+/** An outbound request of the Worker sent on to the network as it is (redirects not followed). */
+async function passThrough(request) {
+  const body = ["GET", "HEAD"].includes(request.method) ? undefined : await request.arrayBuffer();
+  const response = await fetch(request.url, { method: request.method, headers: request.headers, body, redirect: "manual" });
+  return new Response(response.body, { status: response.status, headers: response.headers });
+}
+
 /**
  * Start the Worker. Options:
  * - port: where to listen (default: a free one); the public URL is http://127.0.0.1:<port>
@@ -58,7 +65,7 @@ export async function startWorker({ port, origin, viaBinding = true, access, var
     options.serviceBindings = { ORIGIN: { external: { address: tunnel.host, http: {} } } };
   }
   if (outbound) {
-    options.outboundService = async (request) => (await outbound(request)) ?? fetch(request);
+    options.outboundService = async (request) => (await outbound(request)) ?? passThrough(request);
   }
   const mf = new Miniflare(options);
   const ready = await mf.ready;

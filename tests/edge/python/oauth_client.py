@@ -20,7 +20,7 @@ import json
 import sys
 import time
 from html.parser import HTMLParser
-from urllib.parse import parse_qs, urljoin, urlparse
+from urllib.parse import parse_qs, urlencode, urljoin, urlparse
 
 import httpx2
 from mcp import Client
@@ -81,6 +81,30 @@ def approve_button(buttons):
     return named[0] if named else None
 
 
+class Jar:
+    """Cookies per host name, sent over plain http too: browsers treat loopback as a secure
+    context, so the Worker's `Secure` / `__Host-` cookies work there (http.cookiejar refuses them)."""
+
+    def __init__(self):
+        self.cookies = {}
+
+    def header(self, url):
+        cookies = self.cookies.get(urlparse(url).hostname, {})
+        return "; ".join(f"{k}={v}" for k, v in cookies.items())
+
+    def store(self, url, response):
+        host = urlparse(url).hostname
+        for line in response.headers.get_list("set-cookie"):
+            pair, *attrs = line.split(";")
+            name, _, value = pair.partition("=")
+            name, value = name.strip(), value.strip()
+            jar = self.cookies.setdefault(host, {})
+            if value == "" or any(a.strip().lower() == "max-age=0" for a in attrs):
+                jar.pop(name, None)
+            else:
+                jar[name] = value
+
+
 class Browser:
     def __init__(self):
         self.pages = []  # (status, url host+path) of every hop, for the report
@@ -88,6 +112,7 @@ class Browser:
         self.result: asyncio.Future = asyncio.get_event_loop().create_future()
 
     async def redirect_handler(self, authorization_url: str) -> None:
+        jar = Jar()
         async with httpx2.AsyncClient(follow_redirects=False, timeout=30) as http:
             method, url, data = "GET", authorization_url, None
             for _ in range(25):
@@ -98,7 +123,12 @@ class Browser:
                     self.result.set_result(AuthorizationCodeResult(
                         code=query["code"][0], state=query.get("state", [None])[0], iss=query.get("iss", [None])[0]))
                     return
-                response = await http.request(method, url, data=data)
+                headers = {"content-type": "application/x-www-form-urlencoded"} if data is not None else {}
+                if jar.header(url):
+                    headers["cookie"] = jar.header(url)
+                content = urlencode(data).encode() if data is not None else None
+                response = await http.request(method, url, content=content, headers=headers)
+                jar.store(url, response)
                 parsed = urlparse(url)
                 self.pages.append(f"{method} {response.status_code} {parsed.netloc}{parsed.path}")
                 if response.status_code in (301, 302, 303, 307, 308):
@@ -120,7 +150,7 @@ class Browser:
                     url = urljoin(url, form["action"] or url)
                     data = fields
                     if method == "GET":
-                        url = url.split("?")[0] + "?" + "&".join(f"{k}={v}" for k, v in fields)
+                        url = url.split("?")[0] + "?" + urlencode(fields)
                         data = None
                     continue
                 raise RuntimeError(f"unexpected answer {response.status_code} at {url}: {response.text[:400]}")
