@@ -165,7 +165,7 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
         {
             return rules.clone();
         }
-        let rules = match self.ports.kv.get(contract::edge::KV_KEY).await {
+        match self.ports.kv.get(contract::edge::KV_KEY).await {
             Ok(raw) => {
                 let rules = Rc::new(Rules::from_document(raw.as_deref()));
                 if let rules::DocumentStatus::Invalid(reason) = &rules.status {
@@ -186,8 +186,7 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
                     error.to_string(),
                 )))
             }
-        };
-        rules
+        }
     }
 
     async fn route(
