@@ -1526,3 +1526,70 @@ fn config_rejects_missing_and_unsafe_values() {
         5
     );
 }
+
+#[test]
+fn kv_holds_no_token_code_secret_or_email_in_the_clear() {
+    let w = world();
+    let registered = w.register_with(
+        json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "client_secret_post"}),
+    );
+    let secret = body_json(&registered)["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (client_id, code) = w.login();
+    let answer = body_json(&w.redeem(&client_id, &code));
+    let access = answer["access_token"].as_str().unwrap();
+    let refresh = answer["refresh_token"].as_str().unwrap();
+    let map = w.ports.kv.map.borrow();
+    assert!(!map.is_empty());
+    for (key, (value, _)) in map.iter() {
+        for plain in [
+            secret.as_str(),
+            code.as_str(),
+            access,
+            refresh,
+            "alice@example.com",
+        ] {
+            assert!(
+                !key.contains(plain) && !value.contains(plain),
+                "{key} holds a plaintext value"
+            );
+        }
+    }
+}
+
+#[test]
+fn metadata_document_client_completes_the_token_flow() {
+    let w = world();
+    w.ports
+        .http
+        .route(CIMD_URL, 200, &cimd_document(CIMD_URL, REDIRECT));
+    let (sealed, csrf) = World::consent_parts(&w.authorize(CIMD_URL, &[], None));
+    let location = w
+        .approve(&sealed, &csrf)
+        .headers
+        .get("Location")
+        .unwrap()
+        .to_owned();
+    w.upstream_answers(&location, |nonce| {
+        id_token(Key::Rsa, Some("rsa1"), nonce, |_| {})
+    });
+    let back = w.callback(&location);
+    let code = param(back.headers.get("Location").unwrap(), "code").unwrap();
+    // Long after the document's cache expired, the client still redeems and refreshes.
+    let answer = w.redeem(CIMD_URL, &code);
+    assert_eq!(answer.status, 200, "{}", body_json(&answer));
+    w.advance(2 * 3600);
+    let refresh = body_json(&answer)["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(w.refresh(CIMD_URL, &refresh).status, 200);
+    // Another URL client cannot use its tokens.
+    assert_oauth_error(
+        &w.refresh("https://other.example.com/c.json", &refresh),
+        400,
+        "invalid_grant",
+    );
+}
