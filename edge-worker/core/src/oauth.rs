@@ -37,6 +37,9 @@ const CIMD_TIMEOUT_MS: u32 = 5_000;
 const CIMD_CACHE_SECONDS: u64 = 3600;
 const CIMD_FAILURE_CACHE_SECONDS: u64 = 60;
 
+/// Longest client id we look up (metadata document URLs included).
+const MAX_CLIENT_ID: usize = 400;
+
 /// A client as far as authorization is concerned.
 pub struct Client {
     pub name: Option<String>,
@@ -94,7 +97,14 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
             return Ok(response);
         }
         rate.count += 1;
-        store::put(kv, &rate_key, &rate, 3600).await?;
+        // KV takes one write per key per second, and clients often register twice in a row
+        // (claude.ai does): a refused counter update must not fail the registration.
+        if let Err(error) = store::put(kv, &rate_key, &rate, 3600).await {
+            self.log(
+                Level::Warn,
+                format!("registration counter not updated: {error}"),
+            );
+        }
 
         let Ok(body) = serde_json::from_slice::<RegistrationRequest>(&request.body) else {
             return Ok(respond::oauth_error(
@@ -201,6 +211,11 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
         client_id: &str,
     ) -> Result<Option<Client>, Error> {
         let now = self.ports.clock.now();
+        // Our ids are 43 characters and URLs ids are hashed into keys; a longer id is not ours
+        // and would exceed KV's key size.
+        if client_id.len() > MAX_CLIENT_ID {
+            return Ok(None);
+        }
         if client_id.starts_with("https://") {
             return Ok(self
                 .metadata_document(rules, client_id)
@@ -688,7 +703,9 @@ button{{font:inherit;padding:.5rem 1rem;margin-right:.5rem}}code{{word-break:bre
         };
         // A URL client id is a public client (its metadata document was checked at
         // /authorize); what it may redeem is bound to it by the code and token records.
-        let client = if client_id.starts_with("https://") {
+        let client = if client_id.len() > MAX_CLIENT_ID {
+            None
+        } else if client_id.starts_with("https://") {
             Some(("none".to_owned(), None))
         } else {
             let now = self.ports.clock.now();
@@ -822,7 +839,15 @@ button{{font:inherit;padding:.5rem 1rem;margin-right:.5rem}}code{{word-break:bre
             None => {
                 record.spent_at = Some(now);
                 let ttl = record.expires_at.saturating_sub(now);
-                store::put(kv, &key, &record, ttl).await?;
+                // KV takes one write per key per second: when two refreshes of this token race,
+                // the other one's mark may be why this write is refused. Either way the token
+                // is (being) marked, so the refresh goes on.
+                if let Err(error) = store::put(kv, &key, &record, ttl).await {
+                    self.log(
+                        Level::Warn,
+                        format!("refresh token not marked spent: {error}"),
+                    );
+                }
             }
         }
         if let Some(resource) = form.single("resource")
@@ -834,10 +859,13 @@ button{{font:inherit;padding:.5rem 1rem;margin-right:.5rem}}code{{word-break:bre
                 "resource differs from the grant",
             ));
         }
-        // Activity keeps the grant alive for another refresh-token lifetime.
+        // Activity keeps the grant alive for another refresh-token lifetime. Written at most
+        // once a day, so concurrent refreshes do not contend for the grant's key.
         let lifetime = self.config().lifetimes.refresh_token;
-        grant.expires_at = now + lifetime;
-        store::put(kv, &grant_key, &grant, lifetime).await?;
+        if grant.expires_at + 86_400 < now + lifetime {
+            grant.expires_at = now + lifetime;
+            store::put(kv, &grant_key, &grant, lifetime).await?;
+        }
         self.issue_tokens(&record.grant_id, grant).await
     }
 
@@ -982,10 +1010,8 @@ impl Params {
 
     /// Whether any parameter appears more than once (RFC 6749 §3.1: they must not).
     pub fn has_duplicates(&self) -> bool {
-        self.0
-            .iter()
-            .enumerate()
-            .any(|(i, (k, _))| self.0[..i].iter().any(|(seen, _)| seen == k))
+        let mut seen = std::collections::BTreeSet::new();
+        !self.0.iter().all(|(k, _)| seen.insert(k.as_str()))
     }
 }
 

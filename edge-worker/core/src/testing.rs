@@ -14,6 +14,9 @@ pub struct MemKv {
     pub now: std::rc::Rc<Cell<u64>>,
     /// When set, every operation fails.
     pub broken: Cell<bool>,
+    /// Writes to keys with these prefixes fail, as KV does for a second write to one key
+    /// within a second.
+    pub refuse_writes: RefCell<Vec<String>>,
 }
 
 impl Kv for MemKv {
@@ -35,6 +38,14 @@ impl Kv for MemKv {
             return Err(Error::Kv("broken".into()));
         }
         assert!(ttl.is_none_or(|t| t >= 60), "KV TTLs must be at least 60 s");
+        if self
+            .refuse_writes
+            .borrow()
+            .iter()
+            .any(|p| key.starts_with(p.as_str()))
+        {
+            return Err(Error::Kv("429 too many writes to one key".into()));
+        }
         let expires = ttl.map(|t| self.now.get() + t);
         self.map
             .borrow_mut()

@@ -1593,3 +1593,30 @@ fn metadata_document_client_completes_the_token_flow() {
         "invalid_grant",
     );
 }
+
+#[test]
+fn refused_counter_or_spent_mark_writes_do_not_fail_the_request() {
+    let w = world();
+    let (client_id, _, refresh) = w.tokens();
+    w.ports
+        .kv
+        .refuse_writes
+        .borrow_mut()
+        .extend(["ratelimit:".to_owned(), "refresh:".to_owned()]);
+    let handled = w.handle(request(
+        Method::Post,
+        "/register",
+        &[],
+        &json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}).to_string(),
+    ));
+    assert!(matches!(&handled.outcome, Outcome::Respond(r) if r.status == 201));
+    assert!(handled.log.iter().any(|l| l.level == Level::Warn));
+    // A refresh whose spent mark KV refuses still fails only because its successor cannot be
+    // stored either; with successors allowed again it succeeds.
+    w.ports
+        .kv
+        .refuse_writes
+        .borrow_mut()
+        .retain(|p| p != "refresh:");
+    assert_eq!(w.refresh(&client_id, &refresh).status, 200);
+}
