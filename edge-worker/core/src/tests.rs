@@ -1631,3 +1631,46 @@ fn refused_counter_or_spent_mark_writes_do_not_fail_the_request() {
             .any(|l| l.message.contains("not marked spent"))
     );
 }
+
+#[test]
+fn rotated_upstream_key_is_picked_up_after_the_negative_cache() {
+    let w = world();
+    let jwks_url = format!("{ISSUER}/jwks");
+    let all: Value = serde_json::from_str(include_str!("../tests/keys/public-jwks.json")).unwrap();
+    let mut rsa = all["rsa"].clone();
+    rsa["kid"] = "rsa1".into();
+    let mut ec = all["ec"].clone();
+    ec["kid"] = "ec-new".into();
+    // Before the rotation the provider publishes only the RSA key.
+    w.ports
+        .http
+        .route(&jwks_url, 200, &json!({"keys": [rsa.clone()]}).to_string());
+    assert_refused(login_with(&w, |nonce| {
+        id_token(Key::Ec, Some("ec-new"), nonce, |_| {})
+    }));
+    w.ports
+        .http
+        .route(&jwks_url, 200, &json!({"keys": [rsa, ec]}).to_string());
+    // Still remembered as unknown for a minute…
+    assert_refused(login_with(&w, |nonce| {
+        id_token(Key::Ec, Some("ec-new"), nonce, |_| {})
+    }));
+    assert_eq!(w.ports.http.count(&jwks_url), 1);
+    // …then fetched again and accepted.
+    w.advance(61);
+    let answer = login_with(&w, |nonce| {
+        id_token(Key::Ec, Some("ec-new"), nonce, |c| {
+            c["exp"] = (START + 400).into()
+        })
+    });
+    assert_eq!(answer.status, 302, "{}", body_json(&answer));
+    assert_eq!(w.ports.http.count(&jwks_url), 2);
+}
+
+#[test]
+fn jwks_outage_is_a_bad_gateway() {
+    let w = world();
+    w.ports.http.route(&format!("{ISSUER}/jwks"), 500, "oops");
+    let answer = login_with(&w, |nonce| id_token(Key::Rsa, Some("rsa1"), nonce, |_| {}));
+    assert_eq!(answer.status, 502);
+}
