@@ -482,7 +482,12 @@ button{{font:inherit;padding:.5rem 1rem;margin-right:.5rem}}code{{word-break:bre
             host = respond::escape(&redirect_host),
             sealed = respond::escape(&sealed),
         );
-        let mut response = respond::html(200, page, &self.upstream_origin());
+        // The form's answer redirects to Access (approve) or back to the client (deny).
+        let redirect_origin = Url::parse(&auth.redirect_uri)
+            .map(|url| url.origin().ascii_serialization())
+            .unwrap_or_default();
+        let targets = format!("{} {redirect_origin}", self.upstream_origin());
+        let mut response = respond::html(200, page, &targets);
         response.headers.append(
             "Set-Cookie",
             format!(
@@ -502,7 +507,11 @@ button{{font:inherit;padding:.5rem 1rem;margin-right:.5rem}}code{{word-break:bre
         let now = self.ports.clock.now();
         let form = Params::from_pairs(form_urlencoded::parse(&request.body));
         let forbidden = |why: &str| Ok(respond::oauth_error(403, "access_denied", why));
+        // Defence in depth behind the CSRF cookie: a browser that names another site as the
+        // form's origin is refused. `null` (privacy modes, sandboxed frames) proves nothing
+        // either way and is left to the cookie check, which a cross-site page cannot pass.
         if let Some(origin) = request.headers.get("Origin")
+            && origin != "null"
             && origin != self.public_origin()
         {
             return forbidden("cross-site form submission");

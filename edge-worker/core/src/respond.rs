@@ -37,21 +37,24 @@ pub fn redirect(location: &str) -> EdgeResponse {
 }
 
 /// An HTML page under a strict CSP: no scripts at all, inline styles only, forms may post to
-/// us and be redirected to `form_target` (browsers apply `form-action` to the redirect that
-/// follows a form submission), and no framing (clickjacking the consent button).
-pub fn html(status: u16, body: String, form_target: &str) -> EdgeResponse {
+/// us and be redirected to `form_targets` (space-separated origins: browsers apply
+/// `form-action` to the redirects that follow a form submission), and no framing
+/// (clickjacking the consent button).
+pub fn html(status: u16, body: String, form_targets: &str) -> EdgeResponse {
     let mut headers = Headers::new();
     headers.set("Content-Type", "text/html; charset=utf-8");
     headers.set("Cache-Control", "no-store");
     headers.set(
         "Content-Security-Policy",
         format!(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' {form_target}; \
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' {form_targets}; \
              frame-ancestors 'none'; base-uri 'none'"
         ),
     );
     headers.set("X-Frame-Options", "DENY");
-    headers.set("Referrer-Policy", "no-referrer");
+    // Not `no-referrer`: under it browsers send `Origin: null` on our own form POST, and the
+    // consent handler checks `Origin`. `same-origin` still leaks nothing to other sites.
+    headers.set("Referrer-Policy", "same-origin");
     EdgeResponse {
         status,
         headers,

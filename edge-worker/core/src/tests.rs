@@ -549,12 +549,36 @@ fn consent_page_escapes_client_metadata() {
     let html = String::from_utf8(page.body.clone()).unwrap();
     assert!(html.contains("Test &lt;Client&gt;"));
     assert!(!html.contains("<Client>"));
+    let csp = page.headers.get("Content-Security-Policy").unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"));
+    assert!(csp.starts_with("default-src 'none'"));
+    // The form may lead to Access (approve) or back to the client (deny), nowhere else.
     assert!(
-        page.headers
-            .get("Content-Security-Policy")
-            .unwrap()
-            .contains("frame-ancestors 'none'")
+        csp.contains("form-action 'self' https://team.cloudflareaccess.com https://claude.ai;")
     );
+    assert_eq!(page.headers.get("Referrer-Policy"), Some("same-origin"));
+}
+
+#[test]
+fn consent_post_with_a_null_origin_relies_on_the_cookie() {
+    let w = world();
+    let client_id = w.register();
+    let (sealed, cookie) = World::consent_parts(&w.authorize(&client_id, &[], None));
+    let with_cookie = w.respond(request(
+        Method::Post,
+        "/authorize",
+        &[("Cookie", &cookie), ("Origin", "null")],
+        &form(&[("request", &sealed), ("action", "approve")]),
+    ));
+    assert_eq!(with_cookie.status, 302);
+    let (sealed, _) = World::consent_parts(&w.authorize(&client_id, &[], None));
+    let without = w.respond(request(
+        Method::Post,
+        "/authorize",
+        &[("Origin", "null")],
+        &form(&[("request", &sealed), ("action", "approve")]),
+    ));
+    assert_eq!(without.status, 403);
 }
 
 // ---------------------------------------------------------------------------------------------
