@@ -116,10 +116,11 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
         if access.resource != self.config().mcp_url {
             return Ok(Err(self.unauthorized(Some("token is for another resource"))));
         }
-        let Some(grant) =
-            store::get::<GrantRecord>(kv, &store::grant_key(&access.grant_id)).await?
+        let Some(grant) = store::get::<GrantRecord>(kv, &store::grant_key(&access.grant_id))
+            .await?
+            .filter(|grant| now < grant.expires_at)
         else {
-            return Ok(Err(self.unauthorized(Some("grant revoked"))));
+            return Ok(Err(self.unauthorized(Some("grant revoked or expired"))));
         };
         let props: GrantProps = self.open_grant_props(&access.grant_id, &grant)?;
         Ok(Ok(props.email))

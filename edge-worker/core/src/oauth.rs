@@ -799,8 +799,9 @@ button{{font:inherit;padding:.5rem 1rem;margin-right:.5rem}}code{{word-break:bre
                 "resource differs from the authorization request",
             ));
         }
-        let Some(grant) =
-            store::get::<GrantRecord>(kv, &store::grant_key(&record.grant_id)).await?
+        let Some(grant) = store::get::<GrantRecord>(kv, &store::grant_key(&record.grant_id))
+            .await?
+            .filter(|grant| now < grant.expires_at)
         else {
             return invalid("the authorization was revoked");
         };
@@ -830,8 +831,11 @@ button{{font:inherit;padding:.5rem 1rem;margin-right:.5rem}}code{{word-break:bre
             return invalid("refresh token expired");
         }
         let grant_key = store::grant_key(&record.grant_id);
-        let Some(mut grant) = store::get::<GrantRecord>(kv, &grant_key).await? else {
-            return invalid("the authorization was revoked");
+        let Some(mut grant) = store::get::<GrantRecord>(kv, &grant_key)
+            .await?
+            .filter(|grant| now < grant.expires_at)
+        else {
+            return invalid("the authorization was revoked or expired");
         };
         match record.spent_at {
             // A second use inside the grace period is a concurrent refresh (one client, two
@@ -904,7 +908,8 @@ button{{font:inherit;padding:.5rem 1rem;margin-right:.5rem}}code{{word-break:bre
         let refresh = RefreshRecord {
             grant_id: grant_id.to_owned(),
             client_id: grant.client_id,
-            expires_at: now + lifetimes.refresh_token,
+            // Never outlives its grant (grants are extended at most daily).
+            expires_at: (now + lifetimes.refresh_token).min(grant.expires_at),
             spent_at: None,
         };
         store::put(

@@ -38,9 +38,10 @@ pub struct JwksCache {
     unknown: Vec<(String, u64)>,
 }
 
-/// Why an id_token was refused (for logs; the user sees a generic error).
+/// Why an id_token was refused: a verdict for the log, not an error of ours (the user sees a
+/// generic answer).
 #[derive(Debug, PartialEq, Eq)]
-pub enum IdTokenError {
+pub enum IdTokenRejection {
     Malformed,
     UnsupportedAlgorithm,
     MissingKid,
@@ -223,18 +224,18 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
         &self,
         token: &str,
         nonce: &str,
-    ) -> Result<Result<String, IdTokenError>, Error> {
+    ) -> Result<Result<String, IdTokenRejection>, Error> {
         let Ok(header) = jsonwebtoken::decode_header(token) else {
-            return Ok(Err(IdTokenError::Malformed));
+            return Ok(Err(IdTokenRejection::Malformed));
         };
         if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
-            return Ok(Err(IdTokenError::UnsupportedAlgorithm));
+            return Ok(Err(IdTokenRejection::UnsupportedAlgorithm));
         }
         let Some(kid) = header.kid else {
-            return Ok(Err(IdTokenError::MissingKid));
+            return Ok(Err(IdTokenRejection::MissingKid));
         };
         let Some(jwk) = self.jwk(&kid).await? else {
-            return Ok(Err(IdTokenError::UnknownKid));
+            return Ok(Err(IdTokenRejection::UnknownKid));
         };
         let access = &self.config().access;
         let mut validation = Validation::new(header.alg);
@@ -248,26 +249,30 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
             .and_then(|key| jsonwebtoken::decode::<IdClaims>(token, &key, &validation));
         let claims = match claims {
             Ok(data) => data.claims,
-            Err(e) => return Ok(Err(IdTokenError::BadSignatureOrClaims(format!("{e:?}")))),
+            Err(e) => {
+                return Ok(Err(IdTokenRejection::BadSignatureOrClaims(format!(
+                    "{e:?}"
+                ))));
+            }
         };
         let now = self.ports.clock.now();
         if now > claims.exp + SKEW_SECONDS {
-            return Ok(Err(IdTokenError::Expired));
+            return Ok(Err(IdTokenRejection::Expired));
         }
         if claims.nbf.is_some_and(|nbf| nbf > now + SKEW_SECONDS) {
-            return Ok(Err(IdTokenError::NotYetValid));
+            return Ok(Err(IdTokenRejection::NotYetValid));
         }
         let nonce_ok = claims
             .nonce
             .is_some_and(|claimed| constant_time_eq(claimed.as_bytes(), nonce.as_bytes()));
         if !nonce_ok {
-            return Ok(Err(IdTokenError::NonceMismatch));
+            return Ok(Err(IdTokenRejection::NonceMismatch));
         }
         match claims.email {
             Some(email) if claims.email_verified != Some(false) && email.contains('@') => {
                 Ok(Ok(email))
             }
-            _ => Ok(Err(IdTokenError::NoVerifiedEmail)),
+            _ => Ok(Err(IdTokenRejection::NoVerifiedEmail)),
         }
     }
 
