@@ -14,6 +14,22 @@
 //! - the forwarding decision for `/mcp`: which requests reach the origin, with which headers.
 //!
 //! Entry point: [`Edge::new`] once per isolate, then [`Edge::handle`] per request.
+//!
+//! Life of a remote login:
+//! 1. The client's `POST /mcp` without a token gets 401 with `resource_metadata`; it reads the
+//!    protected-resource and authorization-server metadata.
+//! 2. It registers (`/register`), or uses an https URL as its client id (metadata document).
+//! 3. `GET /authorize` checks client, redirect URI (registered and allowed), PKCE S256 and
+//!    `resource`, then shows the consent page (or skips it for a client this browser approved).
+//! 4. The consent `POST /authorize` checks the CSRF cookie against the sealed form and redirects
+//!    to Access with state, nonce and PKCE (the state record lives in KV for ten minutes).
+//! 5. `GET /callback` spends the state, exchanges Access's code with the client secret, verifies
+//!    the id_token, stores a grant with the sealed email, and redirects to the client with a
+//!    code and `iss`.
+//! 6. `POST /token` redeems the code (once, with the verifier) for an access and a refresh token;
+//!    later refreshes rotate the refresh token.
+//! 7. `POST /mcp` with the bearer token becomes a [`Forward`] to the origin carrying the
+//!    service token and the verified email, and none of the client's identity headers.
 
 // Async fns in our traits are meant to be !Send: Workers futures never are, and the core is
 // single-threaded. The lint only warns that callers cannot require Send.
