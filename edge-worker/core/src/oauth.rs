@@ -76,34 +76,17 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
     ) -> Result<EdgeResponse, Error> {
         let now = self.ports.clock.now();
         let kv = &self.ports.kv;
-        // Rate limit per caller address. KV is eventually consistent, so this is a soft cap
-        // (a burst spread over locations can exceed it), which is enough against casual abuse.
-        let rate_key = store::rate_key(request.client_ip.as_deref().unwrap_or("unknown"));
-        let mut rate = store::get::<RateRecord>(kv, &rate_key)
+        if let Some(retry) = self
+            .take_registration_slot(request.client_ip.as_deref())
             .await?
-            .filter(|rate| now < rate.window_start + 3600)
-            .unwrap_or(RateRecord {
-                window_start: now,
-                count: 0,
-            });
-        if rate.count >= self.config().dcr_per_hour {
+        {
             let mut response = respond::oauth_error(
                 429,
                 "too_many_requests",
                 "too many registrations from this address",
             );
-            let retry = (rate.window_start + 3600).saturating_sub(now);
             response.headers.set("Retry-After", retry.to_string());
             return Ok(response);
-        }
-        rate.count += 1;
-        // KV takes one write per key per second, and clients often register twice in a row
-        // (claude.ai does): a refused counter update must not fail the registration.
-        if let Err(error) = store::put(kv, &rate_key, &rate, 3600).await {
-            self.log(
-                Level::Warn,
-                format!("registration counter not updated: {error}"),
-            );
         }
 
         let Ok(body) = serde_json::from_slice::<RegistrationRequest>(&request.body) else {
@@ -202,6 +185,37 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
         Ok(respond::json(201, &answer))
     }
 
+    /// Count one registration (or metadata-document fetch) against the caller's address;
+    /// `Some(seconds)` when the hourly limit is reached, to wait that long.
+    ///
+    /// KV is eventually consistent, so this is a soft cap (a burst spread over locations can
+    /// exceed it), which is enough to bound what one address costs us.
+    async fn take_registration_slot(&self, client_ip: Option<&str>) -> Result<Option<u64>, Error> {
+        let now = self.ports.clock.now();
+        let kv = &self.ports.kv;
+        let rate_key = store::rate_key(client_ip.unwrap_or("unknown"));
+        let mut rate = store::get::<RateRecord>(kv, &rate_key)
+            .await?
+            .filter(|rate| now < rate.window_start + 3600)
+            .unwrap_or(RateRecord {
+                window_start: now,
+                count: 0,
+            });
+        if rate.count >= self.config().dcr_per_hour {
+            return Ok(Some((rate.window_start + 3600).saturating_sub(now)));
+        }
+        rate.count += 1;
+        // KV takes one write per key per second, and clients often register twice in a row
+        // (claude.ai does): a refused counter update must not fail the registration.
+        if let Err(error) = store::put(kv, &rate_key, &rate, 3600).await {
+            self.log(
+                Level::Warn,
+                format!("registration counter not updated: {error}"),
+            );
+        }
+        Ok(None)
+    }
+
     /// The client behind `client_id`: a registration in KV, or, for an https URL, its client ID
     /// metadata document. `Ok(None)` when there is no such client (or its document is unusable;
     /// the reason is logged).
@@ -209,6 +223,7 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
         &self,
         rules: &Rules,
         client_id: &str,
+        client_ip: Option<&str>,
     ) -> Result<Option<Client>, Error> {
         let now = self.ports.clock.now();
         // Our ids are 43 characters and URLs ids are hashed into keys; a longer id is not ours
@@ -218,7 +233,7 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
         }
         if client_id.starts_with("https://") {
             return Ok(self
-                .metadata_document(rules, client_id)
+                .metadata_document(rules, client_id, client_ip)
                 .await?
                 .map(|doc| Client {
                     name: doc.name,
@@ -240,6 +255,7 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
         &self,
         rules: &Rules,
         client_id: &str,
+        client_ip: Option<&str>,
     ) -> Result<Option<CimdClient>, Error> {
         let now = self.ports.clock.now();
         let kv = &self.ports.kv;
@@ -248,6 +264,15 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
             && now < cached.expires_at
         {
             return Ok(cached.result.ok());
+        }
+        // A fetch (and the KV writes caching its outcome) counts like a registration, so a
+        // stream of made-up client id URLs costs us no more than registrations do.
+        if self.take_registration_slot(client_ip).await?.is_some() {
+            self.log(
+                Level::Warn,
+                format!("client metadata document {client_id} not fetched: rate limit"),
+            );
+            return Ok(None);
         }
         let result = match metadata_url(client_id) {
             Err(reason) => Err(reason),
@@ -337,7 +362,10 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
         request: &EdgeRequest,
     ) -> Result<EdgeResponse, Error> {
         let params = Params::from_pairs(url.query_pairs());
-        let (auth, client) = match self.validate_authorize(rules, &params).await? {
+        let (auth, client) = match self
+            .validate_authorize(rules, &params, request.client_ip.as_deref())
+            .await?
+        {
             Ok(validated) => validated,
             Err(response) => return Ok(response),
         };
@@ -357,6 +385,7 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
         &self,
         rules: &Rules,
         params: &Params,
+        client_ip: Option<&str>,
     ) -> Result<Result<(AuthRequest, Client), EdgeResponse>, Error> {
         let Some(client_id) = params.single("client_id") else {
             return Ok(Err(respond::oauth_error(
@@ -365,7 +394,7 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
                 "client_id is required",
             )));
         };
-        let Some(client) = self.client(rules, client_id).await? else {
+        let Some(client) = self.client(rules, client_id, client_ip).await? else {
             return Ok(Err(respond::oauth_error(
                 400,
                 "invalid_client",
@@ -540,7 +569,10 @@ button{{font:inherit;padding:.5rem 1rem;margin-right:.5rem}}code{{word-break:bre
         }
         let auth = consent.request;
         // The client or the rules may have changed since the page was shown.
-        let still_valid = match self.client(rules, &auth.client_id).await? {
+        let still_valid = match self
+            .client(rules, &auth.client_id, request.client_ip.as_deref())
+            .await?
+        {
             Some(client) => {
                 registered_redirect(&client.redirect_uris, &auth.redirect_uri)
                     && rules.redirect_allowed(&auth.redirect_uri)

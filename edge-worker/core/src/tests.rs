@@ -1698,3 +1698,27 @@ fn jwks_outage_is_a_bad_gateway() {
     let answer = login_with(&w, |nonce| id_token(Key::Rsa, Some("rsa1"), nonce, |_| {}));
     assert_eq!(answer.status, 502);
 }
+
+#[test]
+fn metadata_document_fetches_count_against_the_address_limit() {
+    let w = world();
+    for i in 0..10 {
+        let url = format!("https://client.example.com/{i}.json");
+        w.ports.http.route(&url, 404, "");
+        assert_oauth_error(&w.authorize(&url, &[], None), 400, "invalid_client");
+    }
+    let url = "https://client.example.com/ok.json";
+    w.ports.http.route(url, 200, &cimd_document(url, REDIRECT));
+    let handled = w.handle(request(
+        Method::Get,
+        &format!(
+            "/authorize?{}",
+            form(&[("client_id", url), ("response_type", "code")])
+        ),
+        &[],
+        "",
+    ));
+    assert!(matches!(&handled.outcome, Outcome::Respond(r) if r.status == 400));
+    assert!(handled.log.iter().any(|l| l.message.contains("rate limit")));
+    assert_eq!(w.ports.http.count(url), 0);
+}
