@@ -23,7 +23,7 @@ export WASM_BINDGEN_BIN="$CACHE/bin/wasm-bindgen"
 export WASM_OPT_BIN="$NODE_TOOLS/binaryen/bin/wasm-opt"
 export ESBUILD_BIN="$NODE_TOOLS/@esbuild/linux-x64/bin/esbuild"
 # Paths of this checkout and of the cargo registry must not end up in the wasm (panic messages).
-export RUSTFLAGS="--remap-path-prefix=$here=/mcpbox/edge-worker --remap-path-prefix=$(dirname "$here")=/mcpbox --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
+export RUSTFLAGS="--remap-path-prefix=$here=/mcpbox/edge-worker --remap-path-prefix=$(dirname "$here")=/mcpbox --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo --remap-path-prefix=$CARGO_TARGET_DIR=/target"
 export SOURCE_DATE_EPOCH=0
 
 [ "$(worker-build --version 2>/dev/null)" = "$WORKER_BUILD_VERSION" ] \

@@ -36,13 +36,24 @@ async function time(url, headers, method, params) {
 const fmt = (s) => `p50 ${s.p50.toFixed(2)} ms  p90 ${s.p90.toFixed(2)} ms  p99 ${s.p99.toFixed(2)} ms  mean ${s.mean.toFixed(2)} ms`;
 
 // The origin rate-limits each remote user (300 a minute by default): lift it to the maximum.
+const startedAt = process.hrtime.bigint();
 const stack = await startStack({ rateLimitRpm: 10_000 });
 try {
+  console.log(`stack (Access stand-in, origin, Worker under Miniflare) up in ${(Number(process.hrtime.bigint() - startedAt) / 1e6).toFixed(0)} ms`);
+  // The floor: a Worker answer that touches neither KV nor the origin.
+  const floor = [];
+  for (let i = 0; i < warmup + iterations; i++) {
+    const started = process.hrtime.bigint();
+    const response = await fetch(`${stack.worker.url}/.well-known/oauth-protected-resource/mcp`);
+    await response.arrayBuffer();
+    if (i >= warmup) floor.push(Number(process.hrtime.bigint() - started) / 1e6);
+  }
   const { access_token: token } = await tokens(stack.worker.url);
   const viaWorker = { authorization: `Bearer ${token}` };
   const direct = { "x-mcpbox-service-token": stack.origin.serviceToken, "x-mcpbox-user-email": "alice@example.com" };
   const directUrl = `${stack.origin.tunnelUrl}/mcp`;
   console.log(`edge benchmark: ${iterations} sequential requests each (after ${warmup} warm-up), keep-alive, one client`);
+  console.log(`Worker floor (GET protected-resource metadata, no KV, no origin)  ${fmt(stats(floor))}`);
   for (const [method, params] of [["tools/list", {}], ["tools/call", { name: TOOL, arguments: { city: "Paris" } }]]) {
     const origin = await time(directUrl, direct, method, params);
     const worker = await time(stack.mcpUrl, viaWorker, method, params);
