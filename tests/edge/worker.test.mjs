@@ -83,3 +83,22 @@ test("an unknown path is 404", async () => {
   assert.equal(response.status, 404);
   await response.arrayBuffer();
 });
+
+test("the KV config document written by the origin adds CORS origins (read through the shell's KV)", async () => {
+  const fresh = await startWorker({ access: accessVars });
+  try {
+    const preflight = (origin) => fetch(`${fresh.url}/mcp`, {
+      method: "OPTIONS",
+      headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "authorization" },
+    });
+    await fresh.kv.put("config:edge", JSON.stringify({ version: 1, cors_origins: ["https://app.example.com"], redirect_uris: [] }));
+    let response = await preflight("https://app.example.com");
+    assert.equal(response.headers.get("access-control-allow-origin"), "https://app.example.com");
+    await response.arrayBuffer();
+    response = await preflight("https://other.example.com");
+    assert.equal(response.headers.get("access-control-allow-origin"), null);
+    await response.arrayBuffer();
+  } finally {
+    await fresh.stop();
+  }
+});
