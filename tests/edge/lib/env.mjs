@@ -2,6 +2,7 @@
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 import os from "node:os";
+import { readFileSync } from "node:fs";
 
 export const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 export const cache = process.env.MCPBOX_CACHE ?? path.join(os.homedir(), ".cache/mcpbox");
@@ -16,4 +17,5 @@ export const pySdk = process.env.MCPBOX_TEST_MCP_SDK ?? path.join(cache, "py-mcp
 export const nodeDir = process.env.MCPBOX_TEST_NODE_DIR ?? path.join(cache, "node");
 
 /** The compatibility date the tests run the Worker with: wrangler.toml's. */
-export const compatibilityDate = "2026-04-01";
+export const compatibilityDate = readFileSync(path.join(repo, "wrangler.toml"), "utf8")
+  .match(/^compatibility_date\s*=\s*"([0-9-]+)"/m)[1];
