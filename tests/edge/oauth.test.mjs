@@ -66,6 +66,9 @@ test("the Python SDK authorizes through the Worker and Access, calls tools, and 
     assert.equal(seen.refreshed_access_token_changed, true, kind);
     assert.equal(seen.refresh_token_rotated, true, kind);
     assert.deepEqual(seen.refreshed_call, { hello: "refreshed" }, kind);
+    // Both protocol revisions went through the Worker: stateless 2026-07-28, then a 2025-11-25 session.
+    assert.equal(seen.first_protocol, "2026-07-28", kind);
+    assert.equal(seen.refreshed_protocol, "2025-11-25", kind);
     // Only one trip through /authorize per client: the refresh needed no browser.
     assert.equal(seen.authorizations, 1, `${kind}: ${seen.hops.join(" → ")}`);
     // The chain went through the upstream Access stand-in.

@@ -5,8 +5,8 @@ Usage: oauth_client.py MCP_URL REDIRECT_URI [CIMD_URL]
 Runs the whole flow twice if CIMD_URL is given, once otherwise:
   - "dcr":  discovery → dynamic client registration → authorize (the Worker's consent page, then
             the upstream Access stand-in, which signs in at once) → callback → token →
-            tools/list and tools/call → refresh (forced by expiring the access token) →
-            tools/call again with the new token;
+            tools/list and tools/call (protocol 2026-07-28) → refresh (forced by expiring the
+            access token) → tools/list and tools/call again with the new token (2025-11-25);
   - "cimd": the same with a client ID metadata document URL as client_id (no registration).
 Prints one JSON object with what happened; tests/edge/oauth.test.mjs checks it.
 
@@ -164,9 +164,9 @@ def text_of(result):
     return [getattr(c, "text", None) for c in result.content]
 
 
-async def session(provider, record, label):
+async def session(provider, record, label, mode="auto"):
     async with httpx2.AsyncClient(auth=provider, timeout=60) as http:
-        async with Client(streamable_http_client(MCP_URL, http_client=http)) as client:
+        async with Client(streamable_http_client(MCP_URL, http_client=http), mode=mode) as client:
             record[f"{label}_protocol"] = client.protocol_version
             listed = await client.list_tools()
             record[f"{label}_tools"] = sorted(t.name for t in listed.tools if not t.name.startswith("mcpbox_"))
@@ -205,9 +205,10 @@ async def flow(cimd_url):
     record["has_refresh_token"] = bool(first.refresh_token)
     record["scope"] = first.scope
 
-    # Refresh: expire the access token locally; the provider must use the refresh token.
+    # Refresh: expire the access token locally; the provider must use the refresh token. This
+    # session speaks 2025-11-25 (initialize, Mcp-Session-Id) where the first one spoke 2026-07-28.
     provider.context.token_expiry_time = time.time() - 1
-    await session(provider, record, "refreshed")
+    await session(provider, record, "refreshed", mode="legacy")
     second = storage.tokens
     record["refreshed_access_token_changed"] = second.access_token != first.access_token
     record["refresh_token_rotated"] = bool(second.refresh_token) and second.refresh_token != first.refresh_token
