@@ -4,6 +4,7 @@
 // A program that prints numbers, not a test: `scripts/test-edge bench` (or, after the set-up it
 // does, `node tests/edge/bench.mjs [iterations]`).
 import { startStack } from "./lib/stack.mjs";
+import { startWorker } from "./lib/worker.mjs";
 import { mcpRequest, tokens, answer } from "./lib/oauth.mjs";
 import { TOOL } from "./lib/origin.mjs";
 
@@ -36,6 +37,23 @@ async function time(url, headers, method, params) {
 const fmt = (s) => `p50 ${s.p50.toFixed(2)} ms  p90 ${s.p90.toFixed(2)} ms  p99 ${s.p99.toFixed(2)} ms  mean ${s.mean.toFixed(2)} ms`;
 
 // The origin rate-limits each remote user (300 a minute by default): lift it to the maximum.
+// Cold start: Miniflare (workerd) up, then the first request, which compiles and instantiates
+// the wasm in a fresh isolate.
+{
+  const t0 = process.hrtime.bigint();
+  const cold = await startWorker({ vars: { ACCESS_TEAM_DOMAIN: "team.example.com", ACCESS_CLIENT_ID: "c", ACCESS_CLIENT_SECRET: "s" } });
+  const t1 = process.hrtime.bigint();
+  const response = await fetch(`${cold.url}/.well-known/oauth-protected-resource/mcp`);
+  await response.arrayBuffer();
+  const t2 = process.hrtime.bigint();
+  const again = await fetch(`${cold.url}/.well-known/oauth-protected-resource/mcp`);
+  await again.arrayBuffer();
+  const t3 = process.hrtime.bigint();
+  const ms = (a, b) => (Number(b - a) / 1e6).toFixed(1);
+  console.log(`cold start: Miniflare ready ${ms(t0, t1)} ms, first request ${ms(t1, t2)} ms (status ${response.status}), second ${ms(t2, t3)} ms`);
+  await cold.stop();
+}
+
 const startedAt = process.hrtime.bigint();
 const stack = await startStack({ rateLimitRpm: 10_000 });
 try {
