@@ -6,7 +6,8 @@
 #
 # worker-build, wasm-bindgen, wasm-opt and esbuild come from the tool cache (scripts/test-edge
 # installs them; versions below) and nothing is downloaded here. The same sources and tool
-# versions give byte-identical output: the lockfile is enforced, paths are remapped out of the
+# versions give byte-identical output from any checkout: the lockfile is enforced, the crates are
+# compiled from a copy at one fixed path ($MCPBOX_CACHE/edge-src), paths are remapped out of the
 # binary, and the build prints the SHA-256 of both files.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -22,8 +23,13 @@ export CARGO_TARGET_DIR="${MCPBOX_EDGE_TARGET:-$CACHE/target-edge}"
 export WASM_BINDGEN_BIN="$CACHE/bin/wasm-bindgen"
 export WASM_OPT_BIN="$NODE_TOOLS/binaryen/bin/wasm-opt"
 export ESBUILD_BIN="$NODE_TOOLS/@esbuild/linux-x64/bin/esbuild"
-# Paths of this checkout and of the cargo registry must not end up in the wasm (panic messages).
-export RUSTFLAGS="--remap-path-prefix=$here=/mcpbox/edge-worker --remap-path-prefix=$(dirname "$here")=/mcpbox --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo --remap-path-prefix=$CARGO_TARGET_DIR=/target"
+# Cargo hashes a path crate's absolute location into its symbol names, so the wasm would differ
+# between checkouts. Build from a copy at one fixed place instead (only what the bundle needs:
+# the shell, the core and `contract`, under a root manifest that lists just those).
+src="$CACHE/edge-src"
+# Paths of the sources, the cargo registry and the target dir must not end up in the wasm (panic
+# messages).
+export RUSTFLAGS="--remap-path-prefix=$src=/mcpbox --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo --remap-path-prefix=$CARGO_TARGET_DIR=/target"
 export SOURCE_DATE_EPOCH=0
 
 [ "$(worker-build --version 2>/dev/null)" = "$WORKER_BUILD_VERSION" ] \
@@ -35,9 +41,22 @@ export SOURCE_DATE_EPOCH=0
 rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown \
   || fail "the wasm32-unknown-unknown target is missing: rustup target add wasm32-unknown-unknown"
 
-cd "$here"
-worker-build --release -- --locked
-for file in build/index.js build/index_bg.wasm; do
-  [ -s "$file" ] || fail "$file was not produced"
+root="$(dirname "$here")"
+mkdir -p "$src"
+exec 9>"$src.lock"
+flock 9  # one build at a time uses the copy
+rm -rf "$src/contract" "$src/edge-worker"
+mkdir -p "$src/edge-worker"
+cp -r "$root/contract" "$src/contract"
+cp -r "$here/Cargo.toml" "$here/Cargo.lock" "$here/src" "$here/core" "$src/edge-worker/"
+sed 's|^members = .*|members = ["contract", "edge-worker/core"]|' "$root/Cargo.toml" > "$src/Cargo.toml"
+
+(cd "$src/edge-worker" && worker-build --release -- --locked)
+for file in index.js index_bg.wasm; do
+  [ -s "$src/edge-worker/build/$file" ] || fail "build/$file was not produced"
 done
+rm -rf "$here/build"
+mkdir -p "$here/build"
+cp "$src/edge-worker/build/index.js" "$src/edge-worker/build/index_bg.wasm" "$here/build/"
+cd "$here"
 sha256sum build/index.js build/index_bg.wasm
