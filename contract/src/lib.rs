@@ -5,6 +5,7 @@
 //! breaking change between deployables. This crate does no I/O and depends on serde only, so it
 //! compiles for wasm32 as well as natively.
 
+pub mod edge;
 pub mod error;
 pub mod headers;
 pub mod sandbox;

@@ -1,0 +1,310 @@
+//! CORS origins and redirect-URI rules: the built-in defaults plus the KV config document.
+//!
+//! The document (`contract::edge::EdgeConfigDocument`) is validated as a whole: one bad entry
+//! makes it invalid, and an invalid document is ignored (defaults only) and reported, never
+//! half-applied.
+
+use contract::edge::{EdgeConfigDocument, VERSION};
+use url::Url;
+
+/// Browser origins allowed by default (https only).
+const BUILT_IN_HTTPS_HOSTS: [&str; 6] = [
+    "claude.ai",
+    "mcp.claude.ai",
+    "chatgpt.com",
+    "chat.openai.com",
+    "platform.openai.com",
+    "one.dash.cloudflare.com",
+];
+
+/// Where the KV document stands, for `/health` and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DocumentStatus {
+    /// No document in KV: built-in defaults only.
+    Missing,
+    /// The document is applied.
+    Applied,
+    /// The document is invalid and ignored; the reason is for the operator.
+    Invalid(String),
+    /// KV could not be read; built-in defaults apply until it can.
+    Unreadable(String),
+}
+
+/// The effective allowlists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    extra_origins: Vec<String>,
+    extra_redirects: Vec<RedirectPattern>,
+    pub status: DocumentStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RedirectPattern {
+    Exact(String),
+    /// Everything starting with this (which always includes the origin and a `/`).
+    Prefix(String),
+}
+
+impl Rules {
+    /// Built-in defaults only, with the given status.
+    pub fn defaults(status: DocumentStatus) -> Rules {
+        Rules {
+            extra_origins: Vec::new(),
+            extra_redirects: Vec::new(),
+            status,
+        }
+    }
+
+    /// Rules from the raw KV value: `None` when the key is missing.
+    pub fn from_document(raw: Option<&str>) -> Rules {
+        let Some(raw) = raw else {
+            return Rules::defaults(DocumentStatus::Missing);
+        };
+        match parse_document(raw) {
+            Ok((extra_origins, extra_redirects)) => Rules {
+                extra_origins,
+                extra_redirects,
+                status: DocumentStatus::Applied,
+            },
+            Err(reason) => Rules::defaults(DocumentStatus::Invalid(reason)),
+        }
+    }
+
+    /// Whether a browser at `origin` (the `Origin` header, verbatim) may call us.
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        let Ok(url) = Url::parse(origin) else {
+            return false;
+        };
+        // `Origin` is exactly scheme://host[:port]; anything more is not an origin.
+        if url.origin().ascii_serialization() != origin {
+            return false;
+        }
+        if is_loopback_http(&url) {
+            return true;
+        }
+        if url.scheme() == "https"
+            && url.port().is_none()
+            && url
+                .host_str()
+                .is_some_and(|host| BUILT_IN_HTTPS_HOSTS.contains(&host))
+        {
+            return true;
+        }
+        self.extra_origins.iter().any(|allowed| allowed == origin)
+    }
+
+    /// Whether a client may use `redirect_uri`.
+    ///
+    /// Built in: https on the default hosts (any path), and `http://localhost` /
+    /// `http://127.0.0.1` on any port (RFC 8252 loopback redirects for native clients).
+    pub fn redirect_allowed(&self, redirect_uri: &str) -> bool {
+        let Some(url) = acceptable_redirect(redirect_uri) else {
+            return false;
+        };
+        if is_loopback_http(&url) {
+            return true;
+        }
+        if url.scheme() == "https"
+            && url.port().is_none()
+            && url
+                .host_str()
+                .is_some_and(|host| BUILT_IN_HTTPS_HOSTS.contains(&host))
+        {
+            return true;
+        }
+        self.extra_redirects.iter().any(|pattern| match pattern {
+            RedirectPattern::Exact(exact) => exact == redirect_uri,
+            RedirectPattern::Prefix(prefix) => redirect_uri.starts_with(prefix.as_str()),
+        })
+    }
+}
+
+/// A redirect URI we are willing to send a code to at all: absolute http(s), no fragment, no
+/// credentials, and already in normal form (so string comparison means URL equality).
+pub fn acceptable_redirect(redirect_uri: &str) -> Option<Url> {
+    let url = Url::parse(redirect_uri).ok()?;
+    let ok = matches!(url.scheme(), "https" | "http")
+        && url.fragment().is_none()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.host_str().is_some()
+        && url.as_str() == redirect_uri;
+    (ok && (url.scheme() == "https" || is_loopback_http(&url))).then_some(url)
+}
+
+/// `http://localhost` or `http://127.0.0.1`, any port.
+fn is_loopback_http(url: &Url) -> bool {
+    url.scheme() == "http" && matches!(url.host_str(), Some("localhost" | "127.0.0.1"))
+}
+
+fn parse_document(raw: &str) -> Result<(Vec<String>, Vec<RedirectPattern>), String> {
+    let doc: EdgeConfigDocument =
+        serde_json::from_str(raw).map_err(|e| format!("not a valid document: {e}"))?;
+    if doc.version != VERSION {
+        return Err(format!(
+            "version {} is not supported (expected {VERSION})",
+            doc.version
+        ));
+    }
+    let origins = doc
+        .cors_origins
+        .into_iter()
+        .map(|origin| check_origin(&origin).map(|()| origin))
+        .collect::<Result<Vec<_>, _>>()?;
+    let redirects = doc
+        .redirect_uris
+        .iter()
+        .map(|pattern| check_redirect_pattern(pattern))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((origins, redirects))
+}
+
+fn check_origin(origin: &str) -> Result<(), String> {
+    let url = Url::parse(origin).map_err(|_| format!("cors origin {origin:?} is not a URL"))?;
+    if url.origin().ascii_serialization() != origin {
+        return Err(format!(
+            "cors origin {origin:?} must be exactly scheme://host[:port]"
+        ));
+    }
+    if url.scheme() != "https" && !is_loopback_http(&url) {
+        return Err(format!("cors origin {origin:?} must use https"));
+    }
+    Ok(())
+}
+
+fn check_redirect_pattern(pattern: &str) -> Result<RedirectPattern, String> {
+    let (base, is_prefix) = match pattern.strip_suffix('*') {
+        Some(base) => (base, true),
+        None => (pattern, false),
+    };
+    if base.contains('*') {
+        return Err(format!(
+            "redirect uri {pattern:?}: `*` is only allowed at the end"
+        ));
+    }
+    let url = Url::parse(base).map_err(|_| format!("redirect uri {pattern:?} is not a URL"))?;
+    if url.scheme() != "https" && !is_loopback_http(&url) {
+        return Err(format!("redirect uri {pattern:?} must use https"));
+    }
+    if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "redirect uri {pattern:?} must not have a fragment or credentials"
+        ));
+    }
+    // The prefix must reach into the path, so it pins the whole host: without the `/`,
+    // `https://app.example.com*` would also match `https://app.example.com.evil.test`.
+    let origin_and_slash = format!("{}/", url.origin().ascii_serialization());
+    if !base.starts_with(&origin_and_slash) {
+        return Err(format!(
+            "redirect uri {pattern:?} must spell out scheme://host[:port]/ in normal form"
+        ));
+    }
+    if is_prefix {
+        Ok(RedirectPattern::Prefix(base.to_owned()))
+    } else if url.as_str() == base {
+        Ok(RedirectPattern::Exact(base.to_owned()))
+    } else {
+        Err(format!("redirect uri {pattern:?} is not in normal form"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(origins: &[&str], redirects: &[&str]) -> String {
+        serde_json::json!({"version": 1, "cors_origins": origins, "redirect_uris": redirects})
+            .to_string()
+    }
+
+    #[test]
+    fn built_in_origins_need_https_and_exact_hosts() {
+        let rules = Rules::from_document(None);
+        assert_eq!(rules.status, DocumentStatus::Missing);
+        assert!(rules.origin_allowed("https://claude.ai"));
+        assert!(rules.origin_allowed("https://one.dash.cloudflare.com"));
+        assert!(rules.origin_allowed("http://localhost:6274"));
+        assert!(rules.origin_allowed("http://127.0.0.1"));
+        assert!(!rules.origin_allowed("http://claude.ai"));
+        assert!(!rules.origin_allowed("https://claude.ai.evil.test"));
+        assert!(!rules.origin_allowed("https://evil.test"));
+        assert!(!rules.origin_allowed("https://claude.ai/"));
+        assert!(!rules.origin_allowed("null"));
+    }
+
+    #[test]
+    fn built_in_redirects() {
+        let rules = Rules::from_document(None);
+        assert!(rules.redirect_allowed("https://claude.ai/api/mcp/auth_callback"));
+        assert!(rules.redirect_allowed("http://localhost:33418/callback"));
+        assert!(rules.redirect_allowed("http://127.0.0.1:8080/"));
+        assert!(!rules.redirect_allowed("http://claude.ai/api/mcp/auth_callback"));
+        assert!(!rules.redirect_allowed("https://evil.test/cb"));
+        assert!(!rules.redirect_allowed("https://claude.ai/cb#frag"));
+        assert!(!rules.redirect_allowed("https://user@claude.ai/cb"));
+        assert!(!rules.redirect_allowed("http://192.168.1.10/cb"));
+        assert!(!rules.redirect_allowed("cursor://anysphere.cursor-retrieval/oauth"));
+        // Not in normal form: string comparison would be unreliable.
+        assert!(!rules.redirect_allowed("https://CLAUDE.ai/cb"));
+    }
+
+    #[test]
+    fn document_entries_extend_the_defaults() {
+        let raw = doc(
+            &["https://app.example.com"],
+            &[
+                "https://vscode.dev/redirect",
+                "https://app.example.com/oauth/*",
+            ],
+        );
+        let rules = Rules::from_document(Some(&raw));
+        assert_eq!(rules.status, DocumentStatus::Applied);
+        assert!(rules.origin_allowed("https://app.example.com"));
+        assert!(rules.origin_allowed("https://claude.ai"));
+        assert!(rules.redirect_allowed("https://vscode.dev/redirect"));
+        assert!(!rules.redirect_allowed("https://vscode.dev/redirect/more"));
+        assert!(rules.redirect_allowed("https://app.example.com/oauth/cb?x=1"));
+        assert!(!rules.redirect_allowed("https://app.example.com/other"));
+        assert!(!rules.redirect_allowed("https://app.example.com.evil.test/oauth/cb"));
+    }
+
+    #[test]
+    fn an_invalid_document_is_ignored_as_a_whole() {
+        for raw in [
+            "not json".to_owned(),
+            r#"{"version":2,"cors_origins":[],"redirect_uris":[]}"#.to_owned(),
+            r#"{"version":1,"cors_origins":[],"redirect_uri":[]}"#.to_owned(),
+            doc(&["https://ok.example.com", "http://plain.example.com"], &[]),
+            doc(&["https://ok.example.com/path"], &[]),
+            doc(
+                &[],
+                &["https://ok.example.com/cb", "http://plain.example.com/cb"],
+            ),
+            doc(&[], &["https://app.example.com*"]),
+            doc(&[], &["https://*.example.com/cb"]),
+            doc(&[], &["https://app.example.com/cb#x"]),
+        ] {
+            let rules = Rules::from_document(Some(&raw));
+            assert!(
+                matches!(rules.status, DocumentStatus::Invalid(_)),
+                "{raw} should be invalid"
+            );
+            // Nothing from it applies, not even the valid entries.
+            assert!(!rules.origin_allowed("https://ok.example.com"), "{raw}");
+            assert!(
+                !rules.redirect_allowed("https://ok.example.com/cb"),
+                "{raw}"
+            );
+            assert!(rules.origin_allowed("https://claude.ai"));
+        }
+    }
+
+    #[test]
+    fn loopback_entries_may_use_http() {
+        let raw = doc(&["http://localhost:3000"], &["http://127.0.0.1:9000/cb"]);
+        assert_eq!(
+            Rules::from_document(Some(&raw)).status,
+            DocumentStatus::Applied
+        );
+    }
+}
