@@ -83,7 +83,7 @@ impl Sealer {
         let ciphertext = self
             .cipher
             .encrypt(
-                Nonce::from_slice(&nonce),
+                &Nonce::from(nonce),
                 Payload {
                     msg: plaintext,
                     aad: context.as_bytes(),
@@ -103,9 +103,11 @@ impl Sealer {
             return None;
         }
         let (nonce, ciphertext) = bytes.split_at(12);
+        // From an array, not `from_slice` (deprecated in newer generic-array 0.14 releases).
+        let nonce = Nonce::from(<[u8; 12]>::try_from(nonce).ok()?);
         self.cipher
             .decrypt(
-                Nonce::from_slice(nonce),
+                &nonce,
                 Payload {
                     msg: ciphertext,
                     aad: context.as_bytes(),

@@ -72,12 +72,30 @@ pub async fn run(
     if !arguments.is_object() {
         return Err(Error::Validation("arguments must be a JSON object".into()));
     }
-    let policy = crate::settings::policy(&state.db).await?;
-    let secrets = crate::secrets::values(state, &approved.server_id).await?;
+    // The reads a run needs are independent: issue them together (each is one round trip; on
+    // the call path they were most of the origin's own latency).
+    let access = async {
+        match approved.kind {
+            Kind::Python => tokio::try_join!(
+                crate::access::allowed_modules(&state.db, &approved.server_id),
+                crate::access::allowed_hosts(&state.db, &approved.server_id),
+            )
+            .map(Some),
+            Kind::Passthrough => Ok(None),
+        }
+    };
+    let (policy, secrets, access) = tokio::try_join!(
+        crate::settings::policy(&state.db),
+        crate::secrets::values(state, &approved.server_id),
+        access,
+    )?;
     let secret_values: Vec<String> = secrets.values().filter(|v| v.len() >= 4).cloned().collect();
     let started = std::time::Instant::now();
     let dispatched = match approved.kind {
-        Kind::Python => execute(state, approved, &arguments, secrets).await,
+        Kind::Python => {
+            let (modules, hosts) = access.unwrap_or_default();
+            execute(state, approved, &arguments, secrets, modules, hosts).await
+        }
         Kind::Passthrough => crate::external::forward(state, approved, &arguments, &secrets, actor)
             .await
             .map(|remote| passthrough_response(remote, started)),
@@ -172,14 +190,14 @@ async fn execute(
     approved: &Approved,
     arguments: &Value,
     secrets: std::collections::BTreeMap<String, String>,
+    allowed_modules: Vec<String>,
+    allowed_hosts: Vec<String>,
 ) -> Result<contract::sandbox::ExecuteResponse> {
     let request = ExecuteRequest {
         code: approved.code.clone(),
         arguments: arguments.to_string(),
-        allowed_modules: Some(
-            crate::access::allowed_modules(&state.db, &approved.server_id).await?,
-        ),
-        allowed_hosts: crate::access::allowed_hosts(&state.db, &approved.server_id).await?,
+        allowed_modules: Some(allowed_modules),
+        allowed_hosts,
         secrets,
         limits: Limits {
             timeout_ms: approved.timeout_ms.max(1) as u64,
