@@ -10,16 +10,11 @@ mod common;
 use std::time::Instant;
 
 use common::{LOG_ROWS, TOOLS, ms, seed, time};
-use origin::db::Db;
 use origin::execution::{self, LogFilter};
 
 #[tokio::main]
 async fn main() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = std::env::var("MCPBOX_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| origin::config::sqlite_url(&dir.path().join("bench.db")));
-    let db = Db::connect(&url).await.expect("database");
-    println!("backend: {}", db.backend.name());
+    let (_dir, db) = common::open_db().await;
     let seeded = Instant::now();
     let server = seed(&db).await;
     println!(

@@ -24,11 +24,7 @@ const ACTIVITY_ROWS: i64 = 100_000;
 
 #[tokio::main]
 async fn main() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = std::env::var("MCPBOX_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| origin::config::sqlite_url(&dir.path().join("bench.db")));
-    let db = Db::connect(&url).await.expect("database");
-    println!("backend: {}", db.backend.name());
+    let (_dir, db) = common::open_db().await;
     let seeded = Instant::now();
     let server = seed(&db).await;
     seed_versions_and_activity(&db).await;

@@ -9,6 +9,17 @@ use origin::db::Db;
 pub const TOOLS: i64 = 2_000;
 pub const LOG_ROWS: i64 = 1_000_000;
 
+/// The benchmark's database: SQLite in a temporary directory (kept alive by the returned
+/// guard), or `MCPBOX_BENCH_DATABASE_URL` (a throw-away PostgreSQL database).
+pub async fn open_db() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = std::env::var("MCPBOX_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| origin::config::sqlite_url(&dir.path().join("bench.db")));
+    let db = Db::connect(&url).await.expect("database");
+    println!("backend: {}", db.backend.name());
+    (dir, db)
+}
+
 pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }

@@ -417,6 +417,18 @@ impl FromRequest<AppState> for Form {
     }
 }
 
+/// The confirmation of a destructive form: the thing's name typed exactly, so a stray click
+/// cannot delete it.
+pub fn confirm_typed(form: &Form, name: &str, what: &str) -> Result<(), Error> {
+    if form.text("confirm_name") == name {
+        Ok(())
+    } else {
+        Err(Error::Validation(format!(
+            "type the {what}'s name exactly to delete it"
+        )))
+    }
+}
+
 /// After a successful action: back to `to` with a notice.
 pub fn done(to: &str, notice: impl AsRef<str>) -> Response {
     redirect_with_flash(to, 'n', notice.as_ref())

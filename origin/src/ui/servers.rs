@@ -173,12 +173,7 @@ async fn delete(
     let result = async {
         ui.require(Role::Admin)?;
         let server = servers::get(&state.db, &id).await?;
-        // Typing the name is the confirmation: a stray click cannot delete a server.
-        if form.text("confirm_name") != server.name {
-            return Err(Error::Validation(
-                "type the server's name exactly to confirm".into(),
-            ));
-        }
+        super::confirm_typed(&form, &server.name, "server")?;
         servers::delete_recorded(&state, &id, &ui.audit()).await
     }
     .await;

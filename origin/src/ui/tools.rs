@@ -276,11 +276,7 @@ async fn delete(
     let result = async {
         ui.require(Role::Admin)?;
         let tool = tools::get(&state.db, &id).await?;
-        if form.text("confirm_name") != tool.name {
-            return Err(Error::Validation(
-                "type the tool's name exactly to delete it".into(),
-            ));
-        }
+        super::confirm_typed(&form, &tool.name, "tool")?;
         tools::delete(&state, &id, &ui.audit()).await?;
         Ok(tool.server_id)
     }
