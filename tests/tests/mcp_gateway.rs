@@ -159,7 +159,10 @@ async fn connected_clients_see_a_tool_once_approved_and_can_call_it() {
         .await;
     assert_eq!(failed["result"]["isError"], true, "{failed}");
     let logs = get_json(&format!("{url}/api/execution-logs"), &token).await;
-    assert_eq!(logs["total"], 3, "every call that ran is logged: {logs}");
+    assert_eq!(
+        logs["total"], 4,
+        "every call is logged, the refused one too: {logs}"
+    );
     assert_eq!(logs["items"][0]["executed_by"], "mcp:local");
 
     // Bad arguments to a management tool: a readable tool error, nothing created.
@@ -248,6 +251,17 @@ async fn connected_clients_see_a_tool_once_approved_and_can_call_it() {
             .unwrap()
             .contains("not running"),
         "{stopped}"
+    );
+    // The refused call is in the execution log like any other, with the reason.
+    let logs = get_json(&format!("{url}/api/execution-logs?success=false"), &token).await;
+    let refused = &logs["items"][0];
+    assert_eq!(refused["tool_name"], "weather__greet", "{logs}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("refused:"),
+        "{logs}"
     );
     drop(origin);
 }

@@ -245,6 +245,38 @@ fn passthrough_response(
     }
 }
 
+/// A client's call that was refused before anything ran (no approved version, tool disabled,
+/// server stopped, code changed since approval): logged as a failed call with the refusal, so
+/// the execution log holds every call a client made to a tool. Arguments are redacted by
+/// sensitive key names only (no secret value was decrypted for a refused call).
+pub async fn log_refusal(
+    state: &AppState,
+    tool_id: &str,
+    arguments: &Value,
+    actor: &str,
+    refusal: &Error,
+) -> Result<String> {
+    let tool = crate::tools::get(&state.db, tool_id).await?;
+    let server = crate::servers::get(&state.db, &tool.server_id).await?;
+    let entry = LogEntry {
+        tool_id: &tool.id,
+        server_id: &server.id,
+        public_name: crate::names::public_name(&server.name, &tool.name),
+        version: tool.current_version,
+        arguments: redact_arguments(arguments, &[]).to_string(),
+        actor,
+        is_test: false,
+    };
+    let error = ToolError {
+        kind: ErrorKind::Internal,
+        message: format!("refused: {}", refusal.public_message()),
+        line: None,
+    };
+    entry
+        .write(&state.db, false, None, Some(&error), "", 0)
+        .await
+}
+
 /// A test run (REST and MCP): the approved version, even on a stopped server or a disabled
 /// tool; the newest version, draft or not, only when the policy approves tools automatically.
 pub async fn test_run(
@@ -345,7 +377,10 @@ fn cap(text: &str, limit: usize) -> String {
 }
 
 struct LogEntry<'a> {
-    approved: &'a Approved,
+    tool_id: &'a str,
+    server_id: &'a str,
+    public_name: String,
+    version: i64,
     arguments: String,
     actor: &'a str,
     is_test: bool,
@@ -360,7 +395,10 @@ impl<'a> LogEntry<'a> {
         is_test: bool,
     ) -> LogEntry<'a> {
         LogEntry {
-            approved,
+            tool_id: &approved.tool_id,
+            server_id: &approved.server_id,
+            public_name: approved.public_name.clone(),
+            version: approved.version,
             arguments: redact_arguments(arguments, secrets).to_string(),
             actor,
             is_test,
@@ -389,10 +427,10 @@ impl<'a> LogEntry<'a> {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&id)
-        .bind(&self.approved.tool_id)
-        .bind(&self.approved.server_id)
-        .bind(&self.approved.public_name)
-        .bind(self.approved.version)
+        .bind(self.tool_id)
+        .bind(self.server_id)
+        .bind(&self.public_name)
+        .bind(self.version)
         .bind(&self.arguments)
         .bind(result.map(cap_result))
         .bind(error.map(|e| cap(&e.message, ERROR_LOG_BYTES)))

@@ -241,7 +241,15 @@ impl ServerHandler for Gateway {
         // tool error the model can read, not a protocol error.
         let approved = match tools::runnable(&self.state.db, &tool_id).await {
             Ok(approved) => approved,
-            Err(err) => return Ok(refusal(&err).into()),
+            Err(err) => {
+                // Logged like any call (the log holds every attempt, refused ones too).
+                if let Err(log_err) =
+                    execution::log_refusal(&self.state, &tool_id, &arguments, &actor, &err).await
+                {
+                    tracing::warn!(error = %log_err, "could not log a refused call");
+                }
+                return Ok(refusal(&err).into());
+            }
         };
         let outcome = match execution::run(&self.state, &approved, arguments, &actor, false).await {
             Ok(outcome) => outcome,
