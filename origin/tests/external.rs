@@ -4,29 +4,9 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
 use axum::http::{Method, StatusCode};
-use common::{TestApp, on_both_backends};
+use common::{TestApp, external_mcpbox, on_both_backends};
 use serde_json::json;
-
-/// Serves a fresh MCPbox on 127.0.0.1: its `/mcp` URL.
-async fn external_mcpbox() -> String {
-    let external = TestApp::sqlite().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let router = external.router.clone();
-    tokio::spawn(async move {
-        let _keep = external;
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    format!("http://{address}/mcp")
-}
 
 on_both_backends!(
     a_passthrough_tool_is_approved_versioned_and_run_like_any_tool,

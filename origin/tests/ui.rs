@@ -9,7 +9,7 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, StatusCode, header};
-use common::{LOCAL, PASSWORD, TestApp, on_both_backends};
+use common::{LOCAL, PASSWORD, TestApp, external_mcpbox, on_both_backends};
 use origin::access::{self, Kind, NewRequest};
 use origin::activity::Audit;
 use serde_json::json;
@@ -25,6 +25,7 @@ on_both_backends!(
     module_requests_are_decided_in_bulk,
     the_activity_log_pages_back_in_time,
     the_global_module_allowlist_decides_what_every_server_may_import,
+    external_sources_are_added_discovered_and_imported_from_the_server_page,
 );
 
 /// A browser in miniature: a cookie jar, and the CSRF token of the last page.
@@ -877,4 +878,115 @@ async fn the_global_module_allowlist_decides_what_every_server_may_import(app: T
         "{}",
         unknown_field.text
     );
+}
+
+async fn external_sources_are_added_discovered_and_imported_from_the_server_page(app: TestApp) {
+    let url = external_mcpbox().await;
+    let mut browser = set_up(&app).await;
+    let created = browser.post("/ui/servers", &[("name", "peer")]).await;
+    let server_page = created.location().to_owned();
+    browser.follow(created).await;
+    let server = server_page.trim_start_matches("/ui/servers/").to_owned();
+    // A bad URL is refused with the reason; nothing is added.
+    let bad = browser
+        .post(
+            &format!("{server_page}/sources"),
+            &[
+                ("name", "files"),
+                ("url", "file:///etc/passwd"),
+                ("auth_type", "none"),
+            ],
+        )
+        .await;
+    assert!(browser.follow(bad).await.html.contains("http"));
+    let added = browser
+        .post(
+            &format!("{server_page}/sources"),
+            &[("name", "other"), ("url", &url), ("auth_type", "none")],
+        )
+        .await;
+    let source_page = added.location().to_owned();
+    assert!(source_page.starts_with("/ui/sources/"), "{}", added.html);
+    let shown = browser.follow(added).await;
+    assert!(shown.html.contains("Source other added"), "{}", shown.html);
+    let found = browser.post(&format!("{source_page}/discover"), &[]).await;
+    let page = browser.follow(found).await;
+    assert!(page.html.contains("tool(s) found."), "{}", page.html);
+    assert!(page.html.contains("mcpbox_list_servers"));
+    let clean = browser.get(&source_page).await;
+    assert_clean_page(&source_page, &clean);
+    let clean = browser.get(&server_page).await;
+    assert_clean_page(&server_page, &clean);
+    let healthy = browser.post(&format!("{source_page}/health"), &[]).await;
+    assert!(
+        browser
+            .follow(healthy)
+            .await
+            .html
+            .contains("The source answers.")
+    );
+    let imported = browser
+        .post(
+            &format!("{source_page}/import"),
+            &[("tool", "mcpbox_list_servers")],
+        )
+        .await;
+    assert!(
+        browser
+            .follow(imported)
+            .await
+            .html
+            .contains("1 tool(s) imported as drafts")
+    );
+    // The import is a draft tool of the server, listed with the server's tools.
+    assert_eq!(app.count("tools").await, 1);
+    let server_view = browser.get(&server_page).await;
+    assert!(server_view.html.contains("<a href=\"/ui/sources/"));
+    // A source an LLM added waits for approval; the page offers it to an admin.
+    let llm = Audit {
+        actor: "llm".into(),
+        request_id: None,
+    };
+    let pending = origin::external::add_recorded(
+        &app.state,
+        origin::external::NewSource {
+            server_id: &server,
+            name: "later",
+            url: &url,
+            auth: origin::external::Auth::None,
+            transport_type: None,
+            approved_by: None,
+        },
+        &llm,
+    )
+    .await
+    .unwrap();
+    let pending_page = format!("/ui/sources/{}", pending.id);
+    let waiting = browser.get(&pending_page).await;
+    assert!(waiting.html.contains("Approve this source"));
+    let refused = browser.post(&format!("{pending_page}/discover"), &[]).await;
+    assert!(browser.follow(refused).await.html.contains("approval"));
+    let approved = browser.post(&format!("{pending_page}/approve"), &[]).await;
+    assert!(
+        browser
+            .follow(approved)
+            .await
+            .html
+            .contains("Source approved")
+    );
+    // Deleting needs the typed name.
+    let kept = browser
+        .post(
+            &format!("{pending_page}/delete"),
+            &[("confirm_name", "late")],
+        )
+        .await;
+    assert!(browser.follow(kept).await.html.contains("exactly"));
+    let gone = browser
+        .post(
+            &format!("{pending_page}/delete"),
+            &[("confirm_name", "later")],
+        )
+        .await;
+    assert_eq!(gone.location(), server_page);
 }

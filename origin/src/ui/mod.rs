@@ -21,6 +21,7 @@ mod dashboard;
 mod render;
 mod servers;
 mod settings;
+mod sources;
 mod tools;
 
 use axum::Router;
@@ -61,6 +62,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(approvals::routes())
         .merge(activity::routes())
         .merge(settings::routes())
+        .merge(sources::routes())
         .route_layer(middleware::from_fn_with_state(state, session));
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui") }))

@@ -82,6 +82,7 @@ struct ServerPage {
     hosts: Vec<String>,
     requests: Vec<AccessRequest>,
     secrets: Vec<Placeholder>,
+    sources: Vec<(crate::external::Source, String)>,
 }
 
 async fn show(State(state): State<AppState>, ui: Ui, Path(id): Path<String>) -> Page {
@@ -103,6 +104,14 @@ async fn show(State(state): State<AppState>, ui: Ui, Path(id): Path<String>) -> 
         hosts: access::allowed_hosts(&state.db, &id).await?,
         requests: access::requests_of(&state.db, &id, None, false).await?,
         secrets: secrets::list(&state.db, &id).await?,
+        sources: crate::external::list(&state.db, &id)
+            .await?
+            .into_iter()
+            .map(|source| {
+                let auth = super::sources::auth_label(&source.auth);
+                (source, auth)
+            })
+            .collect(),
         tools: rows,
         server,
     })

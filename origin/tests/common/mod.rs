@@ -367,3 +367,21 @@ pub const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 pub fn ip(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))
 }
+
+/// Serves a fresh MCPbox on 127.0.0.1: its `/mcp` URL.
+pub async fn external_mcpbox() -> String {
+    let external = TestApp::sqlite().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let router = external.router.clone();
+    tokio::spawn(async move {
+        let _keep = external;
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    format!("http://{address}/mcp")
+}
