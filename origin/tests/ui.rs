@@ -962,6 +962,14 @@ async fn external_sources_are_added_discovered_and_imported_from_the_server_page
     .await
     .unwrap();
     let pending_page = format!("/ui/sources/{}", pending.id);
+    let queue = browser.get("/ui/approvals").await;
+    assert!(
+        queue
+            .html
+            .contains(&format!("<a href=\"{pending_page}\">later</a>")),
+        "{}",
+        queue.html
+    );
     let waiting = browser.get(&pending_page).await;
     assert!(waiting.html.contains("Approve this source"));
     let refused = browser.post(&format!("{pending_page}/discover"), &[]).await;

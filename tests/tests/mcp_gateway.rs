@@ -821,7 +821,7 @@ async fn an_llm_builds_tests_and_runs_a_tool_with_the_management_tools() {
     let pending = ok(&tool_call(&mut llm, "mcpbox_list_pending_requests", json!({})).await);
     assert_eq!(
         pending["summary"],
-        json!({"tools": 0, "modules": 0, "network": 1, "total": 1})
+        json!({"tools": 0, "modules": 0, "network": 1, "sources": 0, "total": 1})
     );
     let rolled = ok(&tool_call(
         &mut llm,

@@ -421,6 +421,17 @@ pub async fn get(db: &Db, id: &str) -> Result<Source> {
     Source::from_row(&row)
 }
 
+/// Sources waiting for an admin's approval (added over MCP), oldest first, across servers.
+pub async fn pending(db: &Db) -> Result<Vec<Source>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM external_sources WHERE status = 'pending_approval' \
+         ORDER BY created_at, id LIMIT 200"
+    ))
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter().map(Source::from_row).collect()
+}
+
 pub async fn list(db: &Db, server_id: &str) -> Result<Vec<Source>> {
     crate::servers::get(db, server_id).await?;
     let rows = sqlx::query(&format!(

@@ -588,12 +588,18 @@ pub async fn call(
                 0,
             )
             .await?;
+            let sources = crate::external::pending(&state.db).await?;
             json!({
                 "tools": tools,
                 "modules": modules.into_iter().map(access_json).collect::<Vec<_>>(),
                 "network": network.into_iter().map(access_json).collect::<Vec<_>>(),
+                "sources": sources.iter().map(|source| json!({"id": source.id,
+                    "server_id": source.server_id, "name": source.name, "url": source.url,
+                    "created_by": source.created_by, "created_at": source.created_at}))
+                    .collect::<Vec<_>>(),
                 "summary": {"tools": tool_total, "modules": module_total, "network": network_total,
-                            "total": tool_total + module_total + network_total},
+                            "sources": sources.len(),
+                            "total": tool_total + module_total + network_total + sources.len() as i64},
             })
         }
         "mcpbox_add_external_source" => {

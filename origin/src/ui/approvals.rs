@@ -51,6 +51,7 @@ struct QueuesPage {
     modules: Vec<RequestRow>,
     network: Vec<RequestRow>,
     approved_tools: Vec<QueueItem>,
+    sources: Vec<crate::external::Source>,
 }
 
 async fn with_servers(
@@ -92,6 +93,7 @@ async fn queues(State(state): State<AppState>, ui: Ui) -> Page {
         modules: with_servers(&state, modules).await?,
         network: with_servers(&state, network).await?,
         approved_tools,
+        sources: crate::external::pending(&state.db).await?,
     })
 }
 
