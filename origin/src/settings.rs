@@ -326,15 +326,21 @@ struct ModulesBody {
     is_custom_config: bool,
 }
 
+impl ModulesBody {
+    async fn read(db: &Db) -> Result<ModulesBody> {
+        let (allowed_modules, is_custom_config) = global_modules(db).await?;
+        Ok(ModulesBody {
+            allowed_modules,
+            default_modules: default_modules(),
+            is_custom_config,
+        })
+    }
+}
+
 #[utoipa::path(get, path = "/api/settings/modules", tag = "settings", operation_id = "settings_modules", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn show_modules(State(state): State<AppState>, auth: AuthUser) -> Result<Json<ModulesBody>> {
     auth.require(Role::Viewer)?;
-    let (allowed_modules, is_custom_config) = global_modules(&state.db).await?;
-    Ok(Json(ModulesBody {
-        allowed_modules,
-        default_modules: default_modules(),
-        is_custom_config,
-    }))
+    Ok(Json(ModulesBody::read(&state.db).await?))
 }
 
 #[derive(Deserialize)]
@@ -363,12 +369,7 @@ async fn change_modules(
         &audited.audit,
     )
     .await?;
-    let (allowed_modules, is_custom_config) = global_modules(&state.db).await?;
-    Ok(Json(ModulesBody {
-        allowed_modules,
-        default_modules: default_modules(),
-        is_custom_config,
-    }))
+    Ok(Json(ModulesBody::read(&state.db).await?))
 }
 
 #[utoipa::path(get, path = "/api/settings/security-policy", tag = "settings", operation_id = "settings_show", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]

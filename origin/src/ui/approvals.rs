@@ -154,20 +154,17 @@ async fn decide_tool_version(
     number: i64,
     action: &str,
     reason: &str,
-) -> Result<&'static str, Error> {
+) -> Result<(), Error> {
     match action {
-        "approve" => {
-            approvals::approve(state, tool_id, Some(number), reviewer).await?;
-            Ok("approved")
-        }
-        "reject" => {
-            approvals::reject(state, tool_id, Some(number), reason, reviewer).await?;
-            Ok("rejected")
-        }
-        "revoke" => {
-            approvals::revoke(state, tool_id, Some(number), reviewer).await?;
-            Ok("revoked")
-        }
+        "approve" => approvals::approve(state, tool_id, Some(number), reviewer)
+            .await
+            .map(drop),
+        "reject" => approvals::reject(state, tool_id, Some(number), reason, reviewer)
+            .await
+            .map(drop),
+        "revoke" => approvals::revoke(state, tool_id, Some(number), reviewer)
+            .await
+            .map(drop),
         _ => Err(Error::NotFound(format!("unknown action {action:?}"))),
     }
 }
@@ -193,7 +190,10 @@ async fn decide_tool(
     }
     .await;
     match result {
-        Ok(verb) => super::done("/ui/approvals", format!("Version {number} {verb}.")),
+        Ok(()) => super::done(
+            "/ui/approvals",
+            format!("Version {number} {}.", past(&action)),
+        ),
         Err(err) => failed(&back, err),
     }
 }
@@ -213,20 +213,13 @@ async fn decide_access(
     id: &str,
     action: &str,
     reason: &str,
-) -> Result<&'static str, Error> {
+) -> Result<(), Error> {
     match action {
-        "approve" => {
-            access::approve(state, kind, id, reviewer).await?;
-            Ok("approved")
-        }
-        "reject" => {
-            access::reject(state, kind, id, reason, reviewer).await?;
-            Ok("rejected")
-        }
-        "revoke" => {
-            access::revoke(state, kind, id, reviewer).await?;
-            Ok("revoked")
-        }
+        "approve" => access::approve(state, kind, id, reviewer).await.map(drop),
+        "reject" => access::reject(state, kind, id, reason, reviewer)
+            .await
+            .map(drop),
+        "revoke" => access::revoke(state, kind, id, reviewer).await.map(drop),
         _ => Err(Error::NotFound(format!("unknown action {action:?}"))),
     }
 }
@@ -255,11 +248,7 @@ async fn decide_request(
         .filter(|b| b.starts_with("/ui/"))
         .unwrap_or("/ui/approvals")
         .to_owned();
-    outcome(
-        &back,
-        result.map(|_| ()),
-        format!("Request {}.", past(&action)),
-    )
+    outcome(&back, result, format!("Request {}.", past(&action)))
 }
 
 fn past(action: &str) -> &'static str {
@@ -304,7 +293,7 @@ async fn bulk(State(state): State<AppState>, ui: Ui, form: Form) -> Response {
             _ => Err(Error::Validation(format!("bad item {item:?}"))),
         };
         match result {
-            Ok(_) => ok += 1,
+            Ok(()) => ok += 1,
             Err(err) => refused.push(err.public_message()),
         }
     }
