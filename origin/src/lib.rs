@@ -11,6 +11,7 @@
 //! - `auth`: set-up, sign-in, tokens, throttling, the `AuthUser` extractor and roles.
 //! - `users`: accounts and `/api/users`.
 //! - `names`: server and tool names (`{server}__{tool}` cannot collide).
+//! - `control`: who may flip what decides what runs (an admin's stop beats an LLM's start).
 //! - `servers`, `tools` (versions, `runnable`: the call-time check), `approvals` (bound to
 //!   versions, `Reviewer`), `secrets` (encrypted, write-only), `execution` (`run`: the one way
 //!   code reaches the sandbox, and the execution log), `access` (module and network requests:
@@ -28,6 +29,7 @@ pub mod approvals;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod crypto;
 pub mod dashboard;
 pub mod db;

@@ -2,11 +2,16 @@
 //! so names are built to make that unambiguous: lower-case letters and digits in words joined by
 //! single underscores (no `__`, no leading or trailing `_`). Splitting a public name at its only
 //! `__` always gives back the server and the tool, so two tools can never share a public name.
+//! Public names starting with `mcpbox_` belong to the management tools, so no server may be
+//! named `mcpbox` or `mcpbox_…` (its tools could be listed but never called).
 
 use crate::error::{Error, Result};
 
 pub const SERVER_NAME_MAX: usize = 30;
 pub const TOOL_NAME_MAX: usize = 32;
+
+/// The public names of the `mcpbox_*` management tools begin with this; no other tool's may.
+pub const MANAGEMENT_PREFIX: &str = "mcpbox_";
 
 /// A validated server or tool name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,7 +19,14 @@ pub struct Name(String);
 
 impl Name {
     pub fn server(text: &str) -> Result<Name> {
-        Name::parse(text, "server", SERVER_NAME_MAX)
+        let name = Name::parse(text, "server", SERVER_NAME_MAX)?;
+        if reserved_server(text) {
+            return Err(Error::Validation(format!(
+                "invalid server name {text:?}: names starting with \"mcpbox\" are reserved for \
+                 MCPbox's own tools (its tools' MCP names would start with {MANAGEMENT_PREFIX:?})"
+            )));
+        }
+        Ok(name)
     }
 
     pub fn tool(text: &str) -> Result<Name> {
@@ -44,6 +56,12 @@ impl Name {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Whether the tools of a server so named would have public names in the management tools'
+/// namespace (`{server}__…` starting with `mcpbox_`): `mcpbox` and `mcpbox_…`.
+pub fn reserved_server(server: &str) -> bool {
+    format!("{server}__").starts_with(MANAGEMENT_PREFIX)
 }
 
 /// The name MCP clients call a tool by.
@@ -76,6 +94,20 @@ mod tests {
         }
         assert!(Name::tool(&"a".repeat(32)).is_ok());
         assert!(Name::tool(&"a".repeat(33)).is_err());
+    }
+
+    #[test]
+    fn server_names_cannot_enter_the_management_namespace() {
+        for reserved in ["mcpbox", "mcpbox_x", "mcpbox_tools_2"] {
+            assert!(Name::server(reserved).is_err(), "{reserved}");
+            assert!(public_name(reserved, "t").starts_with(MANAGEMENT_PREFIX));
+        }
+        for fine in ["mcpboxes", "my_mcpbox", "mcp", "box"] {
+            assert!(Name::server(fine).is_ok(), "{fine}");
+            assert!(!public_name(fine, "t").starts_with(MANAGEMENT_PREFIX));
+        }
+        // Tool names come second, so they never reach the prefix.
+        assert!(Name::tool("mcpbox_x").is_ok());
     }
 
     #[test]

@@ -88,13 +88,7 @@ impl Setup {
     }
 
     async fn approve_and_run(&self) -> Response {
-        self.app
-            .post(
-                &format!("/api/approvals/tools/{}/action", self.tool),
-                Some(&self.admin),
-                json!({"action": "approve"}),
-            )
-            .await;
+        self.app.approve_tool(&self.admin, &self.tool).await;
         self.app
             .post(
                 "/api/tools/test-code",

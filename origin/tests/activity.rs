@@ -54,14 +54,15 @@ async fn state_changes_are_recorded_with_actor_and_request_id(app: TestApp) {
         [
             "server.start",
             "tool.approve",
+            "tool.request_publish",
             "tool.create",
             "server.create"
         ],
         "{}",
         all.text
     );
-    let created = &all.body["items"][3];
-    assert_eq!(all.body["items"][4]["action"], "auth.login");
+    let created = &all.body["items"][4];
+    assert_eq!(all.body["items"][5]["action"], "auth.login");
     assert_eq!(
         (created["actor"].as_str(), created["request_id"].as_str()),
         (Some(ADMIN), Some("req-create-server-1"))
@@ -84,8 +85,8 @@ async fn state_changes_are_recorded_with_actor_and_request_id(app: TestApp) {
     let stats = app.get("/api/activity/stats?period=1h", Some(&admin)).await;
     assert_eq!(stats.body["by_action"]["tool.create"], 1, "{}", stats.text);
     assert_eq!(
-        stats.body["by_level"]["info"], 5,
-        "four changes and one sign-in"
+        stats.body["by_level"]["info"], 6,
+        "five changes and one sign-in"
     );
 }
 

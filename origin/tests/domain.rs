@@ -5,6 +5,8 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use common::*;
+use origin::activity::Audit;
+use origin::gateway::{Caller, management};
 use serde_json::{Value, json};
 
 on_both_backends!(
@@ -17,6 +19,9 @@ on_both_backends!(
     the_call_time_check_refuses_every_unapproved_path,
     concurrent_edits_never_expose_unapproved_code,
     viewers_read_and_only_approvers_review,
+    an_approval_binds_to_the_version_the_reviewer_saw,
+    an_admins_stop_and_disable_hold_against_every_llm,
+    reviewed_names_and_the_management_namespace_are_out_of_an_llms_reach,
 );
 
 const V1: &str = "async def main(city: str) -> dict:\n    \"\"\"Weather for a city.\"\"\"\n    return {'city': city, 'v': 1}\n";
@@ -71,6 +76,70 @@ impl Setup {
     /// What would run now (or why nothing would).
     async fn runnable(&self, tool: &str) -> Result<origin::tools::Approved, origin::Error> {
         origin::tools::runnable(&self.app.state.db, tool).await
+    }
+
+    /// A management tool, called as the MCP gateway calls it for `caller`.
+    async fn llm(&self, caller: &Caller, name: &str, args: Value) -> Result<Value, origin::Error> {
+        let actor = match caller {
+            Caller::Remote { email: Some(email) } => email.clone(),
+            _ => "mcp:local".to_owned(),
+        };
+        let audit = Audit {
+            actor,
+            request_id: None,
+        };
+        let Value::Object(args) = args else {
+            panic!("arguments must be an object")
+        };
+        Ok(
+            management::call(&self.app.state, caller, &audit, name, &args)
+                .await?
+                .expect("a management tool"),
+        )
+    }
+
+    /// A local LLM's management call that must succeed.
+    async fn local(&self, name: &str, args: Value) -> Value {
+        self.llm(&Caller::Local, name, args)
+            .await
+            .unwrap_or_else(|err| panic!("{name}: {err}"))
+    }
+
+    async fn versions(&self, tool: &str) -> Vec<(i64, String)> {
+        let listed = self
+            .app
+            .get(&format!("/api/tools/{tool}/versions"), Some(&self.admin))
+            .await;
+        let mut versions: Vec<(i64, String)> = listed.body["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["version"].as_i64().unwrap(),
+                    v["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        versions.sort();
+        versions
+    }
+}
+
+fn remote() -> Caller {
+    Caller::Remote {
+        email: Some("alice@example.com".into()),
+    }
+}
+
+/// The message of a refusal, which must be of `status`.
+fn refused(result: Result<Value, origin::Error>, status: StatusCode) -> String {
+    match result {
+        Ok(value) => panic!("not refused: {value}"),
+        Err(err) => {
+            assert_eq!(err.status(), status, "{err}");
+            err.to_string()
+        }
     }
 }
 
@@ -342,11 +411,17 @@ async fn approval_transitions_are_checked(app: TestApp) {
     let twice = s.act(&tool, json!({"action": "approve"})).await;
     assert_eq!(twice.status, StatusCode::CONFLICT);
     assert!(
-        twice.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("it is approved")
+        twice.body["error"]["message"].as_str().unwrap().contains(
+            "no version of \"forecast\" is pending review (its newest, version 1, is approved)"
+        ),
+        "{}",
+        twice.text
     );
+    let named = s
+        .act(&tool, json!({"action": "approve", "version": 1}))
+        .await;
+    assert_eq!(named.status, StatusCode::CONFLICT);
+    assert!(named.text.contains("it is approved"), "{}", named.text);
     assert_eq!(
         s.act(&tool, json!({"action": "dance"})).await.status,
         StatusCode::UNPROCESSABLE_ENTITY
@@ -376,6 +451,8 @@ async fn approval_transitions_are_checked(app: TestApp) {
     assert_eq!(revoked.body["status"], "revoked", "{}", revoked.text);
     assert!(s.runnable(&tool).await.is_err());
     let bulk_tool = s.tool(&server, "other", V1).await;
+    s.act(&bulk_tool, json!({"action": "submit_for_review"}))
+        .await;
     let bulk = s
         .call(
             Method::POST,
@@ -618,6 +695,7 @@ async fn viewers_read_and_only_approvers_review(app: TestApp) {
     );
     let approve = json!({"action": "approve"});
     let path = format!("/api/approvals/tools/{tool}/action");
+    s.act(&tool, json!({"action": "submit_for_review"})).await;
     assert_eq!(
         s.app
             .call(Method::POST, &path, Some(&viewer), approve.clone())
@@ -662,4 +740,513 @@ async fn viewers_read_and_only_approvers_review(app: TestApp) {
             .status,
         StatusCode::UNPROCESSABLE_ENTITY
     );
+}
+
+/// The attack of issue #13 (1): the LLM asks for review of version 1, then writes version 2
+/// (a draft nobody reviewed) before the approver acts. Whatever front the approver uses, the
+/// approval lands on version 1, what was listed, and callers get version 1, never version 2.
+async fn an_approval_binds_to_the_version_the_reviewer_saw(app: TestApp) {
+    let s = Setup::new(app).await;
+    let approver = s
+        .app
+        .user_with_role(&s.admin, "reviewer", "approver")
+        .await
+        .token("access_token");
+    let as_approver =
+        async |path: &str, body: Value| s.app.call(Method::POST, path, Some(&approver), body).await;
+    let server = s.server("weather").await;
+    let v3 = V2.replace("'v': 2", "'v': 3");
+    // Over MCP, for two tools: create, ask for review (v1 pending), write v2 (a draft).
+    let mut tools = Vec::new();
+    for name in ["forecast", "daily"] {
+        let created = s
+            .local(
+                "mcpbox_create_tool",
+                json!({"server_id": server, "name": name, "python_code": V1}),
+            )
+            .await;
+        let tool = created["id"].as_str().unwrap().to_owned();
+        let published = s
+            .local("mcpbox_request_publish", json!({"tool_id": tool}))
+            .await;
+        assert_eq!(published["approval_status"], "pending_review");
+        let updated = s
+            .local(
+                "mcpbox_update_tool",
+                json!({"tool_id": tool, "python_code": V2}),
+            )
+            .await;
+        // The rule: new code does not touch the version waiting for review.
+        assert_eq!(
+            updated["new_version"],
+            json!({"version": 2, "approval_status": "draft"})
+        );
+        assert_eq!(
+            s.versions(&tool).await,
+            [(1, "pending_review".into()), (2, "draft".into())]
+        );
+        tools.push(tool);
+    }
+    let (bulk_tool, single_tool) = (&tools[0], &tools[1]);
+    // The queue lists version 1 of each.
+    let queue = s.app.get("/api/approvals/tools", Some(&approver)).await;
+    assert_eq!(queue.body["total"], 2);
+    assert!(
+        queue.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|item| item["version"] == 1),
+        "{}",
+        queue.text
+    );
+
+    // Approving the draft by name is refused, clearly, on every front.
+    let draft = as_approver(
+        &format!("/api/approvals/tools/{bulk_tool}/action"),
+        json!({"action": "approve", "version": 2}),
+    )
+    .await;
+    assert_eq!(draft.status, StatusCode::CONFLICT);
+    let message = draft.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("cannot approve version 2: it is a draft (it must be pending review)")
+            && message.contains("submitted for review"),
+        "{message}"
+    );
+    let listed = as_approver(
+        "/api/approvals/tools/bulk-action",
+        json!({"items": [{"tool_id": bulk_tool, "version": 2}], "action": "approve"}),
+    )
+    .await;
+    assert_eq!(listed.body[0]["ok"], false, "{}", listed.text);
+    assert!(listed.text.contains("it is a draft"), "{}", listed.text);
+
+    // Bulk by tool id approves the version pending review: 1, not the newest.
+    let bulk = as_approver(
+        "/api/approvals/tools/bulk-action",
+        json!({"tool_ids": [bulk_tool], "action": "approve"}),
+    )
+    .await;
+    assert_eq!(
+        (
+            bulk.body[0]["ok"].as_bool(),
+            bulk.body[0]["version"].as_i64()
+        ),
+        (Some(true), Some(1)),
+        "{}",
+        bulk.text
+    );
+    assert_eq!(
+        s.versions(bulk_tool).await,
+        [(1, "approved".into()), (2, "draft".into())]
+    );
+    // The single action without a version does the same.
+    let single = as_approver(
+        &format!("/api/approvals/tools/{single_tool}/action"),
+        json!({"action": "approve"}),
+    )
+    .await;
+    assert_eq!(single.status, StatusCode::OK, "{}", single.text);
+    assert_eq!(single.body["version"], 1);
+    assert_eq!(
+        s.versions(single_tool).await,
+        [(1, "approved".into()), (2, "draft".into())]
+    );
+
+    // Callers get version 1: the call-time check, a test run over MCP and tools/call.
+    assert_eq!(s.start(&server).await.status, StatusCode::OK);
+    for tool in &tools {
+        let running = s.runnable(tool).await.unwrap();
+        assert_eq!((running.version, running.code.as_str()), (1, V1));
+    }
+    let tested = s
+        .local(
+            "mcpbox_test_code",
+            json!({"tool_id": bulk_tool, "arguments": {"city": "Oslo"}}),
+        )
+        .await;
+    assert_eq!(
+        (tested["version"].as_i64(), tested["result"]["v"].as_i64()),
+        (Some(1), Some(1)),
+        "{tested}"
+    );
+    for name in ["weather__forecast", "weather__daily"] {
+        let called = s
+            .app
+            .mcp(
+                "tools/call",
+                json!({"name": name, "arguments": {"city": "Oslo"}}),
+            )
+            .await;
+        assert_eq!(called["result"]["isError"], false, "{called}");
+        assert_eq!(called["result"]["structuredContent"]["v"], 1, "{called}");
+    }
+
+    // Two versions waiting: a decision without a version is ambiguous and refused.
+    s.local("mcpbox_request_publish", json!({"tool_id": single_tool}))
+        .await;
+    s.local(
+        "mcpbox_update_tool",
+        json!({"tool_id": single_tool, "python_code": v3}),
+    )
+    .await;
+    s.local("mcpbox_request_publish", json!({"tool_id": single_tool}))
+        .await;
+    let ambiguous = as_approver(
+        &format!("/api/approvals/tools/{single_tool}/action"),
+        json!({"action": "approve"}),
+    )
+    .await;
+    assert_eq!(ambiguous.status, StatusCode::CONFLICT);
+    assert_eq!(
+        ambiguous.body["error"]["message"],
+        "versions 2, 3 of \"daily\" are pending review: name the version you reviewed"
+    );
+    let ambiguous = as_approver(
+        "/api/approvals/tools/bulk-action",
+        json!({"tool_ids": [single_tool], "action": "approve"}),
+    )
+    .await;
+    assert_eq!(ambiguous.body[0]["ok"], false, "{}", ambiguous.text);
+    // Naming it decides exactly it: version 2 runs, version 3 still waits.
+    let named = as_approver(
+        "/api/approvals/tools/bulk-action",
+        json!({"items": [{"tool_id": single_tool, "version": 2}], "action": "approve"}),
+    )
+    .await;
+    assert_eq!(named.body[0]["version"], 2, "{}", named.text);
+    assert_eq!(s.runnable(single_tool).await.unwrap().version, 2);
+    assert_eq!(
+        s.versions(single_tool).await,
+        [
+            (1, "approved".into()),
+            (2, "approved".into()),
+            (3, "pending_review".into())
+        ]
+    );
+    // Both shapes at once, or neither, is a 422.
+    for body in [
+        json!({"tool_ids": [bulk_tool], "items": [{"tool_id": bulk_tool, "version": 1}], "action": "approve"}),
+        json!({"action": "approve"}),
+    ] {
+        let bad = as_approver("/api/approvals/tools/bulk-action", body.clone()).await;
+        assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    }
+}
+
+/// Issue #13 (2): an admin's disable and stop hold against LLMs, local and remote: test runs
+/// honour them like calls, an LLM cannot start a server an admin stopped, nor enable a tool.
+async fn an_admins_stop_and_disable_hold_against_every_llm(app: TestApp) {
+    let s = Setup::new(app).await;
+    let server = s.server("weather").await;
+    let tool = s.tool(&server, "forecast", V1).await;
+    s.approve(&tool).await;
+    assert_eq!(s.start(&server).await.status, StatusCode::OK);
+    s.call(
+        Method::PATCH,
+        "/api/settings/security-policy",
+        json!({"remote_tool_editing": "enabled"}),
+    )
+    .await;
+    let patch_tool = async |body: Value| {
+        s.call(Method::PATCH, &format!("/api/tools/{tool}"), body)
+            .await
+    };
+    let enabled = async || {
+        s.app
+            .get(&format!("/api/tools/{tool}"), Some(&s.admin))
+            .await
+            .body["enabled"]
+            .clone()
+    };
+    let test_code = json!({"tool_id": tool, "arguments": {"city": "Oslo"}});
+    let ran = s.local("mcpbox_test_code", test_code.clone()).await;
+    assert_eq!(ran["success"], true, "{ran}");
+
+    // The admin disables the tool: no LLM test-runs it or enables it again.
+    assert_eq!(
+        patch_tool(json!({"enabled": false})).await.status,
+        StatusCode::OK
+    );
+    for caller in [Caller::Local, remote()] {
+        let message = refused(
+            s.llm(&caller, "mcpbox_test_code", test_code.clone()).await,
+            StatusCode::CONFLICT,
+        );
+        assert!(message.contains("is disabled"), "{message}");
+        // Not even together with a code change: nothing of it is applied.
+        let message = refused(
+            s.llm(
+                &caller,
+                "mcpbox_update_tool",
+                json!({"tool_id": tool, "enabled": true, "python_code": V2}),
+            )
+            .await,
+            StatusCode::FORBIDDEN,
+        );
+        assert!(message.contains("only an admin can enable"), "{message}");
+    }
+    assert_eq!(enabled().await, false);
+    assert_eq!(s.app.count("tool_versions").await, 1);
+    // A person still may try it before going live.
+    let person = s
+        .app
+        .test_run(&s.admin, &tool, json!({"city": "Oslo"}))
+        .await;
+    assert_eq!(person.body["success"], true, "{}", person.text);
+    // Only the admin enables it again. An LLM may disable it, and then cannot undo that.
+    assert_eq!(
+        patch_tool(json!({"enabled": true})).await.status,
+        StatusCode::OK
+    );
+    let disabled = s
+        .local(
+            "mcpbox_update_tool",
+            json!({"tool_id": tool, "enabled": false}),
+        )
+        .await;
+    assert_eq!(disabled["enabled"], false);
+    refused(
+        s.llm(
+            &Caller::Local,
+            "mcpbox_update_tool",
+            json!({"tool_id": tool, "enabled": true}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+    );
+    assert_eq!(
+        patch_tool(json!({"enabled": true})).await.status,
+        StatusCode::OK
+    );
+    // `enabled: true` on an enabled tool is no change, and allowed.
+    s.local(
+        "mcpbox_update_tool",
+        json!({"tool_id": tool, "enabled": true, "description": "Weather."}),
+    )
+    .await;
+    assert_eq!(enabled().await, true);
+
+    // The admin stops the server: no LLM test-runs its tools or starts it again.
+    let stop = format!("/api/sandbox/servers/{server}/stop");
+    let stopped = s.call(Method::POST, &stop, json!({})).await;
+    assert_eq!(stopped.body["stopped_by_admin"], true, "{}", stopped.text);
+    for caller in [Caller::Local, remote()] {
+        let message = refused(
+            s.llm(&caller, "mcpbox_test_code", test_code.clone()).await,
+            StatusCode::CONFLICT,
+        );
+        assert!(message.contains("is not running"), "{message}");
+        let message = refused(
+            s.llm(&caller, "mcpbox_start_server", json!({"server_id": server}))
+                .await,
+            StatusCode::FORBIDDEN,
+        );
+        assert!(
+            message.contains("an admin stopped this server: only an admin can start it again"),
+            "{message}"
+        );
+    }
+    let shown = s
+        .app
+        .get(&format!("/api/servers/{server}"), Some(&s.admin))
+        .await;
+    assert_eq!(
+        (
+            shown.body["status"].as_str(),
+            shown.body["stopped_by_admin"].as_bool()
+        ),
+        (Some("stopped"), Some(true))
+    );
+    let person = s
+        .app
+        .test_run(&s.admin, &tool, json!({"city": "Oslo"}))
+        .await;
+    assert_eq!(person.body["success"], true, "{}", person.text);
+
+    // An LLM's own stop it may undo; an admin can take that stop over.
+    assert_eq!(s.start(&server).await.status, StatusCode::OK);
+    let by_llm = s
+        .local("mcpbox_stop_server", json!({"server_id": server}))
+        .await;
+    assert_eq!(by_llm["stopped_by_admin"], false, "{by_llm}");
+    let again = s
+        .local("mcpbox_start_server", json!({"server_id": server}))
+        .await;
+    assert_eq!(again["status"], "running");
+    s.local("mcpbox_stop_server", json!({"server_id": server}))
+        .await;
+    let taken_over = s.call(Method::POST, &stop, json!({})).await;
+    assert_eq!(taken_over.status, StatusCode::OK, "{}", taken_over.text);
+    assert_eq!(taken_over.body["stopped_by_admin"], true);
+    assert_eq!(
+        s.call(Method::POST, &stop, json!({})).await.status,
+        StatusCode::CONFLICT
+    );
+    refused(
+        s.llm(
+            &remote(),
+            "mcpbox_start_server",
+            json!({"server_id": server}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+    );
+    assert_eq!(s.start(&server).await.status, StatusCode::OK);
+
+    // Under auto-approval a new snippet's draft may be test-run by an LLM, on a running server.
+    s.call(
+        Method::PATCH,
+        "/api/settings/security-policy",
+        json!({"tool_approval_mode": "auto_approve"}),
+    )
+    .await;
+    let fresh = s
+        .local(
+            "mcpbox_create_tool",
+            json!({"server_id": server, "name": "fresh", "python_code": V2}),
+        )
+        .await;
+    assert_eq!(fresh["approval_status"], "draft");
+    let fresh_test = json!({"tool_id": fresh["id"], "arguments": {"city": "Oslo"}});
+    let ran = s.local("mcpbox_test_code", fresh_test.clone()).await;
+    assert_eq!(ran["result"]["v"], 2, "{ran}");
+    s.call(Method::POST, &stop, json!({})).await;
+    let message = refused(
+        s.llm(&Caller::Local, "mcpbox_test_code", fresh_test).await,
+        StatusCode::CONFLICT,
+    );
+    assert!(message.contains("is not running"), "{message}");
+}
+
+/// Issue #13 (11): an LLM cannot rename a tool a person approved or is reviewing (the name is
+/// what clients call), and no server can be named into the `mcpbox_` namespace of the
+/// management tools, on any front.
+async fn reviewed_names_and_the_management_namespace_are_out_of_an_llms_reach(app: TestApp) {
+    let s = Setup::new(app).await;
+    let server = s.server("weather").await;
+    let created = s
+        .local(
+            "mcpbox_create_tool",
+            json!({"server_id": server, "name": "forecast", "python_code": V1}),
+        )
+        .await;
+    let tool = created["id"].as_str().unwrap().to_owned();
+    // A draft nobody reviewed yet may be renamed.
+    let renamed = s
+        .local(
+            "mcpbox_update_tool",
+            json!({"tool_id": tool, "name": "outlook"}),
+        )
+        .await;
+    assert_eq!(renamed["name"], "outlook");
+    s.local("mcpbox_request_publish", json!({"tool_id": tool}))
+        .await;
+    let rename = json!({"tool_id": tool, "name": "send_money", "python_code": V2});
+    for stage in ["pending", "approved"] {
+        if stage == "approved" {
+            s.app
+                .post(
+                    &format!("/api/approvals/tools/{tool}/action"),
+                    Some(&s.admin),
+                    json!({"action": "approve", "version": 1}),
+                )
+                .await;
+        }
+        for caller in [Caller::Local, remote()] {
+            if matches!(caller, Caller::Remote { .. }) {
+                s.call(
+                    Method::PATCH,
+                    "/api/settings/security-policy",
+                    json!({"remote_tool_editing": "enabled"}),
+                )
+                .await;
+            }
+            let message = refused(
+                s.llm(&caller, "mcpbox_update_tool", rename.clone()).await,
+                StatusCode::FORBIDDEN,
+            );
+            assert!(
+                message.contains("only an admin can rename it"),
+                "{stage}: {message}"
+            );
+        }
+        // Nothing of the refused change was applied: no new version, the old name.
+        assert_eq!(s.app.count("tool_versions").await, 1, "{stage}");
+        let shown = s.local("mcpbox_get_tool", json!({"tool_id": tool})).await;
+        assert_eq!(shown["name"], "outlook", "{stage}");
+    }
+    // An admin renames it, and the public name follows.
+    let by_admin = s
+        .call(
+            Method::PATCH,
+            &format!("/api/tools/{tool}"),
+            json!({"name": "forecast"}),
+        )
+        .await;
+    assert_eq!(by_admin.status, StatusCode::OK, "{}", by_admin.text);
+    assert_eq!(s.start(&server).await.status, StatusCode::OK);
+    assert_eq!(
+        s.runnable(&tool).await.unwrap().public_name,
+        "weather__forecast"
+    );
+
+    // `mcpbox` and `mcpbox_…` are refused as server names, on REST and over MCP.
+    for name in ["mcpbox", "mcpbox_x", "mcpbox_tools"] {
+        let response = s
+            .call(Method::POST, "/api/servers", json!({"name": name}))
+            .await;
+        assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{name}");
+        assert!(response.text.contains("reserved"), "{}", response.text);
+        let response = s
+            .call(
+                Method::PATCH,
+                &format!("/api/servers/{server}"),
+                json!({"name": name}),
+            )
+            .await;
+        assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{name}");
+        let message = refused(
+            s.llm(
+                &Caller::Local,
+                "mcpbox_create_server",
+                json!({"name": name}),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        );
+        assert!(message.contains("reserved"), "{message}");
+    }
+    s.local("mcpbox_create_server", json!({"name": "mcpboxes"}))
+        .await;
+    // A server named so before the rule: its tools are not listed (they could never be called),
+    // and renaming the server brings them back.
+    let listed = async || -> Vec<String> {
+        s.app.mcp("tools/list", json!({})).await["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .filter(|name| !name.starts_with(management::PREFIX))
+            .collect()
+    };
+    assert_eq!(listed().await, ["weather__forecast"]);
+    sqlx::query("UPDATE servers SET name = 'mcpbox_old' WHERE id = $1")
+        .bind(&server)
+        .execute(&s.app.state.db.pool)
+        .await
+        .unwrap();
+    let all = s.app.mcp("tools/list", json!({})).await;
+    assert!(!all.to_string().contains("mcpbox_old__"), "{all}");
+    assert!(listed().await.is_empty());
+    let renamed = s
+        .call(
+            Method::PATCH,
+            &format!("/api/servers/{server}"),
+            json!({"name": "weather"}),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.text);
+    assert_eq!(listed().await, ["weather__forecast"]);
 }

@@ -268,13 +268,7 @@ async fn secrets_are_encrypted_write_only_and_redacted(app: TestApp) {
         )
         .await;
     assert_eq!(updated.status, StatusCode::OK, "{}", updated.text);
-    s.app
-        .post(
-            &format!("/api/approvals/tools/{}/action", s.tool),
-            Some(&s.admin),
-            json!({"action": "approve"}),
-        )
-        .await;
+    s.app.approve_tool(&s.admin, &s.tool).await;
     let ran = s
         .test_run(json!({"note": format!("copy of {secret}")}))
         .await;

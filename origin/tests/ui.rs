@@ -661,6 +661,35 @@ async fn module_requests_are_decided_in_bulk(app: TestApp) {
         review.html
     );
     assert!(review.html.contains("<span class=\"k\">def</span>"));
+    // A draft is not offered for approval, and approving it anyway is refused: an admin first
+    // submits it for review.
+    assert!(!review.html.contains("id=\"approve\""), "{}", review.html);
+    assert!(
+        review
+            .html
+            .contains("a draft that was not submitted for review")
+    );
+    let refused = browser
+        .post(&format!("/ui/approvals/tools/{tool}/1/approve"), &[])
+        .await;
+    let refused = browser.follow(refused).await;
+    assert!(
+        refused
+            .html
+            .contains("it is a draft (it must be pending review)"),
+        "{}",
+        refused.html
+    );
+    let submitted = browser
+        .post(&format!("/ui/approvals/tools/{tool}/1/submit"), &[])
+        .await;
+    let review = browser.follow(submitted).await;
+    assert!(
+        review.html.contains("Version 1 submitted for review."),
+        "{}",
+        review.html
+    );
+    assert!(review.html.contains("id=\"approve\""));
     let decided = browser
         .post(&format!("/ui/approvals/tools/{tool}/1/approve"), &[])
         .await;

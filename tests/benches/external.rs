@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use mcpbox_e2e::mcp::{Mcp, admin_token, api, get_json};
+use mcpbox_e2e::mcp::{Mcp, admin_token, api, get_json, submit_and_approve};
 use mcpbox_e2e::{Origin, ServeOptions};
 use serde_json::{Value, json};
 
@@ -65,13 +65,7 @@ async fn main() {
         "bench__{}",
         imported["imported"][0]["name"].as_str().expect("name")
     );
-    let (status, body) = api(
-        &format!("{url}/api/approvals/tools/{tool}/action"),
-        json!({"action": "approve"}),
-        Some(&token),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    submit_and_approve(&url, &token, &tool).await;
     let (status, body) = api(
         &format!("{url}/api/sandbox/servers/{server}/start"),
         json!({}),

@@ -248,11 +248,24 @@ pub async fn draft_tool(
     (server_id, created["id"].as_str().unwrap().to_owned())
 }
 
+/// An admin submits the tool's newest version for review and approves it.
+pub async fn submit_and_approve(url: &str, token: &str, tool_id: &str) {
+    let action = format!("{url}/api/approvals/tools/{tool_id}/action");
+    let (status, body) = api(&action, json!({"action": "submit_for_review"}), Some(token)).await;
+    assert_eq!(status, 200, "{body}");
+    let version = body["version"].clone();
+    let (status, body) = api(
+        &action,
+        json!({"action": "approve", "version": version}),
+        Some(token),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
 /// What a person does next: approve the tool's newest version, then start its server.
 pub async fn approve_and_start(url: &str, token: &str, server_id: &str, tool_id: &str) {
-    let approve = format!("{url}/api/approvals/tools/{tool_id}/action");
-    let (status, body) = api(&approve, json!({"action": "approve"}), Some(token)).await;
-    assert_eq!(status, 200, "{body}");
+    submit_and_approve(url, token, tool_id).await;
     let start = format!("{url}/api/sandbox/servers/{server_id}/start");
     let (status, body) = api(&start, json!({}), Some(token)).await;
     assert_eq!(status, 200, "{body}");

@@ -98,9 +98,19 @@ async fn server_with_secret(url: &str, token: &str, name: &str, key: &str, value
     server_id
 }
 
+/// An admin submits the imported draft for review, then approves it (only a version pending
+/// review can be approved).
 async fn approve(url: &str, token: &str, tool_id: &str) {
-    let approve = format!("{url}/api/approvals/tools/{tool_id}/action");
-    let (status, body) = api(&approve, json!({"action": "approve"}), Some(token)).await;
+    let action = format!("{url}/api/approvals/tools/{tool_id}/action");
+    let (status, body) = api(&action, json!({"action": "submit_for_review"}), Some(token)).await;
+    assert_eq!(status, 200, "{body}");
+    approve_pending(url, token, tool_id).await;
+}
+
+/// Approves the tool's version pending review.
+async fn approve_pending(url: &str, token: &str, tool_id: &str) {
+    let action = format!("{url}/api/approvals/tools/{tool_id}/action");
+    let (status, body) = api(&action, json!({"action": "approve"}), Some(token)).await;
     assert_eq!(status, 200, "{body}");
 }
 
@@ -366,7 +376,7 @@ async fn an_llm_adds_a_source_that_waits_for_approval_and_uses_a_custom_header()
     let published = ok(&call(&mut llm, "mcpbox_request_publish", json!({"tool_id": add})).await);
     assert_eq!(published["approval_status"], "pending_review");
 
-    approve(&url, &token, &add).await;
+    approve_pending(&url, &token, &add).await;
     approve(&url, &token, &headers).await;
     let (status, body) = api(
         &format!("{url}/api/sandbox/servers/{server_id}/start"),

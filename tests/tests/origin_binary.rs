@@ -3,7 +3,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
-use mcpbox_e2e::mcp::{admin_token, api as post, client, draft_tool};
+use mcpbox_e2e::mcp::{admin_token, api as post, client, draft_tool, submit_and_approve};
 use mcpbox_e2e::{Origin, ServeOptions, binary};
 use serde_json::{Value, json};
 
@@ -353,13 +353,7 @@ async fn a_tool_goes_from_draft_to_a_sandboxed_run_on_the_real_binaries() {
     )
     .await;
     assert_eq!(status, 409, "a draft must not run");
-    let (status, _) = post(
-        &format!("{url}/api/approvals/tools/{tool}/action"),
-        json!({"action": "approve"}),
-        Some(&token),
-    )
-    .await;
-    assert_eq!(status, 200);
+    submit_and_approve(&url, &token, &tool).await;
     let (status, ran) = post(
         &format!("{url}/api/tools/test-code"),
         json!({"tool_id": tool, "arguments": {"city": "Oslo"}}),

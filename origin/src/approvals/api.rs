@@ -1,5 +1,6 @@
-//! `/api/approvals/...` (reference paths), bound to versions: actions take an optional
-//! `version` (default: the tool's newest).
+//! `/api/approvals/...` (reference paths), bound to versions: `approve` and `reject` take the
+//! `version` reviewed, or without it apply to the tool's only version pending review (never to
+//! a newer draft); `submit_for_review` without a version submits the newest.
 
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
@@ -158,13 +159,27 @@ async fn revoke(
     )))
 }
 
+/// Either `tool_ids` (each resolves to its only version pending review, as listed by the
+/// queue) or `items` naming the versions reviewed; not both.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BulkBody {
+    #[serde(default)]
     tool_ids: Vec<String>,
+    #[serde(default)]
+    items: Vec<BulkItem>,
     action: String,
     reason: Option<String>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkItem {
+    tool_id: String,
+    version: i64,
+}
+
+const BULK_MAX: usize = 100;
 
 #[derive(Serialize)]
 struct BulkResult {
@@ -174,8 +189,9 @@ struct BulkResult {
     error: Option<String>,
 }
 
-/// Applies one action to each tool's newest version. Each item succeeds or fails on its own
-/// (and is atomic, with its audit row); the answer lists every outcome.
+/// Applies one action to each item: a listed version (`items`), or a tool's only version
+/// pending review (`tool_ids`). Each item succeeds or fails on its own (and is atomic, with its
+/// audit row); the answer lists every outcome.
 #[utoipa::path(post, path = "/api/approvals/tools/bulk-action", tag = "approvals", operation_id = "approvals_bulk", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn bulk(
     State(state): State<AppState>,
@@ -183,25 +199,40 @@ async fn bulk(
     ApiJson(body): ApiJson<BulkBody>,
 ) -> Result<Json<Vec<BulkResult>>> {
     audited.auth.require(Role::Approver)?;
-    if body.tool_ids.is_empty() || body.tool_ids.len() > 100 {
-        return Err(Error::Validation(
-            "tool_ids must list 1 to 100 tools".into(),
-        ));
+    let targets: Vec<(String, Option<i64>)> =
+        match (body.tool_ids.is_empty(), body.items.is_empty()) {
+            (false, true) => body.tool_ids.into_iter().map(|id| (id, None)).collect(),
+            (true, false) => body
+                .items
+                .into_iter()
+                .map(|item| (item.tool_id, Some(item.version)))
+                .collect(),
+            _ => {
+                return Err(Error::Validation(
+                    "give either tool_ids or items (each {\"tool_id\", \"version\"}), not both"
+                        .into(),
+                ));
+            }
+        };
+    if targets.len() > BULK_MAX {
+        return Err(Error::Validation(format!(
+            "tool_ids or items must list 1 to {BULK_MAX} tools"
+        )));
     }
     if body.action == "reject" && body.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
         return Err(Error::Validation(
             "rejecting needs a reason the author can act on".into(),
         ));
     }
-    let mut results = Vec::with_capacity(body.tool_ids.len());
-    for tool_id in body.tool_ids {
+    let mut results = Vec::with_capacity(targets.len());
+    for (tool_id, version) in targets {
         let outcome = apply(
             &state,
             &audited,
             &tool_id,
             &body.action,
             body.reason.as_deref(),
-            None,
+            version,
         )
         .await;
         results.push(match outcome {

@@ -1,7 +1,11 @@
 //! Approvals, bound to tool versions.
 //!
 //! States of a version: `draft` → (`request_publish`) → `pending_review` → `approved` or
-//! `rejected`; an `approved` version can be `revoked`. Every transition is one conditional
+//! `rejected`; an `approved` version can be `revoked`. A person approves only a version pending
+//! review, and a decision binds to the version the reviewer saw: it names the version, or
+//! (without one) resolves to the tool's single version pending review, never to the newest
+//! draft (`for_review`). Only the policy in auto mode approves a draft, and only the exact
+//! version it was given. Every transition is one conditional
 //! UPDATE written in the same transaction as its activity-log row, so it is atomic, a race cannot
 //! apply it twice, and no change goes unrecorded. Reviewing needs a `Reviewer`, which only a
 //! signed-in approver or admin (or the policy in auto mode) can be: no path from MCP (the LLM)
@@ -63,16 +67,67 @@ pub async fn auto_approve(
     {
         return Ok(None);
     }
-    approve(state, tool_id, Some(version), &Reviewer::policy(request_id))
-        .await
-        .map(Some)
+    // Auto mode means no review: the draft (or pending version) just written is approved as
+    // it is, bound to its number.
+    approve_exact(
+        state,
+        tool_id,
+        version,
+        &["draft", "pending_review"],
+        &Reviewer::policy(request_id),
+    )
+    .await
+    .map(Some)
 }
 
-/// The version an action applies to: the one named, or the tool's newest.
+/// The version an author's request applies to: the one named, or the tool's newest.
 async fn resolve(db: &Db, tool_id: &str, version: Option<i64>) -> Result<i64> {
     match version {
         Some(version) => Ok(version),
         None => Ok(tools::get(db, tool_id).await?.current_version),
+    }
+}
+
+/// The version a reviewer's decision applies to: the one named, or else the tool's only
+/// version pending review (what the queue listed). Never the newest version: an LLM can write
+/// a new draft between the listing and the decision.
+async fn for_review(db: &Db, tool_id: &str, version: Option<i64>) -> Result<i64> {
+    if let Some(version) = version {
+        return Ok(version);
+    }
+    let tool = tools::get(db, tool_id).await?;
+    let rows = sqlx::query(
+        "SELECT version FROM tool_versions WHERE tool_id = $1 AND status = 'pending_review' \
+         ORDER BY version",
+    )
+    .bind(tool_id)
+    .fetch_all(&db.pool)
+    .await?;
+    let pending = rows
+        .iter()
+        .map(|row| row.try_get::<i64, _>("version"))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    match pending.as_slice() {
+        [only] => Ok(*only),
+        [] => {
+            let newest = tools::version(db, tool_id, tool.current_version).await?;
+            Err(Error::Conflict(format!(
+                "no version of {:?} is pending review (its newest, version {}, is {}): only a \
+                 version submitted for review can be decided without naming it",
+                tool.name,
+                tool.current_version,
+                status_words(&newest.status)
+            )))
+        }
+        several => Err(Error::Conflict(format!(
+            "versions {} of {:?} are pending review: name the version you reviewed",
+            several
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            tool.name
+        ))),
     }
 }
 
@@ -115,12 +170,22 @@ async fn transition(state: &AppState, audit: &Audit, t: Transition<'_>) -> Resul
     let Some(row) = updated else {
         drop(tx);
         let current = tools::version(&state.db, t.tool_id, t.version).await?;
+        let hint = if current.status == "draft" && !t.from.contains(&"draft") {
+            "; a draft must first be submitted for review (mcpbox_request_publish, or an admin's \
+             submit_for_review)"
+        } else {
+            ""
+        };
         return Err(Error::Conflict(format!(
-            "cannot {} version {}: it is {} (only {} can be)",
+            "cannot {} version {}: it is {} (it must be {}){hint}",
             t.verb,
             t.version,
-            current.status,
-            t.from.join(" or ")
+            status_words(&current.status),
+            t.from
+                .iter()
+                .map(|s| status_words(s))
+                .collect::<Vec<_>>()
+                .join(" or ")
         )));
     };
     let version = Version::from_row(&row)?;
@@ -137,6 +202,15 @@ async fn transition(state: &AppState, audit: &Audit, t: Transition<'_>) -> Resul
     tx.commit().await?;
     state.activity.publish(recorded);
     Ok(version)
+}
+
+/// A status as a sentence says it.
+fn status_words(status: &str) -> &str {
+    match status {
+        "draft" => "a draft",
+        "pending_review" => "pending review",
+        other => other,
+    }
 }
 
 /// The author asks for review (MCP `request_publish`, or an admin's `submit_for_review`).
@@ -171,13 +245,25 @@ pub async fn request_publish(
     )
 }
 
+/// A person's approval: of the version named, or of the only version pending review; only a
+/// version pending review can be approved (a draft was never put up for review).
 pub async fn approve(
     state: &AppState,
     tool_id: &str,
     version: Option<i64>,
     reviewer: &Reviewer,
 ) -> Result<Version> {
-    let version = resolve(&state.db, tool_id, version).await?;
+    let version = for_review(&state.db, tool_id, version).await?;
+    approve_exact(state, tool_id, version, &["pending_review"], reviewer).await
+}
+
+async fn approve_exact(
+    state: &AppState,
+    tool_id: &str,
+    version: i64,
+    from: &[&str],
+    reviewer: &Reviewer,
+) -> Result<Version> {
     // The modules and hosts in force at approval, recorded with it.
     let server_id = tools::get(&state.db, tool_id).await?.server_id;
     let modules = crate::access::allowed_modules(&state.db, &server_id).await?;
@@ -190,7 +276,7 @@ pub async fn approve(
         Transition {
             tool_id,
             version,
-            from: &["draft", "pending_review", "rejected"],
+            from,
             set: "status = 'approved', reviewed_by = $1, reviewed_at = $2, rejection_reason = NULL, approved_modules = $3, approved_hosts = $4",
             binds: vec![Some(reviewer.name().to_owned()), Some(db::now()), Some(modules), Some(hosts)],
             verb: "approve",
@@ -219,7 +305,7 @@ pub async fn reject(
             "the reason is longer than {REASON_MAX} characters"
         )));
     }
-    let version = resolve(&state.db, tool_id, version).await?;
+    let version = for_review(&state.db, tool_id, version).await?;
     transition(
         state,
         reviewer.audit(),

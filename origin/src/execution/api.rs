@@ -46,8 +46,8 @@ pub(crate) struct TestAnswer {
     log_id: String,
 }
 
-/// Runs the tool's approved version (the server may be stopped): the same path as a call,
-/// recorded with `is_test`. Drafts run only under `tool_approval_mode = auto_approve`.
+/// Runs the tool's approved version (a person may try it on a stopped server or while the tool
+/// is disabled): the same path as a call, recorded with `is_test`. Drafts run only under `tool_approval_mode = auto_approve`.
 #[utoipa::path(post, path = "/api/tools/test-code", tag = "execution", operation_id = "execution_test_code", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
 async fn test_code(
     State(state): State<AppState>,
@@ -55,8 +55,14 @@ async fn test_code(
     ApiJson(body): ApiJson<TestBody>,
 ) -> Result<Json<TestAnswer>> {
     auth.require(Role::Approver)?;
-    let outcome =
-        super::test_run(&state, &body.tool_id, body.arguments, &auth.user().username).await?;
+    let outcome = super::test_run(
+        &state,
+        &body.tool_id,
+        body.arguments,
+        &auth.user().username,
+        crate::control::Principal::Person,
+    )
+    .await?;
     Ok(Json(outcome.into()))
 }
 

@@ -277,22 +277,21 @@ pub async fn log_refusal(
         .await
 }
 
-/// A test run (REST and MCP): the approved version, even on a stopped server or a disabled
-/// tool; the newest version, draft or not, only when the policy approves tools automatically.
+/// A test run (REST, UI and MCP), as `control::test_purpose` rules for `by`: the approved
+/// version (the newest version, draft or not, only when the policy approves tools
+/// automatically); a person's run may try a stopped server or a disabled tool, an LLM's is
+/// refused there exactly like a call.
 pub async fn test_run(
     state: &AppState,
     tool_id: &str,
     arguments: Value,
     actor: &str,
+    by: crate::control::Principal,
 ) -> Result<Outcome> {
-    let purpose = if crate::settings::policy(&state.db)
+    let auto_approve = crate::settings::policy(&state.db)
         .await?
-        .auto_approve_tools()
-    {
-        crate::tools::Purpose::TestNewest
-    } else {
-        crate::tools::Purpose::Test
-    };
+        .auto_approve_tools();
+    let purpose = crate::control::test_purpose(by, auto_approve);
     let approved = crate::tools::runnable_for(&state.db, tool_id, purpose).await?;
     run(state, &approved, arguments, actor, true).await
 }

@@ -12,11 +12,13 @@ use serde_json::{Value, json};
 use super::Caller;
 use crate::activity::Audit;
 use crate::app::AppState;
+use crate::control::Principal;
 use crate::error::{Error, Result};
 use crate::names::Name;
 use crate::{approvals, servers, tools};
 
-pub const PREFIX: &str = "mcpbox_";
+/// Every management tool's name begins with it (`names` keeps other tools out of it).
+pub const PREFIX: &str = crate::names::MANAGEMENT_PREFIX;
 
 /// Tools a remote caller (through the Worker) may use only when the policy's
 /// `remote_tool_editing` is `enabled` (the reference's list).
@@ -104,21 +106,21 @@ pub fn tools() -> Vec<Tool> {
         ),
         (
             "mcpbox_start_server",
-            "Start a server: its approved, enabled tools become callable MCP tools.",
+            "Start a server: its approved, enabled tools become callable MCP tools. A server an admin stopped can only be started again by an admin.",
             json!({"server_id": {"type": "string"}}),
             &["server_id"][..],
             false,
         ),
         (
             "mcpbox_stop_server",
-            "Stop a server: its tools are no longer callable.",
+            "Stop a server: its tools are no longer callable (you may start it again; after an admin's stop only an admin can).",
             json!({"server_id": {"type": "string"}}),
             &["server_id"][..],
             false,
         ),
         (
             "mcpbox_test_code",
-            "Run a tool's approved version (or its newest draft, if the policy approves automatically) with arguments, as a logged test.",
+            "Run a tool's approved version (or its newest draft, if the policy approves automatically) with arguments, as a logged test. Like a call, it needs the tool enabled and its server running.",
             json!({"tool_id": {"type": "string"}, "arguments": {"type": "object"}}),
             &["tool_id"][..],
             false,
@@ -160,7 +162,7 @@ pub fn tools() -> Vec<Tool> {
         ),
         (
             "mcpbox_update_tool",
-            "Change a tool. New code or description makes a new draft version (the approved one keeps running until the new one is approved).",
+            "Change a tool. New code or description makes a new draft version (the approved one keeps running until the new one is approved; a version already waiting for review stays as it was). `enabled` can only be set to false here: an admin enables tools. A tool with an approved or pending version can only be renamed by an admin.",
             json!({"tool_id": {"type": "string"}, "name": {"type": "string"}, "description": {"type": "string"},
                    "python_code": {"type": "string"}, "enabled": {"type": "boolean"}, "change_summary": {"type": "string"}}),
             &["tool_id"][..],
@@ -390,7 +392,8 @@ pub async fn call(
             let running = name == "mcpbox_start_server";
             let server_id = text(args, "server_id")?;
             body_json(servers::ServerBody::from(
-                servers::set_running_recorded(state, server_id, running, audit).await?,
+                servers::set_running_recorded(state, server_id, running, Principal::Llm, audit)
+                    .await?,
             ))
         }
         "mcpbox_test_code" => {
@@ -398,9 +401,15 @@ pub async fn call(
                 None | Some(Value::Null) => Value::Object(JsonObject::new()),
                 Some(value) => value.clone(),
             };
-            let outcome =
-                crate::execution::test_run(state, text(args, "tool_id")?, arguments, &audit.actor)
-                    .await?;
+            // An LLM's test run honours the admin's disable and stop like a call does.
+            let outcome = crate::execution::test_run(
+                state,
+                text(args, "tool_id")?,
+                arguments,
+                &audit.actor,
+                Principal::Llm,
+            )
+            .await?;
             body_json(crate::execution::TestAnswer::from(outcome))
         }
         "mcpbox_get_tool_logs" => {

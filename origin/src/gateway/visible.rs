@@ -43,13 +43,19 @@ pub struct Page {
 const PUBLIC_NAME: &str = "(s.name || '__' || t.name)";
 
 /// One page of visible tools after `cursor` (the last public name of the previous page).
+/// Tools of a server named before `names` reserved `mcpbox`/`mcpbox_…` are left out: their
+/// public names are read as management tools, so they could be listed but never called.
 pub async fn visible_tools(db: &Db, cursor: Option<&str>) -> Result<Page> {
+    // A constant of `names`, not input: safe to write into the SQL text.
+    let prefix = names::MANAGEMENT_PREFIX;
+    let prefix_len = prefix.len();
     let rows = sqlx::query(&format!(
         "SELECT {PUBLIC_NAME} AS public_name, v.description, v.input_schema \
          FROM tools t JOIN servers s ON s.id = t.server_id \
          JOIN tool_versions v ON v.tool_id = t.id AND v.version = \
            (SELECT MAX(version) FROM tool_versions a WHERE a.tool_id = t.id AND a.status = 'approved') \
          WHERE s.status = 'running' AND t.enabled <> 0 AND {PUBLIC_NAME} > $1 \
+           AND substr({PUBLIC_NAME}, 1, {prefix_len}) <> '{prefix}' \
          ORDER BY {PUBLIC_NAME} LIMIT $2"
     ))
     .bind(cursor.unwrap_or(""))

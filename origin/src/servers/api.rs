@@ -28,6 +28,8 @@ pub struct ServerBody {
     name: String,
     description: String,
     status: &'static str,
+    /// Stopped by a person: only a person (not an LLM over MCP) can start it again.
+    stopped_by_admin: bool,
     default_timeout_ms: i64,
     created_by: String,
     created_at: String,
@@ -42,6 +44,7 @@ impl From<Server> for ServerBody {
             name: server.name,
             description: server.description,
             status,
+            stopped_by_admin: server.stopped_by_admin,
             default_timeout_ms: server.default_timeout_ms,
             created_by: server.created_by,
             created_at: server.created_at,
@@ -139,7 +142,14 @@ async fn set_running(
     running: bool,
 ) -> Result<Json<ServerBody>> {
     audited.auth.require(Role::Admin)?;
-    let server = super::set_running_recorded(state, id, running, &audited.audit).await?;
+    let server = super::set_running_recorded(
+        state,
+        id,
+        running,
+        crate::control::Principal::Person,
+        &audited.audit,
+    )
+    .await?;
     Ok(Json(server.into()))
 }
 

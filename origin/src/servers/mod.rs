@@ -10,6 +10,7 @@ pub use api::{ServerBody, router};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::control::{self, Principal};
 use crate::db::{self, Db};
 use crate::error::{Error, OnConflict, Result};
 use crate::names::Name;
@@ -23,6 +24,9 @@ pub struct Server {
     pub name: String,
     pub description: String,
     pub running: bool,
+    /// The last stop was a person's (an admin's): only a person may start it again
+    /// (`control::may_start`). False while running.
+    pub stopped_by_admin: bool,
     pub default_timeout_ms: i64,
     pub created_by: String,
     pub created_at: String,
@@ -36,8 +40,7 @@ impl Server {
     }
 }
 
-const COLUMNS: &str =
-    "id, name, description, status, default_timeout_ms, created_by, created_at, updated_at";
+const COLUMNS: &str = "id, name, description, status, stopped_by_admin, default_timeout_ms, created_by, created_at, updated_at";
 
 impl Server {
     fn from_row(row: &AnyRow) -> Result<Server> {
@@ -47,6 +50,7 @@ impl Server {
             name: row.try_get("name")?,
             description: row.try_get("description")?,
             running: status == "running",
+            stopped_by_admin: row.try_get::<i64, _>("stopped_by_admin")? != 0,
             default_timeout_ms: row.try_get("default_timeout_ms")?,
             created_by: row.try_get("created_by")?,
             created_at: row.try_get("created_at")?,
@@ -124,21 +128,23 @@ pub async fn update_recorded(
     Ok(server)
 }
 
-/// `set_running` plus its activity row: what every front (REST, MCP) calls.
+/// `set_running` plus its activity row: what every front (REST, UI, MCP) calls.
 pub async fn set_running_recorded(
     state: &crate::app::AppState,
     id: &str,
     running: bool,
+    by: Principal,
     audit: &crate::activity::Audit,
 ) -> Result<Server> {
-    let server = set_running(&state.db, id, running).await?;
+    let server = set_running(&state.db, id, running, by).await?;
     let (action, verb) = if running {
         ("server.start", "started")
     } else {
         ("server.stop", "stopped")
     };
     let event = crate::activity::NewEvent::info(action, format!("server {} {verb}", server.name))
-        .server(&server.id);
+        .server(&server.id)
+        .details(serde_json::json!({"stopped_by_admin": server.stopped_by_admin}));
     crate::activity::record_now(state, audit, event).await?;
     Ok(server)
 }
@@ -239,15 +245,19 @@ pub async fn delete(db: &Db, id: &str) -> Result<()> {
 
 /// Starts or stops a server. Starting needs at least one tool that can run (enabled, with an
 /// approved version); stopping takes every tool of the server out of reach at once.
-pub async fn set_running(db: &Db, id: &str, running: bool) -> Result<Server> {
+///
+/// Who stops it is recorded: a person's stop is an admin's kill switch, which an LLM's start
+/// cannot undo (`control::may_start`); a person may also take over an LLM's stop (stopping a
+/// server an LLM stopped marks it stopped by an admin). Each change is one conditional UPDATE,
+/// so an admin's stop racing an LLM's start cannot be lost.
+pub async fn set_running(db: &Db, id: &str, running: bool, by: Principal) -> Result<Server> {
     let server = get(db, id).await?;
-    if server.running == running {
-        return Err(Error::Conflict(format!(
-            "the server is already {}",
-            if running { "running" } else { "stopped" }
-        )));
-    }
+    let person = by == Principal::Person;
     if running {
+        if server.running {
+            return Err(Error::Conflict("the server is already running".into()));
+        }
+        control::may_start(by, server.stopped_by_admin)?;
         let runnable: i64 = sqlx::query(
             "SELECT COUNT(*) AS n FROM tools t WHERE t.server_id = $1 AND t.enabled = 1 AND EXISTS \
              (SELECT 1 FROM tool_versions v WHERE v.tool_id = t.id AND v.status = 'approved')",
@@ -261,14 +271,43 @@ pub async fn set_running(db: &Db, id: &str, running: bool) -> Result<Server> {
                 "the server has no enabled tool with an approved version; approve one first".into(),
             ));
         }
+        // An LLM's start applies only if no admin stopped the server since it was read.
+        let row = sqlx::query(&format!(
+            "UPDATE servers SET status = 'running', stopped_by_admin = 0, updated_at = $1 \
+             WHERE id = $2 AND status = 'stopped' AND (stopped_by_admin = 0 OR $3 = 1) \
+             RETURNING {COLUMNS}"
+        ))
+        .bind(db::now())
+        .bind(id)
+        .bind(i64::from(person))
+        .fetch_optional(&db.pool)
+        .await?;
+        return match row {
+            Some(row) => Server::from_row(&row),
+            // Changed meanwhile: explain from the state it is in now.
+            None => {
+                let now = get(db, id).await?;
+                control::may_start(by, now.stopped_by_admin)?;
+                Err(Error::Conflict("the server is already running".into()))
+            }
+        };
+    }
+    // Stopping: from running, or (a person) taking over an LLM's stop.
+    if !server.running && (!person || server.stopped_by_admin) {
+        return Err(Error::Conflict("the server is already stopped".into()));
     }
     let row = sqlx::query(&format!(
-        "UPDATE servers SET status = $1, updated_at = $2 WHERE id = $3 RETURNING {COLUMNS}"
+        "UPDATE servers SET status = 'stopped', stopped_by_admin = $1, updated_at = $2 \
+         WHERE id = $3 AND (status = 'running' OR ($1 = 1 AND stopped_by_admin = 0)) \
+         RETURNING {COLUMNS}"
     ))
-    .bind(if running { "running" } else { "stopped" })
+    .bind(i64::from(person))
     .bind(db::now())
     .bind(id)
-    .fetch_one(&db.pool)
+    .fetch_optional(&db.pool)
     .await?;
-    Server::from_row(&row)
+    match row {
+        Some(row) => Server::from_row(&row),
+        None => Err(Error::Conflict("the server is already stopped".into())),
+    }
 }

@@ -41,6 +41,14 @@ pub enum Source {
 }
 
 impl Source {
+    /// Who makes a change from this source: only the MCP management tools write `Llm`.
+    pub fn principal(self) -> crate::control::Principal {
+        match self {
+            Source::Llm => crate::control::Principal::Llm,
+            Source::Admin | Source::Rollback | Source::Import => crate::control::Principal::Person,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Llm => "llm",
@@ -313,6 +321,19 @@ pub async fn approved_versions(
         .collect()
 }
 
+/// Whether a person has approved a version of the tool or is asked to review one: then its
+/// name is part of what was reviewed.
+async fn reviewed(db: &Db, tool_id: &str) -> Result<bool> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n FROM tool_versions WHERE tool_id = $1 \
+         AND status IN ('approved', 'pending_review')",
+    )
+    .bind(tool_id)
+    .fetch_one(&db.pool)
+    .await?;
+    Ok(row.try_get::<i64, _>("n")? > 0)
+}
+
 /// The newest approved version number, if any (what runs while the server runs).
 pub async fn approved_version(db: &Db, tool_id: &str) -> Result<Option<i64>> {
     let row = sqlx::query(
@@ -452,7 +473,10 @@ pub struct Changes {
 }
 
 /// Applies changes. Code or description changes write a new draft version (the approved one
-/// keeps running until the new one is approved); the rest changes the tool row only.
+/// keeps running until the new one is approved, and a version waiting for review stays
+/// pending: approving it makes exactly it run, never the newer draft); the rest changes the
+/// tool row only. From an LLM (`Source::Llm`), `control` rules out enabling a disabled tool and
+/// renaming one a person approved or is reviewing; both are refused before anything changes.
 pub async fn update(
     state: &AppState,
     tool_id: &str,
@@ -467,6 +491,15 @@ pub async fn update(
         crate::servers::check_description(description)?;
     }
     let tool = get(&state.db, tool_id).await?;
+    let by = source.principal();
+    crate::control::may_set_enabled(by, tool.enabled, changes.enabled)?;
+    let renamed = changes
+        .name
+        .as_ref()
+        .is_some_and(|name| name.as_str() != tool.name);
+    if renamed {
+        crate::control::may_rename(by, reviewed(&state.db, tool_id).await?)?;
+    }
     let latest = version(&state.db, tool_id, tool.current_version).await?;
     let code_changed = changes
         .python_code
@@ -535,19 +568,39 @@ pub async fn update(
         .map(Name::as_str)
         .unwrap_or(&tool.name)
         .to_owned();
+    // `enabled` is written only when asked (NULL keeps the stored value), so an edit never
+    // writes back a stale `enabled = 1` over an admin's disable that landed meanwhile; an LLM
+    // can only ever write 0 (`control::may_set_enabled` refused anything else above, and a
+    // `true` that was already true is no change).
+    let enabled = match changes.enabled {
+        Some(true) if by == crate::control::Principal::Llm => None,
+        Some(enabled) => Some(i64::from(enabled)),
+        None => None,
+    };
+    // An LLM's rename applies only if no version became approved or pending meanwhile (the
+    // check above read before this transaction).
+    let llm_rename = renamed && by == crate::control::Principal::Llm;
     let row = sqlx::query(&format!(
-        "UPDATE tools SET name = $1, enabled = $2, timeout_ms = $3, current_version = $4, updated_at = $5 \
-         WHERE id = $6 RETURNING {TOOL_COLUMNS}"
+        "UPDATE tools SET name = COALESCE($1, name), enabled = COALESCE($2, enabled), timeout_ms = $3, current_version = $4, updated_at = $5 \
+         WHERE id = $6 AND ($7 = 0 OR NOT EXISTS (SELECT 1 FROM tool_versions v WHERE v.tool_id = $6 \
+           AND v.status IN ('approved', 'pending_review'))) RETURNING {TOOL_COLUMNS}"
     ))
-    .bind(&name)
-    .bind(i64::from(changes.enabled.unwrap_or(tool.enabled)))
+    .bind(changes.name.as_ref().map(Name::as_str))
+    .bind(enabled)
     .bind(changes.timeout_ms.unwrap_or(tool.timeout_ms))
     .bind(new_version.as_ref().map(|v| v.version).unwrap_or(tool.current_version))
     .bind(db::now())
     .bind(tool_id)
-    .fetch_one(&mut *tx)
+    .bind(i64::from(llm_rename))
+    .fetch_optional(&mut *tx)
     .await
     .on_conflict(|| format!("the server already has a tool named {name:?}"))?;
+    let Some(row) = row else {
+        // Dropping the transaction undoes the new version too.
+        drop(tx);
+        crate::control::may_rename(by, true)?;
+        return Err(Error::NotFound("no tool with that id".into()));
+    };
     tx.commit().await?;
     let new_version = match new_version {
         Some(version) => Some(
@@ -674,14 +727,31 @@ pub struct Approved {
 /// Why code is about to run, which decides what the call-time check requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
-    /// A client's call: the server must be running and the tool enabled.
+    /// A client's call: the newest approved version, the server running and the tool enabled.
     Call,
-    /// An admin's test run of the newest version even if it is not approved: only allowed when
-    /// the policy's `tool_approval_mode` is `auto_approve` (the caller checks).
-    TestNewest,
-    /// An admin's test run: approval and the hash are still required, but a stopped server or a
-    /// disabled tool can be tried before going live.
-    Test,
+    /// A test run, as `control::test_purpose` decides it for who asks.
+    Test {
+        /// The server must be running and the tool enabled, as for a call (an LLM's test run:
+        /// an admin's stop or disable holds for test runs too). A person may try a stopped
+        /// server or a disabled tool before going live.
+        live_only: bool,
+        /// The newest version runs even if it is not approved: only under the policy's
+        /// `tool_approval_mode = auto_approve`. Otherwise approval and the hash are required.
+        newest: bool,
+    },
+}
+
+impl Purpose {
+    fn live_only(self) -> bool {
+        match self {
+            Purpose::Call => true,
+            Purpose::Test { live_only, .. } => live_only,
+        }
+    }
+
+    fn newest(self) -> bool {
+        matches!(self, Purpose::Test { newest: true, .. })
+    }
 }
 
 /// The call-time check: the tool exists, it has an approved version, that version's code still
@@ -700,13 +770,13 @@ pub async fn runnable_for(db: &Db, tool_id: &str, purpose: Purpose) -> Result<Ap
          WHERE t.id = $1",
     )
     .bind(tool_id)
-    .bind(purpose == Purpose::TestNewest)
+    .bind(purpose.newest())
     .fetch_optional(&db.pool)
     .await?
     .ok_or_else(|| Error::NotFound("no tool with that id".into()))?;
     let name: String = row.try_get("name")?;
     let server_name: String = row.try_get("server_name")?;
-    if purpose == Purpose::Call {
+    if purpose.live_only() {
         if row.try_get::<String, _>("status")? != "running" {
             return Err(Error::Conflict(format!(
                 "the server {server_name:?} is not running"

@@ -169,6 +169,8 @@ async fn decide_tool_version(
     }
 }
 
+/// `submit`: an admin puts a draft (or rejected) version up for review, as the REST API's
+/// `submit_for_review` does; then an approver decides it like any request.
 async fn decide_tool(
     State(state): State<AppState>,
     ui: Ui,
@@ -177,6 +179,12 @@ async fn decide_tool(
 ) -> Response {
     let back = format!("/ui/approvals/tools/{tool_id}/{number}");
     let result = async {
+        if action == "submit" {
+            ui.require(Role::Admin)?;
+            return approvals::request_publish(&state, &tool_id, Some(number), None, &ui.audit())
+                .await
+                .map(drop);
+        }
         let reviewer = Reviewer::from_audited(&ui.audited())?;
         decide_tool_version(
             &state,
@@ -190,6 +198,10 @@ async fn decide_tool(
     }
     .await;
     match result {
+        // Submitted: the approver reviews it on the same page.
+        Ok(()) if action == "submit" => {
+            super::done(&back, format!("Version {number} submitted for review."))
+        }
         Ok(()) => super::done(
             "/ui/approvals",
             format!("Version {number} {}.", past(&action)),

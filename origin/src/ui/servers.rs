@@ -121,7 +121,14 @@ async fn set_running(state: &AppState, ui: &Ui, id: &str, running: bool) -> Resp
     let back = format!("/ui/servers/{id}");
     let result = async {
         ui.require(Role::Admin)?;
-        servers::set_running_recorded(state, id, running, &ui.audit()).await
+        servers::set_running_recorded(
+            state,
+            id,
+            running,
+            crate::control::Principal::Person,
+            &ui.audit(),
+        )
+        .await
     }
     .await;
     outcome(

@@ -172,7 +172,14 @@ async fn test_run(
                 "the arguments must be a JSON object".into(),
             ));
         }
-        execution::test_run(&state, &id, arguments, &ui.auth.user().username).await
+        execution::test_run(
+            &state,
+            &id,
+            arguments,
+            &ui.auth.user().username,
+            crate::control::Principal::Person,
+        )
+        .await
     }
     .await;
     match result {

@@ -328,11 +328,24 @@ impl TestApp {
         created.body["id"].as_str().unwrap().to_owned()
     }
 
-    /// Approves a tool's newest version.
+    /// Submits a tool's newest version for review (an admin's `submit_for_review`) and approves
+    /// exactly that version: only a version pending review can be approved.
     pub async fn approve_tool(&self, token: &str, tool: &str) {
         let path = format!("/api/approvals/tools/{tool}/action");
+        let submitted = self
+            .post(&path, Some(token), json!({"action": "submit_for_review"}))
+            .await;
+        assert_eq!(submitted.status, StatusCode::OK, "{}", submitted.text);
+        let version = submitted.body["version"].as_i64().unwrap();
+        if submitted.body["status"] == "approved" {
+            return; // the policy approves tools automatically
+        }
         let approved = self
-            .post(&path, Some(token), json!({"action": "approve"}))
+            .post(
+                &path,
+                Some(token),
+                json!({"action": "approve", "version": version}),
+            )
             .await;
         assert_eq!(approved.status, StatusCode::OK, "{}", approved.text);
     }
@@ -345,6 +358,40 @@ impl TestApp {
             json!({"tool_id": tool, "arguments": arguments}),
         )
         .await
+    }
+
+    /// One 2026-07-28 (stateless) JSON-RPC request to the local `/mcp`, as a local MCP client
+    /// sends it: the JSON-RPC answer.
+    pub async fn mcp(&self, method: &str, mut params: Value) -> Value {
+        params["_meta"] = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+        });
+        let mut request = Self::request(Method::POST, "/mcp", None, LOCAL)
+            .header("host", "127.0.0.1")
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", method);
+        if let Some(name) = params["name"].as_str() {
+            request = request.header("mcp-name", name);
+        }
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let answer = self
+            .send(request.body(Body::from(body.to_string())).unwrap())
+            .await;
+        assert!(answer.status.is_success(), "{method}: {}", answer.text);
+        if !answer.body.is_null() {
+            return answer.body;
+        }
+        // An SSE answer: the message is on a `data:` line.
+        answer
+            .text
+            .lines()
+            .filter_map(|line| line.strip_prefix("data:"))
+            .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+            .find(|message| message["id"] == 1)
+            .unwrap_or_else(|| panic!("{method}: no answer in {}", answer.text))
     }
 
     pub async fn count(&self, table: &str) -> i64 {

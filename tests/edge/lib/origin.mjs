@@ -107,7 +107,11 @@ export async function approvedTool(origin, serverName, toolName, code) {
   if (server.status !== 201) throw new Error(`create server: ${JSON.stringify(server)}`);
   const tool = await api(url, `/api/servers/${server.body.id}/tools`, { name: toolName, python_code: code }, adminToken);
   if (tool.status !== 201) throw new Error(`create tool: ${JSON.stringify(tool)}`);
-  const approve = await api(url, `/api/approvals/tools/${tool.body.id}/action`, { action: "approve" }, adminToken);
+  // Only a version pending review can be approved: submit it first, then approve that version.
+  const action = `/api/approvals/tools/${tool.body.id}/action`;
+  const submitted = await api(url, action, { action: "submit_for_review" }, adminToken);
+  if (submitted.status !== 200) throw new Error(`submit: ${JSON.stringify(submitted)}`);
+  const approve = await api(url, action, { action: "approve", version: submitted.body.version }, adminToken);
   if (approve.status !== 200) throw new Error(`approve: ${JSON.stringify(approve)}`);
   const start = await api(url, `/api/sandbox/servers/${server.body.id}/start`, {}, adminToken);
   if (start.status !== 200) throw new Error(`start: ${JSON.stringify(start)}`);
