@@ -11,6 +11,7 @@ use anyhow::Context;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::auth::password::Passwords;
 use crate::auth::throttle::LoginThrottle;
 use crate::auth::tokens::{self, JwtKeys};
 use crate::config::{ServeArgs, StorageArgs};
@@ -34,6 +35,8 @@ pub struct AppInner {
     pub jwt: JwtKeys,
     /// Failed sign-in counters (in memory, per replica).
     pub throttle: LoginThrottle,
+    /// The bounded pool every password hash and verification runs in.
+    pub passwords: Passwords,
     /// The sandbox supervisor (every tool run and code validation goes through it).
     pub sandbox: Sandbox,
     /// Live listeners of the activity log.
@@ -57,6 +60,7 @@ impl AppState {
             keys,
             jwt,
             throttle: LoginThrottle::default(),
+            passwords: Passwords::default(),
             sandbox,
             activity: crate::activity::Hub::default(),
             external: crate::external::Pool::default(),
