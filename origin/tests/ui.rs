@@ -28,6 +28,7 @@ on_both_backends!(
     external_sources_are_added_discovered_and_imported_from_the_server_page,
     simultaneous_wrong_sign_ins_through_the_form_are_counted_before_any_hashing,
     ui_cookies_and_api_tokens_are_not_interchangeable,
+    the_live_view_ends_when_its_session_does,
 );
 
 /// A browser in miniature: a cookie jar, and the CSRF token of the last page.
@@ -136,6 +137,16 @@ impl<'a> Browser<'a> {
         TestApp::request(method, path, None, LOCAL)
             .header(header::HOST, "mcpbox.test")
             .header(header::COOKIE, jar.join("; "))
+    }
+
+    /// Opens a streamed page (the live activity view) and returns its body as it arrives.
+    async fn open_stream(&self, path: &str) -> axum::body::BodyDataStream {
+        let request = self.request(Method::GET, path).body(Body::empty()).unwrap();
+        let response = tower::ServiceExt::oneshot(self.app.router.clone(), request)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.into_body().into_data_stream()
     }
 
     /// Posts a form with this browser's CSRF token.
@@ -1084,4 +1095,75 @@ async fn ui_cookies_and_api_tokens_are_not_interchangeable(app: TestApp) {
         .post("/auth/refresh", None, json!({"refresh_token": api_refresh}))
         .await;
     assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text);
+}
+
+/// Reads a live stream until it ends or `wait` passes: whether it ended, and what it sent.
+async fn drain(body: &mut axum::body::BodyDataStream, wait: std::time::Duration) -> (bool, String) {
+    use futures_util::StreamExt;
+    let mut seen = String::new();
+    let ended = tokio::time::timeout(wait, async {
+        while let Some(Ok(chunk)) = body.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await
+    .is_ok();
+    (ended, seen)
+}
+
+/// `/ui/activity/stream` after its session ended (signed out; separately, the account disabled):
+/// the next change is not delivered and the stream ends, while a live session's stream gets it.
+async fn the_live_view_ends_when_its_session_does(app: TestApp) {
+    let admin = app.admin().await.token("access_token");
+    app.user_with_role(&admin, "victor", "viewer").await;
+    let mut watcher = Browser::new(&app);
+    watcher.sign_in("admin", PASSWORD).await;
+    let mut control = watcher.open_stream("/ui/activity/stream").await;
+
+    let mut leaving = Browser::new(&app);
+    leaving.sign_in("victor", PASSWORD).await;
+    let mut signed_out = leaving.open_stream("/ui/activity/stream").await;
+    leaving.get("/ui/account").await;
+    assert_eq!(
+        leaving.post("/ui/logout", &[]).await.location(),
+        "/ui/login"
+    );
+    app.create_server(&admin, "after_logout").await;
+    let (ended, seen) = drain(&mut signed_out, std::time::Duration::from_secs(5)).await;
+    assert!(ended, "the stream outlived the sign-out");
+    assert!(!seen.contains("after_logout"), "{seen}");
+
+    let mut disabled = Browser::new(&app);
+    disabled.sign_in("victor", PASSWORD).await;
+    let mut stream = disabled.open_stream("/ui/activity/stream").await;
+    let id = app.get("/api/users", Some(&admin)).await.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "victor")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let patched = app
+        .call(
+            Method::PATCH,
+            &format!("/api/users/{id}"),
+            Some(&admin),
+            json!({"is_active": false}),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    app.create_server(&admin, "after_disable").await;
+    let (ended, seen) = drain(&mut stream, std::time::Duration::from_secs(5)).await;
+    assert!(ended, "the stream outlived the account");
+    assert!(!seen.contains("after_disable"), "{seen}");
+
+    // The admin's stream is alive and got both changes (they were published).
+    let (ended, seen) = drain(&mut control, std::time::Duration::from_millis(500)).await;
+    assert!(!ended);
+    assert!(
+        seen.contains("after_logout") && seen.contains("after_disable"),
+        "{seen}"
+    );
 }
