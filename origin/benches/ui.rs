@@ -40,15 +40,22 @@ async fn main() {
     );
     let admin = origin::users::create_first_admin(
         &db,
+        &state.passwords,
         &Username::parse("admin").expect("name"),
         &NewPassword::parse("correct horse battery").expect("password"),
     )
     .await
     .expect("admin");
     let mut conn = db.pool.acquire().await.expect("connection");
-    let pair = origin::auth::tokens::issue_pair(&mut conn, &state.jwt, &admin, None)
-        .await
-        .expect("tokens");
+    let pair = origin::auth::tokens::issue_pair(
+        &mut conn,
+        &state.jwt,
+        &admin,
+        None,
+        origin::auth::tokens::Audience::Ui,
+    )
+    .await
+    .expect("tokens");
     drop(conn);
     let cookie = format!("mcpbox_at={}", pair.access_token);
     let router = origin::app::router(state);

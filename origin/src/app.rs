@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
+use crate::auth::password::Passwords;
 use crate::auth::throttle::LoginThrottle;
 use crate::auth::tokens::{self, JwtKeys};
 use crate::config::{ServeArgs, StorageArgs};
@@ -36,6 +35,8 @@ pub struct AppInner {
     pub jwt: JwtKeys,
     /// Failed sign-in counters (in memory, per replica).
     pub throttle: LoginThrottle,
+    /// The bounded pool every password hash and verification runs in.
+    pub passwords: Passwords,
     /// The sandbox supervisor (every tool run and code validation goes through it).
     pub sandbox: Sandbox,
     /// Live listeners of the activity log.
@@ -59,6 +60,7 @@ impl AppState {
             keys,
             jwt,
             throttle: LoginThrottle::default(),
+            passwords: Passwords::default(),
             sandbox,
             activity: crate::activity::Hub::default(),
             external: crate::external::Pool::default(),
@@ -181,46 +183,32 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let allowlist =
                 crate::gateway::tunnel::EmailAllowlist::new(&args.remote_allowed_emails);
             let app =
-                crate::gateway::tunnel::router(state.clone(), token, allowlist, changes.clone())
-                    .into_make_service_with_connect_info::<SocketAddr>();
-            let listener = listener.tap_io(no_delay);
-            Some(tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown_signal())
-                    .await
-            }))
+                crate::gateway::tunnel::router(state.clone(), token, allowlist, changes.clone());
+            let limits = args.listener_limits();
+            Some(tokio::spawn(crate::listener::serve(
+                listener,
+                app,
+                limits,
+                shutdown_signal(),
+            )))
         }
         _ => None,
     };
     let pruner = tokio::spawn(prune_tokens_periodically(db.clone()));
     let retention = tokio::spawn(apply_retention_periodically(db.clone()));
     let mcp = args.mcp_access(addr);
-    let app = router_with(state, &mcp, changes).into_make_service_with_connect_info::<SocketAddr>();
-    let listener = listener.tap_io(no_delay);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the HTTP server failed")?;
-    if let Some(tunnel) = tunnel {
-        match tunnel.await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::error!(error = %err, "the tunnel listener failed"),
-            Err(err) => tracing::error!(error = %err, "the tunnel listener panicked"),
-        }
+    let app = router_with(state, &mcp, changes);
+    crate::listener::serve(listener, app, args.listener_limits(), shutdown_signal()).await;
+    if let Some(tunnel) = tunnel
+        && let Err(err) = tunnel.await
+    {
+        tracing::error!(error = %err, "the tunnel listener panicked");
     }
     pruner.abort();
     retention.abort();
     db.pool.close().await;
     tracing::info!("shut down cleanly");
     Ok(())
-}
-
-/// No Nagle: MCP answers are small SSE writes in quick succession, and Nagle plus the client's
-/// delayed ACK would add ~40 ms to each.
-fn no_delay(tcp: &mut tokio::net::TcpStream) {
-    if let Err(err) = tcp.set_nodelay(true) {
-        tracing::debug!(error = %err, "could not set TCP_NODELAY");
-    }
 }
 
 /// An unspecified bind address is reachable as localhost from this machine.

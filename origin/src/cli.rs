@@ -5,7 +5,7 @@ use std::io::BufRead;
 use anyhow::Context;
 
 use crate::app::open_storage;
-use crate::auth::password::{NewPassword, Username};
+use crate::auth::password::{NewPassword, Passwords, Username};
 use crate::config::AdminCommand;
 use crate::users;
 
@@ -19,7 +19,8 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             let username = Username::parse(&username)?;
             let password = read_password()?;
             let (db, _) = open_storage(&storage).await?;
-            let user = users::create(&db, &username, &password, role).await?;
+            let user =
+                users::create(&db, &Passwords::default(), &username, &password, role).await?;
             println!("created {} account {}", user.role, user.username);
         }
         AdminCommand::ResetPassword { storage, username } => {
@@ -28,7 +29,7 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             let (user, _) = users::find_for_login(&db, &username)
                 .await?
                 .with_context(|| format!("there is no account named {username:?}"))?;
-            users::set_password(&db, &user.id, &password).await?;
+            users::set_password(&db, &Passwords::default(), &user.id, &password).await?;
             println!(
                 "password of {} reset; every earlier session is signed out",
                 user.username

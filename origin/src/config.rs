@@ -131,6 +131,27 @@ pub struct ServeArgs {
     )]
     pub remote_allowed_emails: Vec<String>,
 
+    /// Seconds a connection may take to send a whole request head (and may stay idle between
+    /// requests) before it is closed; applies to both listeners. Never cuts a response being
+    /// streamed (MCP streams, the live activity stream).
+    #[arg(
+        long,
+        env = "MCPBOX_HEADER_READ_TIMEOUT",
+        default_value_t = 20,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub header_read_timeout: u64,
+
+    /// Connections each listener keeps open at most (streams included). Beyond it, new
+    /// connections wait in the kernel's listen backlog until one closes.
+    #[arg(
+        long,
+        env = "MCPBOX_MAX_CONNECTIONS",
+        default_value_t = 256,
+        value_parser = clap::value_parser!(u32).range(1..=65_536)
+    )]
+    pub max_connections: u32,
+
     /// Log output: `text` for people, `json` for log collectors.
     #[arg(long, env = "MCPBOX_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -160,6 +181,14 @@ pub enum AdminCommand {
 }
 
 impl ServeArgs {
+    /// The connection limits of each listener.
+    pub fn listener_limits(&self) -> crate::listener::Limits {
+        crate::listener::Limits {
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout),
+            max_connections: self.max_connections as usize,
+        }
+    }
+
     /// Loopback, the address actually bound (when it is a specific one) and the extra flags.
     pub fn mcp_access(&self, bound: SocketAddr) -> crate::gateway::McpAccess {
         let mut hosts = crate::gateway::McpAccess::default()

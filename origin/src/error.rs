@@ -42,6 +42,13 @@ pub enum Error {
         message: String,
         retry_after_secs: u64,
     },
+    /// Too much of a bounded resource is in use right now (e.g. password hashing); try again
+    /// after `retry_after_secs`. 503 with `Retry-After`.
+    #[error("{message}")]
+    Busy {
+        message: &'static str,
+        retry_after_secs: u64,
+    },
     /// A dependency (the database, later the sandbox) is not available.
     #[error("{0}")]
     Unavailable(String),
@@ -66,6 +73,7 @@ impl Error {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             Error::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+            Error::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Error::BadGateway(_) => (StatusCode::BAD_GATEWAY, "upstream_failed"),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
@@ -104,6 +112,9 @@ impl IntoResponse for Error {
         let message = self.public_message();
         let mut response = (status, Json(ErrorBody::new(code, message))).into_response();
         if let Error::TooManyRequests {
+            retry_after_secs, ..
+        }
+        | Error::Busy {
             retry_after_secs, ..
         } = self
         {

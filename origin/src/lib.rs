@@ -4,6 +4,7 @@
 //! - `config`: the clap command line (every flag also an `MCPBOX_*` variable).
 //! - `app`: shared state (`AppState`), the router, `serve` and graceful shutdown.
 //! - `http`: layers every response goes through (security headers, JSON errors, limits, ids).
+//! - `listener`: serving a listener with a header-read timeout and a connection cap.
 //! - `error`: `Error`, the one error type, and the `ApiJson`/`ApiQuery` extractors.
 //! - `db`: the sqlx Any pool over SQLite or PostgreSQL, migrations, ids and timestamps.
 //! - `crypto`: AES-256-GCM values bound to their owner, key loading and rotation.
@@ -40,6 +41,7 @@ pub mod external;
 pub mod gateway;
 pub mod health;
 pub mod http;
+pub mod listener;
 pub mod names;
 pub mod openapi;
 pub mod pagination;

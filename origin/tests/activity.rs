@@ -16,6 +16,7 @@ on_both_backends!(
     a_refused_change_leaves_no_audit_row,
     the_live_stream_delivers_matching_events,
     activity_is_read_only_for_viewers_and_validated,
+    a_live_stream_ends_when_its_session_does,
 );
 
 const CODE: &str = "def main():\n    return 1\n";
@@ -218,4 +219,74 @@ async fn activity_is_read_only_for_viewers_and_validated(app: TestApp) {
         total
     );
     assert_eq!(app.count("activity_logs").await, 0);
+}
+
+async fn open_stream(app: &TestApp, token: &str) -> axum::body::BodyDataStream {
+    let request = TestApp::request(Method::GET, "/api/activity/stream", Some(token), LOCAL)
+        .body(Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(app.router.clone(), request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.into_body().into_data_stream()
+}
+
+/// Reads a stream until it ends or `wait` passes: whether it ended, and what it sent.
+async fn drain(body: &mut axum::body::BodyDataStream, wait: Duration) -> (bool, String) {
+    let mut seen = String::new();
+    let ended = tokio::time::timeout(wait, async {
+        while let Some(Ok(chunk)) = body.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await
+    .is_ok();
+    (ended, seen)
+}
+
+/// A viewer's stream after sign-out, and (separately) after the account is disabled: the next
+/// change is not delivered and the stream ends. Before, both kept delivering every event.
+async fn a_live_stream_ends_when_its_session_does(app: TestApp) {
+    let admin = app.admin().await.token("access_token");
+    let mut control = open_stream(&app, &admin).await;
+    let viewer = app
+        .user_with_role(&admin, "watcher", "viewer")
+        .await
+        .token("access_token");
+    let mut signed_out = open_stream(&app, &viewer).await;
+    let out = app.post("/auth/logout", Some(&viewer), json!({})).await;
+    assert_eq!(out.status, StatusCode::OK, "{}", out.text);
+    app.create_server(&admin, "after_logout").await;
+    let (ended, seen) = drain(&mut signed_out, Duration::from_secs(5)).await;
+    assert!(ended, "the stream outlived the sign-out");
+    assert!(!seen.contains("after_logout"), "{seen}");
+
+    let again = app.login("watcher", PASSWORD).await.token("access_token");
+    let id = app.get("/auth/me", Some(&again)).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut disabled = open_stream(&app, &again).await;
+    let patched = app
+        .call(
+            Method::PATCH,
+            &format!("/api/users/{id}"),
+            Some(&admin),
+            json!({"is_active": false}),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    app.create_server(&admin, "after_disable").await;
+    let (ended, seen) = drain(&mut disabled, Duration::from_secs(5)).await;
+    assert!(ended, "the stream outlived the account");
+    assert!(!seen.contains("after_disable"), "{seen}");
+
+    // The admin's stream is alive and got both changes (they were published).
+    let (ended, seen) = drain(&mut control, Duration::from_millis(500)).await;
+    assert!(!ended);
+    assert!(
+        seen.contains("after_logout") && seen.contains("after_disable"),
+        "{seen}"
+    );
 }

@@ -29,6 +29,9 @@ on_both_backends!(
     admin_manages_users,
     last_admin_cannot_be_removed,
     disabled_account_cannot_sign_in_or_use_tokens,
+    simultaneous_wrong_sign_ins_are_counted_before_any_hashing,
+    simultaneous_wrong_current_passwords_are_counted_before_any_hashing,
+    password_checks_in_flight_are_bounded,
 );
 
 async fn setup_creates_the_first_admin_once(app: TestApp) {
@@ -453,6 +456,7 @@ async fn forged_and_wrong_type_tokens_are_rejected(app: TestApp) {
         sub: sub.to_owned(),
         role: role.to_owned(),
         typ: typ.to_owned(),
+        aud: "mcpbox-api".to_owned(),
         ep,
         jti: uuid::Uuid::now_v7().to_string(),
         iat: now,
@@ -476,7 +480,7 @@ async fn forged_and_wrong_type_tokens_are_rejected(app: TestApp) {
     let no_role = {
         use base64::Engine;
         let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
-            json!({"sub": id, "typ": "access", "ep": 0, "jti": "x", "iat": now, "exp": now + 60})
+            json!({"sub": id, "typ": "access", "aud": "mcpbox-api", "ep": 0, "jti": "x", "iat": now, "exp": now + 60})
                 .to_string(),
         );
         let token = encode_access(keys, &claims("access", "admin", 0, &id, now + 60)).unwrap();
@@ -526,6 +530,28 @@ async fn forged_and_wrong_type_tokens_are_rejected(app: TestApp) {
         (
             "expired",
             encode_access(keys, &claims("access", "admin", 0, &id, now - 60)).unwrap(),
+        ),
+        (
+            "the UI's audience",
+            encode_access(
+                keys,
+                &AccessClaims {
+                    aud: "mcpbox-ui".into(),
+                    ..claims("access", "admin", 0, &id, now + 60)
+                },
+            )
+            .unwrap(),
+        ),
+        (
+            "no audience",
+            encode_access(
+                keys,
+                &AccessClaims {
+                    aud: String::new(),
+                    ..claims("access", "admin", 0, &id, now + 60)
+                },
+            )
+            .unwrap(),
         ),
         ("alg none", header_only(&good)),
         ("missing role claim", no_role),
@@ -812,4 +838,98 @@ async fn disabled_account_cannot_sign_in_or_use_tokens(app: TestApp) {
     )
     .await;
     assert_eq!(app.login("watcher", PASSWORD).await.status, StatusCode::OK);
+}
+
+/// Forty wrong passwords for one account from one address, all at once: the throttle counts
+/// each attempt before its password is checked, so only the first five are hashed and the rest
+/// get 429 without any Argon2 work (counted by the pool, not timed). Before, every attempt
+/// passed the check before any failure was recorded: forty 401s and forty hashes of 19 MiB.
+async fn simultaneous_wrong_sign_ins_are_counted_before_any_hashing(app: TestApp) {
+    app.admin().await;
+    let before = app.state.passwords.stats().verified;
+    let attempts = (0..40).map(|_| app.login_from(ip(7), ADMIN, "wrong password!"));
+    let answers = futures_util::future::join_all(attempts).await;
+    let count = |status: StatusCode| answers.iter().filter(|a| a.status == status).count();
+    assert_eq!(count(StatusCode::UNAUTHORIZED), 5);
+    assert_eq!(count(StatusCode::TOO_MANY_REQUESTS), 35);
+    assert!(
+        answers
+            .iter()
+            .filter(|a| a.status == StatusCode::TOO_MANY_REQUESTS)
+            .all(|a| a.headers.contains_key("retry-after"))
+    );
+    assert_eq!(app.state.passwords.stats().verified - before, 5);
+    // The address stays locked for the minute, even for the right password (as before).
+    assert_eq!(
+        app.login_from(ip(7), ADMIN, PASSWORD).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(app.state.passwords.stats().verified - before, 5);
+    // A right password gives its attempt back: an address that signs in five times is fine.
+    for _ in 0..6 {
+        assert_eq!(
+            app.login_from(ip(8), ADMIN, PASSWORD).await.status,
+            StatusCode::OK
+        );
+    }
+}
+
+/// The same attack on the password change of a signed-in account (whose token leaked).
+async fn simultaneous_wrong_current_passwords_are_counted_before_any_hashing(app: TestApp) {
+    let access = app.admin().await.token("access_token");
+    let before = app.state.passwords.stats();
+    let attempts = (0..40).map(|_| {
+        app.call_from(
+            ip(9),
+            Method::POST,
+            "/auth/change-password",
+            Some(&access),
+            json!({"current_password": "not the password", "new_password": "a new long passphrase"}),
+        )
+    });
+    let answers = futures_util::future::join_all(attempts).await;
+    let count = |status: StatusCode| answers.iter().filter(|a| a.status == status).count();
+    assert_eq!(count(StatusCode::UNAUTHORIZED), 5);
+    assert_eq!(count(StatusCode::TOO_MANY_REQUESTS), 35);
+    let after = app.state.passwords.stats();
+    assert_eq!(after.verified - before.verified, 5);
+    assert_eq!(after.hashed, before.hashed, "no new password was hashed");
+    assert_eq!(app.login(ADMIN, PASSWORD).await.status, StatusCode::OK);
+}
+
+/// Sixty wrong sign-ins from sixty addresses for sixty names at once (the throttle cannot help):
+/// no more Argon2 runs at once than the pool's slots, the excess is refused with 503, a
+/// readable message and `Retry-After` (never queued without bound), and the pool recovers.
+async fn password_checks_in_flight_are_bounded(app: TestApp) {
+    app.admin().await;
+    let before = app.state.passwords.stats();
+    let app = &app;
+    let attempts = (0..60u8).map(|i| {
+        let name = format!("nobody{i}");
+        async move { app.login_from(ip(100 + i), &name, "wrong password!").await }
+    });
+    let answers = futures_util::future::join_all(attempts).await;
+    let mut busy = 0;
+    for answer in &answers {
+        match answer.status {
+            StatusCode::UNAUTHORIZED => {}
+            StatusCode::SERVICE_UNAVAILABLE => {
+                busy += 1;
+                assert_eq!(answer.error_code(), "busy", "{}", answer.text);
+                assert!(answer.headers.contains_key("retry-after"));
+            }
+            other => panic!("unexpected {other}: {}", answer.text),
+        }
+    }
+    let after = app.state.passwords.stats();
+    assert!(after.peak <= after.slots, "{after:?}");
+    assert_eq!(after.running, 0);
+    let verified = after.verified - before.verified;
+    assert_eq!(verified as usize + busy, 60, "{after:?}");
+    assert!(verified as usize >= after.slots, "{after:?}");
+    // A refusal for load counts against nobody: the same address and name try again.
+    assert_eq!(
+        app.login_from(ip(100), ADMIN, PASSWORD).await.status,
+        StatusCode::OK
+    );
 }

@@ -26,6 +26,9 @@ on_both_backends!(
     the_activity_log_pages_back_in_time,
     the_global_module_allowlist_decides_what_every_server_may_import,
     external_sources_are_added_discovered_and_imported_from_the_server_page,
+    simultaneous_wrong_sign_ins_through_the_form_are_counted_before_any_hashing,
+    ui_cookies_and_api_tokens_are_not_interchangeable,
+    the_live_view_ends_when_its_session_does,
 );
 
 /// A browser in miniature: a cookie jar, and the CSRF token of the last page.
@@ -122,6 +125,28 @@ impl<'a> Browser<'a> {
 
     async fn get(&mut self, path: &str) -> Page {
         self.send(Method::GET, path, None).await
+    }
+
+    /// A request carrying this browser's cookies, not sent.
+    fn request(&self, method: Method, path: &str) -> axum::http::request::Builder {
+        let jar: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        TestApp::request(method, path, None, LOCAL)
+            .header(header::HOST, "mcpbox.test")
+            .header(header::COOKIE, jar.join("; "))
+    }
+
+    /// Opens a streamed page (the live activity view) and returns its body as it arrives.
+    async fn open_stream(&self, path: &str) -> axum::body::BodyDataStream {
+        let request = self.request(Method::GET, path).body(Body::empty()).unwrap();
+        let response = tower::ServiceExt::oneshot(self.app.router.clone(), request)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.into_body().into_data_stream()
     }
 
     /// Posts a form with this browser's CSRF token.
@@ -1026,4 +1051,148 @@ async fn external_sources_are_added_discovered_and_imported_from_the_server_page
         )
         .await;
     assert_eq!(gone.location(), server_page);
+}
+
+/// The sign-in form shares `auth::sign_in`: twenty wrong passwords posted at once from one
+/// address are counted before any is checked, so five are hashed and fifteen get 429.
+async fn simultaneous_wrong_sign_ins_through_the_form_are_counted_before_any_hashing(app: TestApp) {
+    set_up(&app).await;
+    let mut browser = Browser::new(&app);
+    browser.get("/ui/login").await;
+    let before = app.state.passwords.stats().verified;
+    let form = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("_csrf", browser.csrf.as_str()),
+            ("username", "admin"),
+            ("password", "wrong password!"),
+        ])
+        .finish();
+    let posts = (0..20).map(|_| {
+        let request = browser
+            .request(Method::POST, "/ui/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(form.clone()))
+            .unwrap();
+        app.send(request)
+    });
+    let pages = futures_util::future::join_all(posts).await;
+    let count = |status: StatusCode| pages.iter().filter(|p| p.status == status).count();
+    assert_eq!(count(StatusCode::UNAUTHORIZED), 5);
+    assert_eq!(count(StatusCode::TOO_MANY_REQUESTS), 15);
+    assert_eq!(app.state.passwords.stats().verified - before, 5);
+}
+
+/// The UI's cookies hold tokens for the UI's audience only: a leaked cookie is refused as an
+/// API bearer token and on `/auth/refresh` (without spending it), and API tokens placed in the
+/// cookies are no UI session.
+async fn ui_cookies_and_api_tokens_are_not_interchangeable(app: TestApp) {
+    let mut browser = set_up(&app).await;
+    let ui_access = browser.cookie("mcpbox_at").unwrap().to_owned();
+    let ui_refresh = browser.cookie("mcpbox_rt").unwrap().to_owned();
+    for path in ["/auth/me", "/api/servers", "/api/activity/logs"] {
+        let response = app.get(path, Some(&ui_access)).await;
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let refreshed = app
+        .post("/auth/refresh", None, json!({"refresh_token": ui_refresh}))
+        .await;
+    assert_eq!(
+        refreshed.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        refreshed.text
+    );
+    // …and the refusal did not spend it: the browser's session still renews through it.
+    browser.set("mcpbox_at", "");
+    assert_eq!(browser.get("/ui/servers").await.status, StatusCode::OK);
+
+    let api = app.login("admin", PASSWORD).await;
+    let api_access = api.token("access_token");
+    let api_refresh = api.token("refresh_token");
+    let mut forged = Browser::new(&app);
+    forged.set("mcpbox_at", &api_access);
+    assert_eq!(forged.get("/ui").await.location(), "/ui/login");
+    let mut forged = Browser::new(&app);
+    forged.set("mcpbox_rt", &api_refresh);
+    assert_eq!(forged.get("/ui").await.location(), "/ui/login");
+    // Both API tokens still work where they belong.
+    assert_eq!(
+        app.get("/auth/me", Some(&api_access)).await.status,
+        StatusCode::OK
+    );
+    let rotated = app
+        .post("/auth/refresh", None, json!({"refresh_token": api_refresh}))
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text);
+}
+
+/// Reads a live stream until it ends or `wait` passes: whether it ended, and what it sent.
+async fn drain(body: &mut axum::body::BodyDataStream, wait: std::time::Duration) -> (bool, String) {
+    use futures_util::StreamExt;
+    let mut seen = String::new();
+    let ended = tokio::time::timeout(wait, async {
+        while let Some(Ok(chunk)) = body.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await
+    .is_ok();
+    (ended, seen)
+}
+
+/// `/ui/activity/stream` after its session ended (signed out; separately, the account disabled):
+/// the next change is not delivered and the stream ends, while a live session's stream gets it.
+async fn the_live_view_ends_when_its_session_does(app: TestApp) {
+    let admin = app.admin().await.token("access_token");
+    app.user_with_role(&admin, "victor", "viewer").await;
+    let mut watcher = Browser::new(&app);
+    watcher.sign_in("admin", PASSWORD).await;
+    let mut control = watcher.open_stream("/ui/activity/stream").await;
+
+    let mut leaving = Browser::new(&app);
+    leaving.sign_in("victor", PASSWORD).await;
+    let mut signed_out = leaving.open_stream("/ui/activity/stream").await;
+    leaving.get("/ui/account").await;
+    assert_eq!(
+        leaving.post("/ui/logout", &[]).await.location(),
+        "/ui/login"
+    );
+    app.create_server(&admin, "after_logout").await;
+    let (ended, seen) = drain(&mut signed_out, std::time::Duration::from_secs(5)).await;
+    assert!(ended, "the stream outlived the sign-out");
+    assert!(!seen.contains("after_logout"), "{seen}");
+
+    let mut disabled = Browser::new(&app);
+    disabled.sign_in("victor", PASSWORD).await;
+    let mut stream = disabled.open_stream("/ui/activity/stream").await;
+    let id = app.get("/api/users", Some(&admin)).await.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "victor")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let patched = app
+        .call(
+            Method::PATCH,
+            &format!("/api/users/{id}"),
+            Some(&admin),
+            json!({"is_active": false}),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    app.create_server(&admin, "after_disable").await;
+    let (ended, seen) = drain(&mut stream, std::time::Duration::from_secs(5)).await;
+    assert!(ended, "the stream outlived the account");
+    assert!(!seen.contains("after_disable"), "{seen}");
+
+    // The admin's stream is alive and got both changes (they were published).
+    let (ended, seen) = drain(&mut control, std::time::Duration::from_millis(500)).await;
+    assert!(!ended);
+    assert!(
+        seen.contains("after_logout") && seen.contains("after_disable"),
+        "{seen}"
+    );
 }

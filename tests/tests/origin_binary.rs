@@ -3,7 +3,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
-use mcpbox_e2e::mcp::{admin_token, api as post, client, draft_tool, submit_and_approve};
+use mcpbox_e2e::mcp::{Stream, admin_token, api as post, client, draft_tool, submit_and_approve};
 use mcpbox_e2e::{Origin, ServeOptions, binary};
 use serde_json::{Value, json};
 
@@ -272,6 +272,107 @@ async fn serves_on_postgresql_when_given_a_postgres_url() {
     assert!(origin.terminate().unwrap().success());
 }
 
+/// Reads until the peer closes the connection (or `wait` passes): how long that took.
+async fn closed_within(
+    stream: &mut tokio::net::TcpStream,
+    wait: std::time::Duration,
+) -> Option<std::time::Duration> {
+    use tokio::io::AsyncReadExt;
+    let start = std::time::Instant::now();
+    let mut buffer = [0u8; 1024];
+    tokio::time::timeout(wait, async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .ok()
+    .map(|()| start.elapsed())
+}
+
+/// Slow and idle connections against the real listener: a client that sends half a request
+/// line, or nothing, is closed after the header-read timeout; past the connection cap new
+/// connections wait in the backlog (no descriptor each) and a normal request is served once the
+/// idle ones have timed out; a response being streamed is not cut by the timeout. Before, all
+/// of them stayed open for ever and nothing capped them.
+#[tokio::test]
+async fn slow_and_idle_connections_time_out_and_are_capped() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = ServeOptions::new(dir.path());
+    options.args = ["--header-read-timeout", "2", "--max-connections", "4"]
+        .map(String::from)
+        .to_vec();
+    let origin = Origin::start(options).unwrap();
+    let url = origin.url.clone();
+    let address = url.trim_start_matches("http://").to_owned();
+    let token = admin_token(&url).await;
+
+    // A live activity stream outlasts the timeout and still delivers.
+    let response = client()
+        .get(format!("{url}/api/activity/stream"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let stream = Stream::follow(response);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, _) = post(
+        &format!("{url}/api/servers"),
+        json!({"name": "late_news"}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 201);
+    stream.wait_for("server late_news created").await;
+
+    // Half a request line, then nothing: closed after the timeout (not at once).
+    let mut slow = TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"GET /health HT").await.unwrap();
+    let took = closed_within(&mut slow, Duration::from_secs(10))
+        .await
+        .expect("the slow connection was never closed");
+    assert!(took >= Duration::from_millis(1500), "closed after {took:?}");
+
+    // Six idle connections against a cap of four (one may still be the stream's): the normal
+    // request waits behind them in the backlog, and is served once they time out.
+    let mut idle = Vec::new();
+    for _ in 0..6 {
+        idle.push(TcpStream::connect(&address).await.unwrap());
+    }
+    let started = std::time::Instant::now();
+    let served = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap()
+        .get(format!("{url}/health"))
+        .send()
+        .await
+        .expect("a normal request behind idle connections");
+    assert_eq!(served.status(), 200);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "served at once: the cap did not hold ({:?})",
+        started.elapsed()
+    );
+    for connection in &mut idle {
+        assert!(
+            closed_within(connection, Duration::from_secs(10))
+                .await
+                .is_some(),
+            "an idle connection stayed open"
+        );
+    }
+    drop(origin);
+}
+
 #[test]
 fn help_explains_every_flag_and_its_variable() {
     let help = |args: &[&str]| {
@@ -288,6 +389,10 @@ fn help_explains_every_flag_and_its_variable() {
         "--database-url",
         "DATABASE_URL",
         "MCPBOX_ENCRYPTION_KEY",
+        "--header-read-timeout",
+        "MCPBOX_HEADER_READ_TIMEOUT",
+        "--max-connections",
+        "MCPBOX_MAX_CONNECTIONS",
     ] {
         assert!(
             serve.contains(needle),

@@ -1,6 +1,7 @@
 //! `/api/activity/logs`, `/api/activity/stats`, `/api/activity/stream` (server-sent events).
 
 use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -12,7 +13,9 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::{Event, Filter};
 use crate::app::AppState;
+use crate::auth::tokens::{self, Session};
 use crate::auth::{AuthUser, Role};
+use crate::db::Db;
 use crate::error::{ApiQuery, Error, Result};
 use crate::pagination::{Page, PageParams};
 
@@ -124,36 +127,63 @@ async fn stream_events(
     ApiQuery(q): ApiQuery<FilterQuery>,
 ) -> Result<Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>>> {
     auth.require(Role::Viewer)?;
-    Ok(live(&state, q.filter()?))
+    let filter = q.filter()?;
+    Ok(live(&state, auth.0, filter))
 }
 
 /// The live stream of events passing `filter`, as server-sent events (the REST stream and the
-/// UI's live view).
+/// UI's live view), for as long as `session` holds: it is re-checked against the database
+/// (`tokens::still_valid`) before every event is sent, so signing out, "sign out everywhere",
+/// a password change, disabling the account or changing its role ends the stream instead of
+/// letting it deliver; and it ends when the access token expires (clients reconnect with a
+/// fresh one; the UI's EventSource does so by itself through the refresh cookie).
 pub fn live(
     state: &AppState,
+    session: Session,
     filter: super::Filter,
 ) -> Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>> + use<>> {
-    let receiver = state.activity.subscribe();
-    let events = stream::unfold((receiver, filter), |(mut receiver, filter)| async move {
+    let left = session.expires_at - chrono::Utc::now().timestamp();
+    let live = Live {
+        receiver: state.activity.subscribe(),
+        filter,
+        db: state.db.clone(),
+        expires: tokio::time::Instant::now() + Duration::from_secs(left.max(0).unsigned_abs()),
+        session,
+    };
+    let events = stream::unfold(live, |mut live| async move {
         loop {
-            match receiver.recv().await {
-                Ok(event) if filter.matches(&event) => {
+            let received = tokio::select! {
+                received = live.receiver.recv() => received,
+                () = tokio::time::sleep_until(live.expires) => return None,
+            };
+            let message = match received {
+                Ok(event) if live.filter.matches(&event) => {
                     let data = serde_json::to_string(&event).unwrap_or_default();
-                    return Some((
-                        Ok(SseEvent::default().event("activity").data(data)),
-                        (receiver, filter),
-                    ));
+                    SseEvent::default().event("activity").data(data)
                 }
                 Ok(_) => continue,
                 Err(RecvError::Lagged(missed)) => {
-                    let note = SseEvent::default().event("lagged").data(missed.to_string());
-                    return Some((Ok(note), (receiver, filter)));
+                    SseEvent::default().event("lagged").data(missed.to_string())
                 }
                 Err(RecvError::Closed) => return None,
-            }
+            };
+            // Fails closed: a database error ends the stream too (the client reconnects).
+            return match tokens::still_valid(&live.db, &live.session).await {
+                Ok(_) => Some((Ok(message), live)),
+                Err(_) => None,
+            };
         }
     });
     Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+/// The state of one live stream between events.
+struct Live {
+    receiver: tokio::sync::broadcast::Receiver<Event>,
+    filter: super::Filter,
+    db: Db,
+    session: Session,
+    expires: tokio::time::Instant,
 }
 
 /// This module's routes in the OpenAPI document (`crate::openapi`).

@@ -27,7 +27,7 @@ use crate::app::AppState;
 use crate::error::{ApiJson, Error, OptionalJson, Result};
 use crate::users;
 use password::{NewPassword, Username};
-use tokens::{Session, TokenPair};
+use tokens::{Audience, Session, TokenPair};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -85,7 +85,7 @@ impl FromRequestParts<AppState> for AuthUser {
             .ok_or(Error::Unauthorized(
                 "expected the header Authorization: Bearer <token>",
             ))?;
-        tokens::verify_access(&state.db, &state.jwt, token)
+        tokens::verify_access(&state.db, &state.jwt, token, Audience::Api)
             .await
             .map(AuthUser)
     }
@@ -172,7 +172,7 @@ pub async fn first_admin(state: &AppState, username: &str, password: &str) -> Re
             "set-up is already done: sign in instead".to_owned(),
         ));
     }
-    let user = users::create_first_admin(&state.db, &username, &password).await?;
+    let user = users::create_first_admin(&state.db, &state.passwords, &username, &password).await?;
     tracing::info!(username = %user.username, "first admin created");
     Ok(user)
 }
@@ -184,19 +184,32 @@ async fn login(
     RequestId(request_id): RequestId,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Json<TokenPair>> {
-    let (_, pair) = sign_in(&state, ip, request_id, &body.username, &body.password).await?;
+    let (_, pair) = sign_in(
+        &state,
+        ip,
+        request_id,
+        &body.username,
+        &body.password,
+        Audience::Api,
+    )
+    .await?;
     Ok(Json(pair))
 }
 
 /// Checks a username and password (throttled per address and per account, failures recorded in
-/// the activity log) and issues a token pair in a new family. The JSON API and the UI sign-in
-/// form both call this.
+/// the activity log) and issues a token pair for `audience` in a new family. The JSON API and the
+/// UI sign-in form both call this.
+///
+/// The attempt is counted before the password is checked (a right password gives it back), and
+/// the check runs in the bounded `Passwords` pool: simultaneous guesses from one address get 429
+/// before any hashing, and a flood from many addresses gets 503 instead of exhausting memory.
 pub async fn sign_in(
     state: &AppState,
     ip: IpAddr,
     request_id: Option<String>,
     username: &str,
     presented: &str,
+    audience: Audience,
 ) -> Result<(users::User, TokenPair)> {
     if username.is_empty() || username.chars().count() > password::USERNAME_MAX {
         return Err(Error::Validation(format!(
@@ -206,20 +219,36 @@ pub async fn sign_in(
     }
     password::check_presented(presented)?;
     let account = username.to_ascii_lowercase();
-    if let Err(wait) = state.throttle.check(ip, &account, Instant::now()) {
-        return Err(too_many_attempts(wait));
-    }
+    let attempt = state
+        .throttle
+        .reserve(ip, &account, Instant::now())
+        .map_err(too_many_attempts)?;
     let found = users::find_for_login(&state.db, &account).await?;
     let (user, hash) = match found {
         Some((user, hash)) => (Some(user), Some(hash)),
         None => (None, None),
     };
-    let matches = password::verify(presented, hash).await?;
+    let matches = match state.passwords.verify(presented, hash).await {
+        Ok(matches) => matches,
+        Err(busy @ Error::Busy { .. }) => {
+            // Nothing was checked: the attempt is given back.
+            state.throttle.released(attempt);
+            return Err(busy);
+        }
+        Err(other) => return Err(other),
+    };
     let user = match user {
-        Some(user) if matches && user.is_active => user,
-        Some(_) if matches => return Err(Error::Unauthorized("this account is disabled")),
+        Some(user) if matches && user.is_active => {
+            state.throttle.succeeded(attempt);
+            user
+        }
+        Some(_) if matches => {
+            // The right password of a disabled account is not a guess.
+            state.throttle.released(attempt);
+            return Err(Error::Unauthorized("this account is disabled"));
+        }
         _ => {
-            state.throttle.record_failure(ip, &account, Instant::now());
+            state.throttle.failed(attempt);
             tracing::info!(%ip, "failed sign-in");
             // Recorded as anonymous: the name tried may not exist (and is kept only in details).
             let audit = Audit {
@@ -232,7 +261,6 @@ pub async fn sign_in(
             return Err(Error::Unauthorized("wrong username or password"));
         }
     };
-    state.throttle.record_success(&account);
     users::record_login(&state.db, &user.id).await?;
     let audit = Audit {
         actor: user.username.clone(),
@@ -242,7 +270,7 @@ pub async fn sign_in(
         .details(serde_json::json!({"ip": ip.to_string()}));
     activity::record_now(state, &audit, event).await?;
     let mut conn = state.db.pool.acquire().await?;
-    let pair = tokens::issue_pair(&mut conn, &state.jwt, &user, None).await?;
+    let pair = tokens::issue_pair(&mut conn, &state.jwt, &user, None, audience).await?;
     Ok((user, pair))
 }
 
@@ -266,7 +294,7 @@ async fn refresh(
     ApiJson(body): ApiJson<RefreshBody>,
 ) -> Result<Json<TokenPair>> {
     Ok(Json(
-        tokens::refresh(&state.db, &state.jwt, &body.refresh_token).await?,
+        tokens::refresh(&state.db, &state.jwt, &body.refresh_token, Audience::Api).await?,
     ))
 }
 
@@ -326,36 +354,49 @@ async fn change_password(
             &auth,
             &body.current_password,
             &body.new_password,
+            Audience::Api,
         )
         .await?,
     ))
 }
 
-/// Checks the current password (throttled like a sign-in), sets the new one, revokes every
-/// earlier token and returns a fresh pair. The JSON API and the UI form both call this.
+/// Checks the current password (throttled and pooled like a sign-in), sets the new one, revokes
+/// every earlier token and returns a fresh pair for `audience`. The JSON API and the UI form both
+/// call this.
 pub async fn change_password_of(
     state: &AppState,
     ip: IpAddr,
     auth: &AuthUser,
     current: &str,
     new: &str,
+    audience: Audience,
 ) -> Result<TokenPair> {
     password::check_presented(current)?;
     let new_password = NewPassword::parse(new)?;
     let account = auth.user().username.to_ascii_lowercase();
-    if let Err(wait) = state.throttle.check(ip, &account, Instant::now()) {
-        return Err(too_many_attempts(wait));
-    }
+    let attempt = state
+        .throttle
+        .reserve(ip, &account, Instant::now())
+        .map_err(too_many_attempts)?;
     let (_, hash) = users::find_for_login(&state.db, &account)
         .await?
         .ok_or(Error::Unauthorized("this account no longer exists"))?;
-    if !password::verify(current, Some(hash)).await? {
-        state.throttle.record_failure(ip, &account, Instant::now());
-        return Err(Error::Unauthorized("the current password is wrong"));
+    match state.passwords.verify(current, Some(hash)).await {
+        Ok(true) => state.throttle.succeeded(attempt),
+        Ok(false) => {
+            state.throttle.failed(attempt);
+            return Err(Error::Unauthorized("the current password is wrong"));
+        }
+        Err(busy @ Error::Busy { .. }) => {
+            state.throttle.released(attempt);
+            return Err(busy);
+        }
+        Err(other) => return Err(other),
     }
-    let user = users::set_password(&state.db, &auth.user().id, &new_password).await?;
+    let user =
+        users::set_password(&state.db, &state.passwords, &auth.user().id, &new_password).await?;
     let mut conn = state.db.pool.acquire().await?;
-    tokens::issue_pair(&mut conn, &state.jwt, &user, None).await
+    tokens::issue_pair(&mut conn, &state.jwt, &user, None, audience).await
 }
 
 #[utoipa::path(get, path = "/auth/me", tag = "auth", operation_id = "auth_me", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]

@@ -1,9 +1,12 @@
 //! Failed-login throttling, per client IP and per account.
 //!
-//! Counting failures (not attempts) means a person who types the password right is never slowed
-//! down, while guessing is capped at a few tries a minute from one address and a few more per
-//! account from anywhere. State is in memory: it resets on restart and is per replica, which is
-//! acceptable for a bound on guessing speed (it is not an audit record).
+//! Each attempt is counted *before* the password is checked (`reserve`, one lock for the check
+//! and the count), so attempts sent at the same moment cannot all pass the check before any of
+//! them is counted. An attempt whose password was right gives its count back (`succeeded`), so a
+//! person who types the password right is never slowed down, while guessing is capped at a few
+//! tries a minute from one address and a few more per account from anywhere. State is in
+//! memory: it resets on restart and is per replica, which is acceptable for a bound on guessing
+//! speed (it is not an audit record).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -36,7 +39,21 @@ pub struct LoginThrottle {
     windows: Mutex<HashMap<Key, Window>>,
 }
 
-/// Past this many tracked keys, expired windows are swept on the next failure, so a flood of
+/// One attempt, already counted as a failure against its address and account. Settle it with
+/// `succeeded` (right password), `released` (nothing verified) or `failed` (wrong password);
+/// an attempt that is simply dropped (an error, a cancelled request) stays counted: failing
+/// closed.
+#[derive(Debug)]
+#[must_use = "an attempt stays counted as a failure unless it is settled"]
+pub struct Attempt {
+    ip: IpAddr,
+    account: String,
+    /// The windows it was counted in: giving it back touches only these, not a later window.
+    ip_window: Instant,
+    account_window: Instant,
+}
+
+/// Past this many tracked keys, expired windows are swept on the next attempt, so a flood of
 /// distinct addresses cannot grow the map without bound.
 const SWEEP_THRESHOLD: usize = 10_000;
 
@@ -64,33 +81,24 @@ impl LoginThrottle {
         }
     }
 
-    /// `Err(wait)` when either the address or the account is locked out for `wait` longer.
-    pub fn check(&self, ip: IpAddr, account: &str, now: Instant) -> Result<(), Duration> {
-        let windows = self.lock();
-        let waits = [
-            blocked_for(windows.get(&Key::Ip(ip)), self.per_ip, now),
-            blocked_for(
-                windows.get(&Key::Account(account.to_owned())),
-                self.per_account,
-                now,
-            ),
-        ];
-        match waits.into_iter().flatten().max() {
-            Some(wait) => Err(wait),
-            None => Ok(()),
-        }
-    }
-
-    pub fn record_failure(&self, ip: IpAddr, account: &str, now: Instant) {
+    /// Counts an attempt from `ip` on `account`, or `Err(wait)` when either is locked out for
+    /// `wait` longer (then nothing is counted). Check and count happen under one lock.
+    pub fn reserve(&self, ip: IpAddr, account: &str, now: Instant) -> Result<Attempt, Duration> {
         let mut windows = self.lock();
         if windows.len() > SWEEP_THRESHOLD {
             let longest = self.per_ip.window.max(self.per_account.window);
             windows.retain(|_, window| now.duration_since(window.started) < longest);
         }
-        for (key, limit) in [
-            (Key::Ip(ip), self.per_ip),
-            (Key::Account(account.to_owned()), self.per_account),
-        ] {
+        let ip_key = Key::Ip(ip);
+        let account_key = Key::Account(account.to_owned());
+        let waits = [
+            blocked_for(windows.get(&ip_key), self.per_ip, now),
+            blocked_for(windows.get(&account_key), self.per_account, now),
+        ];
+        if let Some(wait) = waits.into_iter().flatten().max() {
+            return Err(wait);
+        }
+        let mut count = |key: Key, limit: Limit| {
             let window = windows.entry(key).or_insert(Window {
                 started: now,
                 failures: 0,
@@ -101,14 +109,44 @@ impl LoginThrottle {
                     failures: 0,
                 };
             }
-            window.failures += 1;
-        }
+            window.failures = window.failures.saturating_add(1);
+            window.started
+        };
+        let ip_window = count(ip_key, self.per_ip);
+        let account_window = count(account_key, self.per_account);
+        Ok(Attempt {
+            ip,
+            account: account.to_owned(),
+            ip_window,
+            account_window,
+        })
     }
 
-    /// A successful sign-in clears the account's count (not the address's: one right password
-    /// must not reset the budget of an address that is guessing other accounts).
-    pub fn record_success(&self, account: &str) {
-        self.lock().remove(&Key::Account(account.to_owned()));
+    /// The password was wrong: the attempt stays counted.
+    pub fn failed(&self, attempt: Attempt) {
+        let _ = attempt;
+    }
+
+    /// The password was right: the address gets its attempt back, and the account's count is
+    /// cleared (not the address's: one right password must not reset the budget of an address
+    /// that is guessing other accounts).
+    pub fn succeeded(&self, attempt: Attempt) {
+        let mut windows = self.lock();
+        give_back(&mut windows, Key::Ip(attempt.ip), attempt.ip_window);
+        windows.remove(&Key::Account(attempt.account));
+    }
+
+    /// Not a failure, and not a sign-in either: nothing was verified (the server was too busy to
+    /// check the password, so a refusal for load locks nobody out), or the password was right
+    /// for a disabled account. Both counts are given back.
+    pub fn released(&self, attempt: Attempt) {
+        let mut windows = self.lock();
+        give_back(&mut windows, Key::Ip(attempt.ip), attempt.ip_window);
+        give_back(
+            &mut windows,
+            Key::Account(attempt.account),
+            attempt.account_window,
+        );
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Window>> {
@@ -116,6 +154,14 @@ impl LoginThrottle {
         self.windows
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn give_back(windows: &mut HashMap<Key, Window>, key: Key, counted_in: Instant) {
+    if let Some(window) = windows.get_mut(&key)
+        && window.started == counted_in
+    {
+        window.failures = window.failures.saturating_sub(1);
     }
 }
 
@@ -146,22 +192,27 @@ mod tests {
     const IP_A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
     const IP_B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
 
+    /// A failed attempt at `t`.
+    fn fail(throttle: &LoginThrottle, ip: IpAddr, account: &str, t: Instant) {
+        let attempt = throttle.reserve(ip, account, t).expect("not locked yet");
+        throttle.failed(attempt);
+    }
+
     #[test]
     fn an_address_is_locked_after_its_failures_until_the_window_ends() {
         let throttle = throttle();
         let t0 = Instant::now();
         for _ in 0..3 {
-            assert!(throttle.check(IP_A, "alice", t0).is_ok());
-            throttle.record_failure(IP_A, "alice", t0);
+            fail(&throttle, IP_A, "alice", t0);
         }
         let wait = throttle
-            .check(IP_A, "bob", t0 + Duration::from_secs(10))
+            .reserve(IP_A, "bob", t0 + Duration::from_secs(10))
             .unwrap_err();
         assert_eq!(wait, Duration::from_secs(50));
-        assert!(throttle.check(IP_B, "bob", t0).is_ok());
+        assert!(throttle.reserve(IP_B, "bob", t0).is_ok());
         assert!(
             throttle
-                .check(IP_A, "bob", t0 + Duration::from_secs(60))
+                .reserve(IP_A, "bob", t0 + Duration::from_secs(60))
                 .is_ok()
         );
     }
@@ -172,21 +223,56 @@ mod tests {
         let t0 = Instant::now();
         for i in 0..5u8 {
             let ip = IpAddr::V4(std::net::Ipv4Addr::new(10, 1, 0, i));
-            throttle.record_failure(ip, "alice", t0);
+            fail(&throttle, ip, "alice", t0);
         }
-        assert!(throttle.check(IP_B, "alice", t0).is_err());
-        assert!(throttle.check(IP_B, "bob", t0).is_ok());
+        assert!(throttle.reserve(IP_B, "alice", t0).is_err());
+        assert!(throttle.reserve(IP_B, "bob", t0).is_ok());
     }
 
     #[test]
     fn success_clears_the_account_but_not_the_address() {
         let throttle = throttle();
         let t0 = Instant::now();
-        for _ in 0..3 {
-            throttle.record_failure(IP_A, "alice", t0);
+        for _ in 0..2 {
+            fail(&throttle, IP_A, "alice", t0);
         }
-        throttle.record_success("alice");
-        assert!(throttle.check(IP_B, "alice", t0).is_ok());
-        assert!(throttle.check(IP_A, "alice", t0).is_err());
+        let right = throttle.reserve(IP_A, "alice", t0).unwrap();
+        // Three attempts are outstanding or failed: the address is at its limit until the
+        // right password gives one back.
+        assert!(throttle.reserve(IP_A, "carol", t0).is_err());
+        throttle.succeeded(right);
+        assert!(throttle.reserve(IP_B, "alice", t0).is_ok());
+        let last = throttle.reserve(IP_A, "carol", t0).unwrap();
+        throttle.failed(last);
+        assert!(throttle.reserve(IP_A, "alice", t0).is_err());
+    }
+
+    #[test]
+    fn attempts_in_flight_count_before_they_are_settled() {
+        let throttle = throttle();
+        let t0 = Instant::now();
+        // Three attempts reserved at once (none settled yet): the fourth is refused.
+        let pending: Vec<Attempt> = (0..3)
+            .map(|_| throttle.reserve(IP_A, "alice", t0).unwrap())
+            .collect();
+        assert!(throttle.reserve(IP_A, "alice", t0).is_err());
+        // Released (nothing was verified): the address and the account get them back.
+        for attempt in pending {
+            throttle.released(attempt);
+        }
+        assert!(throttle.reserve(IP_A, "alice", t0).is_ok());
+    }
+
+    #[test]
+    fn a_give_back_does_not_touch_a_later_window() {
+        let throttle = throttle();
+        let t0 = Instant::now();
+        let old = throttle.reserve(IP_A, "alice", t0).unwrap();
+        let later = t0 + Duration::from_secs(61);
+        for _ in 0..3 {
+            fail(&throttle, IP_A, "bob", later);
+        }
+        throttle.released(old);
+        assert!(throttle.reserve(IP_A, "bob", later).is_err());
     }
 }

@@ -1,12 +1,18 @@
 //! Session tokens for the admin API.
 //!
-//! * Access token: an HS256 JWT, 15 minutes, claims `sub`, `role`, `typ = "access"`, `ep` (the
-//!   user's token epoch), `jti`. It is checked against the database on every request: the account
-//!   must be active, its epoch and role unchanged, and the `jti` not revoked. So logout, password
-//!   change, "sign out everywhere" and disabling take effect at once and survive restarts.
+//! * Access token: an HS256 JWT, 15 minutes, claims `sub`, `role`, `typ = "access"`, `aud` (the
+//!   front it was issued for, `Audience`), `ep` (the user's token epoch), `jti`. It is checked
+//!   against the database on every request: the account must be active, its epoch and role
+//!   unchanged, and the `jti` not revoked. So logout, password change, "sign out everywhere" and
+//!   disabling take effect at once and survive restarts. Long-lived responses (the live activity
+//!   stream) re-check it before each event (`still_valid`).
 //! * Refresh token: 32 random bytes, 7 days, stored only as a SHA-256 hash. Each use spends it and
 //!   issues a new one in the same family; presenting a spent token again means it leaked, and the
 //!   whole family is revoked.
+//! * Audiences: the UI's cookies hold tokens for `mcpbox-ui`, the API's bearer tokens are for
+//!   `mcpbox-api`, and each front accepts only its own, so a leaked UI cookie is no API token
+//!   (and an API token is no UI session). A refresh token's audience is its prefix (`mbr_` API,
+//!   `mbu_` UI), part of the secret and so of its stored hash: it cannot be edited.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
@@ -23,25 +29,65 @@ use crate::users::{self, User};
 pub const ACCESS_TTL: chrono::Duration = chrono::Duration::minutes(15);
 pub const REFRESH_TTL: chrono::Duration = chrono::Duration::days(7);
 const ACCESS_TYPE: &str = "access";
-const REFRESH_PREFIX: &str = "mbr_";
+/// Seconds of clock skew tolerated on `exp`.
+const LEEWAY_SECS: u64 = 5;
+
+/// The front a token is for; each front accepts only tokens issued for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Bearer tokens of the JSON API (`/auth/*`, `/api/*`).
+    Api,
+    /// The admin UI's session cookies (`/ui`).
+    Ui,
+}
+
+impl Audience {
+    /// The JWT `aud` claim.
+    pub fn claim(self) -> &'static str {
+        match self {
+            Audience::Api => "mcpbox-api",
+            Audience::Ui => "mcpbox-ui",
+        }
+    }
+
+    fn refresh_prefix(self) -> &'static str {
+        match self {
+            Audience::Api => "mbr_",
+            Audience::Ui => "mbu_",
+        }
+    }
+}
 
 /// The JWT keys, derived from the encryption key so there is one secret to keep.
 pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
-    validation: Validation,
+    api: Validation,
+    ui: Validation,
 }
 
 impl JwtKeys {
     pub fn from_keyring(keyring: &Keyring) -> JwtKeys {
         let secret = keyring.derive("admin-jwt-hs256");
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        let validation = |audience: Audience| {
+            let mut validation = Validation::new(Algorithm::HS256);
+            validation.leeway = LEEWAY_SECS;
+            validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+            validation.set_audience(&[audience.claim()]);
+            validation
+        };
         JwtKeys {
             encoding: EncodingKey::from_secret(&secret),
             decoding: DecodingKey::from_secret(&secret),
-            validation,
+            api: validation(Audience::Api),
+            ui: validation(Audience::Ui),
+        }
+    }
+
+    fn validation(&self, audience: Audience) -> &Validation {
+        match audience {
+            Audience::Api => &self.api,
+            Audience::Ui => &self.ui,
         }
     }
 }
@@ -52,6 +98,8 @@ pub struct AccessClaims {
     pub sub: String,
     pub role: String,
     pub typ: String,
+    /// `Audience::claim` of the front it was issued for.
+    pub aud: String,
     pub ep: i64,
     pub jti: String,
     pub iat: i64,
@@ -82,12 +130,19 @@ pub fn encode_access(keys: &JwtKeys, claims: &AccessClaims) -> Result<String> {
 
 const INVALID_ACCESS: &str = "the access token is invalid or has expired; sign in again";
 
-/// Validates an access token: signature, expiry, type and role in the token, then the account,
-/// its epoch and role, and the revocation list in the database. Fails closed on anything odd.
-pub async fn verify_access(db: &Db, keys: &JwtKeys, token: &str) -> Result<Session> {
-    let claims = jsonwebtoken::decode::<AccessClaims>(token, &keys.decoding, &keys.validation)
-        .map_err(|_| Error::Unauthorized(INVALID_ACCESS))?
-        .claims;
+/// Validates an access token for `audience`: signature, expiry, audience, type and role in the
+/// token, then the account, its epoch and role, and the revocation list in the database. Fails
+/// closed on anything odd.
+pub async fn verify_access(
+    db: &Db,
+    keys: &JwtKeys,
+    token: &str,
+    audience: Audience,
+) -> Result<Session> {
+    let claims =
+        jsonwebtoken::decode::<AccessClaims>(token, &keys.decoding, keys.validation(audience))
+            .map_err(|_| Error::Unauthorized(INVALID_ACCESS))?
+            .claims;
     if claims.typ != ACCESS_TYPE {
         return Err(Error::Unauthorized("this is not an access token"));
     }
@@ -95,18 +150,56 @@ pub async fn verify_access(db: &Db, keys: &JwtKeys, token: &str) -> Result<Sessi
         .role
         .parse()
         .map_err(|_| Error::Unauthorized(INVALID_ACCESS))?;
+    let user = current_account(db, &claims.sub, claims.ep, role, &claims.jti).await?;
+    Ok(Session {
+        user,
+        jti: claims.jti,
+        expires_at: claims.exp,
+    })
+}
+
+/// Whether a session verified earlier still holds now: not expired, and the same database
+/// checks as `verify_access` (revoked, epoch, disabled, role). A response that outlives its
+/// request (the live activity stream) asks this before each event it delivers.
+pub async fn still_valid(db: &Db, session: &Session) -> Result<Session> {
+    if chrono::Utc::now().timestamp() > session.expires_at + LEEWAY_SECS as i64 {
+        return Err(Error::Unauthorized(INVALID_ACCESS));
+    }
+    let user = current_account(
+        db,
+        &session.user.id,
+        session.user.token_epoch,
+        session.user.role,
+        &session.jti,
+    )
+    .await?;
+    Ok(Session {
+        user,
+        ..session.clone()
+    })
+}
+
+/// The database half of an access token's check: the account as it is now, if the token with
+/// this `jti`, epoch and role still speaks for it.
+async fn current_account(
+    db: &Db,
+    user_id: &str,
+    epoch: i64,
+    role: Role,
+    jti: &str,
+) -> Result<User> {
     let revoked: i64 =
         sqlx::query("SELECT COUNT(*) AS n FROM revoked_access_tokens WHERE jti = $1")
-            .bind(&claims.jti)
+            .bind(jti)
             .fetch_one(&db.pool)
             .await?
             .try_get("n")?;
-    let user = match users::get(&db.pool, &claims.sub).await {
+    let user = match users::get(&db.pool, user_id).await {
         Ok(user) => user,
         Err(Error::NotFound(_)) => return Err(Error::Unauthorized(INVALID_ACCESS)),
         Err(other) => return Err(other),
     };
-    if revoked > 0 || claims.ep != user.token_epoch {
+    if revoked > 0 || epoch != user.token_epoch {
         return Err(Error::Unauthorized(
             "this session was signed out; sign in again",
         ));
@@ -119,25 +212,24 @@ pub async fn verify_access(db: &Db, keys: &JwtKeys, token: &str) -> Result<Sessi
             "the account's role changed; sign in again",
         ));
     }
-    Ok(Session {
-        user,
-        jti: claims.jti,
-        expires_at: claims.exp,
-    })
+    Ok(user)
 }
 
-/// Issues an access token and a refresh token in `family` (a new family for a fresh sign-in).
+/// Issues an access token and a refresh token for `audience` in `family` (a new family for a
+/// fresh sign-in).
 pub async fn issue_pair(
     conn: &mut AnyConnection,
     keys: &JwtKeys,
     user: &User,
     family: Option<&str>,
+    audience: Audience,
 ) -> Result<TokenPair> {
     let now = chrono::Utc::now();
     let claims = AccessClaims {
         sub: user.id.clone(),
         role: user.role.as_str().to_owned(),
         typ: ACCESS_TYPE.to_owned(),
+        aud: audience.claim().to_owned(),
         ep: user.token_epoch,
         jti: db::new_id(),
         iat: now.timestamp(),
@@ -146,7 +238,7 @@ pub async fn issue_pair(
     let access_token = encode_access(keys, &claims)?;
     let mut raw = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut raw);
-    let refresh_token = format!("{REFRESH_PREFIX}{}", hex::encode(raw));
+    let refresh_token = format!("{}{}", audience.refresh_prefix(), hex::encode(raw));
     let family = family.map(str::to_owned).unwrap_or_else(db::new_id);
     sqlx::query(
         "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, token_epoch, expires_at, \
@@ -175,10 +267,16 @@ fn hash_refresh(token: &str) -> String {
 
 const INVALID_REFRESH: &str = "the refresh token is invalid or has expired; sign in again";
 
-/// Spends a refresh token and issues a new pair in its family. A replay of a spent token revokes
-/// the family (the legitimate holder signs in again; the thief's copy is dead).
-pub async fn refresh(db: &Db, keys: &JwtKeys, token: &str) -> Result<TokenPair> {
-    if !token.starts_with(REFRESH_PREFIX) || token.len() > 128 {
+/// Spends a refresh token of `audience` and issues a new pair in its family. A replay of a spent
+/// token revokes the family (the legitimate holder signs in again; the thief's copy is dead).
+pub async fn refresh(
+    db: &Db,
+    keys: &JwtKeys,
+    token: &str,
+    audience: Audience,
+) -> Result<TokenPair> {
+    // Another front's token is refused before it is looked up (and so never spent here).
+    if !token.starts_with(audience.refresh_prefix()) || token.len() > 128 {
         return Err(Error::Unauthorized(INVALID_REFRESH));
     }
     let token_hash = hash_refresh(token);
@@ -224,7 +322,7 @@ pub async fn refresh(db: &Db, keys: &JwtKeys, token: &str) -> Result<TokenPair> 
     if !user.is_active || user.token_epoch != epoch {
         return Err(Error::Unauthorized(INVALID_REFRESH));
     }
-    let pair = issue_pair(&mut tx, keys, &user, Some(&family)).await?;
+    let pair = issue_pair(&mut tx, keys, &user, Some(&family), audience).await?;
     tx.commit().await?;
     Ok(pair)
 }

@@ -1,6 +1,8 @@
 //! The tunnel listener (`--tunnel-listen`): `/mcp` for remote clients, reached only through the
 //! Cloudflare Worker. Every request must carry the Worker's service token (constant-time
-//! compare; failures throttled per address); the user's email comes from the Worker's header.
+//! compare; a request with the right token is never throttled, failures are: past a few a
+//! minute from one address they get 429 without a log line); the user's email comes from the
+//! Worker's header.
 //! The rules are re-checked here even though the Worker applies them (defence in depth):
 //! a caller without an email may only initialise; callers with one are rate-limited per user by
 //! the policy's `mcp_rate_limit_rpm`.
@@ -30,7 +32,8 @@ use crate::http::MAX_BODY_BYTES;
 
 /// The shortest service token accepted (the Worker's is 32 random bytes in hex).
 pub const SERVICE_TOKEN_MIN_LEN: usize = 32;
-/// Failed service-token attempts allowed per address per minute before 429.
+/// Failed service-token attempts logged per address per minute; later ones get 429 (the right
+/// token still passes).
 const TOKEN_FAILURES_PER_MINUTE: u32 = 10;
 
 /// Who may call through the tunnel: exact addresses and `@domain` entries, lower-cased.
@@ -116,21 +119,27 @@ async fn check(State(guard): State<Guard>, mut request: Request, next: Next) -> 
         .map(|ConnectInfo(addr)| addr.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let now = Instant::now();
-    if let Err(wait) = guard.failures.check(ip, "", now) {
-        return too_many(
-            wait,
-            "too many failed authentication attempts; try again later",
-        );
-    }
     let presented = request
         .headers()
         .get(SERVICE_TOKEN)
         .map(HeaderValue::as_bytes)
         .unwrap_or_default();
+    // The right token is checked first and never throttled: the Worker reaches us from the same
+    // address (cloudflared) as anything else that tries, so a per-address lockout would let a
+    // flood of bad tokens lock the Worker out. Guessing a ≥ 32-character random token is
+    // hopeless anyway; the failure count only caps what failures cost (a log line each).
     if !bool::from(presented.ct_eq(&guard.token)) {
-        guard.failures.record_failure(ip, "", now);
-        tracing::warn!(%ip, "tunnel request without a valid service token");
-        return error(StatusCode::FORBIDDEN, "forbidden", "Authentication failed");
+        return match guard.failures.reserve(ip, "", now) {
+            Ok(attempt) => {
+                guard.failures.failed(attempt);
+                tracing::warn!(%ip, "tunnel request without a valid service token");
+                error(StatusCode::FORBIDDEN, "forbidden", "Authentication failed")
+            }
+            Err(wait) => too_many(
+                wait,
+                "too many failed authentication attempts; try again later",
+            ),
+        };
     }
     let email = match email(request.headers()) {
         Ok(email) => email,

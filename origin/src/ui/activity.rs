@@ -95,5 +95,5 @@ async fn stream(State(state): State<AppState>, ui: Ui, Query(params): Query<Para
     if let Err(err) = ui.require(Role::Viewer) {
         return super::error_page(Some(&ui), err);
     }
-    activity::live(&state, params.filter()).into_response()
+    activity::live(&state, ui.auth.0.clone(), params.filter()).into_response()
 }

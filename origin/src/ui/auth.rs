@@ -14,7 +14,8 @@ use super::{
 };
 use crate::activity::RequestId;
 use crate::app::AppState;
-use crate::auth::{self, ClientIp, tokens};
+use crate::auth::tokens::{self, Audience};
+use crate::auth::{self, ClientIp};
 use crate::error::Error;
 use crate::users;
 
@@ -109,7 +110,8 @@ async fn login(
     form: Form,
 ) -> Response {
     let username = form.text("username");
-    match auth::sign_in(&state, ip, request_id, username, form.text("password")).await {
+    let password = form.text("password");
+    match auth::sign_in(&state, ip, request_id, username, password, Audience::Ui).await {
         Ok((_, pair)) => signed_in(&headers, &pair),
         Err(err) if !matches!(err, Error::Internal(_)) => public_form(
             &headers,
@@ -141,7 +143,7 @@ async fn setup(
         );
     }
     let result = match auth::first_admin(&state, username, password).await {
-        Ok(_) => auth::sign_in(&state, ip, request_id, username, password).await,
+        Ok(_) => auth::sign_in(&state, ip, request_id, username, password, Audience::Ui).await,
         Err(err) => Err(err),
     };
     match result {
@@ -227,6 +229,7 @@ async fn change_password(
         &ui.auth,
         form.text("current_password"),
         form.text("new_password"),
+        Audience::Ui,
     )
     .await
     {

@@ -7,7 +7,9 @@
 //!
 //! Sessions: sign-in sets two HttpOnly, SameSite=Strict cookies scoped to `/ui` — the 15-minute
 //! access token and the refresh token — so the JSON API (`/api`, bearer tokens only) can never be
-//! driven by a browser's ambient cookies. `session` validates the access cookie on every request
+//! driven by a browser's ambient cookies. Both are issued for the UI's own audience
+//! (`Audience::Ui`): a leaked cookie value is refused as an API bearer token, and an API token
+//! placed in the cookie is refused here. `session` validates the access cookie on every request
 //! (against the database, like the API) and rotates the pair through the refresh token when it
 //! has expired. Every form carries a CSRF token (HMAC of the account and its token epoch under a
 //! derived key, so signing out everywhere also invalidates old forms); sign-in and set-up forms,
@@ -38,7 +40,7 @@ use subtle::ConstantTimeEq;
 
 use crate::activity::{Audit, Audited};
 use crate::app::AppState;
-use crate::auth::tokens::{self, Session, TokenPair};
+use crate::auth::tokens::{self, Audience, Session, TokenPair};
 use crate::auth::{AuthUser, Role};
 use crate::error::Error;
 
@@ -274,16 +276,18 @@ async fn session(State(state): State<AppState>, mut request: Request, next: Next
     let secure = over_https(&headers);
     let mut rotated: Option<TokenPair> = None;
     let mut found = match cookie(&headers, ACCESS_COOKIE) {
-        Some(token) if !token.is_empty() => tokens::verify_access(&state.db, &state.jwt, token)
-            .await
-            .ok(),
+        Some(token) if !token.is_empty() => {
+            tokens::verify_access(&state.db, &state.jwt, token, Audience::Ui)
+                .await
+                .ok()
+        }
         _ => None,
     };
     if found.is_none()
         && let Some(refresh) = cookie(&headers, REFRESH_COOKIE).filter(|t| !t.is_empty())
-        && let Ok(pair) = tokens::refresh(&state.db, &state.jwt, refresh).await
+        && let Ok(pair) = tokens::refresh(&state.db, &state.jwt, refresh, Audience::Ui).await
     {
-        found = tokens::verify_access(&state.db, &state.jwt, &pair.access_token)
+        found = tokens::verify_access(&state.db, &state.jwt, &pair.access_token, Audience::Ui)
             .await
             .ok();
         rotated = Some(pair);

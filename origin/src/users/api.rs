@@ -112,7 +112,7 @@ pub async fn create_recorded(
     let username = Username::parse(username)?;
     let password = NewPassword::parse(password)?;
     let role = parse_role(role)?;
-    let user = super::create(&state.db, &username, &password, role).await?;
+    let user = super::create(&state.db, &state.passwords, &username, &password, role).await?;
     let event = NewEvent::info(
         "user.create",
         format!("account {} created ({role})", user.username),

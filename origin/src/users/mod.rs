@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};
 
 use crate::auth::Role;
-use crate::auth::password::{self, NewPassword, Username};
+use crate::auth::password::{NewPassword, Passwords, Username};
 use crate::db::{self, Db};
 use crate::error::{Error, OnConflict, Result};
 
@@ -61,10 +61,11 @@ pub async fn setup_required(db: &Db) -> Result<bool> {
 /// First-run set-up: creates the first admin, only while set-up has not been done.
 pub async fn create_first_admin(
     db: &Db,
+    passwords: &Passwords,
     username: &Username,
     password: &NewPassword,
 ) -> Result<User> {
-    let hash = password::hash(password).await?;
+    let hash = passwords.hash(password).await?;
     let mut tx = db.pool.begin().await?;
     sqlx::query("INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $2)")
         .bind(SETUP_MARKER)
@@ -83,11 +84,12 @@ pub async fn create_first_admin(
 /// the command line never offers the web set-up form to whoever reaches it first.
 pub async fn create(
     db: &Db,
+    passwords: &Passwords,
     username: &Username,
     password: &NewPassword,
     role: Role,
 ) -> Result<User> {
-    let hash = password::hash(password).await?;
+    let hash = passwords.hash(password).await?;
     let mut tx = db.pool.begin().await?;
     let user = insert(&mut tx, username, &hash, role).await?;
     sqlx::query(
@@ -176,8 +178,13 @@ pub async fn list(db: &Db, limit: i64, offset: i64) -> Result<(Vec<User>, i64)> 
 }
 
 /// Sets a new password and revokes every token issued before (all in one transaction).
-pub async fn set_password(db: &Db, user_id: &str, password: &NewPassword) -> Result<User> {
-    let hash = password::hash(password).await?;
+pub async fn set_password(
+    db: &Db,
+    passwords: &Passwords,
+    user_id: &str,
+    password: &NewPassword,
+) -> Result<User> {
+    let hash = passwords.hash(password).await?;
     let mut tx = db.pool.begin().await?;
     sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
         .bind(hash)
