@@ -26,6 +26,7 @@ on_both_backends!(
     the_activity_log_pages_back_in_time,
     the_global_module_allowlist_decides_what_every_server_may_import,
     external_sources_are_added_discovered_and_imported_from_the_server_page,
+    short_secret_values_are_refused_and_warned_about,
 );
 
 /// A browser in miniature: a cookie jar, and the CSRF token of the last page.
@@ -420,7 +421,7 @@ async fn a_viewer_sees_no_actions_and_is_refused_them(app: TestApp) {
         ),
         (
             format!("/ui/servers/{server}/secrets"),
-            vec![("key", "API_KEY"), ("value", "x")],
+            vec![("key", "API_KEY"), ("value", "long-enough-value")],
         ),
         ("/ui/settings/preset".into(), vec![("preset", "permissive")]),
         (
@@ -997,4 +998,57 @@ async fn external_sources_are_added_discovered_and_imported_from_the_server_page
         )
         .await;
     assert_eq!(gone.location(), server_page);
+}
+
+async fn short_secret_values_are_refused_and_warned_about(app: TestApp) {
+    let mut browser = set_up(&app).await;
+    let admin = app.login("admin", PASSWORD).await.token("access_token");
+    let server = app.create_server(&admin, "weather").await;
+    let path = format!("/ui/servers/{server}");
+    let form = browser.get(&path).await;
+    assert!(form.html.contains("minlength=\"8\""), "{}", form.html);
+    let refused = browser
+        .post(
+            &format!("{path}/secrets"),
+            &[("key", "API_KEY"), ("value", "short")],
+        )
+        .await;
+    let page = browser.follow(refused).await;
+    assert!(page.html.contains("at least 8 bytes"), "{}", page.html);
+    assert!(
+        !page.html.contains("<code>API_KEY</code>"),
+        "nothing stored"
+    );
+    let saved = browser
+        .post(
+            &format!("{path}/secrets"),
+            &[("key", "API_KEY"), ("value", "long-enough-value")],
+        )
+        .await;
+    let page = browser.follow(saved).await;
+    assert!(page.html.contains("<code>API_KEY</code>"), "{}", page.html);
+    assert!(!page.html.contains("too short to redact"));
+    // A value set before the minimum existed (stored as the origin stores one).
+    let stored = app
+        .state
+        .keys
+        .encrypt_to_string("abc", &format!("server_secret:{server}:API_KEY"));
+    sqlx::query("UPDATE server_secrets SET encrypted_value = $1")
+        .bind(stored)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    let page = browser.get(&path).await;
+    assert!(
+        page.html.contains("too short to redact reliably"),
+        "{}",
+        page.html
+    );
+    // Viewers are not told which values are short.
+    app.user_with_role(&admin, "watcher", "viewer").await;
+    let mut viewer = Browser::new(&app);
+    viewer.sign_in("watcher", PASSWORD).await;
+    let page = viewer.get(&path).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.html.contains("too short to redact"));
 }

@@ -347,6 +347,46 @@ impl TestApp {
         .await
     }
 
+    /// One 2026-07-28 stateless JSON-RPC request to the local `/mcp` (no session): the raw
+    /// answer body (JSON, or the `data:` line of an SSE stream) and its JSON-RPC message.
+    pub async fn mcp(&self, method: &str, mut params: Value) -> (String, Value) {
+        params["_meta"] = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+        });
+        let mut request = Self::request(Method::POST, "/mcp", None, LOCAL)
+            .header("host", "127.0.0.1")
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", method);
+        if let Some(name) = params["name"].as_str() {
+            request = request.header("mcp-name", name);
+        }
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let answer = self
+            .send(request.body(Body::from(body.to_string())).unwrap())
+            .await;
+        assert!(
+            answer.status.is_success(),
+            "{method}: {} {}",
+            answer.status,
+            answer.text
+        );
+        let message = serde_json::from_str::<Value>(&answer.text)
+            .ok()
+            .or_else(|| {
+                answer
+                    .text
+                    .lines()
+                    .filter_map(|line| line.strip_prefix("data:"))
+                    .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+                    .find(|message| message["id"] == 1)
+            })
+            .unwrap_or_else(|| panic!("{method}: no answer in {}", answer.text));
+        (answer.text, message)
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         use sqlx::Row;
         sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
