@@ -26,6 +26,7 @@ on_both_backends!(
     the_activity_log_pages_back_in_time,
     the_global_module_allowlist_decides_what_every_server_may_import,
     external_sources_are_added_discovered_and_imported_from_the_server_page,
+    trojan_source_is_refused_and_shown_as_markers_on_the_review_page,
     short_secret_values_are_refused_and_warned_about,
 );
 
@@ -998,6 +999,97 @@ async fn external_sources_are_added_discovered_and_imported_from_the_server_page
         )
         .await;
     assert_eq!(gone.location(), server_page);
+}
+
+/// Bidirectional controls as "Trojan Source" (CVE-2021-42574) uses them: a browser shows
+/// `# Check if admin` as a comment after the string, while Python reads it inside the string,
+/// so the condition is always true.
+const TROJAN: &str = "def main(access_level: str = 'user') -> bool:\n    if access_level != \"user\u{202e} \u{2066}# Check if admin\u{2069} \u{2066}\":\n        return True\n    return False\n";
+
+async fn trojan_source_is_refused_and_shown_as_markers_on_the_review_page(app: TestApp) {
+    let app = app.with_sandbox().await;
+    let admin = app.admin().await.token("access_token");
+    let server = app.create_server(&admin, "auth").await;
+    let tool = app
+        .create_tool(
+            &admin,
+            &server,
+            "check",
+            "def main(access_level: str = 'user') -> bool:\n    return access_level == 'admin'\n",
+        )
+        .await;
+    app.approve_tool(&admin, &tool).await;
+    // The static check refuses it, naming the line.
+    let refused = app
+        .call(
+            Method::PATCH,
+            &format!("/api/tools/{tool}"),
+            Some(&admin),
+            json!({"python_code": TROJAN}),
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.text
+    );
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("line 2") && message.contains("U+202E RIGHT-TO-LEFT OVERRIDE"),
+        "{message}"
+    );
+    // A version stored before the check refused them (written into the database as it would
+    // have been): the review page must still not let the browser apply them.
+    let draft = app
+        .call(
+            Method::PATCH,
+            &format!("/api/tools/{tool}"),
+            Some(&admin),
+            json!({"python_code": "def main(access_level: str = 'user') -> bool:\n    return False\n"}),
+        )
+        .await;
+    assert_eq!(draft.status, StatusCode::OK, "{}", draft.text);
+    sqlx::query(
+        "UPDATE tool_versions SET python_code = $1, description = $2 WHERE tool_id = $3 AND version = 2",
+    )
+    .bind(TROJAN)
+    .bind("Checks access\u{202e}nimda")
+    .bind(&tool)
+    .execute(&app.state.db.pool)
+    .await
+    .unwrap();
+    let mut browser = Browser::new(&app);
+    browser.sign_in("admin", PASSWORD).await;
+    for path in [
+        format!("/ui/approvals/tools/{tool}/2"),
+        format!("/ui/tools/{tool}"),
+    ] {
+        let page = browser.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.html);
+        for hidden in ['\u{202e}', '\u{2066}', '\u{2069}'] {
+            assert!(
+                !page.html.contains(hidden),
+                "{path}: {hidden:?} raw in the page"
+            );
+        }
+        assert!(
+            page.html
+                .contains("<span class=\"hidden-char\" title=\"U+202E RIGHT-TO-LEFT OVERRIDE"),
+            "{path}: {}",
+            page.html
+        );
+        assert!(page.html.contains("&lt;U+2069&gt;"), "{path}");
+    }
+    let review = browser.get(&format!("/ui/approvals/tools/{tool}/2")).await;
+    // Twice in the code, twice in the diff; and once in the description.
+    assert_eq!(
+        review.html.matches("&lt;U+2066&gt;").count(),
+        4,
+        "{}",
+        review.html
+    );
+    assert_eq!(review.html.matches("&lt;U+202E&gt;").count(), 3);
 }
 
 async fn short_secret_values_are_refused_and_warned_about(app: TestApp) {
