@@ -16,6 +16,86 @@ use serde::{Deserialize, Serialize};
 /// Largest frame either side accepts.
 pub const MAX_FRAME_BYTES: u32 = 16 * 1024 * 1024;
 
+/// Characters the static check refuses anywhere in a tool's source, strings and comments
+/// included, and that the admin UI shows as a visible marker wherever it renders code. Each is
+/// invisible, or reorders the text around it when displayed, so a browser can show a reviewer
+/// other code than Python runs ("Trojan Source", CVE-2021-42574), or an identifier that looks
+/// like another (Python accepts U+3164 HANGUL FILLER as a name). They are the control
+/// characters other than tab, newline and carriage return; Unicode's format characters
+/// (category Cf: the bidirectional controls U+202A–U+202E, U+2066–U+2069, U+200E, U+200F,
+/// U+061C, the zero-width characters, tags, …); the line and paragraph separators; and the
+/// Hangul fillers. A tool that needs one writes it as an escape in a string (`"\u202e"`).
+///
+/// `(first, last, name)`, sorted. `python/runtime.py` holds the same table for `check` (the
+/// sandbox tests run every character of this one through it).
+pub const HIDDEN_CHARACTERS: &[(u32, u32, &str)] = &[
+    (0x00, 0x08, "CONTROL CHARACTER"),
+    (0x0b, 0x0c, "CONTROL CHARACTER"),
+    (0x0e, 0x1f, "CONTROL CHARACTER"),
+    (0x7f, 0x9f, "CONTROL CHARACTER"),
+    (0xad, 0xad, "SOFT HYPHEN"),
+    (0x0600, 0x0605, "ARABIC NUMBER SIGN (FORMAT CHARACTER)"),
+    (0x061c, 0x061c, "ARABIC LETTER MARK"),
+    (0x06dd, 0x06dd, "ARABIC END OF AYAH (FORMAT CHARACTER)"),
+    (
+        0x070f,
+        0x070f,
+        "SYRIAC ABBREVIATION MARK (FORMAT CHARACTER)",
+    ),
+    (0x0890, 0x0891, "ARABIC POUND MARK (FORMAT CHARACTER)"),
+    (
+        0x08e2,
+        0x08e2,
+        "ARABIC DISPUTED END OF AYAH (FORMAT CHARACTER)",
+    ),
+    (0x115f, 0x1160, "HANGUL FILLER"),
+    (0x180e, 0x180e, "MONGOLIAN VOWEL SEPARATOR"),
+    (0x200b, 0x200b, "ZERO WIDTH SPACE"),
+    (0x200c, 0x200c, "ZERO WIDTH NON-JOINER"),
+    (0x200d, 0x200d, "ZERO WIDTH JOINER"),
+    (0x200e, 0x200e, "LEFT-TO-RIGHT MARK"),
+    (0x200f, 0x200f, "RIGHT-TO-LEFT MARK"),
+    (0x2028, 0x2028, "LINE SEPARATOR"),
+    (0x2029, 0x2029, "PARAGRAPH SEPARATOR"),
+    (0x202a, 0x202a, "LEFT-TO-RIGHT EMBEDDING"),
+    (0x202b, 0x202b, "RIGHT-TO-LEFT EMBEDDING"),
+    (0x202c, 0x202c, "POP DIRECTIONAL FORMATTING"),
+    (0x202d, 0x202d, "LEFT-TO-RIGHT OVERRIDE"),
+    (0x202e, 0x202e, "RIGHT-TO-LEFT OVERRIDE"),
+    (0x2060, 0x2060, "WORD JOINER"),
+    (0x2061, 0x2064, "INVISIBLE MATHEMATICAL OPERATOR"),
+    (0x2066, 0x2066, "LEFT-TO-RIGHT ISOLATE"),
+    (0x2067, 0x2067, "RIGHT-TO-LEFT ISOLATE"),
+    (0x2068, 0x2068, "FIRST STRONG ISOLATE"),
+    (0x2069, 0x2069, "POP DIRECTIONAL ISOLATE"),
+    (0x206a, 0x206f, "DEPRECATED FORMAT CHARACTER"),
+    (0x3164, 0x3164, "HANGUL FILLER"),
+    (0xfeff, 0xfeff, "ZERO WIDTH NO-BREAK SPACE"),
+    (0xffa0, 0xffa0, "HALFWIDTH HANGUL FILLER"),
+    (0xfff9, 0xfffb, "INTERLINEAR ANNOTATION CHARACTER"),
+    (0x110bd, 0x110bd, "KAITHI NUMBER SIGN (FORMAT CHARACTER)"),
+    (
+        0x110cd,
+        0x110cd,
+        "KAITHI NUMBER SIGN ABOVE (FORMAT CHARACTER)",
+    ),
+    (0x13430, 0x1343f, "EGYPTIAN HIEROGLYPH FORMAT CONTROL"),
+    (0x1bca0, 0x1bca3, "SHORTHAND FORMAT CONTROL"),
+    (0x1d173, 0x1d17a, "MUSICAL SYMBOL FORMAT CONTROL"),
+    (0xe0001, 0xe0001, "LANGUAGE TAG"),
+    (0xe0020, 0xe007f, "TAG CHARACTER"),
+];
+
+/// The name of `c` if it is one of [`HIDDEN_CHARACTERS`].
+pub fn hidden_character(c: char) -> Option<&'static str> {
+    let code = c as u32;
+    let index = HIDDEN_CHARACTERS.partition_point(|&(_, last, _)| last < code);
+    HIDDEN_CHARACTERS
+        .get(index)
+        .filter(|&&(first, _, _)| first <= code)
+        .map(|&(_, _, name)| name)
+}
+
 /// The modules a tool may import when a request does not name its own list.
 pub const DEFAULT_MODULES: &[&str] = &[
     "asyncio",
@@ -339,6 +419,28 @@ impl Layers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hidden_characters_are_found_at_every_edge_of_the_table() {
+        assert!(
+            HIDDEN_CHARACTERS
+                .windows(2)
+                .all(|pair| pair[0].1 < pair[1].0 && pair[0].0 <= pair[0].1),
+            "sorted and disjoint"
+        );
+        for &(first, last, name) in HIDDEN_CHARACTERS {
+            for code in [first, last] {
+                let c = char::from_u32(code).unwrap();
+                assert_eq!(hidden_character(c), Some(name), "U+{code:04X}");
+            }
+        }
+        assert_eq!(hidden_character('\u{202e}'), Some("RIGHT-TO-LEFT OVERRIDE"));
+        for visible in [
+            '\t', '\n', '\r', ' ', 'a', 'é', '✓', '\u{2027}', '\u{2065}', '\u{fe0f}',
+        ] {
+            assert_eq!(hidden_character(visible), None, "{visible:?}");
+        }
+    }
 
     #[test]
     fn limits_are_clamped_to_the_hard_maximums() {

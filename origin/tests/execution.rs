@@ -4,6 +4,7 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use common::*;
+use origin::execution::REDACTED;
 use serde_json::{Value, json};
 
 on_both_backends!(
@@ -13,6 +14,8 @@ on_both_backends!(
     a_secret_moved_to_another_server_does_not_decrypt,
     large_results_are_capped_in_the_log_only,
     an_unreachable_sandbox_is_a_503_and_still_logged,
+    secrets_never_leave_a_run_in_any_encoding,
+    short_secret_values_are_refused_and_older_ones_still_redacted,
 );
 
 const ECHO: &str = "def main(city: str, api_key: str = '') -> dict:\n    print('looking up', city)\n    if city == 'boom':\n        raise ValueError('no such city: ' + city)\n    return {'city': city, 'key': secrets.get('API_KEY', ''), 'arg': api_key}\n";
@@ -547,4 +550,314 @@ async fn a_dead_sandbox_gives_clear_errors_and_opens_the_breaker(app: TestApp) {
             .iter()
             .all(|row| row["error_kind"] == "internal")
     );
+}
+
+/// Secrets that JSON, Python's `repr` and the sandbox's caps each write differently: a quote
+/// and a backslash, control characters, a PEM block, non-ASCII (one character outside the BMP,
+/// which `json.dumps` writes as a surrogate pair).
+const LEAKY: [(&str, &str); 4] = [
+    ("QUOTE", "pa\"ss\\word-9876"),
+    ("CTRL", "Qx7v\tHd9w\nMk3z\r\u{1}-5521"),
+    (
+        "PEM",
+        "-----BEGIN PRIVATE KEY-----\nMIIBVgIBADANBgkqhkiG9w0BAQEFAASC\nAUAwggE8AgEAAkEAq7BFUpkGp3LQmlQ\n-----END PRIVATE KEY-----\n",
+    ),
+    ("UNI", "zürich-Straße-✓-𝄞-7781"),
+];
+
+/// Pieces of `LEAKY` that survive every encoding a tool produces by accident (JSON escapes at
+/// any depth, `\uXXXX`, `repr`) and a cut through the secret: finding none of them in a text
+/// means no secret is in it in any of those forms, whole or in part.
+const FRAGMENTS: [&str; 12] = [
+    "word", "9876", "Qx7v", "Hd9w", "Mk3z", "5521", "BEGIN", "PRIVATE", "MIIBVgIB", "AUAwggE8",
+    "rich", "7781",
+];
+
+/// A long answer cut for a failure message (around the first leak, if any).
+fn short(text: &str) -> String {
+    let at = leaks(text)
+        .first()
+        .and_then(|fragment| text.find(fragment))
+        .unwrap_or(0);
+    text.chars()
+        .skip(text[..at].chars().count().saturating_sub(300))
+        .take(1500)
+        .collect()
+}
+
+fn leaks(text: &str) -> Vec<&'static str> {
+    FRAGMENTS
+        .into_iter()
+        .filter(|fragment| text.contains(fragment))
+        .collect()
+}
+
+/// Returns, prints and raises the secrets in every form an approved tool might by accident;
+/// `cut` makes the sandbox cut stdout and the error message inside a secret, `big` makes the
+/// log keep only a preview that ends inside one.
+const LEAKER: &str = r#"import json
+def main(mode: str, note: str = '') -> dict:
+    s = [secrets['QUOTE'], secrets['CTRL'], secrets['PEM'], secrets['UNI']]
+    if mode == 'raise':
+        raise ValueError(' | '.join(s) + ' ' + repr(s))
+    if mode == 'missing':
+        return {}[s[0]]
+    if mode == 'cut':
+        print('x' * (65536 - 15) + s[2])
+        raise ValueError('e' * (4000 - len('ValueError: ') - 7) + s[3])
+    if mode == 'big':
+        return {'a': 'y' * 975 + s[2], 'b': 'z' * 12000}
+    print(*s)
+    print(json.dumps(s))
+    print(json.dumps({'v': json.dumps(s)}, ensure_ascii=False))
+    print(s)
+    return {'raw': s, 'ascii': json.dumps(s), 'unicode': json.dumps(s, ensure_ascii=False),
+            'double': json.dumps(json.dumps(s)), 'repr': repr(s), 'bytes': str(s[3].encode()),
+            s[0]: 'a secret as a key', 'number': len(s)}
+"#;
+
+const MODES: [&str; 5] = ["all", "raise", "missing", "cut", "big"];
+
+async fn secrets_never_leave_a_run_in_any_encoding(app: TestApp) {
+    let s = Setup::new(app, LEAKER, false).await;
+    // The detector finds each secret in the forms it is looked for in, and the two cut
+    // beginnings the `cut` run leaves (the sandbox's cuts of stdout and of the error message).
+    for (_, secret) in LEAKY {
+        let json = serde_json::to_string(secret).unwrap();
+        let double = serde_json::to_string(&json).unwrap();
+        let cut = &secret[..secret.char_indices().nth_back(2).unwrap().0];
+        for form in [secret, json.as_str(), double.as_str(), cut] {
+            assert!(!leaks(form).is_empty(), "{form:?}");
+        }
+    }
+    for cut in [&LEAKY[2].1[..15], &LEAKY[3].1[..7]] {
+        assert!(!leaks(cut).is_empty(), "{cut:?}");
+    }
+    for (key, value) in LEAKY {
+        let set = s
+            .app
+            .call(
+                Method::PUT,
+                &format!("/api/servers/{}/secrets/{key}", s.server),
+                Some(&s.admin),
+                json!({"value": value}),
+            )
+            .await;
+        assert_eq!(set.status, StatusCode::NO_CONTENT, "{}", set.text);
+    }
+    s.app.approve_tool(&s.admin, &s.tool).await;
+    let started = s
+        .app
+        .post(
+            &format!("/api/sandbox/servers/{}/start", s.server),
+            Some(&s.admin),
+            json!({}),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text);
+    let note = LEAKY[0].1;
+
+    // MCP `tools/call`: the answer's text, structuredContent and _meta (stdout).
+    for mode in MODES {
+        let (body, answer) = s
+            .app
+            .mcp_raw(
+                "tools/call",
+                json!({"name": "weather__lookup", "arguments": {"mode": mode, "note": note}}),
+            )
+            .await;
+        assert!(answer["result"].is_object(), "{mode}: {}", short(&body));
+        assert_eq!(leaks(&body), Vec::<&str>::new(), "{mode}: {}", short(&body));
+        let result = &answer["result"];
+        match mode {
+            "all" => {
+                assert_eq!(result["isError"], false, "{}", short(&body));
+                let structured = &result["structuredContent"];
+                assert_eq!(
+                    structured["raw"],
+                    json!([REDACTED, REDACTED, REDACTED, REDACTED]),
+                    "{}",
+                    short(&body)
+                );
+                assert_eq!(
+                    structured[REDACTED],
+                    "a secret as a key",
+                    "{}",
+                    short(&body)
+                );
+                assert_eq!(structured["number"], 4);
+                let text = result["content"][0]["text"].as_str().unwrap();
+                assert_eq!(
+                    serde_json::from_str::<Value>(text).unwrap(),
+                    *structured,
+                    "the text is the same redacted value"
+                );
+                let stdout = result["_meta"]["mcpbox/stdout"].as_str().unwrap();
+                assert!(stdout.matches(REDACTED).count() >= 12, "{stdout}");
+            }
+            "cut" => {
+                let stdout = result["_meta"]["mcpbox/stdout"].as_str().unwrap();
+                assert!(
+                    stdout.ends_with(REDACTED),
+                    "{}",
+                    &stdout[stdout.len() - 40..]
+                );
+                let error = result["content"][0]["text"].as_str().unwrap();
+                assert!(error.ends_with("[REDACTED]…"), "{error}");
+            }
+            "big" => assert_eq!(result["isError"], false, "{mode}: {}", short(&body)),
+            _ => assert_eq!(result["isError"], true, "{mode}: {}", short(&body)),
+        }
+    }
+    // The REST test run (and `mcpbox_test_code`, which shares it).
+    for mode in MODES {
+        let ran = s.test_run(json!({"mode": mode, "note": note})).await;
+        assert_eq!(ran.status, StatusCode::OK, "{mode}: {}", short(&ran.text));
+        assert_eq!(
+            leaks(&ran.text),
+            Vec::<&str>::new(),
+            "{mode}: {}",
+            short(&ran.text)
+        );
+    }
+    let (_, tested) = s
+        .app
+        .mcp_raw(
+            "tools/call",
+            json!({"name": "mcpbox_test_code", "arguments": {"tool_id": s.tool, "arguments": {"mode": "all"}}}),
+        )
+        .await;
+    assert_eq!(
+        leaks(&tested.to_string()),
+        Vec::<&str>::new(),
+        "{}",
+        short(&tested.to_string())
+    );
+    assert!(
+        tested.to_string().contains(REDACTED),
+        "{}",
+        short(&tested.to_string())
+    );
+
+    // What is stored, and every way it is read back: the rows themselves, the REST log and
+    // `mcpbox_get_tool_logs`.
+    use sqlx::Row;
+    let rows: Vec<String> = sqlx::query(
+        "SELECT arguments || ' ' || COALESCE(result, '') || ' ' || COALESCE(error, '') || ' ' || stdout AS text \
+         FROM execution_logs",
+    )
+    .fetch_all(&s.app.state.db.pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| row.try_get("text").unwrap())
+    .collect();
+    assert_eq!(rows.len(), 2 * MODES.len() + 1);
+    for row in &rows {
+        assert_eq!(leaks(row), Vec::<&str>::new(), "{}", short(row));
+    }
+    let logs = s
+        .app
+        .get(
+            &format!("/api/tools/{}/logs?page_size=50", s.tool),
+            Some(&s.admin),
+        )
+        .await;
+    assert_eq!(
+        leaks(&logs.text),
+        Vec::<&str>::new(),
+        "{}",
+        short(&logs.text)
+    );
+    // The capped result of `big` keeps a preview that ended inside the PEM block.
+    let big = logs.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["result"]["_truncated"] == true)
+        .expect("a capped result");
+    let preview = big["result"]["_preview"].as_str().unwrap();
+    assert!(preview.contains(REDACTED), "{}", short(preview));
+    let notes: Vec<&Value> = logs.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|row| row["arguments"].get("note"))
+        .collect();
+    assert_eq!(
+        notes,
+        vec![REDACTED; 2 * MODES.len()],
+        "the secret as an argument"
+    );
+    let (body, logged) = s
+        .app
+        .mcp_raw(
+            "tools/call",
+            json!({"name": "mcpbox_get_tool_logs", "arguments": {"tool_id": s.tool, "limit": 50}}),
+        )
+        .await;
+    assert_eq!(logged["result"]["isError"], false, "{}", short(&body));
+    assert!(body.contains("_truncated"), "{}", short(&body));
+    assert_eq!(leaks(&body), Vec::<&str>::new(), "{}", short(&body));
+}
+
+async fn short_secret_values_are_refused_and_older_ones_still_redacted(app: TestApp) {
+    let code = "def main() -> dict:\n    return {'old': 'value ' + secrets['OLD'] + '!'}\n";
+    let s = Setup::new(app, code, true).await;
+    let set = |value: &'static str| {
+        let path = format!("/api/servers/{}/secrets/OLD", s.server);
+        let app = &s.app;
+        let admin = s.admin.clone();
+        async move {
+            app.call(Method::PUT, &path, Some(&admin), json!({"value": value}))
+                .await
+        }
+    };
+    for short in ["x", "q9z", "1234567", "é\u{1}é"] {
+        let refused = set(short).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{short:?}: {}",
+            refused.text
+        );
+        assert!(
+            refused.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("at least 8 bytes"),
+            "{}",
+            refused.text
+        );
+    }
+    assert_eq!(
+        s.app.count("server_secrets").await,
+        0,
+        "nothing half-applied"
+    );
+    assert_eq!(set("12345678").await.status, StatusCode::NO_CONTENT);
+    // A value set before the minimum existed (written as the origin stores one) is still
+    // redacted, however short.
+    let stored = s
+        .app
+        .state
+        .keys
+        .encrypt_to_string("q9z", &format!("server_secret:{}:OLD", s.server));
+    sqlx::query("UPDATE server_secrets SET encrypted_value = $1 WHERE key = 'OLD'")
+        .bind(stored)
+        .execute(&s.app.state.db.pool)
+        .await
+        .unwrap();
+    let ran = s.test_run(json!({})).await;
+    assert_eq!(ran.status, StatusCode::OK, "{}", ran.text);
+    assert_eq!(
+        ran.body["result"]["old"], "value [REDACTED]!",
+        "{}",
+        ran.text
+    );
+    let logs = s
+        .app
+        .get(&format!("/api/tools/{}/logs", s.tool), Some(&s.admin))
+        .await;
+    assert!(!logs.text.contains("q9z"), "{}", logs.text);
 }

@@ -29,6 +29,8 @@ on_both_backends!(
     simultaneous_wrong_sign_ins_through_the_form_are_counted_before_any_hashing,
     ui_cookies_and_api_tokens_are_not_interchangeable,
     the_live_view_ends_when_its_session_does,
+    trojan_source_is_refused_and_shown_as_markers_on_the_review_page,
+    short_secret_values_are_refused_and_warned_about,
 );
 
 /// A browser in miniature: a cookie jar, and the CSRF token of the last page.
@@ -445,7 +447,7 @@ async fn a_viewer_sees_no_actions_and_is_refused_them(app: TestApp) {
         ),
         (
             format!("/ui/servers/{server}/secrets"),
-            vec![("key", "API_KEY"), ("value", "x")],
+            vec![("key", "API_KEY"), ("value", "long-enough-value")],
         ),
         ("/ui/settings/preset".into(), vec![("preset", "permissive")]),
         (
@@ -1195,4 +1197,146 @@ async fn the_live_view_ends_when_its_session_does(app: TestApp) {
         seen.contains("after_logout") && seen.contains("after_disable"),
         "{seen}"
     );
+/// Bidirectional controls as "Trojan Source" (CVE-2021-42574) uses them: a browser shows
+/// `# Check if admin` as a comment after the string, while Python reads it inside the string,
+/// so the condition is always true.
+const TROJAN: &str = "def main(access_level: str = 'user') -> bool:\n    if access_level != \"user\u{202e} \u{2066}# Check if admin\u{2069} \u{2066}\":\n        return True\n    return False\n";
+
+async fn trojan_source_is_refused_and_shown_as_markers_on_the_review_page(app: TestApp) {
+    let app = app.with_sandbox().await;
+    let admin = app.admin().await.token("access_token");
+    let server = app.create_server(&admin, "auth").await;
+    let tool = app
+        .create_tool(
+            &admin,
+            &server,
+            "check",
+            "def main(access_level: str = 'user') -> bool:\n    return access_level == 'admin'\n",
+        )
+        .await;
+    app.approve_tool(&admin, &tool).await;
+    // The static check refuses it, naming the line.
+    let refused = app
+        .call(
+            Method::PATCH,
+            &format!("/api/tools/{tool}"),
+            Some(&admin),
+            json!({"python_code": TROJAN}),
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.text
+    );
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("line 2") && message.contains("U+202E RIGHT-TO-LEFT OVERRIDE"),
+        "{message}"
+    );
+    // A version stored before the check refused them (written into the database as it would
+    // have been): the review page must still not let the browser apply them.
+    let draft = app
+        .call(
+            Method::PATCH,
+            &format!("/api/tools/{tool}"),
+            Some(&admin),
+            json!({"python_code": "def main(access_level: str = 'user') -> bool:\n    return False\n"}),
+        )
+        .await;
+    assert_eq!(draft.status, StatusCode::OK, "{}", draft.text);
+    sqlx::query(
+        "UPDATE tool_versions SET python_code = $1, description = $2 WHERE tool_id = $3 AND version = 2",
+    )
+    .bind(TROJAN)
+    .bind("Checks access\u{202e}nimda")
+    .bind(&tool)
+    .execute(&app.state.db.pool)
+    .await
+    .unwrap();
+    let mut browser = Browser::new(&app);
+    browser.sign_in("admin", PASSWORD).await;
+    for path in [
+        format!("/ui/approvals/tools/{tool}/2"),
+        format!("/ui/tools/{tool}"),
+    ] {
+        let page = browser.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.html);
+        for hidden in ['\u{202e}', '\u{2066}', '\u{2069}'] {
+            assert!(
+                !page.html.contains(hidden),
+                "{path}: {hidden:?} raw in the page"
+            );
+        }
+        assert!(
+            page.html
+                .contains("<span class=\"hidden-char\" title=\"U+202E RIGHT-TO-LEFT OVERRIDE"),
+            "{path}: {}",
+            page.html
+        );
+        assert!(page.html.contains("&lt;U+2069&gt;"), "{path}");
+    }
+    let review = browser.get(&format!("/ui/approvals/tools/{tool}/2")).await;
+    // Twice in the code, twice in the diff; and once in the description.
+    assert_eq!(
+        review.html.matches("&lt;U+2066&gt;").count(),
+        4,
+        "{}",
+        review.html
+    );
+    assert_eq!(review.html.matches("&lt;U+202E&gt;").count(), 3);
+}
+
+async fn short_secret_values_are_refused_and_warned_about(app: TestApp) {
+    let mut browser = set_up(&app).await;
+    let admin = app.login("admin", PASSWORD).await.token("access_token");
+    let server = app.create_server(&admin, "weather").await;
+    let path = format!("/ui/servers/{server}");
+    let form = browser.get(&path).await;
+    assert!(form.html.contains("minlength=\"8\""), "{}", form.html);
+    let refused = browser
+        .post(
+            &format!("{path}/secrets"),
+            &[("key", "API_KEY"), ("value", "short")],
+        )
+        .await;
+    let page = browser.follow(refused).await;
+    assert!(page.html.contains("at least 8 bytes"), "{}", page.html);
+    assert!(
+        !page.html.contains("<code>API_KEY</code>"),
+        "nothing stored"
+    );
+    let saved = browser
+        .post(
+            &format!("{path}/secrets"),
+            &[("key", "API_KEY"), ("value", "long-enough-value")],
+        )
+        .await;
+    let page = browser.follow(saved).await;
+    assert!(page.html.contains("<code>API_KEY</code>"), "{}", page.html);
+    assert!(!page.html.contains("too short to redact"));
+    // A value set before the minimum existed (stored as the origin stores one).
+    let stored = app
+        .state
+        .keys
+        .encrypt_to_string("abc", &format!("server_secret:{server}:API_KEY"));
+    sqlx::query("UPDATE server_secrets SET encrypted_value = $1")
+        .bind(stored)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    let page = browser.get(&path).await;
+    assert!(
+        page.html.contains("too short to redact reliably"),
+        "{}",
+        page.html
+    );
+    // Viewers are not told which values are short.
+    app.user_with_role(&admin, "watcher", "viewer").await;
+    let mut viewer = Browser::new(&app);
+    viewer.sign_in("watcher", PASSWORD).await;
+    let page = viewer.get(&path).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.html.contains("too short to redact"));
 }

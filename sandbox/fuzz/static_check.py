@@ -7,13 +7,17 @@ Oracles, each an independent reading of the rules:
   * code `check` accepts compiles;
   * code `check` accepts has no NAME token starting with '_' (other than '_' itself) when read
     by `tokenize`, a different parser than the `ast` walk the check uses;
-  * code `check` accepts has no NAME token that is a forbidden builtin used as a plain name.
+  * code `check` accepts has no NAME token that is a forbidden builtin used as a plain name;
+  * code `check` accepts has no character that `unicodedata` calls a control (other than tab,
+    newline, carriage return), a format character (Cf: bidirectional controls, zero-width
+    characters...) or a line or paragraph separator ("Trojan Source").
 """
 
 import io
 import os
 import sys
 import tokenize
+import unicodedata
 
 import atheris
 
@@ -39,6 +43,10 @@ def test_one_input(data):
             assert isinstance(line, int) and isinstance(col, int) and message, errors
         return
     compile(source, "<fuzz>", "exec", dont_inherit=True)
+    for char in source:
+        category = unicodedata.category(char)
+        hidden = category in ("Cf", "Zl", "Zp") or (category == "Cc" and char not in "\t\n\r")
+        assert not hidden, f"accepted U+{ord(char):04X}: {source!r}"
     previous = None
     for token in tokens(source):
         if token.type in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT):

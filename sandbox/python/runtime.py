@@ -13,6 +13,8 @@ dunder, which the static check refuses). The result is serialised by Rust, not h
 
 import ast
 import asyncio
+import bisect
+import re
 import types
 
 # ---------------------------------------------------------------------------------------------
@@ -37,6 +39,66 @@ FORBIDDEN_ATTRIBUTES = frozenset({
 FORBIDDEN_ATTRIBUTE_PREFIXES = ("gi_", "cr_", "ag_", "f_", "tb_", "co_")
 
 MAX_NODES = 50_000
+
+# Characters refused anywhere in the source, strings and comments included (that is where
+# "Trojan Source", CVE-2021-42574, hides them): each is invisible, or reorders the text around
+# it when displayed, so a reviewer's browser can show other code than Python runs. The same
+# table as `contract::sandbox::HIDDEN_CHARACTERS` (sandbox/tests/supervisor.rs runs every
+# character of that one through `check`): controls other than tab, newline and carriage
+# return; Unicode's format characters (Cf: bidirectional controls, zero-width characters,
+# tags...); the line and paragraph separators; the Hangul fillers. (first, last, name).
+HIDDEN_CHARACTERS = (
+    (0x00, 0x08, "CONTROL CHARACTER"),
+    (0x0B, 0x0C, "CONTROL CHARACTER"),
+    (0x0E, 0x1F, "CONTROL CHARACTER"),
+    (0x7F, 0x9F, "CONTROL CHARACTER"),
+    (0xAD, 0xAD, "SOFT HYPHEN"),
+    (0x0600, 0x0605, "ARABIC NUMBER SIGN (FORMAT CHARACTER)"),
+    (0x061C, 0x061C, "ARABIC LETTER MARK"),
+    (0x06DD, 0x06DD, "ARABIC END OF AYAH (FORMAT CHARACTER)"),
+    (0x070F, 0x070F, "SYRIAC ABBREVIATION MARK (FORMAT CHARACTER)"),
+    (0x0890, 0x0891, "ARABIC POUND MARK (FORMAT CHARACTER)"),
+    (0x08E2, 0x08E2, "ARABIC DISPUTED END OF AYAH (FORMAT CHARACTER)"),
+    (0x115F, 0x1160, "HANGUL FILLER"),
+    (0x180E, 0x180E, "MONGOLIAN VOWEL SEPARATOR"),
+    (0x200B, 0x200B, "ZERO WIDTH SPACE"),
+    (0x200C, 0x200C, "ZERO WIDTH NON-JOINER"),
+    (0x200D, 0x200D, "ZERO WIDTH JOINER"),
+    (0x200E, 0x200E, "LEFT-TO-RIGHT MARK"),
+    (0x200F, 0x200F, "RIGHT-TO-LEFT MARK"),
+    (0x2028, 0x2028, "LINE SEPARATOR"),
+    (0x2029, 0x2029, "PARAGRAPH SEPARATOR"),
+    (0x202A, 0x202A, "LEFT-TO-RIGHT EMBEDDING"),
+    (0x202B, 0x202B, "RIGHT-TO-LEFT EMBEDDING"),
+    (0x202C, 0x202C, "POP DIRECTIONAL FORMATTING"),
+    (0x202D, 0x202D, "LEFT-TO-RIGHT OVERRIDE"),
+    (0x202E, 0x202E, "RIGHT-TO-LEFT OVERRIDE"),
+    (0x2060, 0x2060, "WORD JOINER"),
+    (0x2061, 0x2064, "INVISIBLE MATHEMATICAL OPERATOR"),
+    (0x2066, 0x2066, "LEFT-TO-RIGHT ISOLATE"),
+    (0x2067, 0x2067, "RIGHT-TO-LEFT ISOLATE"),
+    (0x2068, 0x2068, "FIRST STRONG ISOLATE"),
+    (0x2069, 0x2069, "POP DIRECTIONAL ISOLATE"),
+    (0x206A, 0x206F, "DEPRECATED FORMAT CHARACTER"),
+    (0x3164, 0x3164, "HANGUL FILLER"),
+    (0xFEFF, 0xFEFF, "ZERO WIDTH NO-BREAK SPACE"),
+    (0xFFA0, 0xFFA0, "HALFWIDTH HANGUL FILLER"),
+    (0xFFF9, 0xFFFB, "INTERLINEAR ANNOTATION CHARACTER"),
+    (0x110BD, 0x110BD, "KAITHI NUMBER SIGN (FORMAT CHARACTER)"),
+    (0x110CD, 0x110CD, "KAITHI NUMBER SIGN ABOVE (FORMAT CHARACTER)"),
+    (0x13430, 0x1343F, "EGYPTIAN HIEROGLYPH FORMAT CONTROL"),
+    (0x1BCA0, 0x1BCA3, "SHORTHAND FORMAT CONTROL"),
+    (0x1D173, 0x1D17A, "MUSICAL SYMBOL FORMAT CONTROL"),
+    (0xE0001, 0xE0001, "LANGUAGE TAG"),
+    (0xE0020, 0xE007F, "TAG CHARACTER"),
+)
+_HIDDEN = re.compile(
+    "[" + "".join(f"\\U{first:08x}-\\U{last:08x}" for first, last, _ in HIDDEN_CHARACTERS) + "]"
+)
+# Python's own line ends (the tokenizer's): a form feed or U+2028 does not end a line.
+_LINE_END = re.compile("\r\n?|\n")
+# Lines reported at most: enough to fix them, bounded however many there are.
+MAX_HIDDEN_LINES = 20
 
 # Modules no allowlist can enable: each would hand tools a way around the restricted runtime
 # (attribute getters by string, code/frame objects, raw file descriptors, processes, sockets)
@@ -239,8 +301,36 @@ class _Checker(ast.NodeVisitor):
     visit_Nonlocal = visit_Global
 
 
+def _hidden_characters(source):
+    """[(line, col, message)] for the first hidden character on each line that has one."""
+    errors = []
+    starts = None
+    last_line = 0
+    for found in _HIDDEN.finditer(source):
+        if starts is None:
+            starts = [0] + [end.end() for end in _LINE_END.finditer(source)]
+        position = found.start()
+        line = bisect.bisect_right(starts, position)
+        if line == last_line:
+            continue
+        last_line = line
+        code = ord(found.group())
+        name = next(name for first, last, name in HIDDEN_CHARACTERS if first <= code <= last)
+        escape = f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+        errors.append((line, position - starts[line - 1] + 1,
+                       f"the invisible character U+{code:04X} {name} is not allowed anywhere in "
+                       f"tool code, strings and comments included: it can make the code read "
+                       f"differently from how it runs; in a string, write it as {escape}"))
+        if len(errors) == MAX_HIDDEN_LINES:
+            break
+    return errors
+
+
 def check(source, modules):
     """Static check. Returns [(line, col, message)], empty when the code may run."""
+    hidden = _hidden_characters(source)
+    if hidden:
+        return hidden
     try:
         tree = ast.parse(source, filename="<tool>", mode="exec")
     except SyntaxError as err:

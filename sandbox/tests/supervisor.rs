@@ -293,6 +293,85 @@ async fn validation_reports_errors_and_derives_the_schema() {
     supervisor.shutdown();
 }
 
+/// "Trojan Source" (CVE-2021-42574): bidirectional controls make a browser show
+/// `# Check if admin` as a comment after the string while Python reads it inside the string.
+/// The check refuses such characters anywhere, strings and comments included, with the line;
+/// and every character of `contract::sandbox::HIDDEN_CHARACTERS` (the table the UI marks) is
+/// refused by `runtime.py`'s own copy of it.
+#[tokio::test]
+async fn hidden_characters_are_refused_anywhere_with_their_line() {
+    let supervisor = supervisor(2).await;
+    let validate = |code: String| {
+        let supervisor = supervisor.clone();
+        async move {
+            supervisor
+                .validate(ValidateRequest {
+                    code,
+                    allowed_modules: None,
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let trojan = "def main(access_level: str = 'user') -> bool:\n    if access_level != \"user\u{202e} \u{2066}# Check if admin\u{2069} \u{2066}\":\n        return True\n    return False\n";
+    let refused = validate(trojan.to_owned()).await;
+    assert!(!refused.valid, "{refused:?}");
+    assert_eq!(refused.errors.len(), 1, "{refused:?}");
+    assert_eq!((refused.errors[0].line, refused.errors[0].col), (2, 29));
+    assert!(
+        refused.errors[0]
+            .message
+            .contains("U+202E RIGHT-TO-LEFT OVERRIDE"),
+        "{refused:?}"
+    );
+    // A run refuses it too (the check runs before any code does).
+    let ran = supervisor
+        .execute(request(&format!("{trojan}\n"), "{}", 5_000))
+        .await;
+    assert_eq!(
+        ran.error.as_ref().map(|e| (e.kind, e.line)),
+        Some((ErrorKind::Validation, Some(2))),
+        "{ran:?}"
+    );
+    // In a comment, in a docstring, as an invisible name (U+3164 is a valid identifier).
+    for (code, line) in [
+        ("def main():\n    # ok\u{200b}\n    return 1\n", 2),
+        (
+            "def main():\n    \"\"\"Doc\u{2067}.\"\"\"\n    return 1\n",
+            2,
+        ),
+        (
+            "def main():\n    x = 1\n    \u{3164} = 2\n    return x\n",
+            3,
+        ),
+        ("\u{feff}def main():\n    return 1\n", 1),
+    ] {
+        let refused = validate(code.to_owned()).await;
+        assert!(!refused.valid, "{code:?}: {refused:?}");
+        assert_eq!(refused.errors[0].line, line, "{code:?}: {refused:?}");
+    }
+    // Escapes in strings stay allowed; ordinary non-ASCII too.
+    let escaped = validate("def main() -> str:\n    return 'a\\u202eb' + 'é✓'\n".to_owned()).await;
+    assert!(escaped.valid, "{escaped:?}");
+    // Every character of the shared table, one per line (at most 20 lines are reported a time).
+    let every: Vec<char> = contract::sandbox::HIDDEN_CHARACTERS
+        .iter()
+        .flat_map(|&(first, last, _)| first..=last)
+        .map(|code| char::from_u32(code).unwrap())
+        .collect();
+    for chunk in every.chunks(20) {
+        let code: String = chunk.iter().map(|c| format!("# {c}\n")).collect();
+        let refused = validate(format!("{code}def main():\n    return 1\n")).await;
+        let lines: Vec<u32> = refused.errors.iter().map(|e| e.line).collect();
+        assert_eq!(
+            lines,
+            (1..=chunk.len() as u32).collect::<Vec<_>>(),
+            "{chunk:?}: {refused:?}"
+        );
+    }
+    supervisor.shutdown();
+}
+
 #[tokio::test]
 async fn tools_get_json_results_stdout_and_readable_errors() {
     let supervisor = supervisor(2).await;

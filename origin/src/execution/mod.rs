@@ -2,13 +2,16 @@
 //!
 //! `run` is the one function that sends tool code to the sandbox: it takes an `Approved` (only
 //! the call-time check makes one), adds the server's secrets, and records every run, failed or
-//! not, with secrets redacted and sizes capped.
+//! not, with secrets redacted (`redact::Redactor`, on values, before anything is serialised or
+//! cut) and sizes capped.
 
 mod api;
+mod redact;
 
 pub(crate) use api::{LogBody, TestAnswer, openapi};
 
 pub use api::router;
+pub use redact::{REDACTED, Redactor};
 
 use contract::sandbox::{ErrorKind, ExecuteRequest, Limits, ToolError};
 use serde_json::Value;
@@ -27,7 +30,6 @@ pub const STDOUT_LOG_BYTES: usize = 10 * 1024;
 pub const ERROR_LOG_BYTES: usize = 5 * 1024;
 /// Argument strings longer than this are cut in the log.
 pub const ARGUMENT_STRING_LOG_CHARS: usize = 500;
-pub const REDACTED: &str = "[REDACTED]";
 
 /// Argument names whose values are always redacted in logs.
 const SENSITIVE_KEYS: [&str; 14] = [
@@ -89,7 +91,19 @@ pub async fn run(
         crate::secrets::values(state, &approved.server_id),
         access,
     )?;
-    let secret_values: Vec<String> = secrets.values().filter(|v| v.len() >= 4).cloned().collect();
+    // Every value is redacted, however short; values too short to redact reliably are refused
+    // when set (`secrets::set_value`), and older ones are named here so an admin replaces them.
+    let short: Vec<&str> = crate::secrets::too_short(&secrets).collect();
+    if !short.is_empty() {
+        tracing::warn!(
+            server_id = approved.server_id,
+            keys = ?short,
+            "server secrets shorter than {} bytes: redacting them mangles output and may miss \
+             them; set longer values",
+            crate::secrets::MIN_VALUE_BYTES
+        );
+    }
+    let redactor = Redactor::new(secrets.values().map(String::as_str));
     let started = std::time::Instant::now();
     let dispatched = match approved.kind {
         Kind::Python => {
@@ -100,23 +114,17 @@ pub async fn run(
             .await
             .map(|remote| passthrough_response(remote, started)),
     };
-    let (ok, result_text, error, stdout, duration_ms) = match dispatched {
-        Ok(response) => (
-            response.ok,
-            response.result,
-            response.error,
-            response.stdout,
-            response.duration_ms,
-        ),
+    let response = match dispatched {
+        Ok(response) => response,
         Err(err) => {
             // Nothing answered (the sandbox or the external source is down): logged as a failed
             // run, and a clear error for the caller.
             let error = ToolError {
                 kind: ErrorKind::Internal,
-                message: redact_text(&err.to_string(), &secret_values),
+                message: redactor.text(&err.to_string()),
                 line: None,
             };
-            let log = LogEntry::new(approved, &arguments, &secret_values, actor, is_test);
+            let log = LogEntry::new(approved, &arguments, &redactor, actor, is_test);
             log.write(
                 &state.db,
                 false,
@@ -132,22 +140,39 @@ pub async fn run(
             return Err(err);
         }
     };
+    let ok = response.ok;
+    let duration_ms = response.duration_ms;
+    // The result travels as JSON text: redacted as a value (its strings, keys and numbers), so
+    // a secret with a quote, a backslash or a control character, escaped in that text, is found
+    // too. Text that is not JSON (never from the sandbox) is redacted as text for the log.
+    let result: Option<Value> = response
+        .result
+        .as_deref()
+        .and_then(|text| serde_json::from_str(text).ok());
+    let redacted_result = result.clone().map(|value| redactor.value(value));
+    let logged_result = match (&redacted_result, &response.result) {
+        (Some(value), _) => Some(value.to_string()),
+        (None, Some(text)) => Some(redactor.text(text)),
+        (None, None) => None,
+    };
+    let redacted_error = response.error.clone().map(|mut error| {
+        error.message = redact_error_message(&redactor, &error.message);
+        error
+    });
+    // The sandbox caps stdout and may have cut it inside a secret.
+    let redacted_stdout = if response.stdout_truncated {
+        redactor.cut_text(&response.stdout)
+    } else {
+        redactor.text(&response.stdout)
+    };
     // Stored logs never hold a secret, whatever the tool did with it; what the caller gets is
     // redacted too unless the policy's `redact_secrets_in_output` is disabled.
-    let redacted_result = result_text
-        .as_deref()
-        .map(|text| redact_text(text, &secret_values));
-    let redacted_error = error.clone().map(|mut e| {
-        e.message = redact_text(&e.message, &secret_values);
-        e
-    });
-    let redacted_stdout = redact_text(&stdout, &secret_values);
-    let log = LogEntry::new(approved, &arguments, &secret_values, actor, is_test);
+    let log = LogEntry::new(approved, &arguments, &redactor, actor, is_test);
     let log_id = log
         .write(
             &state.db,
             ok,
-            redacted_result.as_deref(),
+            logged_result.as_deref(),
             redacted_error.as_ref(),
             &redacted_stdout,
             duration_ms,
@@ -160,18 +185,17 @@ pub async fn run(
         ok,
         duration_ms,
     ));
-    let (result_text, error, stdout) = if policy.redact_output() {
+    let (result, error, stdout) = if policy.redact_output() {
         (redacted_result, redacted_error, redacted_stdout)
     } else {
-        (result_text, error, stdout)
+        (result, response.error, response.stdout)
     };
     let remote = match approved.kind {
-        Kind::Passthrough => result_text
-            .as_deref()
-            .and_then(|text| serde_json::from_str::<CallToolResult>(text).ok()),
+        Kind::Passthrough => result
+            .clone()
+            .and_then(|value| serde_json::from_value::<CallToolResult>(value).ok()),
         Kind::Python => None,
     };
-    let result = result_text.and_then(|text| serde_json::from_str(&text).ok());
     Ok(Outcome {
         remote,
         ok,
@@ -182,6 +206,15 @@ pub async fn run(
         version: approved.version,
         log_id,
     })
+}
+
+/// A tool's error message without secrets. The sandbox cuts long messages and marks the cut
+/// with a trailing `…`: a secret's beginning before it is hidden too.
+fn redact_error_message(redactor: &Redactor, message: &str) -> String {
+    match message.strip_suffix('…') {
+        Some(cut) => format!("{}…", redactor.cut_text(cut)),
+        None => redactor.text(message),
+    }
 }
 
 /// Sends a Python tool's run to the sandbox with the server's modules, hosts and secrets.
@@ -247,8 +280,8 @@ fn passthrough_response(
 
 /// A client's call that was refused before anything ran (no approved version, tool disabled,
 /// server stopped, code changed since approval): logged as a failed call with the refusal, so
-/// the execution log holds every call a client made to a tool. Arguments are redacted by
-/// sensitive key names only (no secret value was decrypted for a refused call).
+/// the execution log holds every call a client made to a tool. Arguments are redacted like a
+/// run's: by sensitive key names and by the server's secret values.
 pub async fn log_refusal(
     state: &AppState,
     tool_id: &str,
@@ -258,12 +291,18 @@ pub async fn log_refusal(
 ) -> Result<String> {
     let tool = crate::tools::get(&state.db, tool_id).await?;
     let server = crate::servers::get(&state.db, &tool.server_id).await?;
+    let redactor = match crate::secrets::values(state, &server.id).await {
+        Ok(secrets) => Redactor::new(secrets.values().map(String::as_str)),
+        // `values` logged which secret does not decrypt; a value that cannot be read cannot
+        // be in the arguments through this server either.
+        Err(_) => Redactor::default(),
+    };
     let entry = LogEntry {
         tool_id: &tool.id,
         server_id: &server.id,
         public_name: crate::names::public_name(&server.name, &tool.name),
         version: tool.current_version,
-        arguments: redact_arguments(arguments, &[]).to_string(),
+        arguments: redact_arguments(arguments, &redactor).to_string(),
         actor,
         is_test: false,
     };
@@ -307,42 +346,31 @@ pub async fn apply_retention(db: &Db) -> Result<u64> {
     Ok(deleted.rows_affected())
 }
 
-/// Replaces every occurrence of a secret value.
-pub fn redact_text(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_owned();
-    for secret in secrets {
-        if out.contains(secret.as_str()) {
-            out = out.replace(secret.as_str(), REDACTED);
-        }
-    }
-    out
+/// Arguments for the log: secret values redacted (`Redactor::value`), then values under
+/// sensitive key names redacted and long strings cut (after redaction, so a cut never leaves
+/// the start of a secret).
+pub fn redact_arguments(value: &Value, redactor: &Redactor) -> Value {
+    cut_for_log(redactor.value(value.clone()))
 }
 
-/// Arguments for the log: sensitive keys and secret values redacted, long strings cut.
-pub fn redact_arguments(value: &Value, secrets: &[String]) -> Value {
+fn cut_for_log(value: Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
-            map.iter()
+            map.into_iter()
                 .map(|(key, item)| {
                     let lower = key.to_ascii_lowercase();
                     let sensitive = SENSITIVE_KEYS.iter().any(|word| lower.contains(word));
                     let item = if sensitive {
                         Value::String(REDACTED.into())
                     } else {
-                        redact_arguments(item, secrets)
+                        cut_for_log(item)
                     };
-                    (key.clone(), item)
+                    (key, item)
                 })
                 .collect(),
         ),
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(|item| redact_arguments(item, secrets))
-                .collect(),
-        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(cut_for_log).collect()),
         Value::String(text) => {
-            let text = redact_text(text, secrets);
             if text.chars().count() > ARGUMENT_STRING_LOG_CHARS {
                 let cut: String = text.chars().take(ARGUMENT_STRING_LOG_CHARS).collect();
                 Value::String(format!("{cut}… [cut]"))
@@ -350,7 +378,7 @@ pub fn redact_arguments(value: &Value, secrets: &[String]) -> Value {
                 Value::String(text)
             }
         }
-        other => other.clone(),
+        other => other,
     }
 }
 
@@ -389,7 +417,7 @@ impl<'a> LogEntry<'a> {
     fn new(
         approved: &'a Approved,
         arguments: &Value,
-        secrets: &[String],
+        redactor: &Redactor,
         actor: &'a str,
         is_test: bool,
     ) -> LogEntry<'a> {
@@ -398,12 +426,14 @@ impl<'a> LogEntry<'a> {
             server_id: &approved.server_id,
             public_name: approved.public_name.clone(),
             version: approved.version,
-            arguments: redact_arguments(arguments, secrets).to_string(),
+            arguments: redact_arguments(arguments, redactor).to_string(),
             actor,
             is_test,
         }
     }
 
+    /// Stores a run. `result`, `error` and `stdout` arrive redacted and are cut to size here,
+    /// after redaction, so a cut never leaves a secret's beginning.
     async fn write(
         &self,
         db: &Db,
@@ -647,7 +677,7 @@ mod tests {
 
     #[test]
     fn arguments_are_redacted_and_cut() {
-        let secrets = vec!["hunter2-secret".to_owned()];
+        let secrets = Redactor::new(["hunter2-secret"]);
         let args = serde_json::json!({
             "city": "Oslo",
             "api_key": "abc",

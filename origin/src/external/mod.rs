@@ -891,7 +891,7 @@ fn resolve_auth(source: &Source, secrets: &BTreeMap<String, String>) -> Result<A
 fn redacted(message: &str, auth: &Auth) -> String {
     match auth.secret() {
         Some(secret) if !secret.is_empty() => {
-            crate::execution::redact_text(message, &[secret.to_owned()])
+            crate::execution::Redactor::new([secret]).text(message)
         }
         _ => message.to_owned(),
     }

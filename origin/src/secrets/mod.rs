@@ -18,6 +18,12 @@ use crate::error::{Error, OnConflict, Result};
 
 pub const KEY_MAX: usize = 64;
 pub const VALUE_MAX: usize = 10_000;
+/// The shortest value accepted. Runs redact secret values wherever they appear in output; a
+/// value of a few bytes also appears in ordinary output (every `abc` would turn into
+/// `[REDACTED]`, and what is left around it tells the value), so it cannot be redacted
+/// reliably. Older shorter values are still passed and redacted, and warned about (in the log
+/// at each run and on the server's page).
+pub const MIN_VALUE_BYTES: usize = 8;
 
 /// `^[A-Z][A-Z0-9_]*$`, at most 64 characters.
 pub fn check_key(key: &str) -> Result<()> {
@@ -140,9 +146,16 @@ pub async fn delete_recorded(
 /// Sets (or replaces) a value, creating the placeholder if needed.
 pub async fn set_value(state: &AppState, server_id: &str, key: &str, value: &str) -> Result<()> {
     check_key(key)?;
-    if value.is_empty() || value.chars().count() > VALUE_MAX {
+    if value.len() < MIN_VALUE_BYTES {
         return Err(Error::Validation(format!(
-            "the value must be 1 to {VALUE_MAX} characters long"
+            "the value must be at least {MIN_VALUE_BYTES} bytes long: MCPbox redacts secret values \
+             from everything a run returns and records, and a shorter value cannot be told apart \
+             from ordinary output"
+        )));
+    }
+    if value.chars().count() > VALUE_MAX {
+        return Err(Error::Validation(format!(
+            "the value must be at most {VALUE_MAX} characters long"
         )));
     }
     crate::servers::get(&state.db, server_id).await?;
@@ -200,4 +213,33 @@ pub async fn values(state: &AppState, server_id: &str) -> Result<BTreeMap<String
         values.insert(key, value);
     }
     Ok(values)
+}
+
+/// The keys of decrypted `values` shorter than `MIN_VALUE_BYTES` (set before that minimum).
+pub fn too_short(values: &BTreeMap<String, String>) -> impl Iterator<Item = &str> {
+    values
+        .iter()
+        .filter(|(_, value)| value.len() < MIN_VALUE_BYTES)
+        .map(|(key, _)| key.as_str())
+}
+
+/// The keys of a server's secrets whose values are shorter than `MIN_VALUE_BYTES`, for the
+/// admin's warning on the server page. A value that does not decrypt is left out here (a run
+/// reports it).
+pub async fn short_keys(state: &AppState, server_id: &str) -> Result<Vec<String>> {
+    let rows = sqlx::query("SELECT key, encrypted_value FROM server_secrets WHERE server_id = $1 AND encrypted_value IS NOT NULL")
+        .bind(server_id)
+        .fetch_all(&state.db.pool)
+        .await?;
+    let mut short = Vec::new();
+    for row in rows {
+        let key: String = row.try_get("key")?;
+        let stored: String = row.try_get("encrypted_value")?;
+        if let Ok(value) = state.keys.decrypt_str(&stored, &aad(server_id, &key))
+            && value.len() < MIN_VALUE_BYTES
+        {
+            short.push(key);
+        }
+    }
+    Ok(short)
 }

@@ -109,6 +109,10 @@ struct ReviewPage {
     baseline: Option<i64>,
     diff_html: String,
     code_html: String,
+    /// The author's words beside the code, with hidden characters shown like in the code.
+    change_html: String,
+    description_html: String,
+    notes_html: Option<String>,
     requests: Vec<AccessRequest>,
     modules: Vec<String>,
     hosts: Vec<String>,
@@ -136,6 +140,12 @@ async fn review(
         chrome: ui.chrome("approvals"),
         public_name: public_name(&server.name, &tool.name),
         code_html: super::highlight_python(&version.python_code),
+        change_html: super::render::visible_text(&version.change_summary),
+        description_html: super::render::visible_text(&version.description),
+        notes_html: version
+            .publish_notes
+            .as_deref()
+            .map(super::render::visible_text),
         requests: access::requests_of(&state.db, &server.id, None, false).await?,
         modules: access::allowed_modules(&state.db, &server.id).await?,
         hosts: access::allowed_hosts(&state.db, &server.id).await?,

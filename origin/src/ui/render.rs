@@ -1,7 +1,9 @@
 //! Rendering helpers: templates to responses, and the two pieces of HTML built in Rust rather
 //! than in a template — highlighted Python and a coloured diff. Both escape every character of
 //! their input themselves (the output is marked safe in the templates), and a test feeds them
-//! markup to prove it.
+//! markup to prove it. Both show each invisible or bidirectional control character
+//! (`contract::sandbox::HIDDEN_CHARACTERS`) as a visible marker, `<U+202E>`, so a browser
+//! cannot show a reviewer other code than Python runs ("Trojan Source").
 
 use askama::Template;
 use axum::http::{StatusCode, header};
@@ -38,6 +40,7 @@ pub struct ErrorPage {
     pub message: String,
 }
 
+/// HTML text for `text`: markup characters escaped, hidden characters shown as markers.
 pub fn escape(text: &str, out: &mut String) {
     for c in text.chars() {
         match c {
@@ -46,9 +49,31 @@ pub fn escape(text: &str, out: &mut String) {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+            c => match contract::sandbox::hidden_character(c) {
+                Some(name) => hidden_marker(c, name, out),
+                None => out.push(c),
+            },
         }
     }
+}
+
+/// `<U+202E>` in its own span (styled to stand out, named in its title) instead of the
+/// character, which the browser would apply or not show at all.
+fn hidden_marker(c: char, name: &str, out: &mut String) {
+    use std::fmt::Write;
+    let code = c as u32;
+    let _ = write!(
+        out,
+        "<span class=\"hidden-char\" title=\"U+{code:04X} {name}: invisible or reorders text; Python reads it\">&lt;U+{code:04X}&gt;</span>"
+    );
+}
+
+/// `text` as HTML (escaped, hidden characters as markers), for author-written text shown next
+/// to code on the review page.
+pub fn visible_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    escape(text, &mut out);
+    out
 }
 
 const KEYWORDS: &[&str] = &[
@@ -242,6 +267,30 @@ mod tests {
         for code in ["'abc", "\"\"\"abc", "x = '\\", "#", "1.5e3", "ü = 'ü'"] {
             assert_eq!(strip_tags(&highlight_python(code)), code);
         }
+    }
+
+    #[test]
+    fn hidden_characters_become_visible_markers() {
+        // Trojan Source: the RLO and isolates make a browser show the comment after the string.
+        let code = "if access != \"user\u{202e} \u{2066}# admin?\u{2069} \u{2066}\":\n    ok = 1\u{200b}\n";
+        for html in [highlight_python(code), render_diff(&format!("+{code}"))] {
+            for hidden in ['\u{202e}', '\u{2066}', '\u{2069}', '\u{200b}'] {
+                assert!(!html.contains(hidden), "{hidden:?} raw in {html}");
+            }
+            assert!(
+                html.contains("<span class=\"hidden-char\" title=\"U+202E RIGHT-TO-LEFT OVERRIDE"),
+                "{html}"
+            );
+            assert!(html.contains("&lt;U+2066&gt;") && html.contains("&lt;U+200B&gt;"));
+        }
+        assert_eq!(
+            strip_tags(&highlight_python("x = '\u{202e}'")),
+            "x = '<U+202E>'"
+        );
+        assert_eq!(
+            visible_text("a\u{200f}<b>"),
+            "a<span class=\"hidden-char\" title=\"U+200F RIGHT-TO-LEFT MARK: invisible or reorders text; Python reads it\">&lt;U+200F&gt;</span>&lt;b&gt;"
+        );
     }
 
     #[test]

@@ -81,7 +81,9 @@ struct ServerPage {
     modules: Vec<String>,
     hosts: Vec<String>,
     requests: Vec<AccessRequest>,
-    secrets: Vec<Placeholder>,
+    /// Each placeholder, and whether its value is too short to redact reliably (admins only).
+    secrets: Vec<(Placeholder, bool)>,
+    min_secret_bytes: usize,
     sources: Vec<(crate::external::Source, String)>,
 }
 
@@ -98,12 +100,28 @@ async fn show(State(state): State<AppState>, ui: Ui, Path(id): Path<String>) -> 
             tool,
         })
         .collect();
+    let chrome = ui.chrome("servers");
+    // Only admins can replace a value, and only they are told which ones are too short.
+    let short = if chrome.is_admin {
+        secrets::short_keys(&state, &id).await?
+    } else {
+        Vec::new()
+    };
+    let secret_rows = secrets::list(&state.db, &id)
+        .await?
+        .into_iter()
+        .map(|placeholder| {
+            let too_short = short.contains(&placeholder.key);
+            (placeholder, too_short)
+        })
+        .collect();
     page(&ServerPage {
-        chrome: ui.chrome("servers"),
+        chrome,
         modules: access::allowed_modules(&state.db, &id).await?,
         hosts: access::allowed_hosts(&state.db, &id).await?,
         requests: access::requests_of(&state.db, &id, None, false).await?,
-        secrets: secrets::list(&state.db, &id).await?,
+        secrets: secret_rows,
+        min_secret_bytes: secrets::MIN_VALUE_BYTES,
         sources: crate::external::list(&state.db, &id)
             .await?
             .into_iter()

@@ -362,7 +362,23 @@ impl TestApp {
 
     /// One 2026-07-28 (stateless) JSON-RPC request to the local `/mcp`, as a local MCP client
     /// sends it: the JSON-RPC answer.
-    pub async fn mcp(&self, method: &str, mut params: Value) -> Value {
+    pub async fn mcp(&self, method: &str, params: Value) -> Value {
+        self.mcp_raw(method, params).await.1
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        use sqlx::Row;
+        sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
+            .fetch_one(&self.state.db.pool)
+            .await
+            .unwrap()
+            .try_get("n")
+            .unwrap()
+    }
+
+    /// One 2026-07-28 stateless JSON-RPC request to the local `/mcp` (no session): the raw
+    /// answer body (JSON, or the `data:` line of an SSE stream) and its JSON-RPC message.
+    pub async fn mcp_raw(&self, method: &str, mut params: Value) -> (String, Value) {
         params["_meta"] = json!({
             "io.modelcontextprotocol/protocolVersion": "2026-07-28",
             "io.modelcontextprotocol/clientCapabilities": {},
@@ -380,18 +396,24 @@ impl TestApp {
         let answer = self
             .send(request.body(Body::from(body.to_string())).unwrap())
             .await;
-        assert!(answer.status.is_success(), "{method}: {}", answer.text);
-        if !answer.body.is_null() {
-            return answer.body;
-        }
-        // An SSE answer: the message is on a `data:` line.
-        answer
-            .text
-            .lines()
-            .filter_map(|line| line.strip_prefix("data:"))
-            .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
-            .find(|message| message["id"] == 1)
-            .unwrap_or_else(|| panic!("{method}: no answer in {}", answer.text))
+        assert!(
+            answer.status.is_success(),
+            "{method}: {} {}",
+            answer.status,
+            answer.text
+        );
+        let message = serde_json::from_str::<Value>(&answer.text)
+            .ok()
+            .or_else(|| {
+                answer
+                    .text
+                    .lines()
+                    .filter_map(|line| line.strip_prefix("data:"))
+                    .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+                    .find(|message| message["id"] == 1)
+            })
+            .unwrap_or_else(|| panic!("{method}: no answer in {}", answer.text));
+        (answer.text, message)
     }
 
     pub async fn count(&self, table: &str) -> i64 {
