@@ -43,6 +43,8 @@ pub struct AppInner {
     pub activity: crate::activity::Hub,
     /// Open clients of external MCP sources, one per source, reused by passthrough calls.
     pub external: crate::external::Pool,
+    /// The MCP sessions of both listeners: their limits and counts.
+    pub mcp_sessions: crate::gateway::sessions::Registry,
 }
 
 impl Deref for AppState {
@@ -64,6 +66,7 @@ impl AppState {
             sandbox,
             activity: crate::activity::Hub::default(),
             external: crate::external::Pool::default(),
+            mcp_sessions: crate::gateway::sessions::Registry::default(),
         }))
     }
 }
@@ -149,7 +152,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     };
     let sandbox = Sandbox::open(source).await?;
+    sandbox_ready(&sandbox).await?;
     let state = AppState::new(db.clone(), keys, sandbox);
+    state.mcp_sessions.set_limits(args.mcp_session_limits());
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("could not listen on {}", args.listen))?;
@@ -208,6 +213,42 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     retention.abort();
     db.pool.close().await;
     tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// Waits for the sandbox's first health answer, so "listening" is never printed for a product
+/// that cannot run tools. A supervisor run separately may still be starting: it gets a grace
+/// period. Missing isolation layers are a loud warning, not a refusal: `mcpbox-sandbox doctor`
+/// explains them and `/health/ready` keeps reporting them.
+async fn sandbox_ready(sandbox: &Sandbox) -> anyhow::Result<()> {
+    const GRACE: Duration = Duration::from_secs(30);
+    let started = std::time::Instant::now();
+    let health = loop {
+        match sandbox.health().await {
+            Ok(health) => break health,
+            Err(err) if started.elapsed() < GRACE => {
+                tracing::debug!(error = %err, "waiting for the sandbox");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(err) => anyhow::bail!(
+                "the sandbox does not answer ({err}), so no tool could run; not starting. Check \
+                 the supervisor's log above, or run `mcpbox-sandbox doctor`"
+            ),
+        }
+    };
+    let missing = health.layers.missing();
+    if missing.is_empty() {
+        tracing::info!(
+            idle_workers = health.idle_workers,
+            "sandbox ready, every isolation layer active"
+        );
+    } else {
+        tracing::warn!(
+            missing = %missing.join(", "),
+            "SANDBOX DEGRADED: these isolation layers cannot be applied on this host; tools run \
+             with the others. `mcpbox-sandbox doctor` explains each"
+        );
+    }
     Ok(())
 }
 

@@ -152,6 +152,16 @@ pub struct ServeArgs {
     )]
     pub max_connections: u32,
 
+    /// Most 2025-11-25 MCP sessions open at once on each listener; an `initialize` beyond it
+    /// gets 503 (stateless 2026-07-28 requests hold no session and are not counted).
+    #[arg(long, env = "MCPBOX_MCP_MAX_SESSIONS", default_value_t = crate::gateway::sessions::MAX_SESSIONS, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub mcp_max_sessions: u32,
+
+    /// Seconds without a request from its client after which an MCP session is closed (an
+    /// open GET stream counts as activity; the client initializes again).
+    #[arg(long, env = "MCPBOX_MCP_SESSION_IDLE_TIMEOUT", default_value_t = crate::gateway::sessions::IDLE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub mcp_session_idle_timeout: u64,
+
     /// Log output: `text` for people, `json` for log collectors.
     #[arg(long, env = "MCPBOX_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -186,6 +196,13 @@ impl ServeArgs {
         crate::listener::Limits {
             header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout),
             max_connections: self.max_connections as usize,
+        }
+    }
+
+    pub fn mcp_session_limits(&self) -> crate::gateway::sessions::Limits {
+        crate::gateway::sessions::Limits {
+            max_sessions: self.mcp_max_sessions as usize,
+            idle_timeout: std::time::Duration::from_secs(self.mcp_session_idle_timeout),
         }
     }
 

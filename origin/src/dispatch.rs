@@ -53,7 +53,7 @@ pub struct Sandbox {
     breaker: Breaker,
     /// The supervisor this origin started, killed when the origin exits.
     child: Option<tokio::process::Child>,
-    /// Why there is no sandbox at all (binary missing), for health output.
+    /// Why there is no sandbox at all (`Sandbox::unavailable`, for tests without one).
     missing: Option<String>,
 }
 
@@ -67,8 +67,9 @@ pub enum SandboxSource {
 }
 
 impl Sandbox {
-    /// Starts or connects to the sandbox. A missing binary is not fatal: the origin serves and
-    /// reports the sandbox as unavailable.
+    /// Starts or connects to the sandbox. A missing binary is an error: without the sandbox no
+    /// tool can be validated, tested or called, so `serve` refuses to start rather than claim it
+    /// is ready (see `app::serve`, which also waits for the first health answer).
     pub async fn open(source: SandboxSource) -> anyhow::Result<Sandbox> {
         match source {
             SandboxSource::External { socket, key_file } => {
@@ -80,14 +81,14 @@ impl Sandbox {
             }
             SandboxSource::Spawn { binary, data_dir } => {
                 let socket = data_dir.join("sandbox.sock");
-                if !binary.exists() {
-                    let why = format!(
-                        "{} is missing; build it (cargo build --release --bins) or run one and pass --sandbox-socket",
-                        binary.display()
-                    );
-                    tracing::error!("{why}");
-                    return Ok(Sandbox::new(socket, String::new(), None, Some(why)));
-                }
+                anyhow::ensure!(
+                    binary.exists(),
+                    "the sandbox binary {} is missing, so no tool could run. Build both binaries \
+                     (./scripts/run does; or cargo build --release -p mcpbox-origin -p \
+                     mcpbox-sandbox), pass --sandbox-binary, or run a supervisor yourself and pass \
+                     --sandbox-socket and --sandbox-key-file",
+                    binary.display()
+                );
                 let (child, key) = spawn_supervisor(&binary, &data_dir, &socket).await?;
                 Ok(Sandbox::new(socket, key, Some(child), None))
             }

@@ -45,6 +45,18 @@ struct Ready {
     version: &'static str,
     database: DatabaseCheck,
     sandbox: SandboxCheck,
+    mcp: McpFigures,
+}
+
+/// The bounded resources MCP clients hold (never a reason to be unready).
+#[derive(Serialize)]
+struct McpFigures {
+    /// Open 2025-11-25 sessions on both listeners, and the limit of each listener.
+    sessions_open: usize,
+    sessions_max_per_listener: usize,
+    session_idle_timeout_s: u64,
+    /// Sessions' list_changed tasks still alive; falls back as sessions close.
+    list_changed_watchers: usize,
 }
 
 #[derive(Serialize)]
@@ -112,6 +124,12 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
         version: env!("CARGO_PKG_VERSION"),
         database,
         sandbox,
+        mcp: McpFigures {
+            sessions_open: state.mcp_sessions.open(),
+            sessions_max_per_listener: state.mcp_sessions.limits().max_sessions,
+            session_idle_timeout_s: state.mcp_sessions.limits().idle_timeout.as_secs(),
+            list_changed_watchers: state.mcp_sessions.watchers(),
+        },
     };
     let status = if ok {
         StatusCode::OK

@@ -104,10 +104,19 @@ impl Mcp {
 
     /// A 2025-11-25 session: `initialize`, then `notifications/initialized`.
     pub async fn session(url: &str) -> Mcp {
+        Mcp::session_with(url, Vec::new()).await
+    }
+
+    /// The same, sending `headers` with every request (e.g. the Worker's on the tunnel).
+    pub async fn session_with(url: &str, headers: Vec<(&'static str, String)>) -> Mcp {
         let http = client();
-        let response = http
+        let mut request = http
             .post(url)
-            .header("accept", "application/json, text/event-stream")
+            .header("accept", "application/json, text/event-stream");
+        for (name, value) in &headers {
+            request = request.header(*name, value);
+        }
+        let response = request
             .json(
                 &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
                 "protocolVersion": "2025-11-25", "capabilities": {},
@@ -130,7 +139,7 @@ impl Mcp {
             session: Some(session),
             next_id: 0,
             http,
-            headers: Vec::new(),
+            headers,
         };
         let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
         let status = mcp

@@ -890,6 +890,199 @@ async fn an_llm_builds_tests_and_runs_a_tool_with_the_management_tools() {
 /// reviewed tool and names no server into the management tools' `mcpbox_` namespace.
 #[tokio::test]
 async fn an_llm_over_mcp_cannot_get_past_a_review_or_an_admins_kill_switch() {
+/// An `initialize` straight over HTTP with extra headers; returns (status, session id, body).
+async fn initialize_raw(
+    url: &str,
+    headers: &[(&'static str, String)],
+    client_info: Value,
+) -> (u16, Option<String>, String) {
+    let mut request = client()
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": client_info}});
+    let response = request.json(&body).send().await.unwrap();
+    let status = response.status().as_u16();
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, session, response.text().await.unwrap())
+}
+
+/// A session's GET stream, followed in the background.
+async fn open_stream(url: &str, mcp: &Mcp) -> Stream {
+    let response = client()
+        .get(url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", mcp.session.clone().unwrap())
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    Stream::follow(response)
+}
+
+async fn ready_mcp(url: &str) -> Value {
+    let ready = client()
+        .get(format!("{url}/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    ready.json::<Value>().await.unwrap()["mcp"].clone()
+}
+
+/// Issue 13, finding 6: what MCP clients can make the server hold is bounded. Sessions are
+/// capped (503 beyond, stateless requests unaffected), a deleted session's list_changed task lets
+/// go of it, idle sessions expire on the client's inactivity even while tools keep changing
+/// (an open GET stream keeps its session), and bodies are held to the documented 1 MiB (64 KiB
+/// for an `initialize`, whose params live as long as the session).
+#[tokio::test]
+async fn mcp_sessions_and_bodies_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = ServeOptions::new(dir.path());
+    options.args = vec![
+        "--mcp-max-sessions".into(),
+        "3".into(),
+        "--mcp-session-idle-timeout".into(),
+        "2".into(),
+    ];
+    let origin = Origin::start(options).unwrap();
+    let url = origin.url.clone();
+    let mcp_url = format!("{url}/mcp");
+    let token = admin_token(&url).await;
+    let info = json!({"name": "e2e", "version": "1"});
+
+    // The cap: three sessions, then a readable 503 with Retry-After; stateless still works.
+    // (Each holds its GET stream open, so none of them is idle however slow this machine is.)
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mcp = Mcp::session(&mcp_url).await;
+        open_stream(&mcp_url, &mcp).await;
+        held.push(mcp);
+    }
+    let (status, session, body) = initialize_raw(&mcp_url, &[], info.clone()).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(session.is_none());
+    let refused: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("3 open MCP sessions"),
+        "{refused}"
+    );
+    let mut stateless = Mcp::stateless(&mcp_url);
+    let listed = stateless.call("tools/list", json!({})).await;
+    assert!(listed["result"]["tools"].is_array(), "{listed}");
+    assert_eq!(ready_mcp(&url).await["sessions_open"], 3);
+
+    // A deleted session frees its place and, within a few seconds, its list_changed task.
+    for mcp in held.drain(..) {
+        let deleted = client()
+            .delete(&mcp_url)
+            .header("mcp-session-id", mcp.session.clone().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(deleted.is_success(), "{deleted}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let figures = ready_mcp(&url).await;
+        if figures["sessions_open"] == 0 && figures["list_changed_watchers"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still held: {figures}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Idle expiry counts the client's requests only: tool-list changes every 300 ms for 5 s do
+    // not keep an idle session alive, while a session with its GET stream open survives.
+    let idle = Mcp::session(&mcp_url).await;
+    let mut listening = Mcp::session(&mcp_url).await;
+    let stream = open_stream(&mcp_url, &listening).await;
+    let code = "def main() -> int:\n    return 1\n";
+    let (server, tool) = draft_tool(&url, &token, "churn", "one", code).await;
+    approve_and_start(&url, &token, &server, &tool).await;
+    let started = Instant::now();
+    let mut running = true;
+    while started.elapsed() < Duration::from_secs(5) {
+        let action = if running { "stop" } else { "start" };
+        let (status, body) = api(
+            &format!("{url}/api/sandbox/servers/{server}/{action}"),
+            json!({}),
+            Some(&token),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        running = !running;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        stream.count("list_changed") > 0,
+        "the GET stream heard nothing"
+    );
+    let expired = idle
+        .request("tools/list", &json!({}))
+        .json(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(expired, 404, "an idle session outlived its timeout");
+    let alive = listening.call("tools/list", json!({})).await;
+    assert!(alive["result"]["tools"].is_array(), "{alive}");
+
+    // Bodies: 1 MiB at most on /mcp (rmcp alone took 4 MiB), 64 KiB for an initialize.
+    let big = "x".repeat(1024 * 1024 + 1);
+    let too_big = client()
+        .post(&mcp_url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", NEW)
+        .header("mcp-method", "tools/list")
+        .body(format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{"pad":"{big}"}}}}"#
+        ))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(too_big, 413);
+    let padded = json!({"name": "e2e", "version": "1", "pad": "y".repeat(100 * 1024)});
+    let (status, session, body) = initialize_raw(&mcp_url, &[], padded).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(session.is_none());
+
+    // Code sent for validation is capped like saved code (it went to the sandbox at 3 MB).
+    let mut llm = Mcp::stateless(&mcp_url);
+    let huge = format!(
+        "def main() -> int:\n    return 1\n#{}\n",
+        "z".repeat(200 * 1024)
+    );
+    let checked = llm
+        .call(
+            "tools/call",
+            json!({"name": "mcpbox_validate_code", "arguments": {"code": huge}}),
+        )
+        .await;
+    assert!(
+        tool_error(&checked).contains("larger than 100 KB"),
+        "{checked}"
+    );
+}
+
+/// Issue 13, finding 10: through the tunnel, a session answers only the user who opened it, and
+/// a remote user reads only their own calls in `mcpbox_get_tool_logs`.
+#[tokio::test]
+async fn remote_users_cannot_use_each_others_sessions_or_read_each_others_calls() {
     let dir = tempfile::tempdir().unwrap();
     let mut options = ServeOptions::new(dir.path());
     options.args = vec!["--tunnel-listen".into(), "127.0.0.1:0".into()];
@@ -1057,4 +1250,77 @@ async fn an_llm_over_mcp_cannot_get_past_a_review_or_an_admins_kill_switch() {
         assert_eq!(status, 422, "{name}");
     }
     drop(origin);
+    let origin = Origin::start(options).unwrap();
+    let url = origin.url.clone();
+    let tunnel = format!("{}/mcp", origin.tunnel_url.clone().unwrap());
+    let token = admin_token(&url).await;
+    let code = "def main(note: str) -> str:\n    return 'ok'\n";
+    let (server, tool) = draft_tool(&url, &token, "notes", "keep", code).await;
+    approve_and_start(&url, &token, &server, &tool).await;
+    let as_user = |email: &str| {
+        vec![
+            ("x-mcpbox-service-token", SERVICE_TOKEN.to_owned()),
+            ("x-mcpbox-user-email", email.to_owned()),
+        ]
+    };
+
+    let mut alice = Mcp::session_with(&tunnel, as_user("alice@example.com")).await;
+    let called = alice
+        .call(
+            "tools/call",
+            json!({"name": "notes__keep", "arguments": {"note": "alice-private-words"}}),
+        )
+        .await;
+    assert_eq!(called["result"]["isError"], false, "{called}");
+
+    // Bob with Alice's session id: the same 404 as an unknown session, and nothing runs.
+    let bob_in_alices = Mcp {
+        url: tunnel.clone(),
+        session: alice.session.clone(),
+        next_id: 100,
+        http: client(),
+        headers: as_user("bob@example.com"),
+    };
+    let stolen = bob_in_alices
+        .request("tools/list", &json!({}))
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(stolen, 404);
+    let stolen_stream = client()
+        .get(&tunnel)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", alice.session.clone().unwrap())
+        .header("x-mcpbox-service-token", SERVICE_TOKEN)
+        .header("x-mcpbox-user-email", "bob@example.com")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(stolen_stream, 404);
+    // Alice's session still works for Alice.
+    let mine = alice.call("tools/list", json!({})).await;
+    assert!(mine["result"]["tools"].is_array(), "{mine}");
+
+    // The logs: Bob sees none of Alice's arguments; Alice sees her call; the admin sees all.
+    let logs_request = json!({"name": "mcpbox_get_tool_logs", "arguments": {"tool_id": tool}});
+    let mut bob = Mcp::stateless(&tunnel);
+    bob.headers = as_user("bob@example.com");
+    let seen_by_bob = bob.call("tools/call", logs_request.clone()).await;
+    assert_eq!(seen_by_bob["result"]["isError"], false, "{seen_by_bob}");
+    assert_eq!(
+        seen_by_bob["result"]["structuredContent"]["total"], 0,
+        "{seen_by_bob}"
+    );
+    assert!(!seen_by_bob.to_string().contains("alice-private-words"));
+    let seen_by_alice = alice.call("tools/call", logs_request).await;
+    assert_eq!(
+        seen_by_alice["result"]["structuredContent"]["total"], 1,
+        "{seen_by_alice}"
+    );
+    assert!(seen_by_alice.to_string().contains("alice-private-words"));
+    let all = get_json(&format!("{url}/api/tools/{tool}/logs"), &token).await;
+    assert_eq!(all["total"], 1, "{all}");
 }

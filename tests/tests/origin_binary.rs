@@ -243,6 +243,39 @@ async fn invalid_configuration_fails_with_a_clear_message() {
     assert!(!bad_db.status.success());
     assert!(stderr.contains("unsupported database URL"), "{stderr}");
     assert!(!stderr.contains("secretpw"), "{stderr}");
+
+    // Without its sandbox the product cannot run a tool: `serve` must not claim to listen (the
+    // quick-start defect of issue 11), and must say what is missing and how to get it.
+    let no_sandbox = output(("MCPBOX_SANDBOX_BINARY", "/nonexistent/mcpbox-sandbox"));
+    let stdout = String::from_utf8_lossy(&no_sandbox.stdout);
+    let stderr = String::from_utf8_lossy(&no_sandbox.stderr);
+    assert!(!no_sandbox.status.success(), "{stdout}{stderr}");
+    assert!(!stdout.contains("MCPbox listening"), "{stdout}");
+    assert!(
+        stderr.contains("/nonexistent/mcpbox-sandbox is missing")
+            && stderr.contains("./scripts/run"),
+        "{stderr}"
+    );
+    // A supervisor run separately that never answers: the same refusal, after the grace period
+    // (kept short here: the socket does not exist, so each probe fails at once).
+    let key_file = dir.path().join("sandbox.key");
+    std::fs::write(&key_file, "k".repeat(32)).unwrap();
+    let started = std::time::Instant::now();
+    let unreachable = Command::new(binary("mcpbox"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .arg("--sandbox-socket")
+        .arg(dir.path().join("no-such.sock"))
+        .arg("--sandbox-key-file")
+        .arg(&key_file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&unreachable.stdout);
+    let stderr = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(!unreachable.status.success(), "{stdout}{stderr}");
+    assert!(!stdout.contains("MCPbox listening"), "{stdout}");
+    assert!(stderr.contains("the sandbox does not answer"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
 }
 
 #[tokio::test]

@@ -167,6 +167,7 @@ async fn all_logs(
         tool_id: q.tool_id,
         server_id: q.server_id,
         success: q.success,
+        executed_by: None,
     };
     let page = PageParams {
         page: q.page,

@@ -525,6 +525,9 @@ pub struct LogFilter {
     pub tool_id: Option<String>,
     pub server_id: Option<String>,
     pub success: Option<bool>,
+    /// Only the calls of this actor: what a remote MCP caller may read of the log is its own
+    /// calls, never another user's arguments (`gateway::management`).
+    pub executed_by: Option<String>,
 }
 
 /// The WHERE clause for a filter (plus extra conditions), with its string binds in order.
@@ -543,6 +546,10 @@ fn where_clause(
     }
     if let Some(success) = filter.success {
         clauses.push(format!("success = {}", i64::from(success)));
+    }
+    if let Some(actor) = &filter.executed_by {
+        binds.push(actor.clone());
+        clauses.push(format!("executed_by = ${}", binds.len()));
     }
     let sql = if clauses.is_empty() {
         String::new()

@@ -427,6 +427,9 @@ pub async fn call(
             };
             let filter = crate::execution::LogFilter {
                 tool_id: Some(tool.id),
+                // A remote caller reads only its own calls; the local LLM (this machine's
+                // trusted user) and admins (REST, UI) read every call.
+                executed_by: caller.log_scope(),
                 ..Default::default()
             };
             let (rows, total) = crate::execution::logs(&state.db, &filter, limit, 0).await?;
@@ -517,16 +520,7 @@ pub async fn call(
                 }
                 None => None,
             };
-            let checked = state
-                .sandbox
-                .validate(contract::sandbox::ValidateRequest {
-                    code: code.to_owned(),
-                    allowed_modules,
-                })
-                .await
-                .map_err(|err| {
-                    Error::Unavailable(format!("the code cannot be validated now: {err}"))
-                })?;
+            let checked = tools::check_code(&state.sandbox, code, allowed_modules).await?;
             json!({
                 "valid": checked.valid, "has_main": checked.has_main,
                 "errors": checked.errors.iter().map(|e| json!({"line": e.line, "col": e.col, "message": e.message})).collect::<Vec<_>>(),

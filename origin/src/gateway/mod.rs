@@ -11,6 +11,7 @@
 //! `tunnel`.
 
 pub mod management;
+pub mod sessions;
 pub mod tunnel;
 mod visible;
 
@@ -84,6 +85,15 @@ impl Caller {
             .unwrap_or(Caller::Local)
     }
 
+    /// Whose execution-log rows this caller may read: all for the local caller, only its own
+    /// for a remote one (an anonymous remote caller has made no calls, and reads none).
+    pub fn log_scope(&self) -> Option<String> {
+        match self {
+            Caller::Local => None,
+            Caller::Remote { .. } => Some(self.actor()),
+        }
+    }
+
     /// The actor recorded in execution logs.
     fn actor(&self) -> String {
         match self {
@@ -101,7 +111,10 @@ pub fn router(
     access: &McpAccess,
     changes: watch::Receiver<u64>,
 ) -> Router<AppState> {
-    let handler = Gateway { state, changes };
+    let handler = Gateway {
+        state: state.clone(),
+        changes,
+    };
     let mut config = StreamableHttpServerConfig::default();
     config = match &access.allowed_hosts {
         Some(hosts) => config.with_allowed_hosts(hosts.clone()),
@@ -113,13 +126,21 @@ pub fn router(
             .enforce_origin_validation(),
         None => config.disable_allowed_origins(),
     };
-    let service = StreamableHttpService::new(
-        move || Ok(handler.clone()),
-        Arc::new(LocalSessionManager::default()),
-        config,
-    );
+    // The documented body limit, not rmcp's 4 MiB default.
+    config = config.with_max_request_body_bytes(crate::http::MAX_BODY_BYTES);
+    // Idle sessions are closed by `sessions` on the client's inactivity; rmcp's own timer is
+    // reset by what the server sends (every list_changed), so it is off.
+    let mut manager = LocalSessionManager::default();
+    manager.session_config.keep_alive = None;
+    let manager = Arc::new(manager);
+    let sessions = state.mcp_sessions.listener(&manager);
+    let service = StreamableHttpService::new(move || Ok(handler.clone()), manager, config);
     Router::new()
         .route_service("/mcp", service)
+        .layer(axum::middleware::from_fn_with_state(
+            sessions,
+            sessions::guard,
+        ))
         .layer(axum::middleware::from_fn(session_deleted_is_no_content))
 }
 
@@ -136,6 +157,9 @@ async fn session_deleted_is_no_content(
     }
     response
 }
+
+/// How soon a closed session's list_changed task notices and lets go of the session.
+const SESSION_GONE_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Prompts and resources never change (there are none): a client may cache that for an hour.
 const EMPTY_LIST_TTL_MS: u64 = 3_600_000;
@@ -259,15 +283,29 @@ impl ServerHandler for Gateway {
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        // 2025-11-25 sessions: list_changed goes out on the session's GET stream. The task ends
-        // at the first change after the client went away.
+        // 2025-11-25 sessions: list_changed goes out on the session's GET stream. The task holds
+        // the peer (and with it the client's `initialize` params), so it must end with the
+        // session, not at the next change: it looks every few seconds whether the session's
+        // transport is gone.
         let peer = context.peer;
         let mut changes = self.changes.clone();
         changes.mark_unchanged();
+        let watcher = self.state.mcp_sessions.watcher();
         tokio::spawn(async move {
-            while changes.changed().await.is_ok() {
-                if peer.notify_tool_list_changed().await.is_err() {
-                    break;
+            let _counted = watcher;
+            let mut check = tokio::time::interval(SESSION_GONE_CHECK);
+            loop {
+                tokio::select! {
+                    changed = changes.changed() => {
+                        if changed.is_err() || peer.notify_tool_list_changed().await.is_err() {
+                            return;
+                        }
+                    }
+                    _ = check.tick() => {
+                        if peer.is_transport_closed() {
+                            return;
+                        }
+                    }
                 }
             }
         });

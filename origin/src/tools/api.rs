@@ -11,7 +11,7 @@ use super::{Source, Tool, Version};
 use crate::activity::Audited;
 use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
-use crate::error::{ApiJson, ApiQuery, Error, Result};
+use crate::error::{ApiJson, ApiQuery, Result};
 use crate::names::Name;
 use crate::pagination::{Page, PageParams};
 
@@ -355,20 +355,7 @@ async fn validate_code(
     ApiJson(body): ApiJson<ValidateBody>,
 ) -> Result<Json<ValidateAnswer>> {
     auth.require(Role::Approver)?;
-    if body.code.len() > super::CODE_MAX_BYTES {
-        return Err(Error::Validation(format!(
-            "the code is larger than {} KB",
-            super::CODE_MAX_BYTES / 1024
-        )));
-    }
-    let checked = state
-        .sandbox
-        .validate(contract::sandbox::ValidateRequest {
-            code: body.code,
-            allowed_modules: None,
-        })
-        .await
-        .map_err(|err| Error::Unavailable(format!("the code cannot be validated now: {err}")))?;
+    let checked = super::check_code(&state.sandbox, &body.code, None).await?;
     Ok(Json(ValidateAnswer {
         valid: checked.valid,
         has_main: checked.has_main,

@@ -206,23 +206,34 @@ impl ValidCode {
     }
 }
 
-/// Validates code in the sandbox (static check against the server's allowed modules, `main`,
-/// schema). Errors carry line numbers.
-pub async fn validate(state: &AppState, server_id: &str, code: &str) -> Result<ValidCode> {
+/// The sandbox's verdict on code, saved or not (`validate`, REST `validate-code`,
+/// `mcpbox_validate_code`): the one place the size cap is applied before code travels to the
+/// sandbox. `allowed_modules: None` checks against the defaults.
+pub async fn check_code(
+    sandbox: &crate::dispatch::Sandbox,
+    code: &str,
+    allowed_modules: Option<Vec<String>>,
+) -> Result<contract::sandbox::ValidateResponse> {
     if code.len() > CODE_MAX_BYTES {
         return Err(Error::Validation(format!(
             "the code is larger than {} KB",
             CODE_MAX_BYTES / 1024
         )));
     }
-    let checked = state
-        .sandbox
+    sandbox
         .validate(ValidateRequest {
             code: code.to_owned(),
-            allowed_modules: Some(crate::access::allowed_modules(&state.db, server_id).await?),
+            allowed_modules,
         })
         .await
-        .map_err(|err| Error::Unavailable(format!("the code cannot be validated now: {err}")))?;
+        .map_err(|err| Error::Unavailable(format!("the code cannot be validated now: {err}")))
+}
+
+/// Validates code in the sandbox (static check against the server's allowed modules, `main`,
+/// schema). Errors carry line numbers.
+pub async fn validate(state: &AppState, server_id: &str, code: &str) -> Result<ValidCode> {
+    let allowed = crate::access::allowed_modules(&state.db, server_id).await?;
+    let checked = check_code(&state.sandbox, code, Some(allowed)).await?;
     if !checked.valid {
         let errors: Vec<String> = checked
             .errors

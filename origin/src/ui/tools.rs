@@ -94,6 +94,7 @@ async fn show(
     let filter = LogFilter {
         tool_id: Some(id.clone()),
         server_id: None,
+        executed_by: None,
         success: match status.as_str() {
             "ok" => Some(true),
             "error" => Some(false),
