@@ -26,11 +26,11 @@ on_both_backends!(
     the_activity_log_pages_back_in_time,
     the_global_module_allowlist_decides_what_every_server_may_import,
     external_sources_are_added_discovered_and_imported_from_the_server_page,
+    trojan_source_is_refused_and_shown_as_markers_on_the_review_page,
+    short_secret_values_are_refused_and_warned_about,
     simultaneous_wrong_sign_ins_through_the_form_are_counted_before_any_hashing,
     ui_cookies_and_api_tokens_are_not_interchangeable,
     the_live_view_ends_when_its_session_does,
-    trojan_source_is_refused_and_shown_as_markers_on_the_review_page,
-    short_secret_values_are_refused_and_warned_about,
 );
 
 /// A browser in miniature: a cookie jar, and the CSRF token of the last page.
@@ -1197,6 +1197,8 @@ async fn the_live_view_ends_when_its_session_does(app: TestApp) {
         seen.contains("after_logout") && seen.contains("after_disable"),
         "{seen}"
     );
+}
+
 /// Bidirectional controls as "Trojan Source" (CVE-2021-42574) uses them: a browser shows
 /// `# Check if admin` as a comment after the string, while Python reads it inside the string,
 /// so the condition is always true.

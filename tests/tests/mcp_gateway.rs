@@ -890,6 +890,175 @@ async fn an_llm_builds_tests_and_runs_a_tool_with_the_management_tools() {
 /// reviewed tool and names no server into the management tools' `mcpbox_` namespace.
 #[tokio::test]
 async fn an_llm_over_mcp_cannot_get_past_a_review_or_an_admins_kill_switch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = ServeOptions::new(dir.path());
+    options.args = vec!["--tunnel-listen".into(), "127.0.0.1:0".into()];
+    options
+        .env
+        .push(("MCPBOX_SERVICE_TOKEN", SERVICE_TOKEN.into()));
+    options
+        .env
+        .push(("MCPBOX_REMOTE_ALLOWED_EMAILS", "alice@example.com".into()));
+    let origin = Origin::start(options).unwrap();
+    let url = origin.url.clone();
+    let tunnel = origin.tunnel_url.clone().expect("tunnel listener");
+    let token = admin_token(&url).await;
+    let mut local = Mcp::session(&format!("{url}/mcp")).await;
+    let mut remote = Mcp::stateless(&format!("{tunnel}/mcp"));
+    remote.headers = vec![
+        ("x-mcpbox-service-token", SERVICE_TOKEN.to_owned()),
+        ("x-mcpbox-user-email", "alice@example.com".to_owned()),
+    ];
+    let call = async |mcp: &mut Mcp, name: &str, arguments: Value| {
+        mcp.call("tools/call", json!({"name": name, "arguments": arguments}))
+            .await
+    };
+    let ok = |answer: &Value| {
+        assert_eq!(answer["result"]["isError"], false, "{answer}");
+        answer["result"]["structuredContent"].clone()
+    };
+    let admin = async |method: &str, path: &str, body: Value| -> (u16, Value) {
+        let response = client()
+            .request(method.parse().unwrap(), format!("{url}{path}"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    };
+
+    // The LLM asks for review of version 1, then writes version 2 before anyone looked.
+    let server = ok(&call(&mut local, "mcpbox_create_server", json!({"name": "shop"})).await);
+    let server = server["id"].as_str().unwrap().to_owned();
+    let v1 = "def main() -> dict:\n    return {'v': 1}\n";
+    let v2 = "def main() -> dict:\n    return {'v': 2, 'stolen': True}\n";
+    let tool = ok(&call(
+        &mut local,
+        "mcpbox_create_tool",
+        json!({"server_id": server, "name": "price", "python_code": v1}),
+    )
+    .await);
+    let tool = tool["id"].as_str().unwrap().to_owned();
+    ok(&call(
+        &mut local,
+        "mcpbox_request_publish",
+        json!({"tool_id": tool}),
+    )
+    .await);
+    let updated = ok(&call(
+        &mut local,
+        "mcpbox_update_tool",
+        json!({"tool_id": tool, "python_code": v2}),
+    )
+    .await);
+    assert_eq!(updated["new_version"]["approval_status"], "draft");
+    // The approver sees version 1 and approves by tool id, in bulk: version 1 is approved.
+    let (_, queue) = admin("GET", "/api/approvals/tools", json!(null)).await;
+    assert_eq!(queue["items"][0]["version"], 1, "{queue}");
+    let (status, draft) = admin(
+        "POST",
+        &format!("/api/approvals/tools/{tool}/action"),
+        json!({"action": "approve", "version": 2}),
+    )
+    .await;
+    assert_eq!(status, 409, "{draft}");
+    let (status, bulk) = admin(
+        "POST",
+        "/api/approvals/tools/bulk-action",
+        json!({"tool_ids": [tool], "action": "approve"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(bulk[0]["version"], 1, "{bulk}");
+    let started = ok(&call(
+        &mut local,
+        "mcpbox_start_server",
+        json!({"server_id": server}),
+    )
+    .await);
+    assert_eq!(started["status"], "running");
+    for mcp in [&mut local, &mut remote] {
+        let called = ok(&call(&mut *mcp, "shop__price", json!({})).await);
+        assert_eq!(called, json!({"v": 1}), "version 2 ran");
+    }
+
+    // The admin disables the tool: no test run, no re-enabling over MCP.
+    let (status, _) = admin(
+        "PATCH",
+        &format!("/api/tools/{tool}"),
+        json!({"enabled": false}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    for mcp in [&mut local, &mut remote] {
+        let refused = call(&mut *mcp, "mcpbox_test_code", json!({"tool_id": tool})).await;
+        assert!(tool_error(&refused).contains("disabled"), "{refused}");
+    }
+    let refused = call(
+        &mut local,
+        "mcpbox_update_tool",
+        json!({"tool_id": tool, "enabled": true}),
+    )
+    .await;
+    assert!(
+        tool_error(&refused).contains("only an admin can enable"),
+        "{refused}"
+    );
+    let (status, _) = admin(
+        "PATCH",
+        &format!("/api/tools/{tool}"),
+        json!({"enabled": true}),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // The admin stops the server: no MCP caller test-runs its tools or starts it again.
+    let (status, stopped) = admin(
+        "POST",
+        &format!("/api/sandbox/servers/{server}/stop"),
+        json!({}),
+    )
+    .await;
+    assert_eq!((status, &stopped["stopped_by_admin"]), (200, &json!(true)));
+    for mcp in [&mut local, &mut remote] {
+        let refused = call(&mut *mcp, "mcpbox_test_code", json!({"tool_id": tool})).await;
+        assert!(tool_error(&refused).contains("not running"), "{refused}");
+        let refused = call(
+            &mut *mcp,
+            "mcpbox_start_server",
+            json!({"server_id": server}),
+        )
+        .await;
+        assert!(
+            tool_error(&refused).contains("only an admin can start it again"),
+            "{refused}"
+        );
+    }
+    let (_, shown) = admin("GET", &format!("/api/servers/{server}"), json!(null)).await;
+    assert_eq!(shown["status"], "stopped");
+
+    // Names: no rename of the approved tool over MCP, no server in the mcpbox_ namespace.
+    let refused = call(
+        &mut local,
+        "mcpbox_update_tool",
+        json!({"tool_id": tool, "name": "free"}),
+    )
+    .await;
+    assert!(
+        tool_error(&refused).contains("only an admin can rename"),
+        "{refused}"
+    );
+    for name in ["mcpbox", "mcpbox_shop"] {
+        let refused = call(&mut local, "mcpbox_create_server", json!({"name": name})).await;
+        assert!(tool_error(&refused).contains("reserved"), "{refused}");
+        let (status, _) = admin("POST", "/api/servers", json!({"name": name})).await;
+        assert_eq!(status, 422, "{name}");
+    }
+    drop(origin);
+}
+
 /// An `initialize` straight over HTTP with extra headers; returns (status, session id, body).
 async fn initialize_raw(
     url: &str,
@@ -1089,167 +1258,6 @@ async fn remote_users_cannot_use_each_others_sessions_or_read_each_others_calls(
     options
         .env
         .push(("MCPBOX_SERVICE_TOKEN", SERVICE_TOKEN.into()));
-    options
-        .env
-        .push(("MCPBOX_REMOTE_ALLOWED_EMAILS", "alice@example.com".into()));
-    let origin = Origin::start(options).unwrap();
-    let url = origin.url.clone();
-    let tunnel = origin.tunnel_url.clone().expect("tunnel listener");
-    let token = admin_token(&url).await;
-    let mut local = Mcp::session(&format!("{url}/mcp")).await;
-    let mut remote = Mcp::stateless(&format!("{tunnel}/mcp"));
-    remote.headers = vec![
-        ("x-mcpbox-service-token", SERVICE_TOKEN.to_owned()),
-        ("x-mcpbox-user-email", "alice@example.com".to_owned()),
-    ];
-    let call = async |mcp: &mut Mcp, name: &str, arguments: Value| {
-        mcp.call("tools/call", json!({"name": name, "arguments": arguments}))
-            .await
-    };
-    let ok = |answer: &Value| {
-        assert_eq!(answer["result"]["isError"], false, "{answer}");
-        answer["result"]["structuredContent"].clone()
-    };
-    let admin = async |method: &str, path: &str, body: Value| -> (u16, Value) {
-        let response = client()
-            .request(method.parse().unwrap(), format!("{url}{path}"))
-            .bearer_auth(&token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    };
-
-    // The LLM asks for review of version 1, then writes version 2 before anyone looked.
-    let server = ok(&call(&mut local, "mcpbox_create_server", json!({"name": "shop"})).await);
-    let server = server["id"].as_str().unwrap().to_owned();
-    let v1 = "def main() -> dict:\n    return {'v': 1}\n";
-    let v2 = "def main() -> dict:\n    return {'v': 2, 'stolen': True}\n";
-    let tool = ok(&call(
-        &mut local,
-        "mcpbox_create_tool",
-        json!({"server_id": server, "name": "price", "python_code": v1}),
-    )
-    .await);
-    let tool = tool["id"].as_str().unwrap().to_owned();
-    ok(&call(
-        &mut local,
-        "mcpbox_request_publish",
-        json!({"tool_id": tool}),
-    )
-    .await);
-    let updated = ok(&call(
-        &mut local,
-        "mcpbox_update_tool",
-        json!({"tool_id": tool, "python_code": v2}),
-    )
-    .await);
-    assert_eq!(updated["new_version"]["approval_status"], "draft");
-    // The approver sees version 1 and approves by tool id, in bulk: version 1 is approved.
-    let (_, queue) = admin("GET", "/api/approvals/tools", json!(null)).await;
-    assert_eq!(queue["items"][0]["version"], 1, "{queue}");
-    let (status, draft) = admin(
-        "POST",
-        &format!("/api/approvals/tools/{tool}/action"),
-        json!({"action": "approve", "version": 2}),
-    )
-    .await;
-    assert_eq!(status, 409, "{draft}");
-    let (status, bulk) = admin(
-        "POST",
-        "/api/approvals/tools/bulk-action",
-        json!({"tool_ids": [tool], "action": "approve"}),
-    )
-    .await;
-    assert_eq!(status, 200);
-    assert_eq!(bulk[0]["version"], 1, "{bulk}");
-    let started = ok(&call(
-        &mut local,
-        "mcpbox_start_server",
-        json!({"server_id": server}),
-    )
-    .await);
-    assert_eq!(started["status"], "running");
-    for mcp in [&mut local, &mut remote] {
-        let called = ok(&call(&mut *mcp, "shop__price", json!({})).await);
-        assert_eq!(called, json!({"v": 1}), "version 2 ran");
-    }
-
-    // The admin disables the tool: no test run, no re-enabling over MCP.
-    let (status, _) = admin(
-        "PATCH",
-        &format!("/api/tools/{tool}"),
-        json!({"enabled": false}),
-    )
-    .await;
-    assert_eq!(status, 200);
-    for mcp in [&mut local, &mut remote] {
-        let refused = call(&mut *mcp, "mcpbox_test_code", json!({"tool_id": tool})).await;
-        assert!(tool_error(&refused).contains("disabled"), "{refused}");
-    }
-    let refused = call(
-        &mut local,
-        "mcpbox_update_tool",
-        json!({"tool_id": tool, "enabled": true}),
-    )
-    .await;
-    assert!(
-        tool_error(&refused).contains("only an admin can enable"),
-        "{refused}"
-    );
-    let (status, _) = admin(
-        "PATCH",
-        &format!("/api/tools/{tool}"),
-        json!({"enabled": true}),
-    )
-    .await;
-    assert_eq!(status, 200);
-
-    // The admin stops the server: no MCP caller test-runs its tools or starts it again.
-    let (status, stopped) = admin(
-        "POST",
-        &format!("/api/sandbox/servers/{server}/stop"),
-        json!({}),
-    )
-    .await;
-    assert_eq!((status, &stopped["stopped_by_admin"]), (200, &json!(true)));
-    for mcp in [&mut local, &mut remote] {
-        let refused = call(&mut *mcp, "mcpbox_test_code", json!({"tool_id": tool})).await;
-        assert!(tool_error(&refused).contains("not running"), "{refused}");
-        let refused = call(
-            &mut *mcp,
-            "mcpbox_start_server",
-            json!({"server_id": server}),
-        )
-        .await;
-        assert!(
-            tool_error(&refused).contains("only an admin can start it again"),
-            "{refused}"
-        );
-    }
-    let (_, shown) = admin("GET", &format!("/api/servers/{server}"), json!(null)).await;
-    assert_eq!(shown["status"], "stopped");
-
-    // Names: no rename of the approved tool over MCP, no server in the mcpbox_ namespace.
-    let refused = call(
-        &mut local,
-        "mcpbox_update_tool",
-        json!({"tool_id": tool, "name": "free"}),
-    )
-    .await;
-    assert!(
-        tool_error(&refused).contains("only an admin can rename"),
-        "{refused}"
-    );
-    for name in ["mcpbox", "mcpbox_shop"] {
-        let refused = call(&mut local, "mcpbox_create_server", json!({"name": name})).await;
-        assert!(tool_error(&refused).contains("reserved"), "{refused}");
-        let (status, _) = admin("POST", "/api/servers", json!({"name": name})).await;
-        assert_eq!(status, 422, "{name}");
-    }
-    drop(origin);
     let origin = Origin::start(options).unwrap();
     let url = origin.url.clone();
     let tunnel = format!("{}/mcp", origin.tunnel_url.clone().unwrap());

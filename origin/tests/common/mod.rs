@@ -366,16 +366,6 @@ impl TestApp {
         self.mcp_raw(method, params).await.1
     }
 
-    pub async fn count(&self, table: &str) -> i64 {
-        use sqlx::Row;
-        sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
-            .fetch_one(&self.state.db.pool)
-            .await
-            .unwrap()
-            .try_get("n")
-            .unwrap()
-    }
-
     /// One 2026-07-28 stateless JSON-RPC request to the local `/mcp` (no session): the raw
     /// answer body (JSON, or the `data:` line of an SSE stream) and its JSON-RPC message.
     pub async fn mcp_raw(&self, method: &str, mut params: Value) -> (String, Value) {
