@@ -23,6 +23,24 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
                 users::create(&db, &Passwords::default(), &username, &password, role).await?;
             println!("created {} account {}", user.role, user.username);
         }
+        AdminCommand::Reencrypt { storage } => {
+            let (db, keys) = open_storage(&storage).await?;
+            let report = crate::secrets::rotation::reencrypt(&db, &keys).await?;
+            println!(
+                "re-encrypted {} value(s); {} already under the current key; {} changed meanwhile (kept); {} under no configured key",
+                report.reencrypted, report.current, report.changed_meanwhile, report.undecryptable
+            );
+            if report.previous_key_unused() {
+                println!(
+                    "nothing needs the previous key any more: MCPBOX_PREVIOUS_ENCRYPTION_KEY can go"
+                );
+            } else {
+                anyhow::bail!(
+                    "{} value(s) open with neither key: they keep needing the key that wrote them (or set them again)",
+                    report.undecryptable
+                );
+            }
+        }
         AdminCommand::ResetPassword { storage, username } => {
             let password = read_password()?;
             let (db, _) = open_storage(&storage).await?;

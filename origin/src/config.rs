@@ -180,6 +180,13 @@ pub enum AdminCommand {
         #[arg(long, default_value = "admin")]
         role: Role,
     },
+    /// Finish a key rotation: re-encrypt every stored value that the previous key wrote under
+    /// the current one (MCPBOX_ENCRYPTION_KEY new, MCPBOX_PREVIOUS_ENCRYPTION_KEY old). Safe
+    /// while the origin serves and resumable; prints what it did and what still needs the old key.
+    Reencrypt {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
     /// Set a new password for an account and sign it out everywhere. The password is read like
     /// `create` reads it.
     ResetPassword {

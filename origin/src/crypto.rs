@@ -152,6 +152,14 @@ impl Keyring {
         blob.get(1..1 + FINGERPRINT_LEN) != Some(&self.current.fingerprint[..])
     }
 
+    /// `needs_reencryption` for text columns; a value that is not even base64 is not under the
+    /// current key either.
+    pub fn needs_reencryption_str(&self, stored: &str) -> bool {
+        BASE64
+            .decode(stored)
+            .map_or(true, |blob| self.needs_reencryption(&blob))
+    }
+
     /// A subkey for another purpose (e.g. JWT signing), so one configured secret serves all and
     /// no two purposes share key material.
     pub fn derive(&self, purpose: &str) -> [u8; 32] {

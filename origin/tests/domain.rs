@@ -22,6 +22,7 @@ on_both_backends!(
     an_approval_binds_to_the_version_the_reviewer_saw,
     an_admins_stop_and_disable_hold_against_every_llm,
     reviewed_names_and_the_management_namespace_are_out_of_an_llms_reach,
+    reencryption_finishes_a_key_rotation,
 );
 
 const V1: &str = "async def main(city: str) -> dict:\n    \"\"\"Weather for a city.\"\"\"\n    return {'city': city, 'v': 1}\n";
@@ -1249,4 +1250,73 @@ async fn reviewed_names_and_the_management_namespace_are_out_of_an_llms_reach(ap
         .await;
     assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.text);
     assert_eq!(listed().await, ["weather__forecast"]);
+}
+
+/// `mcpbox admin reencrypt` (`secrets::rotation::reencrypt`): after it, the previous key can go;
+/// a second run changes nothing; a value under a key nobody configured is reported, not lost.
+async fn reencryption_finishes_a_key_rotation(app: TestApp) {
+    use origin::app::AppState;
+    use origin::crypto::Keyring;
+    use origin::dispatch::Sandbox;
+    use origin::secrets::rotation::{Reencrypted, reencrypt};
+
+    let admin = app.admin().await.token("access_token");
+    let server = app.create_server(&admin, "rotated").await;
+    for (key, value) in [("ALPHA", "first value 123"), ("BETA", "second value 456")] {
+        let set = app
+            .call(
+                Method::PUT,
+                &format!("/api/servers/{server}/secrets/{key}"),
+                Some(&admin),
+                json!({"value": value}),
+            )
+            .await;
+        assert!(set.status.is_success(), "{}", set.text);
+    }
+    // A third value written under a key that is neither the new nor the old one.
+    let stranger = AppState::new(
+        app.state.db.clone(),
+        Keyring::new([7; 32], None),
+        Sandbox::unavailable("not needed"),
+    );
+    origin::secrets::set_value(&stranger, &server, "GAMMA", "written elsewhere")
+        .await
+        .unwrap();
+
+    let new_key = [99; 32];
+    let rotating = Keyring::new(new_key, Some(KEY));
+    let first = reencrypt(&app.state.db, &rotating).await.unwrap();
+    assert_eq!(
+        first,
+        Reencrypted {
+            reencrypted: 2,
+            current: 0,
+            changed_meanwhile: 0,
+            undecryptable: 1
+        }
+    );
+    assert!(!first.previous_key_unused());
+    let again = reencrypt(&app.state.db, &rotating).await.unwrap();
+    assert_eq!(
+        (again.reencrypted, again.current, again.undecryptable),
+        (0, 2, 1)
+    );
+
+    // With the new key alone, both rotated values decrypt; the stranger's still does not.
+    origin::secrets::delete(&app.state.db, &server, "GAMMA")
+        .await
+        .unwrap();
+    let rotated = AppState::new(
+        app.state.db.clone(),
+        Keyring::new(new_key, None),
+        Sandbox::unavailable("not needed"),
+    );
+    let values = origin::secrets::values(&rotated, &server).await.unwrap();
+    assert_eq!(values["ALPHA"], "first value 123");
+    assert_eq!(values["BETA"], "second value 456");
+    let done = reencrypt(&app.state.db, &Keyring::new(new_key, None))
+        .await
+        .unwrap();
+    assert!(done.previous_key_unused(), "{done:?}");
+    assert_eq!(done.current, 2);
 }

@@ -96,6 +96,8 @@ def start():
         for line in child.stdout:
             line = line.rstrip("\n")
             output.append(line)
+            # The build's progress and the server's log, for whoever reads the CI log.
+            print("  | " + line, flush=True)
             match = re.match(r"MCPbox listening on (http://\S+)", line)
             if match:
                 found["url"] = match.group(1)

@@ -3,6 +3,7 @@
 //! are never returned by any API, and are redacted from everything a run records.
 
 mod api;
+pub mod rotation;
 
 pub(crate) use api::openapi;
 
