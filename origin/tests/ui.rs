@@ -26,6 +26,7 @@ on_both_backends!(
     the_activity_log_pages_back_in_time,
     the_global_module_allowlist_decides_what_every_server_may_import,
     external_sources_are_added_discovered_and_imported_from_the_server_page,
+    pages_show_times_badges_and_controls_as_a_person_reads_them,
     trojan_source_is_refused_and_shown_as_markers_on_the_review_page,
     short_secret_values_are_refused_and_warned_about,
     simultaneous_wrong_sign_ins_through_the_form_are_counted_before_any_hashing,
@@ -215,6 +216,44 @@ async fn set_up(app: &TestApp) -> Browser<'_> {
     browser
 }
 
+/// The text a person sees: the page without its tags (attribute values, such as a `<time>`'s
+/// `datetime`, are not text) and without the inert `<template>` and `<script>` contents.
+fn visible_text(html: &str) -> String {
+    let mut out = String::new();
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        out.push_str(&rest[..open]);
+        rest = &rest[open..];
+        let skip_to = ["<template", "<script"]
+            .iter()
+            .zip(["</template>", "</script>"])
+            .find(|(start, _)| rest.starts_with(**start))
+            .map(|(_, end)| end);
+        let end = match skip_to {
+            Some(close) => rest.find(close).map(|i| i + close.len()),
+            None => rest.find('>').map(|i| i + 1),
+        };
+        rest = &rest[end.unwrap_or(rest.len())..];
+        out.push(' ');
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The first RFC 3339 timestamp (`2026-12-01T17:08`) in `text`, if any.
+fn raw_timestamp(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let shape = b"dddd-dd-ddTdd:dd";
+    (0..bytes.len().saturating_sub(shape.len() - 1))
+        .find(|&i| {
+            shape.iter().enumerate().all(|(j, want)| match want {
+                b'd' => bytes[i + j].is_ascii_digit(),
+                other => bytes[i + j] == *other,
+            })
+        })
+        .map(|i| text[i..].chars().take(27).collect())
+}
+
 fn assert_clean_page(path: &str, page: &Page) {
     assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.html);
     assert!(
@@ -251,6 +290,13 @@ fn assert_clean_page(path: &str, page: &Page) {
     ] {
         assert!(!html.contains(forbidden), "{path}: {forbidden}");
     }
+    // Times are shown relative inside <time>, never as raw stored timestamps.
+    let text = visible_text(&page.html);
+    assert!(
+        raw_timestamp(&text).is_none(),
+        "{path}: raw timestamp {:?} in the text",
+        raw_timestamp(&text)
+    );
     assert!(html.contains("<main"), "{path}: no main landmark");
     assert!(html.contains("lang=\"en\""), "{path}");
     // Every form field has a label (by id) or an aria-label.
@@ -1341,4 +1387,128 @@ async fn short_secret_values_are_refused_and_warned_about(app: TestApp) {
     let page = viewer.get(&path).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(!page.html.contains("too short to redact"));
+}
+
+async fn pages_show_times_badges_and_controls_as_a_person_reads_them(app: TestApp) {
+    let app = app.with_sandbox().await;
+    let admin = app.admin().await.token("access_token");
+    let server = app.create_server(&admin, "weather").await;
+    let tool = app
+        .create_tool(
+            &admin,
+            &server,
+            "forecast",
+            "def main(city: str) -> str:\n    return city\n",
+        )
+        .await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in("admin", PASSWORD).await;
+
+    // One version: nothing to roll back to or compare with, so no such controls.
+    let single = browser.get(&format!("/ui/tools/{tool}")).await;
+    assert_clean_page("tool page", &single);
+    assert!(
+        single
+            .html
+            .contains("<span class=\"badge wait\">draft</span>")
+    );
+    for absent in ["Roll back", "rollback-version", "Diff from"] {
+        assert!(!single.html.contains(absent), "one version: {absent} shown");
+    }
+
+    // Waiting for review: the badge says so in words wherever the version's status is shown.
+    let llm = Audit {
+        actor: "llm".into(),
+        request_id: None,
+    };
+    origin::approvals::request_publish(&app.state, &tool, None, Some("first"), &llm)
+        .await
+        .unwrap();
+    let review = browser.get(&format!("/ui/approvals/tools/{tool}/1")).await;
+    assert_clean_page("review page", &review);
+    assert!(
+        review
+            .html
+            .contains("<span class=\"badge wait\">waiting for review</span>"),
+        "{}",
+        review.html
+    );
+    assert!(
+        review
+            .html
+            .contains("<span class=\"badge wait\">stopped</span>")
+    );
+    // Single-key shortcuts are off until turned on (the toggle is shown by the script), and
+    // their hint is built from the page's own data-key elements: no diff here, so no `d`.
+    assert!(review.html.contains("id=\"shortcuts\" hidden"));
+    assert!(!review.html.contains("<kbd>"));
+    assert!(review.html.contains("data-key=\"a\"") && review.html.contains("data-key=\"r\""));
+    assert!(!review.html.contains("data-key=\"d\""));
+
+    // Every page that shows a time shows it relative, with the stored time as `datetime`.
+    let server_page = format!("/ui/servers/{server}");
+    for path in [
+        "/ui/activity",
+        server_page.as_str(),
+        &format!("/ui/tools/{tool}"),
+        &format!("/ui/approvals/tools/{tool}/1"),
+        "/ui/approvals",
+        "/ui/users",
+    ] {
+        let page = browser.get(path).await;
+        assert_clean_page(path, &page);
+        let text = visible_text(&page.html);
+        for raw in ["pending_review", "pending_approval"] {
+            assert!(!text.contains(raw), "{path}: {raw} shown");
+        }
+        assert!(page.html.contains("<time datetime=\""), "{path}: no <time>");
+        assert!(
+            text.contains("just now") || text.contains("minute"),
+            "{path}"
+        );
+    }
+    let activity = browser.get("/ui/activity").await;
+    assert!(
+        activity
+            .html
+            .contains("<span class=\"badge plain\">info</span>")
+    );
+
+    // Approved, then a second version: now there is something to roll back to and compare.
+    let decided = browser
+        .post(&format!("/ui/approvals/tools/{tool}/1/approve"), &[])
+        .await;
+    assert_eq!(decided.status, StatusCode::SEE_OTHER);
+    let updated = app
+        .call(
+            Method::PATCH,
+            &format!("/api/tools/{tool}"),
+            Some(&admin),
+            json!({"python_code": "def main(city: str) -> str:\n    return city.upper()\n"}),
+        )
+        .await;
+    assert!(updated.status.is_success(), "{}", updated.text);
+    let two = browser.get(&format!("/ui/tools/{tool}")).await;
+    assert_clean_page("tool page, two versions", &two);
+    assert!(
+        two.html
+            .contains("<span class=\"badge ok\">approved</span>")
+    );
+    assert!(
+        two.html
+            .contains("<select id=\"rollback-version\" name=\"version\"><option value=\"1\">1</option></select>"),
+        "{}",
+        two.html
+    );
+    assert!(two.html.contains("Diff from"));
+    let review = browser.get(&format!("/ui/approvals/tools/{tool}/2")).await;
+    assert!(
+        review
+            .html
+            .contains("<span class=\"badge wait\">draft</span>")
+    );
+    assert!(
+        review.html.contains("data-key=\"d\""),
+        "a diff, so a `d` key"
+    );
 }

@@ -28,6 +28,22 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// axe-core's browser bundle, which `scripts/test` installs (a pinned version) with the other
+/// Node tools under `node_dir()`.
+fn axe_source() -> &'static str {
+    static SOURCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SOURCE.get_or_init(|| {
+        let path = crate::node_dir().join("node_modules/axe-core/axe.min.js");
+        std::fs::read_to_string(&path).unwrap_or_else(|err| {
+            panic!(
+                "{} is missing ({err}): run scripts/test, which installs axe-core there \
+                 (or set MCPBOX_TEST_NODE_DIR)",
+                path.display()
+            )
+        })
+    })
+}
+
 fn tool(env: &str, default: &str) -> String {
     std::env::var(env).unwrap_or_else(|_| default.to_owned())
 }
@@ -67,7 +83,7 @@ impl Browser {
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": chromium,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--lang=en-US",
                          format!("--window-size={width},{height}")]
             }
         }}});
@@ -77,6 +93,19 @@ impl Browser {
             .unwrap_or_else(|| panic!("no WebDriver session: {session}"))
             .to_owned();
         browser.base = format!("{}/session/{id}", browser.base);
+        // Headless Chromium keeps its window at least 500 px wide: the viewport is set through
+        // the DevTools protocol instead, so a phone-sized test really is phone-sized.
+        browser
+            .call(
+                "POST",
+                "/goog/cdp/execute",
+                json!({"cmd": "Emulation.setDeviceMetricsOverride", "params": {
+                    "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false
+                }}),
+            )
+            .await;
+        let inner = browser.script("return window.innerWidth").await;
+        assert_eq!(inner, width, "the viewport is {width} px wide");
         browser
     }
 
@@ -207,6 +236,75 @@ impl Browser {
         .await
     }
 
+    /// Runs an asynchronous script: it gets a callback as its last argument and the call
+    /// returns what the script passes to it (WebDriver's default limit is 30 s).
+    pub async fn script_async(&self, source: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/async",
+            json!({"script": source, "args": []}),
+        )
+        .await
+    }
+
+    /// Runs axe-core in the page and panics on any `serious` or `critical` violation, naming
+    /// each rule, its help text and the elements it found. Milder findings are printed (seen
+    /// with `--no-capture`) but do not fail. `page` names the page in the message.
+    pub async fn assert_accessible(&self, page: &str) {
+        // WebDriver scripts are not subject to the page's CSP, so axe can be injected as is.
+        let loaded = self
+            .script("return typeof window.axe === 'object' && window.axe.version")
+            .await;
+        if loaded.as_str().is_none() {
+            self.script(&format!("{}\nreturn null;", axe_source()))
+                .await;
+        }
+        let found = self
+            .script_async(
+                "var done = arguments[arguments.length - 1];
+                 axe.run(document, {resultTypes: ['violations']}).then(function (result) {
+                   done({version: axe.version, violations: result.violations.map(function (v) {
+                     return {id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(function (n) {
+                       return {target: n.target.join(' '), html: n.html.slice(0, 160),
+                               summary: (n.failureSummary || '').replace(/\\s+/g, ' ')};
+                     })};
+                   })});
+                 }, function (error) { done({error: String(error)}); });",
+            )
+            .await;
+        if let Some(error) = found.get("error") {
+            panic!("axe-core failed on {page}: {error}");
+        }
+        let url = self.url().await;
+        let mut serious = Vec::new();
+        for violation in found["violations"].as_array().into_iter().flatten() {
+            let impact = violation["impact"].as_str().unwrap_or("unknown");
+            let mut text = format!(
+                "[{impact}] {}: {}",
+                violation["id"].as_str().unwrap_or("?"),
+                violation["help"].as_str().unwrap_or("")
+            );
+            for node in violation["nodes"].as_array().into_iter().flatten() {
+                text.push_str(&format!(
+                    "\n    at {} — {} — {}",
+                    node["target"].as_str().unwrap_or("?"),
+                    node["html"].as_str().unwrap_or(""),
+                    node["summary"].as_str().unwrap_or("")
+                ));
+            }
+            eprintln!("axe on {page} ({url}): {text}");
+            if matches!(impact, "serious" | "critical") {
+                serious.push(text);
+            }
+        }
+        assert!(
+            serious.is_empty(),
+            "axe-core {} found serious or critical accessibility problems on {page} ({url}):\n{}",
+            found["version"].as_str().unwrap_or("?"),
+            serious.join("\n")
+        );
+    }
+
     /// The page's visible text, or "" while it is being replaced (navigation in progress).
     pub async fn page_text(&self) -> String {
         let source = "return document.body ? document.body.innerText : ''";
@@ -238,11 +336,48 @@ impl Browser {
         }
     }
 
-    /// Saves a PNG of the viewport as `<artifacts>/<name>.png`.
+    /// Saves a PNG of the whole page (beyond the viewport, through Chromium's DevTools
+    /// protocol) as `<artifacts>/<name>.png`; the viewport only if that is refused.
     pub async fn screenshot(&self, name: &str) {
-        let data = self.call("GET", "/screenshot", Value::Null).await;
+        let metrics = self
+            .raw(
+                "POST",
+                "/goog/cdp/execute",
+                json!({"cmd": "Page.getLayoutMetrics", "params": {}}),
+            )
+            .await;
+        let size = &metrics["cssContentSize"];
+        // Without a viewport to scroll, the page loses its scroll bar and lays out at the full
+        // window width, which can be wider than the content size measured with the bar.
+        let window = self.script("return window.innerWidth").await.as_f64();
+        let full = match (size["width"].as_f64(), size["height"].as_f64()) {
+            (Some(width), Some(height)) => {
+                let width = width.max(window.unwrap_or(0.0));
+                self.raw(
+                    "POST",
+                    "/goog/cdp/execute",
+                    json!({"cmd": "Page.captureScreenshot", "params": {
+                        "format": "png", "captureBeyondViewport": true,
+                        "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}
+                    }}),
+                )
+                .await["data"]
+                    .as_str()
+                    .map(str::to_owned)
+            }
+            _ => None,
+        };
+        let data = match full {
+            Some(data) => data,
+            None => self
+                .call("GET", "/screenshot", Value::Null)
+                .await
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        };
         let png = base64::engine::general_purpose::STANDARD
-            .decode(data.as_str().unwrap_or_default())
+            .decode(data)
             .expect("a base64 PNG");
         std::fs::write(self.artifacts.join(format!("{name}.png")), png).expect("screenshot saved");
     }

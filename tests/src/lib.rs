@@ -26,6 +26,21 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// The npm prefix where `scripts/test` installs the Node tools the tests use (Node 22, the MCP
+/// conformance suite and Inspector, axe-core): `$MCPBOX_TEST_NODE_DIR`, else
+/// `$MCPBOX_CACHE/node`, else `~/.cache/mcpbox/node`.
+pub fn node_dir() -> PathBuf {
+    match std::env::var_os("MCPBOX_TEST_NODE_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::var_os("MCPBOX_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/mcpbox")
+            })
+            .join("node"),
+    }
+}
+
 /// A running `mcpbox serve`; killed when dropped.
 pub struct Origin {
     pub child: Child,

@@ -12,13 +12,7 @@ use serde_json::{Value, json};
 
 /// The npm prefix `scripts/test` installs into, and a PATH with its Node 22 first.
 fn node_tools() -> (PathBuf, String) {
-    let dir = match std::env::var_os("MCPBOX_TEST_NODE_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => std::env::var_os("MCPBOX_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/mcpbox"))
-            .join("node"),
-    };
+    let dir = mcpbox_e2e::node_dir();
     let bin = dir.join("node_modules/.bin");
     for tool in ["conformance", "mcp-inspector"] {
         assert!(

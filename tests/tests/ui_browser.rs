@@ -5,7 +5,9 @@
 //! version 2 → the approver reviews the diff and approves → the tool is live, and the LLM's next
 //! call appears in the live activity view without a reload. Also: a viewer sees no actions and
 //! is refused the admin pages, a form stripped of its CSRF token is refused, no page carries
-//! inline script, and the pages work at phone width.
+//! inline script, and every main page, at 1280 and at 390 px wide, passes axe-core (no serious
+//! or critical violation), keeps table words whole, shows no raw timestamp and does not scroll
+//! sideways.
 //!
 //! Screenshots of the main pages land in `target/ui-screenshots/` (not committed).
 
@@ -64,6 +66,85 @@ async fn assert_no_inline_script(browser: &Browser) {
         "inline script or style on {}",
         browser.url().await
     );
+}
+
+/// Words in table headers and cells that the layout split over two lines (allowed only inside
+/// `code`, `pre` and `.wrap`, the long unbroken values), and raw RFC 3339 timestamps in the
+/// visible text (times are shown relative, inside `<time>`).
+const LAYOUT_PROBLEMS: &str = "
+  var split = [];
+  document.querySelectorAll('th, td').forEach(function (cell) {
+    var walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (var node = walker.nextNode(); node; node = walker.nextNode()) {
+      if (node.parentElement.closest('code, pre, .wrap')) continue;
+      var re = /\\S+/g, m;
+      while ((m = re.exec(node.data))) {
+        var range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        var lines = new Set(Array.from(range.getClientRects()).map(function (r) { return Math.round(r.top); }));
+        if (lines.size > 1) split.push(m[0]);
+      }
+    }
+  });
+  var raw = document.body.innerText.match(/\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}[^\\s]*/g) || [];
+  return {split: split, raw: raw};";
+
+/// The checks every main page gets at every width: axe-core (no serious or critical
+/// violation), no word split mid-word in a table, no raw timestamp, no horizontal scrolling of
+/// the page itself; and a screenshot.
+async fn check_page(browser: &Browser, name: &str) {
+    browser.find("main h1").await;
+    browser.screenshot(name).await;
+    browser.assert_accessible(name).await;
+    let problems = browser.script(LAYOUT_PROBLEMS).await;
+    assert_eq!(
+        problems["split"],
+        serde_json::json!([]),
+        "{name}: words split over two lines"
+    );
+    assert_eq!(
+        problems["raw"],
+        serde_json::json!([]),
+        "{name}: raw timestamps in the text"
+    );
+    let overflow = browser
+        .script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+        )
+        .await;
+    assert!(
+        overflow.as_i64().unwrap_or(0) <= 0,
+        "{name} overflows the window by {overflow}px"
+    );
+}
+
+/// Every main page, signed in as an admin, then the sign-in page.
+async fn tour(browser: &Browser, url: &str, server: &str, tool: &str, prefix: &str) {
+    sign_in(browser, url, "admin", PASSWORD).await;
+    let pages = [
+        ("dashboard", "/ui".to_owned()),
+        ("servers", "/ui/servers".to_owned()),
+        ("server", format!("/ui/servers/{server}")),
+        ("tool", format!("/ui/tools/{tool}")),
+        ("approvals", "/ui/approvals".to_owned()),
+        ("review", format!("/ui/approvals/tools/{tool}/2")),
+        ("activity", "/ui/activity".to_owned()),
+        ("settings", "/ui/settings".to_owned()),
+        ("users", "/ui/users".to_owned()),
+    ];
+    for (name, path) in pages {
+        browser.goto(&format!("{url}{path}")).await;
+        check_page(browser, &format!("{prefix}-{name}")).await;
+    }
+    sign_out(browser).await;
+    check_page(browser, &format!("{prefix}-sign-in")).await;
+}
+
+async fn focused_id(browser: &Browser) -> Value {
+    browser
+        .script("return document.activeElement && document.activeElement.id")
+        .await
 }
 
 async fn create_account(browser: &Browser, url: &str, username: &str, role: &str) {
@@ -125,7 +206,7 @@ async fn an_approver_reviews_and_approves_in_the_browser_and_sees_the_call_live(
     sign_in(&browser, &url, "alice", PASSWORD).await;
     browser.goto(&format!("{url}/ui/approvals")).await;
     browser.wait_for_text("weather__forecast", 10).await;
-    browser.screenshot("04-approvals").await;
+    check_page(&browser, "04-approvals").await;
     browser
         .click(&format!("a[href='/ui/approvals/tools/{tool}/1']"))
         .await;
@@ -139,12 +220,23 @@ async fn an_approver_reviews_and_approves_in_the_browser_and_sees_the_call_live(
             .contains("async def main(city: str)")
     );
     assert_no_inline_script(&browser).await;
-    browser.screenshot("05-review-v1").await;
+    check_page(&browser, "05-review-v1").await;
+    // Single-key shortcuts are off until turned on (WCAG 2.1.4), and the hint names only the
+    // keys this page has: no diff for a first version, so no `d`.
     browser.keys("a").await;
-    let focused = browser
-        .script("return document.activeElement && document.activeElement.id")
-        .await;
-    assert_eq!(focused, "approve", "the a key focuses Approve");
+    assert_ne!(focused_id(&browser).await, "approve", "shortcuts start off");
+    let keys = browser.text("#shortcut-keys").await;
+    assert!(
+        keys.contains("a Approve") && keys.contains("r the reason") && !keys.contains("the diff"),
+        "{keys}"
+    );
+    browser.click("#shortcuts-on").await;
+    browser.keys("a").await;
+    assert_eq!(
+        focused_id(&browser).await,
+        "approve",
+        "the a key focuses Approve"
+    );
     browser.keys("\u{E007}").await; // Enter
     browser.wait_for_text("Version 1 approved.", 10).await;
 
@@ -164,7 +256,21 @@ async fn an_approver_reviews_and_approves_in_the_browser_and_sees_the_call_live(
             && diff.contains("-async def main(city: str) -> dict:"),
         "{diff}"
     );
-    browser.screenshot("06-review-diff").await;
+    check_page(&browser, "06-review-diff").await;
+    // The choice is remembered, and with a diff on the page `d` goes to it.
+    assert_eq!(
+        browser
+            .script("return document.getElementById('shortcuts-on').checked")
+            .await,
+        true
+    );
+    assert!(browser.text("#shortcut-keys").await.contains("d the diff"));
+    browser.keys("d").await;
+    assert_eq!(
+        focused_id(&browser).await,
+        "diff",
+        "the d key focuses the diff"
+    );
     browser.click("#approve").await;
     browser.wait_for_text("Version 2 approved.", 10).await;
 
@@ -186,7 +292,26 @@ async fn an_approver_reviews_and_approves_in_the_browser_and_sees_the_call_live(
     browser
         .wait_for_text("call of weather__forecast (version 2) succeeded", 10)
         .await;
-    browser.screenshot("08-activity-live").await;
+    // The live row reads like the others: a relative time and the level's badge in words;
+    // the script gave every time its exact local time as the hover text.
+    let fresh = browser
+        .script(
+            "var row = document.querySelector('#activity tr.fresh');
+             var time = row && row.querySelector('time[datetime]');
+             return row && [time && time.textContent, row.querySelector('.badge').textContent,
+                            document.querySelector('#activity tbody tr:last-child time').title];",
+        )
+        .await;
+    assert_eq!(fresh[0], "just now", "{fresh}");
+    assert_eq!(fresh[1], "info", "{fresh}");
+    let title = fresh[2].as_str().unwrap_or_default();
+    // The browser runs in en-US, so the script's title reads "Dec 1, 2026, 5:08:07 PM UTC"
+    // where the server's reads "2026-12-01 17:08:07 UTC".
+    assert!(
+        title.contains(':') && !title.starts_with(|c: char| c.is_ascii_digit()),
+        "the exact time is the browser's local one: {title:?}"
+    );
+    check_page(&browser, "08-activity-live").await;
 
     // A form whose CSRF token was removed is refused, and changes nothing.
     browser
@@ -214,25 +339,14 @@ async fn an_approver_reviews_and_approves_in_the_browser_and_sees_the_call_live(
     browser.goto(&format!("{url}/ui/users")).await;
     browser.wait_for_text("only an admin may do this", 10).await;
     browser.screenshot("09-viewer-refused").await;
-    browser.quit().await;
+    browser.goto(&format!("{url}/ui")).await;
+    sign_out(&browser).await;
 
-    // Phone width: the pages still fit (no horizontal scrolling of the page itself).
+    // Every main page at desktop and at phone width.
+    tour(&browser, &url, &server, &tool, "11-desktop").await;
+    browser.quit().await;
     let phone = Browser::start(&artifacts, 390, 844).await;
-    sign_in(&phone, &url, "alice", PASSWORD).await;
-    for (i, path) in ["/ui", "/ui/approvals", &format!("/ui/tools/{tool}")]
-        .iter()
-        .enumerate()
-    {
-        phone.goto(&format!("{url}{path}")).await;
-        phone.screenshot(&format!("10-phone-{i}")).await;
-        let overflow = phone
-            .script("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
-            .await;
-        assert!(
-            overflow.as_i64().unwrap_or(0) <= 0,
-            "{path} overflows at phone width by {overflow}px"
-        );
-    }
+    tour(&phone, &url, &server, &tool, "12-phone").await;
     phone.quit().await;
     drop(origin);
 }

@@ -348,7 +348,7 @@ async fn transition(
             "reject"
         }
     );
-    let event = NewEvent::info(&action, format!("{} {} is now {}", kind.as_str(), request.target, request.status))
+    let event = NewEvent::info(&action, format!("{} {} is now {}", kind.as_str(), request.target, crate::activity::status_words(&request.status)))
         .server(&request.server_id)
         .details(serde_json::json!({"request_id": request.id, "target": request.target, "port": request.port, "reason": reason}));
     let event = match request.tool_id.as_deref() {

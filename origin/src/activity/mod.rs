@@ -23,6 +23,23 @@ use crate::auth::AuthUser;
 use crate::db::{self, Db};
 use crate::error::{Error, Result};
 
+/// A stored status in the words a person reads, in activity messages and in the UI's badges
+/// (`pending_review` → "waiting for review"): every value the schema allows for servers, tool
+/// versions, module and network requests, external sources and levels, plus the UI's call
+/// outcomes. Anything else reads with spaces for underscores.
+pub fn status_words(status: &str) -> std::borrow::Cow<'_, str> {
+    let words = match status {
+        "pending_review" => "waiting for review",
+        "pending" => "waiting for approval",
+        "pending_approval" => "waiting for an admin",
+        known @ ("draft" | "approved" | "rejected" | "revoked" | "running" | "stopped"
+        | "active" | "error" | "info" | "warning" | "ok" | "healthy" | "unavailable"
+        | "none") => known,
+        other => return std::borrow::Cow::Owned(other.replace('_', " ")),
+    };
+    std::borrow::Cow::Borrowed(words)
+}
+
 /// Who made a change, and on which request: what every audit row carries.
 #[derive(Debug, Clone)]
 pub struct Audit {

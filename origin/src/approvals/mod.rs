@@ -194,7 +194,7 @@ async fn transition(state: &AppState, audit: &Audit, t: Transition<'_>) -> Resul
         .fetch_one(&mut *tx)
         .await?;
     let (name, server_id): (String, String) = (tool.try_get("name")?, tool.try_get("server_id")?);
-    let event = NewEvent::info(t.event, format!("{}: version {} of {name} is now {}", t.event, version.version, version.status))
+    let event = NewEvent::info(t.event, format!("{}: version {} of {name} is now {}", t.event, version.version, activity::status_words(&version.status)))
         .server(&server_id)
         .tool(t.tool_id)
         .details(serde_json::json!({"version": version.version, "status": version.status, "reason": t.reason}));

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
+use super::format::filters;
 use super::{Chrome, Page, Ui, page};
 use crate::activity::{self, Event, Filter};
 use crate::app::AppState;

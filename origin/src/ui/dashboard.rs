@@ -7,6 +7,7 @@ use axum::extract::{Query, State};
 use axum::routing::get;
 use serde::Deserialize;
 
+use super::format::{self, filters};
 use super::render::{BAR_WIDTH, Bar, CHART_HEIGHT, bars};
 use super::{Chrome, Page, Ui, page};
 use crate::app::AppState;
@@ -54,7 +55,7 @@ async fn show(State(state): State<AppState>, ui: Ui, Query(params): Query<Params
     let buckets: Vec<(String, i64, i64)> = data
         .series
         .iter()
-        .map(|b| (b.bucket.clone(), b.calls, b.errors))
+        .map(|b| (format::bucket_label(&b.bucket), b.calls, b.errors))
         .collect();
     let bars = bars(&buckets);
     let (sandbox_ok, sandbox_error, idle_workers, layers) = match state.sandbox.health().await {

@@ -20,6 +20,7 @@ mod activity;
 mod approvals;
 mod auth;
 mod dashboard;
+mod format;
 mod render;
 mod servers;
 mod settings;

@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 
+use super::format::filters;
 use super::{Chrome, Form, Page, Ui, failed, outcome, page};
 use crate::app::AppState;
 use crate::auth::Role;

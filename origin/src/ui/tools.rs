@@ -8,6 +8,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
 
+use super::format::filters;
 use super::{Chrome, Form, Page, Ui, failed, page};
 use crate::app::AppState;
 use crate::auth::Role;
