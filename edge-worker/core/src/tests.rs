@@ -298,7 +298,7 @@ impl World {
         ))
     }
 
-    /// Register, authorize and consent: the Access URL the browser is sent to, and the login
+    /// Authorize and consent for `client_id`: the Access URL the browser is sent to, and the login
     /// cookie it was given with it.
     fn to_access(&self, client_id: &str) -> (String, String) {
         let (sealed, csrf) = World::consent_parts(&self.authorize(client_id, &[], None));
