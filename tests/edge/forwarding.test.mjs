@@ -4,7 +4,10 @@
 // back as streams; client-supplied identity headers never decide who the caller is.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import http from "node:http";
 import { startStack } from "./lib/stack.mjs";
+import { startAccess } from "./lib/access.mjs";
+import { freePort, startWorker } from "./lib/worker.mjs";
 import { answer, mcpRequest, tokens } from "./lib/oauth.mjs";
 import { TOOL } from "./lib/origin.mjs";
 
@@ -64,6 +67,16 @@ let stack;
 before(async () => { stack = await startStack(); });
 after(async () => stack?.stop());
 
+/** Identity headers a client might forge: ours, and Cloudflare Access's (in several casings). */
+const SPOOFED = {
+  "x-mcpbox-user-email": "bob@example.com",
+  "x-mcpbox-service-token": "guessed-token-guessed-token-guessed",
+  "Cf-Access-Jwt-Assertion": "eyJhbGciOiJub25lIn0.eyJlbWFpbCI6ImJvYkBleGFtcGxlLmNvbSJ9.",
+  "Cf-Access-Authenticated-User-Email": "bob@example.com",
+  "CF-ACCESS-CLIENT-ID": "forged.access",
+  "cf-access-client-secret": "forged-secret",
+};
+
 test("a valid token with a spoofed identity header still acts as the signed-in user", async () => {
   // The origin only admits alice@example.com. Bob's email in a client header must be replaced by
   // the Worker with the email from the grant (alice's), so the call succeeds as alice.
@@ -71,12 +84,55 @@ test("a valid token with a spoofed identity header still acts as the signed-in u
   const call = mcpRequest("tools/list");
   const response = await fetch(stack.mcpUrl, {
     method: "POST",
-    headers: { ...call.headers, authorization: `Bearer ${token}`, "x-mcpbox-user-email": "bob@example.com",
-      "x-mcpbox-service-token": "guessed-token-guessed-token-guessed" },
+    headers: { ...call.headers, authorization: `Bearer ${token}`, ...SPOOFED },
     body: call.body,
   });
   assert.equal(response.status, 200);
   assert.ok(answer(await response.text()).result.tools);
+});
+
+test("client copies of Cf-Access-* and our identity headers never reach the origin", async (t) => {
+  // An origin that records what arrives: the real one ignores Cf-Access-* today, so only a
+  // recording shows they are gone (and whatever sits behind the tunnel may read them tomorrow).
+  const seen = [];
+  const recorder = http.createServer((req, res) => {
+    seen.push(req.headers);
+    req.resume();
+    req.on("end", () => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ jsonrpc: "2.0", id: 1, result: { tools: [] } }));
+    });
+  });
+  await new Promise((resolve) => recorder.listen(0, "127.0.0.1", resolve));
+  t.after(() => new Promise((resolve) => { recorder.closeAllConnections(); recorder.close(resolve); }));
+  const origin = { tunnelUrl: `http://127.0.0.1:${recorder.address().port}`, serviceToken: "recorder-service-token" };
+  for (const viaBinding of [true, false]) {
+    const port = await freePort();
+    const access = await startAccess({ redirectUri: `http://127.0.0.1:${port}/callback` });
+    const worker = await startWorker({ port, origin, access: access.vars, viaBinding });
+    try {
+      const { access_token: token } = await tokens(worker.url);
+      const call = mcpRequest("tools/list");
+      const response = await fetch(`${worker.url}/mcp`, {
+        method: "POST",
+        headers: { ...call.headers, authorization: `Bearer ${token}`, ...SPOOFED },
+        body: call.body,
+      });
+      assert.equal(response.status, 200);
+      await response.arrayBuffer();
+    } finally {
+      await worker.stop();
+      await access.stop();
+    }
+  }
+  assert.equal(seen.length, 2);
+  for (const headers of seen) {
+    const text = JSON.stringify(headers);
+    assert.deepEqual(Object.keys(headers).filter((name) => name.startsWith("cf-access-")), [], text);
+    assert.equal(headers["x-mcpbox-user-email"], "alice@example.com", text);
+    assert.equal(headers["x-mcpbox-service-token"], origin.serviceToken, text);
+    assert.ok(!text.includes("bob@example.com") && !text.includes("forged"), text);
+  }
 });
 
 test("a user Access signs in but the origin does not allow is refused by the origin", async (t) => {

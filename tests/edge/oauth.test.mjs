@@ -8,6 +8,10 @@ import { execFile } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { startStack } from "./lib/stack.mjs";
+import { startAccess } from "./lib/access.mjs";
+import { freePort, startWorker } from "./lib/worker.mjs";
+import { authorize, cookieJar } from "./lib/browser.mjs";
+import { register, tokens } from "./lib/oauth.mjs";
 import { python, pySdk } from "./lib/env.mjs";
 import { TOOL } from "./lib/origin.mjs";
 
@@ -95,4 +99,51 @@ test("identity headers a client sends are replaced, never passed on", async () =
   });
   assert.equal(response.status, 401);
   await response.arrayBuffer();
+});
+
+/** An /authorize URL for a fresh DCR client of the stack's Worker. */
+async function authorizeUrl(workerUrl, redirectUri) {
+  const client = await register(workerUrl, redirectUri);
+  const url = new URL(`${workerUrl}/authorize`);
+  url.search = new URLSearchParams({
+    response_type: "code",
+    client_id: client.client_id,
+    redirect_uri: redirectUri,
+    code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+    code_challenge_method: "S256",
+    state: "s",
+  }).toString();
+  return url.href;
+}
+
+test("a login consented to in one browser cannot be finished in another", async () => {
+  // Mallory consents in her browser and stops at the redirect to Access; Alice, signed in to
+  // Access, follows that link. Access sends Alice back to /callback, which refuses her browser.
+  const redirectUri = "http://127.0.0.1:53684/callback";
+  const mallory = cookieJar();
+  const { url: accessLink } = await authorize(await authorizeUrl(stack.worker.url, redirectUri), `${stack.access.issuer}/auth?`, { jar: mallory });
+  await assert.rejects(authorize(accessLink, redirectUri, { jar: cookieJar() }), (err) => {
+    assert.match(err.message, /unexpected 400 at http:\/\/127\.0\.0\.1:\d+\/callback/);
+    assert.match(err.message, /login_browser_mismatch/);
+    return true;
+  });
+  // The same flow in one browser ends at the client with a code.
+  const own = cookieJar();
+  const { url: ownLink } = await authorize(await authorizeUrl(stack.worker.url, redirectUri), `${stack.access.issuer}/auth?`, { jar: own });
+  const { url: back } = await authorize(ownLink, redirectUri, { jar: own });
+  assert.ok(new URL(back).searchParams.get("code"), back);
+});
+
+test("an Access login without email_verified is refused with a page", async (t) => {
+  const port = await freePort();
+  const access = await startAccess({ redirectUri: `http://127.0.0.1:${port}/callback`, emailVerified: false });
+  t.after(() => access.stop());
+  const worker = await startWorker({ port, access: access.vars });
+  t.after(() => worker.stop());
+  await assert.rejects(tokens(worker.url), (err) => {
+    assert.match(err.message, /unexpected 403 at http:\/\/127\.0\.0\.1:\d+\/callback/);
+    assert.match(err.message, /email_not_verified/);
+    return true;
+  });
+  assert.ok(access.logins >= 1, "the login never reached Access");
 });

@@ -21,6 +21,17 @@ const HOP_BY_HOP: [&str; 9] = [
     "host",
 ];
 
+/// Header namespaces a client may never fill in for the origin (lower case, matched on the
+/// lower-cased name).
+/// - `x-mcpbox-`: ours. Every header in it goes, not just today's two: a future identity header
+///   must never be client-suppliable by default.
+/// - `cf-access-`: Cloudflare Access's (`Cf-Access-Jwt-Assertion`,
+///   `Cf-Access-Authenticated-User-Email`, `Cf-Access-Client-Id`/`-Secret`, …). On this hop
+///   Access never set them (the Worker is the only caller), so a copy can only be the client's,
+///   and whatever behind the tunnel reads them (the origin, a proxy in front of it, a later
+///   feature) must not be told who the caller is by the caller.
+const CLIENT_IDENTITY_PREFIXES: [&str; 2] = ["x-mcpbox-", "cf-access-"];
+
 impl Forward {
     /// The headers to send back to the client with the origin's streamed answer: the origin's
     /// headers minus hop-by-hop headers and any CORS headers of its own, plus ours.
@@ -64,9 +75,9 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
         let mut headers = request.headers;
         headers.retain(|name, _| {
             let name = name.to_ascii_lowercase();
-            // Every header in our namespace goes, not just today's two: a future identity
-            // header must never be client-suppliable by default.
-            !name.starts_with("x-mcpbox-")
+            !CLIENT_IDENTITY_PREFIXES
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
                 && !contract::headers::IDENTITY_HEADERS.contains(&name.as_str())
                 && name != "authorization"
                 // Our own cookies (consent state) are none of the origin's business.

@@ -9,8 +9,8 @@
 //!   RFC 8707 resource binding, RFC 9207 `iss`, rotating refresh tokens, RFC 7009 revocation);
 //! - an OIDC client to Cloudflare Access for SaaS (consent page, state + nonce + PKCE, id_token
 //!   verified against JWKS) that supplies the user's email;
-//! - CORS and redirect-URI rules, with extra entries from the KV config document
-//!   (`contract::edge`);
+//! - CORS and redirect-URI rules (redirects: the hosted clients' exact callback URLs and
+//!   loopback), with extra entries from the KV config document (`contract::edge`);
 //! - the forwarding decision for `/mcp`: which requests reach the origin, with which headers.
 //!
 //! Entry point: [`Edge::new`] once per isolate, then [`Edge::handle`] per request.
@@ -22,14 +22,16 @@
 //! 3. `GET /authorize` checks client, redirect URI (registered and allowed), PKCE S256 and
 //!    `resource`, then shows the consent page (or skips it for a client this browser approved).
 //! 4. The consent `POST /authorize` checks the CSRF cookie against the sealed form and redirects
-//!    to Access with state, nonce and PKCE (the state record lives in KV for ten minutes).
-//! 5. `GET /callback` spends the state, exchanges Access's code with the client secret, verifies
-//!    the id_token, stores a grant with the sealed email, and redirects to the client with a
-//!    code and `iss`.
+//!    to Access with state, nonce and PKCE (the state record lives in KV for ten minutes), setting
+//!    the login cookie whose hash the state record keeps (RFC 6749 §10.12).
+//! 5. `GET /callback` spends the state, refuses a browser without that login cookie, exchanges
+//!    Access's code with the client secret, verifies the id_token (with `email_verified: true`),
+//!    stores a grant with the sealed email, and redirects to the client with a code and `iss`.
 //! 6. `POST /token` redeems the code (once, with the verifier) for an access and a refresh token;
 //!    later refreshes rotate the refresh token.
 //! 7. `POST /mcp` with the bearer token becomes a [`Forward`] to the origin carrying the
-//!    service token and the verified email, and none of the client's identity headers.
+//!    service token and the verified email, and none of the client's identity headers (ours,
+//!    `Cf-Access-*`, `Authorization`, cookies).
 
 // Async fns in our traits are meant to be !Send: Workers futures never are, and the core is
 // single-threaded. The lint only warns that callers cannot require Send.
@@ -239,7 +241,9 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
             "/authorize" if *method == Method::Post => {
                 respond(self.consent(rules, &request).await?)
             }
-            "/callback" if *method == Method::Get => respond(self.callback(&url).await?),
+            "/callback" if *method == Method::Get => {
+                respond(self.callback(&url, &request.headers).await?)
+            }
             "/token" if *method == Method::Post => respond(self.token(&request).await?),
             "/revoke" if *method == Method::Post => respond(self.revoke(&request).await?),
             "/mcp" | "/" => match method {

@@ -1118,7 +1118,7 @@ fn error_redirect(
 }
 
 /// A cookie's value from the `Cookie` header.
-fn cookie(headers: &Headers, name: &str) -> Option<String> {
+pub(crate) fn cookie(headers: &Headers, name: &str) -> Option<String> {
     headers
         .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))

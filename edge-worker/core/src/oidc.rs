@@ -1,7 +1,8 @@
 //! The OIDC client to Cloudflare Access for SaaS: the redirect to Access (state, nonce, PKCE),
 //! `/callback` (code exchange with the client secret), and id_token verification against the
-//! JWKS (signature, `kid`, `iss`, `aud`, `exp`/`nbf`, `nonce`). The user's email comes only from a
-//! verified id_token.
+//! JWKS (signature, `kid`, `iss`, `aud`, `exp`/`nbf`, `nonce`, `email_verified`). The user's
+//! email comes only from a verified id_token, and the login only finishes in the browser that
+//! started it (the login cookie).
 
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -16,6 +17,16 @@ use crate::{Clock, Cx, Error, HttpClient, Kv, Level, Random, respond};
 
 /// How long an upstream login may take.
 const STATE_SECONDS: u64 = 600;
+/// Binds an upstream login to the browser that consented (RFC 6749 §10.12): set with the
+/// redirect to Access, its hash kept in the state record, required and cleared by `/callback`.
+/// Without it, a login started (and consented to) in an attacker's browser could be finished by
+/// a victim who follows the attacker's Access link while signed in to Access, handing the
+/// victim's identity to the attacker's client. SameSite=Lax, not Strict: the callback is a
+/// cross-site top-level redirect back from Access, which Lax cookies accompany.
+///
+/// One cookie per browser: a second login started in the same browser before the first came
+/// back replaces it, and the first then has to start again.
+const LOGIN_COOKIE: &str = "__Host-mcpbox_login";
 /// Clock skew tolerated on `exp` and `nbf`.
 const SKEW_SECONDS: u64 = 60;
 /// How long a fetched JWKS is trusted.
@@ -68,11 +79,13 @@ struct TokenAnswer {
 }
 
 impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
-    /// Start the upstream login for a validated, consented request.
+    /// Start the upstream login for a validated, consented request: the redirect to Access,
+    /// and the cookie that binds the login to this browser.
     pub(crate) async fn to_upstream(&self, auth: AuthRequest) -> Result<EdgeResponse, Error> {
         let now = self.ports.clock.now();
         let random = &self.ports.random;
         let state = crypto::new_token(random)?;
+        let browser = crypto::new_token(random)?;
         let secrets = StateSecrets {
             nonce: crypto::new_token(random)?,
             verifier: crypto::new_token(random)?,
@@ -82,6 +95,7 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
         let record = StateRecord {
             request: auth,
             secrets: self.edge.grant_sealer.seal(random, &key, &plain)?,
+            browser: crypto::hash(&browser),
             expires_at: now + STATE_SECONDS,
         };
         store::put(&self.ports.kv, &key, &record, STATE_SECONDS).await?;
@@ -98,23 +112,45 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
             .append_pair("nonce", &secrets.nonce)
             .append_pair("code_challenge", &crypto::pkce_challenge(&secrets.verifier))
             .append_pair("code_challenge_method", "S256");
-        Ok(respond::redirect(target.as_str()))
+        let mut response = respond::redirect(target.as_str());
+        response.headers.append(
+            "Set-Cookie",
+            format!(
+                "{LOGIN_COOKIE}={browser}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={STATE_SECONDS}"
+            ),
+        );
+        Ok(response)
     }
 
     fn callback_url(&self) -> String {
         format!("{}/callback", self.config().public_url)
     }
 
-    /// `GET /callback`: finish the upstream login and send the client its code.
-    pub(crate) async fn callback(&self, url: &Url) -> Result<EdgeResponse, Error> {
+    /// `GET /callback`: finish the upstream login and send the client its code. Whatever the
+    /// outcome, the login cookie is spent with it.
+    pub(crate) async fn callback(
+        &self,
+        url: &Url,
+        headers: &Headers,
+    ) -> Result<EdgeResponse, Error> {
+        let mut response = self.finish_login(url, headers).await?;
+        response.headers.append(
+            "Set-Cookie",
+            format!("{LOGIN_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0"),
+        );
+        Ok(response)
+    }
+
+    async fn finish_login(&self, url: &Url, headers: &Headers) -> Result<EdgeResponse, Error> {
         let now = self.ports.clock.now();
         let kv = &self.ports.kv;
         let params = crate::oauth::Params::from_pairs(url.query_pairs());
         let invalid_state = || {
-            Ok(respond::oauth_error(
+            Ok(respond::error_page(
                 400,
                 "invalid_state",
-                "unknown or expired login; start again from your client",
+                "Sign-in expired",
+                "This sign-in is unknown, already used or expired. Start again from your MCP client.",
             ))
         };
         let Some(state) = params.single("state") else {
@@ -128,6 +164,30 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
         kv.delete(&key).await?;
         if now >= record.expires_at {
             return invalid_state();
+        }
+        // Before anything is done with Access's answer (its code is never redeemed for a
+        // browser that did not consent): this browser must hold the login's cookie.
+        let bound = crate::oauth::cookie(headers, LOGIN_COOKIE).is_some_and(|presented| {
+            !record.browser.is_empty()
+                && constant_time_eq(
+                    crypto::hash(&presented).as_bytes(),
+                    record.browser.as_bytes(),
+                )
+        });
+        if !bound {
+            self.log(
+                Level::Warn,
+                "callback refused: the browser does not hold this login's cookie \
+                 (another browser, cookies blocked, or a newer login in the same browser)",
+            );
+            return Ok(respond::error_page(
+                400,
+                "login_browser_mismatch",
+                "Sign-in not finished",
+                "This sign-in was started in another browser, or this browser did not keep its \
+                 cookie. For your safety it was not completed. Start again from your MCP client, \
+                 in this browser.",
+            ));
         }
         let secrets: StateSecrets = self
             .edge
@@ -163,10 +223,11 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
                     Level::Error,
                     format!("upstream token exchange failed: {reason}"),
                 );
-                return Ok(respond::oauth_error(
+                return Ok(respond::error_page(
                     502,
                     "token_exchange_failed",
-                    "the login provider did not complete the login",
+                    "Sign-in failed",
+                    "Your organisation's login did not complete the sign-in. Try again later.",
                 ));
             }
         };
@@ -174,11 +235,23 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
             Ok(email) => self.issue_code(auth, email).await,
             Err(reason) => {
                 self.log(Level::Warn, format!("id_token refused: {reason:?}"));
-                Ok(respond::oauth_error(
-                    502,
-                    "invalid_id_token",
-                    "the login provider's identity token was not valid",
-                ))
+                Ok(match reason {
+                    IdTokenRejection::NoVerifiedEmail => respond::error_page(
+                        403,
+                        "email_not_verified",
+                        "Email address not verified",
+                        "Your organisation's login did not confirm your email address \
+                         (email_verified), so MCPbox cannot tell who you are. Ask your \
+                         administrator to check the login provider.",
+                    ),
+                    _ => respond::error_page(
+                        502,
+                        "invalid_id_token",
+                        "Sign-in failed",
+                        "Your organisation's login answered with an identity token that is not \
+                         valid. Try again later, or ask your administrator.",
+                    ),
+                })
             }
         }
     }
@@ -268,8 +341,11 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
         if !nonce_ok {
             return Ok(Err(IdTokenRejection::NonceMismatch));
         }
+        // The email is the identity the origin admits, so only one the provider vouches for
+        // counts: `email_verified` must be present and true (Access for SaaS sends it). A
+        // provider that leaves it out may let users type any address.
         match claims.email {
-            Some(email) if claims.email_verified != Some(false) && email.contains('@') => {
+            Some(email) if claims.email_verified == Some(true) && email.contains('@') => {
                 Ok(Ok(email))
             }
             _ => Ok(Err(IdTokenRejection::NoVerifiedEmail)),

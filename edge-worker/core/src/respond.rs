@@ -47,8 +47,12 @@ pub fn html(status: u16, body: String, form_targets: &str) -> EdgeResponse {
     headers.set(
         "Content-Security-Policy",
         format!(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' {form_targets}; \
-             frame-ancestors 'none'; base-uri 'none'"
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'{form_targets}; \
+             frame-ancestors 'none'; base-uri 'none'",
+            form_targets = match form_targets {
+                "" => String::new(),
+                targets => format!(" {targets}"),
+            }
         ),
     );
     headers.set("X-Frame-Options", "DENY");
@@ -60,6 +64,25 @@ pub fn html(status: u16, body: String, form_targets: &str) -> EdgeResponse {
         headers,
         body: body.into_bytes(),
     }
+}
+
+/// A refusal for a person in a browser, at the end of a redirect chain where a JSON body would
+/// help nobody: what went wrong, what to do, and the error code to quote. No forms at all.
+pub fn error_page(status: u16, code: &str, title: &str, message: &str) -> EdgeResponse {
+    let page = format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>{title}</title>
+<style>body{{font:16px system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem}}</style></head>
+<body><h1>{title}</h1>
+<p>{message}</p>
+<p>Error code: <code>{code}</code></p>
+</body></html>"#,
+        title = escape(title),
+        message = escape(message),
+        code = escape(code),
+    );
+    html(status, page, "")
 }
 
 pub fn not_found() -> EdgeResponse {

@@ -7,7 +7,8 @@
 use contract::edge::{EdgeConfigDocument, VERSION};
 use url::Url;
 
-/// Browser origins allowed by default (https only).
+/// Browser origins allowed by default (https only). CORS only: being a trusted origin says
+/// nothing about which of its paths may receive an authorization code.
 const BUILT_IN_HTTPS_HOSTS: [&str; 6] = [
     "claude.ai",
     "mcp.claude.ai",
@@ -16,6 +17,40 @@ const BUILT_IN_HTTPS_HOSTS: [&str; 6] = [
     "platform.openai.com",
     "one.dash.cloudflare.com",
 ];
+
+/// The hosted clients' published callback URLs, matched exactly: a code goes only to the page
+/// that client built to receive it, never to any other path on its host (a page showing user
+/// content, an open redirect, a path the host adds later). Anything else a deployment needs goes
+/// in the KV document's `redirect_uris`. Where each comes from:
+const BUILT_IN_REDIRECTS: [&str; 8] = [
+    // Claude (web, desktop, mobile custom connectors): the callback in every claude.ai connector
+    // report, e.g. anthropics/claude-ai-mcp#109 and #124; Claude's desktop OAuth client also
+    // allows the claude.com twin (RevenueCat/ai-toolkit#58, comment by jefago).
+    "https://claude.ai/api/mcp/auth_callback",
+    "https://claude.com/api/mcp/auth_callback",
+    // The same path on mcp.claude.ai (kept from the former host list; no separate published
+    // source was found, and nothing else on that host receives codes).
+    "https://mcp.claude.ai/api/mcp/auth_callback",
+    // ChatGPT's stable callback and the app-review one, from OpenAI's Apps SDK authentication
+    // guide as quoted in makeplane/plane-mcp-server#165 and danielealbano/
+    // android-remote-control-mcp#166; chat.openai.com is ChatGPT's former host, same path.
+    "https://chatgpt.com/connector_platform_oauth_redirect",
+    "https://chat.openai.com/connector_platform_oauth_redirect",
+    "https://platform.openai.com/apps-manage/oauth",
+    // Cloudflare's Workers AI playground (jaw9c/awesome-remote-mcp-servers#7 and the servers
+    // that list it, e.g. "https://playground.ai.cloudflare.com/oauth/callback" in their
+    // allowlists).
+    "https://playground.ai.cloudflare.com/oauth/callback",
+    // Cloudflare One MCP server portals (configured in one.dash.cloudflare.com, which itself
+    // receives no codes): the shared Cloudflare-owned callback (cloudflare/cloudflare-docs#31701).
+    // A portal's own default, `https://<portal-hostname>/servers-callback`, differs per
+    // deployment and belongs in the KV document.
+    "https://oauth-callbacks.cloudflareaccess.com/cdn-cgi/access/outbound-oauth-callback",
+];
+
+/// ChatGPT's per-connector callbacks, `…/connector/oauth/{callback_id}` (BasedHardware/omi#8824,
+/// makeplane/plane-mcp-server#165): this prefix plus exactly one id segment, nothing after it.
+const CHATGPT_CONNECTOR_CALLBACK: &str = "https://chatgpt.com/connector/oauth/";
 
 /// Where the KV document stands, for `/health` and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,8 +130,9 @@ impl Rules {
 
     /// Whether a client may use `redirect_uri`.
     ///
-    /// Built in: https on the default hosts (any path), and `http://localhost` /
-    /// `http://127.0.0.1` on any port (RFC 8252 loopback redirects for native clients).
+    /// Built in: the hosted clients' callback URLs exactly ([`BUILT_IN_REDIRECTS`], ChatGPT's
+    /// per-connector callbacks), and `http://localhost` / `http://127.0.0.1` on any port and
+    /// path (RFC 8252 loopback redirects for native clients). Then the KV document's patterns.
     pub fn redirect_allowed(&self, redirect_uri: &str) -> bool {
         let Some(url) = acceptable_redirect(redirect_uri) else {
             return false;
@@ -104,11 +140,7 @@ impl Rules {
         if is_loopback_http(&url) {
             return true;
         }
-        if url.scheme() == "https"
-            && url.port().is_none()
-            && url
-                .host_str()
-                .is_some_and(|host| BUILT_IN_HTTPS_HOSTS.contains(&host))
+        if BUILT_IN_REDIRECTS.contains(&redirect_uri) || is_chatgpt_connector_callback(redirect_uri)
         {
             return true;
         }
@@ -130,6 +162,19 @@ pub fn acceptable_redirect(redirect_uri: &str) -> Option<Url> {
         && url.host_str().is_some()
         && url.as_str() == redirect_uri;
     (ok && (url.scheme() == "https" || is_loopback_http(&url))).then_some(url)
+}
+
+/// `https://chatgpt.com/connector/oauth/{callback_id}`: one segment of id characters, no
+/// further path and no query (the URI is already known to be in normal form).
+fn is_chatgpt_connector_callback(redirect_uri: &str) -> bool {
+    redirect_uri
+        .strip_prefix(CHATGPT_CONNECTOR_CALLBACK)
+        .is_some_and(|id| {
+            (1..=64).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 /// `http://localhost` or `http://127.0.0.1`, any port.
@@ -233,19 +278,47 @@ mod tests {
     }
 
     #[test]
+    fn built_in_redirects_are_in_normal_form_and_unique() {
+        for (i, uri) in BUILT_IN_REDIRECTS.iter().enumerate() {
+            assert!(acceptable_redirect(uri).is_some(), "{uri}");
+            assert!(uri.starts_with("https://"), "{uri}");
+            assert!(!BUILT_IN_REDIRECTS[..i].contains(uri), "{uri} twice");
+        }
+        assert!(acceptable_redirect(CHATGPT_CONNECTOR_CALLBACK).is_some());
+    }
+
+    #[test]
     fn built_in_redirects() {
         let rules = Rules::from_document(None);
-        assert!(rules.redirect_allowed("https://claude.ai/api/mcp/auth_callback"));
+        for uri in BUILT_IN_REDIRECTS {
+            assert!(rules.redirect_allowed(uri), "{uri}");
+        }
+        assert!(rules.redirect_allowed("https://chatgpt.com/connector/oauth/OUbdUMlL15Ct"));
+        assert!(rules.redirect_allowed("https://chatgpt.com/connector/oauth/a_b-9"));
+        // Other paths on the same hosts are not callbacks.
+        assert!(!rules.redirect_allowed("https://claude.ai/api/mcp/auth_callback/x"));
+        assert!(!rules.redirect_allowed("https://claude.ai/api/mcp/auth_callback?x=1"));
+        assert!(!rules.redirect_allowed("https://claude.ai/"));
+        assert!(!rules.redirect_allowed("https://one.dash.cloudflare.com/callback"));
+        assert!(!rules.redirect_allowed("https://chatgpt.com/connector/oauth/"));
+        assert!(!rules.redirect_allowed("https://chatgpt.com/connector/oauth/id/more"));
+        assert!(!rules.redirect_allowed("https://chatgpt.com/connector/oauth/id?x=1"));
+        assert!(!rules.redirect_allowed("https://chatgpt.com/connector/oauth/%2E%2E"));
+        assert!(!rules.redirect_allowed(&format!(
+            "https://chatgpt.com/connector/oauth/{}",
+            "a".repeat(65)
+        )));
         assert!(rules.redirect_allowed("http://localhost:33418/callback"));
         assert!(rules.redirect_allowed("http://127.0.0.1:8080/"));
         assert!(!rules.redirect_allowed("http://claude.ai/api/mcp/auth_callback"));
+        assert!(!rules.redirect_allowed("https://claude.ai:8443/api/mcp/auth_callback"));
         assert!(!rules.redirect_allowed("https://evil.test/cb"));
-        assert!(!rules.redirect_allowed("https://claude.ai/cb#frag"));
-        assert!(!rules.redirect_allowed("https://user@claude.ai/cb"));
+        assert!(!rules.redirect_allowed("https://claude.ai/api/mcp/auth_callback#frag"));
+        assert!(!rules.redirect_allowed("https://user@claude.ai/api/mcp/auth_callback"));
         assert!(!rules.redirect_allowed("http://192.168.1.10/cb"));
         assert!(!rules.redirect_allowed("cursor://anysphere.cursor-retrieval/oauth"));
         // Not in normal form: string comparison would be unreliable.
-        assert!(!rules.redirect_allowed("https://CLAUDE.ai/cb"));
+        assert!(!rules.redirect_allowed("https://CLAUDE.ai/api/mcp/auth_callback"));
     }
 
     #[test]

@@ -87,6 +87,11 @@ pub struct StateRecord {
     pub request: AuthRequest,
     /// Sealed `{nonce, verifier}`: the PKCE verifier is as good as a password for the code.
     pub secrets: String,
+    /// Hash of the login cookie set in the browser that consented (RFC 6749 §10.12): only that
+    /// browser may finish this login. Empty in records written before the binding existed,
+    /// which therefore match no cookie.
+    #[serde(default)]
+    pub browser: String,
     pub expires_at: u64,
 }
 

@@ -281,32 +281,43 @@ impl World {
         );
     }
 
-    fn callback(&self, location: &str) -> EdgeResponse {
+    /// Access sends the browser back to `/callback` with a code and the login's state; the
+    /// browser brings `cookie` (the login cookie from [`World::to_access`], or whatever the
+    /// test has).
+    fn callback(&self, location: &str, cookie: Option<&str>) -> EdgeResponse {
         let state = param(location, "state").unwrap();
+        let headers: Vec<(&str, &str)> = cookie.map(|c| ("Cookie", c)).into_iter().collect();
         self.respond(request(
             Method::Get,
             &format!(
                 "/callback?{}",
                 form(&[("code", "upstream-code"), ("state", &state)])
             ),
-            &[],
+            &headers,
             "",
         ))
+    }
+
+    /// Authorize and consent for `client_id`: the Access URL the browser is sent to, and the login
+    /// cookie it was given with it.
+    fn to_access(&self, client_id: &str) -> (String, String) {
+        let (sealed, csrf) = World::consent_parts(&self.authorize(client_id, &[], None));
+        let upstream = self.approve(&sealed, &csrf);
+        assert_eq!(upstream.status, 302, "{}", body_json(&upstream));
+        (
+            upstream.headers.get("Location").unwrap().to_owned(),
+            login_cookie(&upstream),
+        )
     }
 
     /// Register, authorize, consent and log in upstream; returns the client id and the code.
     fn login(&self) -> (String, String) {
         let client_id = self.register();
-        let page = self.authorize(&client_id, &[], None);
-        assert_eq!(page.status, 200);
-        let (sealed, cookie) = World::consent_parts(&page);
-        let upstream = self.approve(&sealed, &cookie);
-        assert_eq!(upstream.status, 302);
-        let location = upstream.headers.get("Location").unwrap().to_owned();
+        let (location, cookie) = self.to_access(&client_id);
         self.upstream_answers(&location, |nonce| {
             id_token(Key::Rsa, Some("rsa1"), nonce, |_| {})
         });
-        let back = self.callback(&location);
+        let back = self.callback(&location, Some(&cookie));
         assert_eq!(back.status, 302, "{}", body_json(&back));
         let to_client = back.headers.get("Location").unwrap();
         assert!(to_client.starts_with(REDIRECT));
@@ -372,6 +383,43 @@ impl World {
         ))
         .outcome
     }
+}
+
+/// The `name=value` of the `Set-Cookie` that sets `name` (not one that clears it).
+fn set_cookie(response: &EdgeResponse, name: &str) -> Option<String> {
+    response
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("Set-Cookie"))
+        .map(|(_, v)| v.split(';').next().unwrap().to_owned())
+        .find(|pair| pair.starts_with(&format!("{name}=")) && pair.len() > name.len() + 1)
+}
+
+/// The login cookie the redirect to Access sets.
+fn login_cookie(response: &EdgeResponse) -> String {
+    set_cookie(response, "__Host-mcpbox_login").expect("no login cookie")
+}
+
+/// Whether the response clears the login cookie.
+fn clears_login_cookie(response: &EdgeResponse) -> bool {
+    response.headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("Set-Cookie")
+            && v.starts_with("__Host-mcpbox_login=;")
+            && v.contains("Max-Age=0")
+    })
+}
+
+/// A refusal shown to a person: an HTML page (no JSON, no form) naming the error code.
+fn assert_error_page(response: &EdgeResponse, status: u16, code: &str) {
+    let body = String::from_utf8_lossy(&response.body);
+    assert_eq!(response.status, status, "{body}");
+    assert_eq!(
+        response.headers.get("Content-Type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(body.contains(&format!("<code>{code}</code>")), "{body}");
+    assert!(!body.contains("<form"), "{body}");
+    assert_eq!(response.headers.get("Location"), None);
 }
 
 fn assert_oauth_error(response: &EdgeResponse, status: u16, error: &str) {
@@ -468,6 +516,50 @@ fn full_flow_forwards_with_our_identity_and_rotates_refresh_tokens() {
 }
 
 #[test]
+fn client_cf_access_headers_never_reach_the_origin() {
+    let w = world();
+    let (_, access, _) = w.tokens();
+    let bearer = format!("Bearer {access}");
+    let forged_jwt = "eyJhbGciOiJub25lIn0.eyJlbWFpbCI6ImJvYkBleGFtcGxlLmNvbSJ9.";
+    let handled = w.handle(request(
+        Method::Post,
+        "/mcp",
+        &[
+            ("Authorization", &bearer),
+            ("Content-Type", "application/json"),
+            ("Cf-Access-Jwt-Assertion", forged_jwt),
+            ("cf-access-jwt-assertion", forged_jwt),
+            ("Cf-Access-Authenticated-User-Email", "bob@example.com"),
+            ("CF-ACCESS-AUTHENTICATED-USER-EMAIL", "bob@example.com"),
+            ("cF-aCcEsS-Authenticated-User-Email", "bob@example.com"),
+            ("Cf-Access-Client-Id", "forged.access"),
+            ("Cf-Access-Client-Secret", "forged-secret"),
+            ("Cf-Access-Future-Header", "bob@example.com"),
+            // Similar names outside the namespace are the client's own business.
+            ("Cf-Accessible", "kept"),
+        ],
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+    ));
+    let Outcome::Forward(forward) = handled.outcome else {
+        panic!("expected a forward");
+    };
+    let h = &forward.headers;
+    assert!(
+        !h.iter()
+            .any(|(name, _)| name.to_ascii_lowercase().starts_with("cf-access-")),
+        "{h:?}"
+    );
+    assert!(!h.iter().any(|(_, value)| value.contains("bob@example.com")
+        || value.contains(forged_jwt)
+        || value.contains("forged")));
+    assert_eq!(
+        h.get(contract::headers::USER_EMAIL),
+        Some("alice@example.com")
+    );
+    assert_eq!(h.get("Cf-Accessible"), Some("kept"));
+}
+
+#[test]
 fn refresh_chain_keeps_working_without_replays() {
     let w = world();
     let (client_id, _, mut refresh) = w.tokens();
@@ -506,13 +598,7 @@ fn approved_client_skips_consent_next_time() {
 fn upstream_redirect_carries_state_nonce_and_pkce() {
     let w = world();
     let client_id = w.register();
-    let (sealed, csrf) = World::consent_parts(&w.authorize(&client_id, &[], None));
-    let location = w
-        .approve(&sealed, &csrf)
-        .headers
-        .get("Location")
-        .unwrap()
-        .to_owned();
+    let (location, cookie) = w.to_access(&client_id);
     assert!(location.starts_with(&format!("{ISSUER}/authorization?")));
     assert_eq!(
         param(&location, "client_id").as_deref(),
@@ -533,7 +619,7 @@ fn upstream_redirect_carries_state_nonce_and_pkce() {
     w.upstream_answers(&location, |nonce| {
         id_token(Key::Rsa, Some("rsa1"), nonce, |_| {})
     });
-    assert_eq!(w.callback(&location).status, 302);
+    assert_eq!(w.callback(&location, Some(&cookie)).status, 302);
     let requests = w.ports.http.requests.borrow();
     let exchange = requests.iter().find(|r| r.url.ends_with("/token")).unwrap();
     let body = String::from_utf8(exchange.body.clone()).unwrap();
@@ -660,6 +746,146 @@ fn disallowed_redirect_uri_cannot_be_registered() {
         &w.register_with(json!({"token_endpoint_auth_method": "none"})),
         400,
         "invalid_redirect_uri",
+    );
+}
+
+/// Paths on the hosted clients' hosts that the former host-wide rule accepted and that are not
+/// their callbacks (pages with user content, other apps, open-redirect candidates).
+const FORMER_ANY_PATH_REDIRECTS: [&str; 12] = [
+    "https://claude.ai/",
+    "https://claude.ai/chat/0b7c",
+    "https://claude.ai/api/mcp/auth_callback/extra",
+    "https://claude.ai/api/mcp/auth_callback?next=https://evil.example.com",
+    "https://mcp.claude.ai/anything",
+    "https://chatgpt.com/share/abc",
+    "https://chatgpt.com/connector/oauth/id/more",
+    "https://chat.openai.com/auth/login",
+    "https://platform.openai.com/apps-manage/oauth/other",
+    "https://platform.openai.com/playground",
+    "https://one.dash.cloudflare.com/",
+    "https://one.dash.cloudflare.com/any/path",
+];
+
+/// The published callbacks of those clients, which keep working.
+const REAL_CALLBACKS: [&str; 9] = [
+    "https://claude.ai/api/mcp/auth_callback",
+    "https://claude.com/api/mcp/auth_callback",
+    "https://mcp.claude.ai/api/mcp/auth_callback",
+    "https://chatgpt.com/connector_platform_oauth_redirect",
+    "https://chatgpt.com/connector/oauth/OUbdUMlL15Ct",
+    "https://chat.openai.com/connector_platform_oauth_redirect",
+    "https://platform.openai.com/apps-manage/oauth",
+    "https://playground.ai.cloudflare.com/oauth/callback",
+    "https://oauth-callbacks.cloudflareaccess.com/cdn-cgi/access/outbound-oauth-callback",
+];
+
+impl World {
+    /// A client as a Worker with the former host-wide rule registered it: already in KV, so only
+    /// the check at /authorize stands between it and a code.
+    fn registered_before_the_fix(&self, redirect_uri: &str) -> String {
+        let client_id = format!("old-client-{}", crate::crypto::hash(redirect_uri));
+        let record = crate::store::ClientRecord {
+            redirect_uris: vec![redirect_uri.to_owned()],
+            auth_method: "none".into(),
+            secret_hash: None,
+            name: Some("Registered long ago".into()),
+            created_at: START,
+            expires_at: START + 86_400,
+        };
+        block_on(crate::store::put(
+            &self.ports.kv,
+            &crate::store::client_key(&client_id),
+            &record,
+            86_400,
+        ))
+        .unwrap();
+        client_id
+    }
+}
+
+#[test]
+fn any_path_on_a_client_host_is_not_a_redirect_uri() {
+    let w = world();
+    for uri in FORMER_ANY_PATH_REDIRECTS {
+        // Not at registration…
+        let response =
+            w.register_with(json!({"redirect_uris": [uri], "token_endpoint_auth_method": "none"}));
+        assert_oauth_error(&response, 400, "invalid_redirect_uri");
+        // …not for a client registered before (refused without redirecting there)…
+        let old = w.registered_before_the_fix(uri);
+        let response = w.authorize(&old, &[("redirect_uri", uri)], None);
+        assert_oauth_error(&response, 400, "invalid_request");
+        assert_eq!(response.headers.get("Location"), None, "{uri}");
+        // …and not in a client ID metadata document.
+        let doc = format!(
+            "https://client.example.com/{}.json",
+            crate::crypto::hash(uri)
+        );
+        w.ports.http.route(&doc, 200, &cimd_document(&doc, uri));
+        assert_oauth_error(
+            &w.authorize(&doc, &[("redirect_uri", uri)], None),
+            400,
+            "invalid_client",
+        );
+        w.advance(1800); // stay under the registration rate limit
+    }
+    for uri in REAL_CALLBACKS {
+        let registered =
+            w.register_with(json!({"redirect_uris": [uri], "token_endpoint_auth_method": "none"}));
+        assert_eq!(registered.status, 201, "{uri}: {}", body_json(&registered));
+        let client_id = body_json(&registered)["client_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            w.authorize(&client_id, &[("redirect_uri", uri)], None)
+                .status,
+            200,
+            "{uri}"
+        );
+        w.advance(1800);
+    }
+}
+
+#[test]
+fn kv_document_adds_a_redirect_uri_back() {
+    let w = world();
+    let uri = "https://one.dash.cloudflare.com/portal/callback";
+    let old = w.registered_before_the_fix(uri);
+    assert_oauth_error(
+        &w.authorize(&old, &[("redirect_uri", uri)], None),
+        400,
+        "invalid_request",
+    );
+    let doc = json!({"version": 1, "redirect_uris": [uri, "https://claude.ai/org/*"]});
+    block_on(
+        w.ports
+            .kv
+            .put(contract::edge::KV_KEY, &doc.to_string(), None),
+    )
+    .unwrap();
+    w.advance(31); // past the per-isolate cache of the document
+    assert_eq!(
+        w.authorize(&old, &[("redirect_uri", uri)], None).status,
+        200
+    );
+    let registered = w.register_with(
+        json!({"redirect_uris": ["https://claude.ai/org/42/cb"], "token_endpoint_auth_method": "none"}),
+    );
+    assert_eq!(registered.status, 201, "{}", body_json(&registered));
+    // Only what the document names: the rest of the host stays closed.
+    assert_oauth_error(
+        &w.register_with(json!({"redirect_uris": ["https://claude.ai/chat/1"], "token_endpoint_auth_method": "none"})),
+        400,
+        "invalid_redirect_uri",
+    );
+    // Taking it out of the document closes it again, for the registered client too.
+    block_on(w.ports.kv.delete(contract::edge::KV_KEY)).unwrap();
+    w.advance(31);
+    assert_oauth_error(
+        &w.authorize(&old, &[("redirect_uri", uri)], None),
+        400,
+        "invalid_request",
     );
 }
 
@@ -965,19 +1191,13 @@ fn owner_revoking_an_access_token_keeps_the_refresh_token() {
 /// Run a login whose upstream answers with `token(nonce)`; returns the callback's answer.
 fn login_with(w: &World, token: impl FnOnce(&str) -> String) -> EdgeResponse {
     let client_id = w.register();
-    let (sealed, csrf) = World::consent_parts(&w.authorize(&client_id, &[], None));
-    let location = w
-        .approve(&sealed, &csrf)
-        .headers
-        .get("Location")
-        .unwrap()
-        .to_owned();
+    let (location, cookie) = w.to_access(&client_id);
     w.upstream_answers(&location, token);
-    w.callback(&location)
+    w.callback(&location, Some(&cookie))
 }
 
 fn assert_refused(response: EdgeResponse) {
-    assert_oauth_error(&response, 502, "invalid_id_token");
+    assert_error_page(&response, 502, "invalid_id_token");
 }
 
 #[test]
@@ -1052,16 +1272,37 @@ fn id_token_with_wrong_nonce_is_refused() {
 #[test]
 fn id_token_without_a_verified_email_is_refused() {
     let w = world();
-    assert_refused(login_with(&w, |nonce| {
+    let unverified = |edit: fn(&mut Value)| {
+        let answer = login_with(&w, |nonce| id_token(Key::Rsa, Some("rsa1"), nonce, edit));
+        assert_error_page(&answer, 403, "email_not_verified");
+        assert!(clears_login_cookie(&answer));
+    };
+    // A provider that does not vouch for the address: the claim false, or left out.
+    unverified(|c| c["email_verified"] = false.into());
+    unverified(|c| {
+        c.as_object_mut().unwrap().remove("email_verified");
+    });
+    unverified(|c| c["email_verified"] = Value::Null);
+    unverified(|c| {
+        c.as_object_mut().unwrap().remove("email");
+    });
+    // Only the JSON boolean counts; a string is not a verification.
+    let stringly = login_with(&w, |nonce| {
         id_token(Key::Rsa, Some("rsa1"), nonce, |c| {
-            c["email_verified"] = false.into()
+            c["email_verified"] = "true".into()
         })
-    }));
-    assert_refused(login_with(&w, |nonce| {
-        id_token(Key::Rsa, Some("rsa1"), nonce, |c| {
-            c.as_object_mut().unwrap().remove("email");
-        })
-    }));
+    });
+    assert_ne!(stringly.status, 302);
+    assert_eq!(stringly.headers.get("Location"), None);
+    // Nothing was issued for any of them.
+    assert!(
+        !w.ports
+            .kv
+            .map
+            .borrow()
+            .keys()
+            .any(|key| key.starts_with("grant:") || key.starts_with("code:"))
+    );
 }
 
 #[test]
@@ -1100,38 +1341,175 @@ fn unknown_kid_is_refused_and_negatively_cached() {
 fn callback_state_is_single_use() {
     let w = world();
     let client_id = w.register();
-    let (sealed, csrf) = World::consent_parts(&w.authorize(&client_id, &[], None));
-    let location = w
-        .approve(&sealed, &csrf)
-        .headers
-        .get("Location")
-        .unwrap()
-        .to_owned();
+    let (location, cookie) = w.to_access(&client_id);
     w.upstream_answers(&location, |nonce| {
         id_token(Key::Rsa, Some("rsa1"), nonce, |_| {})
     });
-    assert_eq!(w.callback(&location).status, 302);
-    assert_oauth_error(&w.callback(&location), 400, "invalid_state");
+    assert_eq!(w.callback(&location, Some(&cookie)).status, 302);
+    assert_error_page(&w.callback(&location, Some(&cookie)), 400, "invalid_state");
     let unknown = w.respond(request(
         Method::Get,
         "/callback?code=x&state=forged",
-        &[],
+        &[("Cookie", &cookie)],
         "",
     ));
-    assert_oauth_error(&unknown, 400, "invalid_state");
+    assert_error_page(&unknown, 400, "invalid_state");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The upstream login is bound to the browser that consented (RFC 6749 §10.12)
+
+/// The attack: Mallory consents in her own browser to her own client, then, instead of signing
+/// in at Access, sends the Access link to Alice. Alice is signed in to Access, so Access sends
+/// Alice's browser straight back to `/callback` with Mallory's state, and, without a binding,
+/// the code for Alice's identity would go to Mallory's client.
+#[test]
+fn callback_from_another_browser_is_refused() {
+    let w = world();
+    let token_url = format!("{ISSUER}/token");
+    let mallory = w.register();
+    let (mallorys_link, mallorys_cookie) = w.to_access(&mallory);
+    // Alice has a login of her own in progress, with its own cookie.
+    let alice = w.register();
+    let (alices_link, alices_cookie) = w.to_access(&alice);
+    assert_ne!(mallorys_cookie, alices_cookie);
+    let cookie_value = |pair: &str| pair.split_once('=').unwrap().1.to_owned();
+    for presented in [
+        None,
+        Some(alices_cookie.clone()),
+        Some("__Host-mcpbox_login=".to_owned()),
+        Some(format!(
+            "__Host-mcpbox_login={}x",
+            cookie_value(&mallorys_cookie)
+        )),
+        Some(format!(
+            "__Host-mcpbox_csrf={}",
+            cookie_value(&mallorys_cookie)
+        )),
+        Some("__Host-mcpbox_login=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned()),
+    ] {
+        // A fresh login of Mallory's each round: a refusal spends the state.
+        let (link, _) = w.to_access(&mallory);
+        w.upstream_answers(&link, |nonce| {
+            id_token(Key::Rsa, Some("rsa1"), nonce, |_| {})
+        });
+        let before = w.ports.http.count(&token_url);
+        let answer = w.callback(&link, presented.as_deref());
+        assert_error_page(&answer, 400, "login_browser_mismatch");
+        assert!(clears_login_cookie(&answer), "{presented:?}");
+        // Access's code was never redeemed and nothing was issued.
+        assert_eq!(w.ports.http.count(&token_url), before, "{presented:?}");
+    }
+    assert!(
+        !w.ports
+            .kv
+            .map
+            .borrow()
+            .keys()
+            .any(|key| key.starts_with("grant:") || key.starts_with("code:"))
+    );
+    // The refusal spent the login: Mallory cannot finish it later with her own cookie either.
+    let refused = w.callback(&mallorys_link, Some(&alices_cookie));
+    assert_error_page(&refused, 400, "login_browser_mismatch");
+    assert_error_page(
+        &w.callback(&mallorys_link, Some(&mallorys_cookie)),
+        400,
+        "invalid_state",
+    );
+    // Alice's own login, in her own browser, still works, and its cookie is cleared.
+    w.upstream_answers(&alices_link, |nonce| {
+        id_token(Key::Rsa, Some("rsa1"), nonce, |_| {})
+    });
+    let back = w.callback(&alices_link, Some(&alices_cookie));
+    assert_eq!(back.status, 302, "{}", String::from_utf8_lossy(&back.body));
+    assert!(back.headers.get("Location").unwrap().starts_with(REDIRECT));
+    assert!(clears_login_cookie(&back));
+}
+
+#[test]
+fn login_cookie_is_short_lived_http_only_secure_lax_and_only_hashed_in_kv() {
+    let w = world();
+    let client_id = w.register();
+    let (sealed, csrf) = World::consent_parts(&w.authorize(&client_id, &[], None));
+    let upstream = w.approve(&sealed, &csrf);
+    let line = upstream
+        .headers
+        .iter()
+        .find(|(n, v)| *n == "Set-Cookie" && v.starts_with("__Host-mcpbox_login="))
+        .map(|(_, v)| v.to_owned())
+        .unwrap();
+    for attribute in [
+        "Path=/",
+        "Secure",
+        "HttpOnly",
+        "SameSite=Lax",
+        "Max-Age=600",
+    ] {
+        assert!(
+            line.split("; ").any(|a| a == attribute),
+            "{attribute} missing in {line}"
+        );
+    }
+    let value = login_cookie(&upstream)
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned();
+    assert_eq!(value.len(), 43);
+    for (key, (stored, _)) in w.ports.kv.map.borrow().iter() {
+        assert!(!key.contains(&value) && !stored.contains(&value), "{key}");
+    }
+    // A browser that approved the client before goes straight to Access, bound the same way.
+    let approved = set_cookie(&upstream, "__Host-mcpbox_approved").unwrap();
+    let again = w.authorize(&client_id, &[], Some(&approved));
+    assert_eq!(again.status, 302);
+    let location = again.headers.get("Location").unwrap().to_owned();
+    w.upstream_answers(&location, |nonce| {
+        id_token(Key::Rsa, Some("rsa1"), nonce, |_| {})
+    });
+    assert_error_page(&w.callback(&location, None), 400, "login_browser_mismatch");
+    let again = w.authorize(&client_id, &[], Some(&approved));
+    let location = again.headers.get("Location").unwrap().to_owned();
+    w.upstream_answers(&location, |nonce| {
+        id_token(Key::Rsa, Some("rsa1"), nonce, |_| {})
+    });
+    let back = w.callback(&location, Some(&login_cookie(&again)));
+    assert_eq!(back.status, 302, "{}", String::from_utf8_lossy(&back.body));
+}
+
+#[test]
+fn login_state_written_before_the_binding_existed_is_refused() {
+    let w = world();
+    let client_id = w.register();
+    let (location, cookie) = w.to_access(&client_id);
+    // The same record as an older Worker wrote it: no `browser` field.
+    let key = crate::store::state_key(&param(&location, "state").unwrap());
+    let mut map = w.ports.kv.map.borrow_mut();
+    let (raw, ttl) = map.get(&key).cloned().unwrap();
+    let mut record: Value = serde_json::from_str(&raw).unwrap();
+    record.as_object_mut().unwrap().remove("browser");
+    map.insert(key, (record.to_string(), ttl));
+    drop(map);
+    w.upstream_answers(&location, |nonce| {
+        id_token(Key::Rsa, Some("rsa1"), nonce, |_| {})
+    });
+    assert_error_page(
+        &w.callback(&location, Some(&cookie)),
+        400,
+        "login_browser_mismatch",
+    );
+    assert_error_page(
+        &w.callback(&location, Some("__Host-mcpbox_login=")),
+        400,
+        "invalid_state",
+    );
 }
 
 #[test]
 fn failed_upstream_exchange_is_a_bad_gateway() {
     let w = world();
     let client_id = w.register();
-    let (sealed, csrf) = World::consent_parts(&w.authorize(&client_id, &[], None));
-    let location = w
-        .approve(&sealed, &csrf)
-        .headers
-        .get("Location")
-        .unwrap()
-        .to_owned();
+    let (location, cookie) = w.to_access(&client_id);
     w.ports.http.route(
         &format!("{ISSUER}/token"),
         400,
@@ -1146,13 +1524,13 @@ fn failed_upstream_exchange_is_a_bad_gateway() {
                 ("state", &param(&location, "state").unwrap())
             ])
         ),
-        &[],
+        &[("Cookie", &cookie)],
         "",
     ));
     let Outcome::Respond(response) = handled.outcome else {
         panic!()
     };
-    assert_oauth_error(&response, 502, "token_exchange_failed");
+    assert_error_page(&response, 502, "token_exchange_failed");
     assert!(handled.log.iter().any(|line| line.level == Level::Error));
 }
 
@@ -1589,17 +1967,11 @@ fn metadata_document_client_completes_the_token_flow() {
     w.ports
         .http
         .route(CIMD_URL, 200, &cimd_document(CIMD_URL, REDIRECT));
-    let (sealed, csrf) = World::consent_parts(&w.authorize(CIMD_URL, &[], None));
-    let location = w
-        .approve(&sealed, &csrf)
-        .headers
-        .get("Location")
-        .unwrap()
-        .to_owned();
+    let (location, cookie) = w.to_access(CIMD_URL);
     w.upstream_answers(&location, |nonce| {
         id_token(Key::Rsa, Some("rsa1"), nonce, |_| {})
     });
-    let back = w.callback(&location);
+    let back = w.callback(&location, Some(&cookie));
     let code = param(back.headers.get("Location").unwrap(), "code").unwrap();
     // Long after the document's cache expired, the client still redeems and refreshes.
     let answer = w.redeem(CIMD_URL, &code);

@@ -1,6 +1,7 @@
 // The upstream Cloudflare Access stand-in: the npm `oidc-provider` on a free loopback port with
-// one static client (the Worker), RS256 id_tokens carrying `email`, and no login form: every
-// interaction signs in `access.email` and consents at once, as Access does for a signed-in user.
+// one static client (the Worker), RS256 id_tokens carrying `email` and `email_verified`, and no
+// login form: every interaction signs in `access.email` and consents at once, as Access does for
+// a signed-in user.
 import http from "node:http";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import Provider from "oidc-provider";
@@ -9,7 +10,7 @@ import Provider from "oidc-provider";
  * Resolves to { issuer, clientId, clientSecret, email, vars, stop() }; `vars` are the Worker's
  * ACCESS_* settings pointing at this provider. `redirectUri` is the Worker's /callback.
  */
-export async function startAccess({ redirectUri, email = "alice@example.com", authMethod = "client_secret_basic" }) {
+export async function startAccess({ redirectUri, email = "alice@example.com", authMethod = "client_secret_basic", emailVerified = true }) {
   let handler = (_req, res) => { res.writeHead(503); res.end(); };
   const server = http.createServer((req, res) => handler(req, res));
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -38,7 +39,9 @@ export async function startAccess({ redirectUri, email = "alice@example.com", au
     conformIdTokenClaims: false,
     findAccount: async (_ctx, id) => ({
       accountId: id,
-      claims: async () => ({ sub: id, email: id, email_verified: true, name: id.split("@")[0] }),
+      // Access for SaaS vouches for the address (`email_verified: true`), which the Worker
+      // requires; `emailVerified: false` plays a provider that leaves the claim out.
+      claims: async () => ({ sub: id, email: id, ...(emailVerified ? { email_verified: true } : {}), name: id.split("@")[0] }),
     }),
     features: { devInteractions: { enabled: false } },
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },

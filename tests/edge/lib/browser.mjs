@@ -2,7 +2,8 @@
 // submits the first form of any HTML page it lands on (choosing the approving button), and stops
 // at the first URL that starts with `stopAt` — returned without being fetched.
 
-function cookieJar() {
+/** Cookies of one browser; pass one to several `authorize` calls to play the same browser. */
+export function cookieJar() {
   const jar = new Map(); // host → Map(name → value); ports do not separate cookies, as in browsers
   return {
     header(url) {
@@ -58,8 +59,7 @@ export function firstForm(html) {
 }
 
 /** Follow `url` until a URL starting with `stopAt`; resolves to that URL. */
-export async function authorize(url, stopAt, { maxHops = 25 } = {}) {
-  const jar = cookieJar();
+export async function authorize(url, stopAt, { maxHops = 25, jar = cookieJar() } = {}) {
   let method = "GET";
   let body;
   const hops = [];
@@ -89,7 +89,7 @@ export async function authorize(url, stopAt, { maxHops = 25 } = {}) {
       else { method = "GET"; body = undefined; target.search = encoded; url = target.href; }
       continue;
     }
-    throw new Error(`unexpected ${response.status} at ${url}: ${text.slice(0, 300)}\nhops: ${hops.join(" → ")}`);
+    throw new Error(`unexpected ${response.status} at ${url}: ${text.slice(0, 2000)}\nhops: ${hops.join(" → ")}`);
   }
   throw new Error(`too many hops: ${hops.join(" → ")}`);
 }
