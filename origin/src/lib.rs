@@ -28,6 +28,7 @@ pub mod activity;
 pub mod app;
 pub mod approvals;
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod control;
