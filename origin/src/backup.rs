@@ -300,7 +300,20 @@ async fn restore_sqlite(url: &str, from: &Path, force: bool) -> Result<Vec<(&'st
         )));
     }
     if target.exists() {
-        let existing = Db::connect(url).await?;
+        let existing = match Db::connect(url).await {
+            Ok(existing) => existing,
+            // Restoring over a database that no longer opens (damaged) is what a backup is for.
+            Err(err) if force => {
+                tracing::warn!(error = %format!("{err:#}"), "the existing database does not open; replacing it");
+                return replace_sqlite_file(url, &target, from).await;
+            }
+            Err(err) => {
+                return Err(Error::Conflict(format!(
+                    "the existing database {} does not open ({err:#}); pass --force to replace it with the backup",
+                    target.display()
+                )));
+            }
+        };
         let counts = count_db(&existing.pool).await?;
         if holds_data(&counts) && !force {
             existing.pool.close().await;
@@ -313,7 +326,16 @@ async fn restore_sqlite(url: &str, from: &Path, force: bool) -> Result<Vec<(&'st
             .await?;
         existing.pool.close().await;
     }
-    let temp = TempFile::new_beside(&target)?;
+    replace_sqlite_file(url, &target, from).await
+}
+
+/// Copies the backup beside `target`, strips its header and renames it over `target`.
+async fn replace_sqlite_file(
+    url: &str,
+    target: &Path,
+    from: &Path,
+) -> Result<Vec<(&'static str, i64)>> {
+    let temp = TempFile::new_beside(target)?;
     {
         let mut source = File::open(from).context("could not open the backup")?;
         let mut dest = OpenOptions::new()
@@ -325,9 +347,9 @@ async fn restore_sqlite(url: &str, from: &Path, force: bool) -> Result<Vec<(&'st
     let file = open_file_pool(&temp.path, "rw").await?;
     file.execute("DROP TABLE mcpbox_backup").await?;
     file.close().await;
-    temp.finish(&target)?;
+    temp.finish(target)?;
     for suffix in ["-wal", "-shm"] {
-        let mut side = target.clone().into_os_string();
+        let mut side = target.to_owned().into_os_string();
         side.push(suffix);
         let _ = std::fs::remove_file(PathBuf::from(side));
     }

@@ -310,3 +310,30 @@ on_both_backends!(
     restore_refuses_a_database_with_data_unless_forced,
     restore_refuses_garbage_truncated_and_foreign_files,
 );
+
+/// SQLite only (a PostgreSQL database cannot be damaged from here): restoring over a database
+/// file that no longer opens needs --force, and then works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_replaces_a_damaged_sqlite_database_only_when_forced() {
+    let app = TestApp::sqlite().await.with_sandbox().await;
+    let data = populate(&app).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("b");
+    origin::backup::create(&app.state.db, &file, false)
+        .await
+        .unwrap();
+    let target = dir.path().join("mcpbox.db");
+    std::fs::write(&target, vec![0x5a; 8192]).unwrap();
+    let url = origin::config::sqlite_url(&target);
+
+    let refused = origin::backup::restore(&url, &file, false).await;
+    assert!(
+        matches!(refused, Err(Error::Conflict(ref m)) if m.contains("does not open")),
+        "{refused:?}"
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), vec![0x5a; 8192]);
+
+    origin::backup::restore(&url, &file, true).await.unwrap();
+    let db = Db::connect(&url).await.unwrap();
+    assert!(origin::servers::get(&db, &data.server).await.is_ok());
+}
