@@ -127,7 +127,7 @@ pub async fn open_storage(storage: &StorageArgs) -> anyhow::Result<(Db, Keyring)
     Ok((db, keys))
 }
 
-fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
+pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
     if !dir.exists() {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("could not create the data directory {}", dir.display()))?;

@@ -1,12 +1,13 @@
 //! `mcpbox admin …`: account management without the web UI.
 
 use std::io::BufRead;
+use std::path::PathBuf;
 
 use anyhow::Context;
 
 use crate::app::open_storage;
 use crate::auth::password::{NewPassword, Passwords, Username};
-use crate::config::AdminCommand;
+use crate::config::{AdminCommand, StorageArgs};
 use crate::users;
 
 pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
@@ -54,6 +55,38 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// `mcpbox backup --to FILE`.
+pub async fn backup(storage: StorageArgs, to: PathBuf, force: bool) -> anyhow::Result<()> {
+    let (db, _) = open_storage(&storage).await?;
+    let report = crate::backup::create(&db, &to, force).await?;
+    println!(
+        "backed up the {} database (schema version {}) to {}: {} bytes in {:.1} s ({})",
+        report.backend.name(),
+        report.schema_version,
+        to.display(),
+        report.bytes,
+        report.elapsed.as_secs_f64(),
+        report.summary()
+    );
+    println!("the encryption key is not in the backup: keep it with the file, secrets need it");
+    Ok(())
+}
+
+/// `mcpbox restore --from FILE`. Opens the database itself (not through `open_storage`): a
+/// SQLite restore replaces the file, so no pool may stay open on it.
+pub async fn restore(storage: StorageArgs, from: PathBuf, force: bool) -> anyhow::Result<()> {
+    crate::app::prepare_data_dir(&storage.data_dir)?;
+    let report = crate::backup::restore(&storage.database_url(), &from, force).await?;
+    println!(
+        "restored {} into the {} database in {:.1} s: {}",
+        from.display(),
+        report.backend.name(),
+        report.elapsed.as_secs_f64(),
+        report.summary()
+    );
     Ok(())
 }
 

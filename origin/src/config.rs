@@ -28,6 +28,33 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Write a consistent backup of the whole database to a file. Safe while the origin serves
+    /// (SQLite and PostgreSQL alike). The encryption key is NOT in the backup: keep it with it.
+    Backup {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// The backup file to write (mode 0600). Written under a temporary name and renamed, so a
+        /// failed backup leaves nothing half-written.
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        /// Replace FILE if it exists (otherwise an existing file is refused).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Replace the database's contents with a backup made by `mcpbox backup` (into the same kind
+    /// of database it was made from). The file is checked before anything changes. SQLite: stop
+    /// the origin first. Secrets decrypt only with the encryption key of the backed-up install.
+    Restore {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// The backup file to restore.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// Replace a database that already holds accounts, servers, tools, secrets or logs
+        /// (otherwise it is refused and left as it is).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@
 //! - `listener`: serving a listener with a header-read timeout and a connection cap.
 //! - `error`: `Error`, the one error type, and the `ApiJson`/`ApiQuery` extractors.
 //! - `db`: the sqlx Any pool over SQLite or PostgreSQL, migrations, ids and timestamps.
+//! - `backup`: `mcpbox backup` / `mcpbox restore`, one checked file format for both backends.
 //! - `crypto`: AES-256-GCM values bound to their owner, key loading and rotation.
 //! - `dispatch`: the one path to the sandbox supervisor (pool, timeouts, circuit breaker).
 //! - `auth`: set-up, sign-in, tokens, throttling, the `AuthUser` extractor and roles.
@@ -28,6 +29,7 @@ pub mod activity;
 pub mod app;
 pub mod approvals;
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -18,6 +18,12 @@ async fn main() -> std::process::ExitCode {
     let outcome = match cli.command {
         Command::Serve(args) => origin::app::serve(*args).await,
         Command::Admin { command } => origin::cli::run(command).await,
+        Command::Backup { storage, to, force } => origin::cli::backup(storage, to, force).await,
+        Command::Restore {
+            storage,
+            from,
+            force,
+        } => origin::cli::restore(storage, from, force).await,
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -552,3 +552,120 @@ fn sandbox_children_of(pid: u32) -> usize {
         })
         .count()
 }
+
+/// `mcpbox backup` while the origin serves, `mcpbox restore` into a fresh data directory: the
+/// restored install signs the admin in and runs the approved tool with its secret (decrypted
+/// with the same key). Overwrites, garbage files and a restore under a serving origin are refused.
+#[tokio::test]
+async fn backup_while_serving_and_restore_into_a_fresh_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    let key = "ab".repeat(32);
+    let cli = |args: &[&str], data: &std::path::Path| {
+        Command::new(binary("mcpbox"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(data)
+            .env("MCPBOX_ENCRYPTION_KEY", &key)
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    let with_key = |data| {
+        let mut options = ServeOptions::new(data);
+        options.env.push(("MCPBOX_ENCRYPTION_KEY", key.clone()));
+        options
+    };
+    let run_tool = |url: String, token: String, tool: String| async move {
+        post(
+            &format!("{url}/api/tools/test-code"),
+            json!({"tool_id": tool, "arguments": {}}),
+            Some(&token),
+        )
+        .await
+    };
+
+    let origin = Origin::start(with_key(&first)).unwrap();
+    let url = origin.url.clone();
+    let token = admin_token(&url).await;
+    // Values are redacted from results; the tool reports whether it got the right one.
+    let code = "def main() -> dict:\n    return {'right_key': secrets['API_KEY'] == 's3cret-' + 'value'}\n";
+    let (server, tool) = draft_tool(&url, &token, "vault", "reveal", code).await;
+    let secrets = format!("{url}/api/servers/{server}/secrets");
+    let (status, body) = post(&secrets, json!({"key_name": "API_KEY"}), Some(&token)).await;
+    assert_eq!(status, 201, "{body}");
+    let set = client()
+        .put(format!("{secrets}/API_KEY"))
+        .bearer_auth(&token)
+        .json(&json!({"value": "s3cret-value"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status().as_u16(), 204);
+    submit_and_approve(&url, &token, &tool).await;
+    let (status, ran) = run_tool(url.clone(), token.clone(), tool.clone()).await;
+    assert_eq!(status, 200, "{ran}");
+    assert_eq!(ran["result"], json!({"right_key": true}));
+
+    // Online: the origin keeps serving during and after the backup.
+    let file = dir.path().join("mcpbox.backup");
+    let file_arg = file.to_str().unwrap();
+    let made = cli(&["backup", "--to", file_arg], &first);
+    let stdout = String::from_utf8_lossy(&made.stdout);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    assert!(
+        stdout.contains("1 users, 1 servers, 1 tools, 1 server_secrets"),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let (status, _) = run_tool(url.clone(), token.clone(), tool.clone()).await;
+    assert_eq!(status, 200);
+    let again = cli(&["backup", "--to", file_arg], &first);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert!(origin.terminate().unwrap().success());
+
+    // A garbage file is refused before anything is created.
+    let garbage = dir.path().join("garbage");
+    std::fs::write(&garbage, "not a backup").unwrap();
+    let refused = cli(&["restore", "--from", garbage.to_str().unwrap()], &second);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not a usable MCPbox backup"));
+    assert!(!second.join("mcpbox.db").exists());
+
+    let restored = cli(&["restore", "--from", file_arg], &second);
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+
+    let origin = Origin::start(with_key(&second)).unwrap();
+    let url = origin.url.clone();
+    let (status, login) = post(
+        &format!("{url}/auth/login"),
+        json!({"username": "admin", "password": PASSWORD}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{login}");
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let (status, ran) = run_tool(url.clone(), token.clone(), tool.clone()).await;
+    assert_eq!(status, 200, "{ran}");
+    assert_eq!(ran["result"], json!({"right_key": true}));
+
+    // Replacing the database under a serving origin is refused, even with --force.
+    let busy = cli(&["restore", "--force", "--from", file_arg], &second);
+    assert!(!busy.status.success());
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("stop it before restoring"));
+    let (status, _) = run_tool(url, token, tool).await;
+    assert_eq!(status, 200);
+    assert!(origin.terminate().unwrap().success());
+}

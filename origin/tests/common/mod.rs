@@ -142,6 +142,11 @@ impl TestApp {
         TestApp::with_db(Db::connect(&url).await.unwrap(), None)
     }
 
+    /// An app over an existing database (e.g. one a test restored a backup into).
+    pub fn over(db: Db) -> TestApp {
+        TestApp::with_db(db, None)
+    }
+
     fn with_db(db: Db, dir: Option<tempfile::TempDir>) -> TestApp {
         TestApp::assemble(db, no_sandbox(), dir)
     }
