@@ -45,6 +45,8 @@ pub struct AppInner {
     pub external: crate::external::Pool,
     /// The MCP sessions of both listeners: their limits and counts.
     pub mcp_sessions: crate::gateway::sessions::Registry,
+    /// The Prometheus registry (`/metrics` on the metrics listener).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Deref for AppState {
@@ -67,6 +69,7 @@ impl AppState {
             activity: crate::activity::Hub::default(),
             external: crate::external::Pool::default(),
             mcp_sessions: crate::gateway::sessions::Registry::default(),
+            metrics: crate::metrics::Metrics::default(),
         }))
     }
 }
@@ -101,8 +104,8 @@ pub fn router_with(
         .merge(crate::dashboard::router())
         .merge(crate::openapi::router())
         .merge(crate::ui::router(state.clone()))
-        .with_state(state);
-    http::with_layers(routes)
+        .with_state(state.clone());
+    http::with_layers(routes, &state.metrics.http_requests)
 }
 
 /// Opens the data directory, the keyring and the database, as `serve` and the CLI need them.
@@ -199,6 +202,25 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    // The metrics listener, when asked for: bound before anything is served, like the tunnel.
+    let metrics = match args.metrics_listen {
+        Some(address) => {
+            let listener = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("could not listen on {address} (metrics)"))?;
+            println!(
+                "MCPbox metrics listener on http://{}",
+                listener.local_addr()?
+            );
+            Some(tokio::spawn(crate::listener::serve(
+                listener,
+                crate::metrics::router(state.clone()),
+                args.listener_limits(),
+                shutdown_signal(),
+            )))
+        }
+        None => None,
+    };
     let pruner = tokio::spawn(prune_tokens_periodically(db.clone()));
     let retention = tokio::spawn(apply_retention_periodically(db.clone()));
     let mcp = args.mcp_access(addr);
@@ -208,6 +230,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         && let Err(err) = tunnel.await
     {
         tracing::error!(error = %err, "the tunnel listener panicked");
+    }
+    if let Some(metrics) = metrics
+        && let Err(err) = metrics.await
+    {
+        tracing::error!(error = %err, "the metrics listener panicked");
     }
     pruner.abort();
     retention.abort();

@@ -189,6 +189,12 @@ pub struct ServeArgs {
     #[arg(long, env = "MCPBOX_MCP_SESSION_IDLE_TIMEOUT", default_value_t = crate::gateway::sessions::IDLE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub mcp_session_idle_timeout: u64,
 
+    /// Address of the metrics listener: Prometheus exposition at `/metrics`, nothing else (never
+    /// on the admin/local nor the tunnel listener). Off by default. Port 0 picks a free port
+    /// (printed at start).
+    #[arg(long, env = "MCPBOX_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Log output: `text` for people, `json` for log collectors.
     #[arg(long, env = "MCPBOX_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,

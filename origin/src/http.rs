@@ -23,11 +23,17 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Wraps the application's routes in the shared layers (outermost first: request id, trace,
-/// propagate id, security headers, JSON errors, timeout, body limit).
-pub fn with_layers<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+/// propagate id, security headers, JSON errors, request counter, timeout, body limit).
+pub fn with_layers<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    requests: &crate::metrics::HttpRequests,
+) -> Router<S> {
     router
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        // Outside the timeout, so a 408 is counted as what the client got; `Router::layer` runs
+        // after routing, so the route template is known.
+        .layer(middleware::from_fn_with_state(requests.clone(), crate::metrics::count_http))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(security_headers))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))

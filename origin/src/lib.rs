@@ -44,6 +44,7 @@ pub mod gateway;
 pub mod health;
 pub mod http;
 pub mod listener;
+pub mod metrics;
 pub mod names;
 pub mod openapi;
 pub mod pagination;

@@ -47,6 +47,8 @@ pub struct Origin {
     pub url: String,
     /// The tunnel listener's URL, when started with `--tunnel-listen`.
     pub tunnel_url: Option<String>,
+    /// The metrics listener's URL, when started with `--metrics-listen`.
+    pub metrics_url: Option<String>,
     /// stderr lines (the log), collected in the background.
     pub log: mpsc::Receiver<String>,
 }
@@ -65,6 +67,13 @@ impl<'a> ServeOptions<'a> {
             args: Vec::new(),
         }
     }
+}
+
+/// Which start-up line of `mcpbox serve` was read.
+enum Listener {
+    Main,
+    Tunnel,
+    Metrics,
 }
 
 impl Origin {
@@ -98,18 +107,29 @@ impl Origin {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(url) = line.strip_prefix("MCPbox listening on ") {
-                    let _ = url_tx.send((false, url.to_owned()));
+                    let _ = url_tx.send((Listener::Main, url.to_owned()));
                 } else if let Some(url) = line.strip_prefix("MCPbox tunnel listener on ") {
-                    let _ = url_tx.send((true, url.to_owned()));
+                    let _ = url_tx.send((Listener::Tunnel, url.to_owned()));
+                } else if let Some(url) = line.strip_prefix("MCPbox metrics listener on ") {
+                    let _ = url_tx.send((Listener::Metrics, url.to_owned()));
                 }
             }
         });
         let wants_tunnel = options.args.iter().any(|a| a == "--tunnel-listen");
-        let (mut url, mut tunnel_url) = (None, None);
-        while url.is_none() || (wants_tunnel && tunnel_url.is_none()) {
+        let wants_metrics = options.args.iter().any(|a| a == "--metrics-listen")
+            || options
+                .env
+                .iter()
+                .any(|(k, _)| *k == "MCPBOX_METRICS_LISTEN");
+        let (mut url, mut tunnel_url, mut metrics_url) = (None, None, None);
+        while url.is_none()
+            || (wants_tunnel && tunnel_url.is_none())
+            || (wants_metrics && metrics_url.is_none())
+        {
             match url_rx.recv_timeout(Duration::from_secs(30)) {
-                Ok((false, found)) => url = Some(found),
-                Ok((true, found)) => tunnel_url = Some(found),
+                Ok((Listener::Main, found)) => url = Some(found),
+                Ok((Listener::Tunnel, found)) => tunnel_url = Some(found),
+                Ok((Listener::Metrics, found)) => metrics_url = Some(found),
                 Err(_) => {
                     let _ = child.kill();
                     let log: Vec<String> = log.try_iter().collect();
@@ -122,6 +142,7 @@ impl Origin {
             child,
             url,
             tunnel_url,
+            metrics_url,
             log,
         })
     }

@@ -21,6 +21,7 @@ use sqlx::any::AnyRow;
 use crate::app::AppState;
 use crate::db::{self, Db};
 use crate::error::{Error, Result};
+use crate::metrics::CallOutcome;
 use crate::tools::{Approved, Kind};
 use rmcp::model::CallToolResult;
 
@@ -114,6 +115,27 @@ pub async fn run(
             .await
             .map(|remote| passthrough_response(remote, started)),
     };
+    let elapsed = started.elapsed();
+    // Counted here, before the log write, so a call is counted even if logging it fails.
+    // Test runs are a person or an LLM trying a tool, not a client's call: not counted.
+    if !is_test {
+        let outcome = match &dispatched {
+            Ok(response) if response.ok => CallOutcome::Ok,
+            Ok(response) => match response.error.as_ref().map(|error| error.kind) {
+                Some(ErrorKind::Timeout) => CallOutcome::Timeout,
+                _ => CallOutcome::Error,
+            },
+            Err(Error::Unavailable(_)) => CallOutcome::Unavailable,
+            // A passthrough call's own refusals (source not approved, secret without a value).
+            Err(_) => CallOutcome::Refused,
+        };
+        state.metrics.tool_call(
+            &approved.server_name,
+            &approved.tool_name,
+            outcome,
+            Some(elapsed),
+        );
+    }
     let response = match dispatched {
         Ok(response) => response,
         Err(err) => {
@@ -131,7 +153,7 @@ pub async fn run(
                 None,
                 Some(&error),
                 "",
-                started.elapsed().as_millis() as u64,
+                elapsed.as_millis() as u64,
             )
             .await?;
             // Sandbox failures are `Unavailable`; a passthrough call's own refusals (source not
@@ -291,6 +313,10 @@ pub async fn log_refusal(
 ) -> Result<String> {
     let tool = crate::tools::get(&state.db, tool_id).await?;
     let server = crate::servers::get(&state.db, &tool.server_id).await?;
+    // Names read from the database: a call to a tool that does not exist never gets here.
+    state
+        .metrics
+        .tool_call(&server.name, &tool.name, CallOutcome::Refused, None);
     let redactor = match crate::secrets::values(state, &server.id).await {
         Ok(secrets) => Redactor::new(secrets.values().map(String::as_str)),
         // `values` logged which secret does not decrypt; a value that cannot be read cannot

@@ -105,11 +105,12 @@ pub fn router(
         allowed_hosts: None,
         allowed_origins: None,
     };
+    let requests = state.metrics.http_requests.clone();
     let mcp = super::router(state.clone(), &access, changes)
         .with_state(state)
         // route_layer: unknown paths are a plain 404, without touching the guard.
         .route_layer(axum::middleware::from_fn_with_state(guard, check));
-    crate::http::with_layers(mcp)
+    crate::http::with_layers(mcp, &requests)
 }
 
 async fn check(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {

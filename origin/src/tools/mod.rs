@@ -728,6 +728,9 @@ pub struct Approved {
     pub tool_id: String,
     pub server_id: String,
     pub public_name: String,
+    /// The server's and the tool's names (metrics labels).
+    pub server_name: String,
+    pub tool_name: String,
     pub kind: Kind,
     pub version: i64,
     /// Python code, or a passthrough tool's binding.
@@ -821,6 +824,8 @@ pub async fn runnable_for(db: &Db, tool_id: &str, purpose: Purpose) -> Result<Ap
         tool_id: row.try_get("id")?,
         server_id: row.try_get("server_id")?,
         public_name: names::public_name(&server_name, &name),
+        server_name,
+        tool_name: name,
         kind: Kind::parse(&row.try_get::<String, _>("kind")?)?,
         version,
         code,
