@@ -4,6 +4,9 @@
 //!
 //! Run: `cargo bench -p mcpbox-origin --bench backup` (SQLite in a temporary directory; set
 //! `MCPBOX_BENCH_DATABASE_URL=postgres://…` to a throw-away database for PostgreSQL).
+//!
+//! Measured 2026-12-01 on the shared 2-core dev machine (release): SQLite backup 1.42 s, 295.8 MB,
+//! restore 1.07 s; PostgreSQL (local) backup 9.01 s, 316.5 MB, restore 36.77 s.
 
 mod common;
 
