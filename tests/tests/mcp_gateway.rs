@@ -426,6 +426,16 @@ async fn the_official_python_sdk_runs_the_whole_loop_on_both_revisions() {
 
 const SERVICE_TOKEN: &str = "4f1c2d9e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e";
 
+/// `mcpbox serve` with the tunnel listener on a free port behind `SERVICE_TOKEN`.
+fn tunnel_options(data_dir: &std::path::Path) -> ServeOptions<'_> {
+    let mut options = ServeOptions::new(data_dir);
+    options.args = vec!["--tunnel-listen".into(), "127.0.0.1:0".into()];
+    options
+        .env
+        .push(("MCPBOX_SERVICE_TOKEN", SERVICE_TOKEN.into()));
+    options
+}
+
 /// The tunnel listener (what cloudflared reaches): only requests with the Worker's service token
 /// get in (and always do: failures from an address are capped without ever refusing the right
 /// token), a caller without an email may only
@@ -433,11 +443,7 @@ const SERVICE_TOKEN: &str = "4f1c2d9e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7
 #[tokio::test]
 async fn the_tunnel_listener_admits_only_the_worker_and_then_only_signed_in_users() {
     let dir = tempfile::tempdir().unwrap();
-    let mut options = ServeOptions::new(dir.path());
-    options.args = vec!["--tunnel-listen".into(), "127.0.0.1:0".into()];
-    options
-        .env
-        .push(("MCPBOX_SERVICE_TOKEN", SERVICE_TOKEN.into()));
+    let mut options = tunnel_options(dir.path());
     options.env.push((
         "MCPBOX_REMOTE_ALLOWED_EMAILS",
         "alice@example.com, BOB@example.com".into(),
@@ -891,11 +897,7 @@ async fn an_llm_builds_tests_and_runs_a_tool_with_the_management_tools() {
 #[tokio::test]
 async fn an_llm_over_mcp_cannot_get_past_a_review_or_an_admins_kill_switch() {
     let dir = tempfile::tempdir().unwrap();
-    let mut options = ServeOptions::new(dir.path());
-    options.args = vec!["--tunnel-listen".into(), "127.0.0.1:0".into()];
-    options
-        .env
-        .push(("MCPBOX_SERVICE_TOKEN", SERVICE_TOKEN.into()));
+    let mut options = tunnel_options(dir.path());
     options
         .env
         .push(("MCPBOX_REMOTE_ALLOWED_EMAILS", "alice@example.com".into()));
@@ -1253,11 +1255,7 @@ async fn mcp_sessions_and_bodies_are_bounded() {
 #[tokio::test]
 async fn remote_users_cannot_use_each_others_sessions_or_read_each_others_calls() {
     let dir = tempfile::tempdir().unwrap();
-    let mut options = ServeOptions::new(dir.path());
-    options.args = vec!["--tunnel-listen".into(), "127.0.0.1:0".into()];
-    options
-        .env
-        .push(("MCPBOX_SERVICE_TOKEN", SERVICE_TOKEN.into()));
+    let options = tunnel_options(dir.path());
     let origin = Origin::start(options).unwrap();
     let url = origin.url.clone();
     let tunnel = format!("{}/mcp", origin.tunnel_url.clone().unwrap());

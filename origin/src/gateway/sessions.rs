@@ -146,7 +146,9 @@ pub struct Sessions {
 }
 
 struct Entry {
-    owner: Caller,
+    /// Who opened it; `None` for a session adopted from rmcp's table whose opener this table
+    /// never saw (nobody may use it: it can only expire).
+    owner: Option<Caller>,
     last_seen: Instant,
     /// Open GET streams of this session: a client listening is not idle.
     streams: Arc<AtomicUsize>,
@@ -207,7 +209,7 @@ impl Sessions {
     fn access(&self, id: &str, caller: &Caller) -> Access {
         let mut entries = self.lock();
         match entries.get_mut(id) {
-            Some(entry) if entry.owner == *caller => {
+            Some(entry) if entry.owner.as_ref() == Some(caller) => {
                 entry.last_seen = Instant::now();
                 Access::Granted(entry.streams.clone())
             }
@@ -237,10 +239,7 @@ impl Sessions {
             entries.retain(|id, e| live.contains(id) || now - e.last_seen < Duration::from_secs(5));
             for id in &live {
                 entries.entry(id.clone()).or_insert_with(|| Entry {
-                    // Unknown owner: nobody but the opener should get in, so nobody does.
-                    owner: Caller::Remote {
-                        email: Some(String::new()),
-                    },
+                    owner: None,
                     last_seen: now,
                     streams: Arc::new(AtomicUsize::new(0)),
                 });
@@ -338,7 +337,7 @@ pub async fn guard(
         sessions.lock().insert(
             id.to_owned(),
             Entry {
-                owner: caller,
+                owner: Some(caller),
                 last_seen: Instant::now(),
                 streams: Arc::new(AtomicUsize::new(0)),
             },
