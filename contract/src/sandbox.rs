@@ -376,6 +376,10 @@ pub struct HealthResponse {
     pub version: String,
     pub layers: Layers,
     pub idle_workers: u32,
+    /// Times the supervisor restarted a dead zygote since it started (a rising count is a crash
+    /// loop; the origin alerts on it). Absent from older supervisors: 0.
+    #[serde(default)]
+    pub zygote_restarts: u64,
 }
 
 /// Which isolation layers are in force for workers. A `false` is a degraded host: the

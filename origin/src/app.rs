@@ -47,6 +47,8 @@ pub struct AppInner {
     pub mcp_sessions: crate::gateway::sessions::Registry,
     /// The Prometheus registry (`/metrics` on the metrics listener).
     pub metrics: crate::metrics::Metrics,
+    /// Alert raising (never waits) and the delivery queue (`alerts::start`).
+    pub alerts: crate::alerts::Alerts,
 }
 
 impl Deref for AppState {
@@ -59,6 +61,8 @@ impl Deref for AppState {
 impl AppState {
     pub fn new(db: Db, keys: Keyring, sandbox: Sandbox) -> AppState {
         let jwt = JwtKeys::from_keyring(&keys);
+        let alerts = crate::alerts::Alerts::default();
+        sandbox.raise_alerts_to(alerts.clone());
         AppState(Arc::new(AppInner {
             db,
             keys,
@@ -70,6 +74,7 @@ impl AppState {
             external: crate::external::Pool::default(),
             mcp_sessions: crate::gateway::sessions::Registry::default(),
             metrics: crate::metrics::Metrics::default(),
+            alerts,
         }))
     }
 }
@@ -102,6 +107,7 @@ pub fn router_with(
         .merge(settings::router())
         .merge(activity::router())
         .merge(crate::dashboard::router())
+        .merge(crate::alerts::router())
         .merge(crate::openapi::router())
         .merge(crate::ui::router(state.clone()))
         .with_state(state.clone());
@@ -223,6 +229,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let pruner = tokio::spawn(prune_tokens_periodically(db.clone()));
     let retention = tokio::spawn(apply_retention_periodically(db.clone()));
+    let alerts = crate::alerts::start(&state).await;
     let mcp = args.mcp_access(addr);
     let app = router_with(state, &mcp, changes);
     crate::listener::serve(listener, app, args.listener_limits(), shutdown_signal()).await;
@@ -238,6 +245,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     pruner.abort();
     retention.abort();
+    for task in alerts {
+        task.abort();
+    }
     db.pool.close().await;
     tracing::info!("shut down cleanly");
     Ok(())

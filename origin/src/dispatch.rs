@@ -11,7 +11,7 @@
 //! points at a supervisor run separately instead.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -55,6 +55,8 @@ pub struct Sandbox {
     child: Option<tokio::process::Child>,
     /// Why there is no sandbox at all (`Sandbox::unavailable`, for tests without one).
     missing: Option<String>,
+    /// Told when the breaker opens (set once by `AppState::new`).
+    alerts: OnceLock<crate::alerts::Alerts>,
 }
 
 /// Where the sandbox comes from (from the command line).
@@ -118,6 +120,36 @@ impl Sandbox {
             breaker: Breaker::default(),
             child,
             missing,
+            alerts: OnceLock::new(),
+        }
+    }
+
+    /// Where the breaker's opening is raised (`alerts::Kind::BreakerOpened`).
+    pub fn raise_alerts_to(&self, alerts: crate::alerts::Alerts) {
+        let _ = self.alerts.set(alerts);
+    }
+
+    /// Counts an outcome against the breaker; its closed → open transition raises an alert (a
+    /// non-blocking `try_send`, so a call is never slowed by it).
+    fn record(&self, success: bool) {
+        if self.breaker.record(success)
+            && let Some(alerts) = self.alerts.get()
+        {
+            alerts.raise(
+                crate::alerts::Kind::BreakerOpened,
+                "sandbox",
+                format!(
+                    "the sandbox circuit breaker opened after {} consecutive sandbox failures: \
+                     tool calls are refused for {} s, then one probe is let through (or reset it \
+                     at /api/health/circuits/reset)",
+                    Breaker::FAILURES,
+                    Breaker::PAUSE.as_secs()
+                ),
+                serde_json::json!({
+                    "consecutive_failures": Breaker::FAILURES,
+                    "pause_seconds": Breaker::PAUSE.as_secs(),
+                }),
+            );
         }
     }
 
@@ -130,7 +162,7 @@ impl Sandbox {
                     .error
                     .as_ref()
                     .is_some_and(|e| e.kind == contract::sandbox::ErrorKind::Internal);
-                self.breaker.record(!sandbox_failed);
+                self.record(!sandbox_failed);
                 Ok(response)
             }
             other => Err(self.unexpected(other)),
@@ -146,7 +178,7 @@ impl Sandbox {
             .await?
         {
             Response::Validate(response) => {
-                self.breaker.record(true);
+                self.record(true);
                 Ok(response)
             }
             other => Err(self.unexpected(other)),
@@ -156,7 +188,7 @@ impl Sandbox {
     pub async fn health(&self) -> Result<HealthResponse, DispatchError> {
         match self.send(&Request::Health, HEALTH_TIMEOUT).await? {
             Response::Health(response) => {
-                self.breaker.record(true);
+                self.record(true);
                 Ok(response)
             }
             other => Err(self.unexpected(other)),
@@ -179,11 +211,11 @@ impl Sandbox {
     fn unexpected(&self, response: Response) -> DispatchError {
         match response {
             Response::Error { message } => {
-                self.breaker.record(false);
+                self.record(false);
                 DispatchError::Refused(message)
             }
             other => {
-                self.breaker.record(false);
+                self.record(false);
                 DispatchError::Failed(format!("unexpected answer {other:?}"))
             }
         }
@@ -204,7 +236,7 @@ impl Sandbox {
             None => match self.connect().await {
                 Ok(stream) => stream,
                 Err(err) => {
-                    self.breaker.record(false);
+                    self.record(false);
                     return Err(DispatchError::Unavailable(err));
                 }
             },
@@ -222,11 +254,11 @@ impl Sandbox {
                 Ok(response)
             }
             Ok(Err(err)) => {
-                self.breaker.record(false);
+                self.record(false);
                 Err(DispatchError::Failed(err.to_string()))
             }
             Err(_) => {
-                self.breaker.record(false);
+                self.record(false);
                 Err(DispatchError::Failed(format!(
                     "no answer within {} s",
                     timeout.as_secs()
@@ -372,15 +404,21 @@ impl Breaker {
         }
     }
 
-    fn record(&self, success: bool) {
+    /// Whether this outcome opened a closed breaker (a failed half-open probe reopens it: not
+    /// a new opening).
+    fn record(&self, success: bool) -> bool {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if success {
             *state = (0, None);
+            false
         } else {
             state.0 += 1;
             if state.0 >= Self::FAILURES {
+                let opened = state.1.is_none();
                 state.1 = Some(Instant::now());
+                return opened;
             }
+            false
         }
     }
 
@@ -406,10 +444,11 @@ mod tests {
     fn breaker_opens_after_repeated_failures_and_closes_on_success() {
         let breaker = Breaker::default();
         for _ in 0..Breaker::FAILURES - 1 {
-            breaker.record(false);
+            assert!(!breaker.record(false));
             assert!(breaker.allow());
         }
-        breaker.record(false);
+        assert!(breaker.record(false), "the opening is reported once");
+        assert!(!breaker.record(false), "already open");
         assert_eq!(breaker.state(), CircuitState::Open);
         assert!(!breaker.allow());
         // After the pause, one probe goes through; its success closes the breaker.

@@ -20,12 +20,15 @@
 //!   what a server's tools may import and reach), `activity` (audit log, `Audit`, live stream),
 //!   `external` (external MCP sources: discovery, import as passthrough tools, `forward`).
 //! - `gateway`: `/mcp` (rmcp Streamable HTTP, hand-written handler over the domain functions).
+//! - `alerts`: webhooks (Slack, Discord, generic) raised from where events happen, delivered
+//!   off the request path.
 //! - `dashboard`: `/api/dashboard` figures. `openapi`: the generated `/api/openapi.json`.
 //! - `settings`, `pagination`, `health`: small shared pieces.
 //! - `cli`: `mcpbox admin …`.
 
 pub mod access;
 pub mod activity;
+pub mod alerts;
 pub mod app;
 pub mod approvals;
 pub mod auth;

@@ -9,7 +9,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -74,6 +74,8 @@ struct Inner {
     zygote_pid: AtomicI32,
     /// Set by `shutdown`, so a zygote that exits then is not restarted.
     stopping: AtomicBool,
+    /// Dead zygotes restarted since start (`health` reports it; the origin alerts on a rise).
+    zygote_restarts: AtomicU64,
     /// (module list, code) pairs a worker has seen pass the static check.
     checked: Mutex<CheckedCodes>,
 }
@@ -195,6 +197,7 @@ impl Supervisor {
                 zygote_down: Notify::new(),
                 zygote_pid: AtomicI32::new(0),
                 stopping: AtomicBool::new(false),
+                zygote_restarts: AtomicU64::new(0),
                 checked: Mutex::new(CheckedCodes::default()),
             }),
         };
@@ -287,6 +290,7 @@ impl Supervisor {
                 return;
             }
             tracing::error!("the sandbox zygote exited; restarting it");
+            self.inner.zygote_restarts.fetch_add(1, Ordering::SeqCst);
             self.inner
                 .control
                 .lock()
@@ -467,6 +471,7 @@ impl Supervisor {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .len() as u32,
+            zygote_restarts: self.inner.zygote_restarts.load(Ordering::SeqCst),
         }
     }
 

@@ -187,6 +187,7 @@ async fn no_zombies_or_leftover_processes() {
 #[tokio::test]
 async fn a_crashed_zygote_is_restarted() {
     let supervisor = supervisor(1).await;
+    assert_eq!(supervisor.health().zygote_restarts, 0);
     let first = supervisor.zygote_pid();
     // SAFETY: killing the zygote we started.
     unsafe { libc::kill(first, libc::SIGKILL) };
@@ -218,6 +219,8 @@ async fn a_crashed_zygote_is_restarted() {
         ))
         .await;
     assert!(after.ok, "{after:?}");
+    // Counted, so the origin can tell a crash loop from one crash.
+    assert_eq!(supervisor.health().zygote_restarts, 1);
     supervisor.shutdown();
 }
 

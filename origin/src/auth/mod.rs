@@ -222,7 +222,11 @@ pub async fn sign_in(
     let attempt = state
         .throttle
         .reserve(ip, &account, Instant::now())
-        .map_err(too_many_attempts)?;
+        .map_err(|wait| {
+            // A refused guess is a failure too: a spike shows in either count.
+            state.alerts.sign_in_failed();
+            too_many_attempts(wait)
+        })?;
     let found = users::find_for_login(&state.db, &account).await?;
     let (user, hash) = match found {
         Some((user, hash)) => (Some(user), Some(hash)),
@@ -249,6 +253,7 @@ pub async fn sign_in(
         }
         _ => {
             state.throttle.failed(attempt);
+            state.alerts.sign_in_failed();
             tracing::info!(%ip, "failed sign-in");
             // Recorded as anonymous: the name tried may not exist (and is kept only in details).
             let audit = Audit {

@@ -849,6 +849,18 @@ async fn record_contact(
     .execute(&state.db.pool)
     .await?;
     if source.status != status {
+        if let Some(error) = error {
+            // Raised where the failure is seen (a check, a discovery or a call); never waits.
+            state.alerts.raise(
+                crate::alerts::Kind::ExternalSourceDown,
+                source.id.clone(),
+                format!(
+                    "the external MCP source {} ({}) stopped answering: {error}",
+                    source.name, source.url
+                ),
+                json!({"source_id": source.id, "server_id": source.server_id, "name": source.name}),
+            );
+        }
         let message = match error {
             Some(error) => format!("external source {} is failing: {error}", source.name),
             None => format!("external source {} answers again", source.name),

@@ -36,7 +36,7 @@ impl Reencrypted {
     }
 }
 
-/// Re-encrypts every server secret not under `keys`' current key.
+/// Re-encrypts every server secret (and alert webhook URL) not under `keys`' current key.
 pub async fn reencrypt(db: &Db, keys: &Keyring) -> Result<Reencrypted> {
     let mut report = Reencrypted::default();
     let mut after = String::new();
@@ -50,6 +50,7 @@ pub async fn reencrypt(db: &Db, keys: &Keyring) -> Result<Reencrypted> {
         .fetch_all(&db.pool)
         .await?;
         let Some(last) = rows.last() else {
+            crate::alerts::webhooks::reencrypt(db, keys, &mut report).await?;
             return Ok(report);
         };
         after = last.try_get("id")?;
