@@ -32,7 +32,8 @@ pub mod webhooks;
 
 pub(crate) use api::openapi;
 pub use api::router;
-pub use monitor::Monitor;
+pub use deliver::TRIES as DELIVERY_TRIES;
+pub use monitor::{CRASH_LOOP_RESTARTS, Monitor, SANDBOX_DOWN_CHECKS, check_approvals};
 pub use settings::AlertSettings;
 
 use std::collections::HashMap;

@@ -537,7 +537,7 @@ mod tests {
             "ftp://127.0.0.1/x",
             "file:///etc/passwd",
             "javascript:alert(1)",
-            "https:///nohost",
+            "https://",
             "https://example.com/x#frag",
             "not a url",
             "",

@@ -132,8 +132,8 @@ impl Tone {
 /// `activity::status_words`, the same words the activity log's messages use).
 pub fn status_tone(status: &str) -> Tone {
     match status {
-        "approved" | "running" | "active" | "ok" | "healthy" => Tone::Ok,
-        "rejected" | "revoked" | "error" | "unavailable" => Tone::Bad,
+        "approved" | "running" | "active" | "ok" | "healthy" | "delivered" => Tone::Ok,
+        "rejected" | "revoked" | "error" | "unavailable" | "failed" => Tone::Bad,
         "draft" | "pending_review" | "pending" | "pending_approval" | "stopped" | "warning"
         | "none" => Tone::Wait,
         _ => Tone::Plain,

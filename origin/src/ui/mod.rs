@@ -17,6 +17,7 @@
 //! the right token is refused with 403 before anything is read from it.
 
 mod activity;
+mod alerts;
 mod approvals;
 mod auth;
 mod dashboard;
@@ -65,6 +66,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(approvals::routes())
         .merge(activity::routes())
         .merge(settings::routes())
+        .merge(alerts::routes())
         .merge(sources::routes())
         .route_layer(middleware::from_fn_with_state(state, session));
     Router::new()
