@@ -257,17 +257,33 @@ async fn webhooks_are_stored_encrypted_shown_masked_admin_only_and_audited(app: 
         .user_with_role(&token, "carol", "approver")
         .await
         .token("access_token");
-    for (method, path) in [
-        (Method::GET, "/api/alerts/webhooks".to_owned()),
-        (Method::POST, "/api/alerts/webhooks".to_owned()),
-        (Method::GET, format!("/api/alerts/webhooks/{id}")),
-        (Method::PATCH, format!("/api/alerts/webhooks/{id}")),
-        (Method::DELETE, format!("/api/alerts/webhooks/{id}")),
-        (Method::POST, format!("/api/alerts/webhooks/{id}/test")),
-        (Method::GET, "/api/settings/alerts".to_owned()),
-        (Method::PATCH, "/api/settings/alerts".to_owned()),
+    let create = json!({"name": "x", "flavour": "slack", "url": "https://example.com/x"});
+    for (method, path, body) in [
+        (Method::GET, "/api/alerts/webhooks".to_owned(), json!({})),
+        (Method::POST, "/api/alerts/webhooks".to_owned(), create),
+        (Method::GET, format!("/api/alerts/webhooks/{id}"), json!({})),
+        (
+            Method::PATCH,
+            format!("/api/alerts/webhooks/{id}"),
+            json!({"enabled": false}),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/alerts/webhooks/{id}"),
+            json!({}),
+        ),
+        (
+            Method::POST,
+            format!("/api/alerts/webhooks/{id}/test"),
+            json!({}),
+        ),
+        (Method::GET, "/api/settings/alerts".to_owned(), json!({})),
+        (
+            Method::PATCH,
+            "/api/settings/alerts".to_owned(),
+            json!({"sign_in_failures": 3}),
+        ),
     ] {
-        let body = json!({"name": "x", "flavour": "slack", "url": "https://example.com/x"});
         let refused = app
             .call(method.clone(), &path, Some(&approver), body.clone())
             .await;
@@ -279,6 +295,12 @@ async fn webhooks_are_stored_encrypted_shown_masked_admin_only_and_audited(app: 
             "{method} {path}"
         );
     }
+    assert_eq!(
+        app.count("alert_webhooks").await,
+        1,
+        "nothing was changed by them"
+    );
+    assert!(served.hits().is_empty(), "nothing was sent for them");
 
     // Bad input: clear 4xx, nothing stored.
     for bad in [
