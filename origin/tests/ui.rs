@@ -1512,3 +1512,181 @@ async fn pages_show_times_badges_and_controls_as_a_person_reads_them(app: TestAp
         "a diff, so a `d` key"
     );
 }
+
+/// A webhook receiver on 127.0.0.1 that answers 200 and counts: its base URL and the count.
+async fn counting_receiver() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{address}"), hits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_webhooks_are_managed_and_tested_from_the_settings_page() {
+    use std::sync::atomic::Ordering;
+    let app = TestApp::sqlite().await;
+    let (base, hits) = counting_receiver().await;
+    let mut browser = set_up(&app).await;
+    let settings = browser.get("/ui/settings").await;
+    assert!(settings.html.contains("/ui/settings/alerts"));
+    let page = browser.get("/ui/settings/alerts").await;
+    assert_clean_page("/ui/settings/alerts", &page);
+    // A refused URL says why and stores nothing.
+    let refused = browser
+        .post(
+            "/ui/settings/alerts/webhooks",
+            &[
+                ("name", "ops"),
+                ("flavour", "slack"),
+                ("url", "http://hooks.example.com/x"),
+            ],
+        )
+        .await;
+    assert!(browser.follow(refused).await.html.contains("use https://"));
+    let secret = format!("{base}/hook?key=VERYSECRET1234");
+    let added = browser
+        .post(
+            "/ui/settings/alerts/webhooks",
+            &[("name", "ops"), ("flavour", "generic"), ("url", &secret)],
+        )
+        .await;
+    let page = browser.follow(added).await;
+    assert!(page.html.contains("Webhook ops added."), "{}", page.html);
+    assert!(!page.html.contains("VERYSECRET"), "the URL is shown masked");
+    assert!(page.html.contains("…1234"));
+    assert_clean_page("/ui/settings/alerts", &page);
+    let id = origin::alerts::webhooks::list(&app.state.db).await.unwrap()[0]
+        .id
+        .clone();
+    // Without the CSRF token: refused, nothing sent or changed.
+    let forged = browser
+        .post_raw(&format!("/ui/settings/alerts/webhooks/{id}/test"), &[])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let forged = browser
+        .post_raw(
+            &format!("/ui/settings/alerts/webhooks/{id}/delete"),
+            &[("_csrf", "0".repeat(64).as_str()), ("confirm_name", "ops")],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+    assert_eq!(app.count("alert_webhooks").await, 1);
+
+    let tested = browser
+        .post(&format!("/ui/settings/alerts/webhooks/{id}/test"), &[])
+        .await;
+    let page = browser.follow(tested).await;
+    assert!(
+        page.html.contains("Test alert delivered to ops."),
+        "{}",
+        page.html
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    assert_clean_page("/ui/settings/alerts", &page);
+    let disabled = browser
+        .post(
+            &format!("/ui/settings/alerts/webhooks/{id}"),
+            &[("action", "disable")],
+        )
+        .await;
+    assert!(browser.follow(disabled).await.html.contains(">disabled<"));
+    let bad = browser
+        .post(
+            "/ui/settings/alerts",
+            &[
+                ("approval_wait_minutes", "0"),
+                ("sign_in_failures", "20"),
+                ("sign_in_window_minutes", "5"),
+                ("dedup_window_minutes", "15"),
+                ("per_webhook_per_minute", "10"),
+            ],
+        )
+        .await;
+    assert!(
+        browser
+            .follow(bad)
+            .await
+            .html
+            .contains("approval_wait_minutes must be between")
+    );
+    let saved = browser
+        .post(
+            "/ui/settings/alerts",
+            &[
+                ("approval_wait_minutes", "30"),
+                ("sign_in_failures", "20"),
+                ("sign_in_window_minutes", "5"),
+                ("dedup_window_minutes", "15"),
+                ("per_webhook_per_minute", "10"),
+            ],
+        )
+        .await;
+    assert!(
+        browser
+            .follow(saved)
+            .await
+            .html
+            .contains("Alert settings saved.")
+    );
+    assert_eq!(app.state.alerts.settings().approval_wait_minutes, 30);
+    let kept = browser
+        .post(
+            &format!("/ui/settings/alerts/webhooks/{id}/delete"),
+            &[("confirm_name", "op")],
+        )
+        .await;
+    assert!(browser.follow(kept).await.html.contains("type the webhook"));
+    let deleted = browser
+        .post(
+            &format!("/ui/settings/alerts/webhooks/{id}/delete"),
+            &[("confirm_name", "ops")],
+        )
+        .await;
+    assert!(
+        browser
+            .follow(deleted)
+            .await
+            .html
+            .contains("Webhook deleted.")
+    );
+    assert_eq!(app.count("alert_webhooks").await, 0);
+
+    // A viewer neither sees the page nor changes anything through it.
+    let admin = app.login("admin", PASSWORD).await.token("access_token");
+    app.user_with_role(&admin, "victor", "viewer").await;
+    let mut viewer = Browser::new(&app);
+    viewer.sign_in("victor", PASSWORD).await;
+    assert_eq!(
+        viewer.get("/ui/settings/alerts").await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert!(
+        !viewer
+            .get("/ui/settings")
+            .await
+            .html
+            .contains("/ui/settings/alerts")
+    );
+    let refused = viewer
+        .post(
+            "/ui/settings/alerts/webhooks",
+            &[("name", "sneaky"), ("flavour", "generic"), ("url", &secret)],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::SEE_OTHER);
+    assert_eq!(app.count("alert_webhooks").await, 0);
+}
