@@ -474,6 +474,37 @@ async fn webhooks_are_stored_encrypted_shown_masked_admin_only_and_audited(app: 
 
 async fn alert_settings_are_validated_whole_and_applied(app: TestApp) {
     let token = app.admin().await.token("access_token");
+    // The routes are in the OpenAPI document with their bodies, and every reference resolves.
+    let doc = app.get("/api/openapi.json", None).await;
+    for path in [
+        "/api/alerts/webhooks",
+        "/api/alerts/webhooks/{id}",
+        "/api/alerts/webhooks/{id}/test",
+        "/api/settings/alerts",
+    ] {
+        assert!(doc.body["paths"][path].is_object(), "{path} missing");
+    }
+    for schema in [
+        "Webhook",
+        "CreateBody",
+        "SettingsBody",
+        "AlertSettings",
+        "Flavour",
+        "Kind",
+    ] {
+        assert!(
+            doc.body["components"]["schemas"][schema].is_object(),
+            "schema {schema} missing"
+        );
+    }
+    let text = doc.text.clone();
+    for (i, _) in text.match_indices("#/components/schemas/") {
+        let name: String = text[i + 21..].chars().take_while(|c| *c != '"').collect();
+        assert!(
+            doc.body["components"]["schemas"][&name].is_object(),
+            "dangling reference to {name}"
+        );
+    }
     let shown = app.get("/api/settings/alerts", Some(&token)).await;
     assert_eq!(shown.status, StatusCode::OK, "{}", shown.text);
     assert_eq!(shown.body["settings"]["approval_wait_minutes"], 60);

@@ -143,7 +143,7 @@ pub(super) async fn run(state: AppState) {
     loop {
         interval.tick().await;
         monitor.check_sandbox(&state).await;
-        if tick % SLOW_EVERY == 0 {
+        if tick.is_multiple_of(SLOW_EVERY) {
             match super::settings::load(&state.db).await {
                 Ok(settings) => state.alerts.apply_settings(settings),
                 Err(err) => tracing::warn!(error = %err, "could not reload the alert settings"),
