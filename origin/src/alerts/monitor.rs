@@ -1,6 +1,10 @@
 //! The periodic checks behind the alerts that no single request sees: the sandbox's health
 //! (unavailable, zygote crash loop) every `CHECK_EVERY`, and, each minute, approvals waiting
 //! too long (and a reload of the alert settings, so a change on another replica applies here).
+//!
+//! The sandbox check is an ordinary `Sandbox::health` request, like `/health/ready`'s: while the
+//! breaker is open it is refused (a failed check), and once the breaker's pause is over it may be
+//! the half-open probe whose answer closes it.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
