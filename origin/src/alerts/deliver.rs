@@ -201,16 +201,27 @@ fn cut(text: &str, max: usize) -> String {
     }
 }
 
-/// The body each flavour expects (the reference's shapes).
+/// Slack's three escapes (`&`, `<`, `>`), which is all its message format needs.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The body each flavour expects (the reference's shapes; Discord's also turns mentions off).
 pub fn payload(flavour: Flavour, alert: &Alert) -> Value {
     let severity = alert.kind.severity().as_str();
     let title = alert.kind.title();
     match flavour {
+        // Messages may quote text from elsewhere (an external source's error): Slack's control
+        // sequences (`<!channel>`, links) are escaped as Slack asks, and Discord is told to
+        // notify nobody, so an alert can never ping a whole channel.
         Flavour::Slack => json!({
-            "text": cut(&format!("*[{}] {title}*\n{}", severity.to_uppercase(), alert.message), TEXT_MAX),
+            "text": cut(&format!("*[{}] {title}*\n{}", severity.to_uppercase(), slack_escape(&alert.message)), TEXT_MAX),
         }),
         Flavour::Discord => json!({
             "content": cut(&format!("**[{}] {title}**\n{}", severity.to_uppercase(), alert.message), DISCORD_MAX),
+            "allowed_mentions": {"parse": []},
         }),
         Flavour::Generic => {
             let mut details = match &alert.details {
@@ -294,8 +305,25 @@ mod tests {
         let discord = payload(Flavour::Discord, &alert());
         assert_eq!(
             discord,
-            json!({"content": "**[CRITICAL] Sandbox circuit breaker opened**\nit opened"})
+            json!({
+                "content": "**[CRITICAL] Sandbox circuit breaker opened**\nit opened",
+                "allowed_mentions": {"parse": []},
+            })
         );
+        // Text from elsewhere cannot ping a channel.
+        let hostile = Alert {
+            message: "down: <!channel> @everyone <https://evil.example|click> & more".into(),
+            ..alert()
+        };
+        let text = payload(Flavour::Slack, &hostile)["text"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            !text.contains("<!channel>") && !text.contains("<https"),
+            "{text}"
+        );
+        assert!(text.contains("&lt;!channel&gt;") && text.contains("&amp; more"));
         let generic = payload(Flavour::Generic, &alert());
         assert_eq!(
             generic,

@@ -225,8 +225,10 @@ pub struct NewWebhook<'a> {
     pub enabled: bool,
 }
 
-/// Creates a webhook (validated first; at most `MAX_WEBHOOKS`, decided by the INSERT itself so
-/// simultaneous creations cannot pass the bound) and records it.
+/// Creates a webhook (validated first; at most `MAX_WEBHOOKS`, counted by the INSERT itself in a
+/// transaction that, on PostgreSQL, first locks the table against other writers, so creations
+/// at the same moment cannot pass the bound; SQLite has one writer at a time anyway) and
+/// records it.
 pub async fn create_recorded(
     state: &AppState,
     new: NewWebhook<'_>,
@@ -237,6 +239,12 @@ pub async fn create_recorded(
     let url = check_url(new.url)?;
     let id = db::new_id();
     let now = db::now();
+    let mut tx = state.db.pool.begin().await?;
+    if state.db.backend == crate::db::Backend::Postgres {
+        sqlx::query("LOCK TABLE alert_webhooks IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+    }
     let inserted = sqlx::query(
         "INSERT INTO alert_webhooks (id, name, flavour, url_encrypted, url_masked, enabled, \
          created_by, created_at, updated_at) \
@@ -252,7 +260,7 @@ pub async fn create_recorded(
     .bind(&audit.actor)
     .bind(&now)
     .bind(MAX_WEBHOOKS)
-    .execute(&state.db.pool)
+    .execute(&mut *tx)
     .await
     .on_conflict(|| format!("a webhook named {name:?} already exists"))?;
     if inserted.rows_affected() == 0 {
@@ -260,6 +268,7 @@ pub async fn create_recorded(
             "there are already {MAX_WEBHOOKS} webhooks, the most MCPbox keeps: delete one first"
         )));
     }
+    tx.commit().await?;
     let event = NewEvent::warning(
         "alerts.webhook_create",
         format!("alert webhook {name} added"),
