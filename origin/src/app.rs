@@ -47,6 +47,8 @@ pub struct AppInner {
     pub mcp_sessions: crate::gateway::sessions::Registry,
     /// The Prometheus registry (`/metrics` on the metrics listener).
     pub metrics: crate::metrics::Metrics,
+    /// Request rate limits of this listener (in memory, per replica) and their settings.
+    pub rate_limits: crate::ratelimit::RateLimits,
 }
 
 impl Deref for AppState {
@@ -70,6 +72,7 @@ impl AppState {
             external: crate::external::Pool::default(),
             mcp_sessions: crate::gateway::sessions::Registry::default(),
             metrics: crate::metrics::Metrics::default(),
+            rate_limits: crate::ratelimit::RateLimits::default(),
         }))
     }
 }
@@ -104,6 +107,13 @@ pub fn router_with(
         .merge(crate::dashboard::router())
         .merge(crate::openapi::router())
         .merge(crate::ui::router(state.clone()))
+        .merge(crate::ratelimit::api::router())
+        // Inside the shared layers, so a 429 gets the security headers, a request id and its
+        // count in the metrics like any response.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::ratelimit::guard::limit,
+        ))
         .with_state(state.clone());
     http::with_layers(routes, &state.metrics.http_requests)
 }

@@ -21,6 +21,7 @@
 //!   `external` (external MCP sources: discovery, import as passthrough tools, `forward`).
 //! - `gateway`: `/mcp` (rmcp Streamable HTTP, hand-written handler over the domain functions).
 //! - `dashboard`: `/api/dashboard` figures. `openapi`: the generated `/api/openapi.json`.
+//! - `ratelimit`: request rate limits (one limiter for both listeners, limits in the settings).
 //! - `settings`, `pagination`, `health`: small shared pieces.
 //! - `cli`: `mcpbox admin …`.
 
@@ -48,6 +49,7 @@ pub mod metrics;
 pub mod names;
 pub mod openapi;
 pub mod pagination;
+pub mod ratelimit;
 pub mod secrets;
 pub mod servers;
 pub mod settings;
