@@ -182,7 +182,7 @@ async fn one_account_is_limited_across_addresses(app: TestApp) {
 }
 
 fn mcp_ping(from: std::net::IpAddr) -> axum::http::Request<Body> {
-    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "ping", "params": {"_meta": {
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list", "params": {"_meta": {
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
         "io.modelcontextprotocol/clientCapabilities": {}}}});
     TestApp::request(Method::POST, "/mcp", None, from)
@@ -190,7 +190,7 @@ fn mcp_ping(from: std::net::IpAddr) -> axum::http::Request<Body> {
         .header("accept", "application/json, text/event-stream")
         .header("content-type", "application/json")
         .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "ping")
+        .header("mcp-method", "tools/list")
         .body(Body::from(body.to_string()))
         .unwrap()
 }
@@ -306,7 +306,7 @@ async fn limits_are_read_by_viewers_changed_by_admins_and_validated_whole(app: T
         json!({"per_minute": 100, "burst": 300})
     );
     let events = app
-        .get("/api/activity?action=settings.rate_limits", Some(&admin))
+        .get("/api/activity/logs?action=settings.rate_limits", Some(&admin))
         .await;
     assert_eq!(events.status, StatusCode::OK, "{}", events.text);
     assert!(

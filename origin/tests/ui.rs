@@ -1536,7 +1536,7 @@ async fn the_settings_page_changes_the_rate_limits(app: TestApp) {
     let page = browser.follow(saved).await;
     assert!(page.html.contains("Rate limits saved."), "{}", page.html);
     let ping = || {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"_meta": {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
             "io.modelcontextprotocol/protocolVersion": "2026-07-28",
             "io.modelcontextprotocol/clientCapabilities": {}}}});
         TestApp::request(Method::POST, "/mcp", None, LOCAL)
@@ -1544,7 +1544,7 @@ async fn the_settings_page_changes_the_rate_limits(app: TestApp) {
             .header(header::ACCEPT, "application/json, text/event-stream")
             .header(header::CONTENT_TYPE, "application/json")
             .header("mcp-protocol-version", "2026-07-28")
-            .header("mcp-method", "ping")
+            .header("mcp-method", "tools/list")
             .body(Body::from(body.to_string()))
             .unwrap()
     };
