@@ -306,7 +306,10 @@ async fn limits_are_read_by_viewers_changed_by_admins_and_validated_whole(app: T
         json!({"per_minute": 100, "burst": 300})
     );
     let events = app
-        .get("/api/activity/logs?action=settings.rate_limits", Some(&admin))
+        .get(
+            "/api/activity/logs?action=settings.rate_limits",
+            Some(&admin),
+        )
         .await;
     assert_eq!(events.status, StatusCode::OK, "{}", events.text);
     assert!(
