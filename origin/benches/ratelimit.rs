@@ -4,6 +4,11 @@
 //! path outside it, which is not: both are the same 404 otherwise). Prints ns per request.
 //!
 //! Run: `cargo bench -p mcpbox-origin --bench ratelimit`.
+//!
+//! Measured (2-core machine shared with other builds, load average 8, so the per-call means are
+//! inflated): the guard through the router 1.4 µs (median difference, three runs); `check`
+//! 0.5–1 µs for one or two buckets and at the table's cap; the bearer-token JWT check 6–18 µs,
+//! paid only by requests with a token (whose handler verifies it again against the database).
 
 mod common;
 
