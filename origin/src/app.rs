@@ -49,6 +49,8 @@ pub struct AppInner {
     pub metrics: crate::metrics::Metrics,
     /// Alert raising (never waits) and the delivery queue (`alerts::start`).
     pub alerts: crate::alerts::Alerts,
+    /// Request rate limits of this listener (in memory, per replica) and their settings.
+    pub rate_limits: crate::ratelimit::RateLimits,
 }
 
 impl Deref for AppState {
@@ -75,6 +77,7 @@ impl AppState {
             mcp_sessions: crate::gateway::sessions::Registry::default(),
             metrics: crate::metrics::Metrics::default(),
             alerts,
+            rate_limits: crate::ratelimit::RateLimits::default(),
         }))
     }
 }
@@ -110,6 +113,13 @@ pub fn router_with(
         .merge(crate::alerts::router())
         .merge(crate::openapi::router())
         .merge(crate::ui::router(state.clone()))
+        .merge(crate::ratelimit::api::router())
+        // Inside the shared layers, so a 429 gets the security headers, a request id and its
+        // count in the metrics like any response.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::ratelimit::guard::limit,
+        ))
         .with_state(state.clone());
     http::with_layers(routes, &state.metrics.http_requests)
 }

@@ -23,6 +23,7 @@
 //! - `alerts`: webhooks (Slack, Discord, generic) raised from where events happen, delivered
 //!   off the request path.
 //! - `dashboard`: `/api/dashboard` figures. `openapi`: the generated `/api/openapi.json`.
+//! - `ratelimit`: request rate limits (one limiter for both listeners, limits in the settings).
 //! - `settings`, `pagination`, `health`: small shared pieces.
 //! - `cli`: `mcpbox admin …`.
 
@@ -51,6 +52,7 @@ pub mod metrics;
 pub mod names;
 pub mod openapi;
 pub mod pagination;
+pub mod ratelimit;
 pub mod secrets;
 pub mod servers;
 pub mod settings;

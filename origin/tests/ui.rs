@@ -32,6 +32,7 @@ on_both_backends!(
     simultaneous_wrong_sign_ins_through_the_form_are_counted_before_any_hashing,
     ui_cookies_and_api_tokens_are_not_interchangeable,
     the_live_view_ends_when_its_session_does,
+    the_settings_page_changes_the_rate_limits,
 );
 
 /// A browser in miniature: a cookie jar, and the CSRF token of the last page.
@@ -1689,4 +1690,66 @@ async fn alert_webhooks_are_managed_and_tested_from_the_settings_page() {
         .await;
     assert_eq!(refused.status, StatusCode::SEE_OTHER);
     assert_eq!(app.count("alert_webhooks").await, 0);
+}
+
+/// The rate limits on the Settings page: saved through the form and in force on `/mcp` at
+/// once; a bad number is refused with its reason and changes nothing.
+async fn the_settings_page_changes_the_rate_limits(app: TestApp) {
+    let mut browser = set_up(&app).await;
+    let page = browser.get("/ui/settings").await;
+    assert!(
+        page.html.contains("id=\"mcp_per_address_burst\"") && page.html.contains("value=\"300\""),
+        "{}",
+        page.html
+    );
+    let mut fields = [
+        ("api_per_address_per_minute", "600"),
+        ("api_per_address_burst", "200"),
+        ("api_per_account_per_minute", "600"),
+        ("api_per_account_burst", "200"),
+        ("mcp_per_address_per_minute", "60"),
+        ("mcp_per_address_burst", "2"),
+    ];
+    let saved = browser.post("/ui/settings/rate-limits", &fields).await;
+    let page = browser.follow(saved).await;
+    assert!(page.html.contains("Rate limits saved."), "{}", page.html);
+    let ping = || {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {}}}});
+        TestApp::request(Method::POST, "/mcp", None, LOCAL)
+            .header(header::HOST, "127.0.0.1")
+            .header(header::ACCEPT, "application/json, text/event-stream")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/list")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let statuses = [
+        app.send(ping()).await.status,
+        app.send(ping()).await.status,
+        app.send(ping()).await.status,
+    ];
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    fields[5] = ("mcp_per_address_burst", "0");
+    let refused = browser.post("/ui/settings/rate-limits", &fields).await;
+    let page = browser.follow(refused).await;
+    assert!(
+        page.html
+            .contains("mcp_per_address.burst must be between 1"),
+        "{}",
+        page.html
+    );
+    let stored = origin::ratelimit::limits::stored(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(stored.mcp_per_address.burst, 2);
 }

@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use mcpbox_e2e::mcp::{Mcp, admin_token, api, get_json, submit_and_approve};
+use mcpbox_e2e::mcp::{Mcp, admin_token, api, get_json, raise_rate_limits, submit_and_approve};
 use mcpbox_e2e::{Origin, ServeOptions};
 use serde_json::{Value, json};
 
@@ -29,11 +29,13 @@ async fn main() {
     let external =
         Origin::start(ServeOptions::new(external_dir.path())).expect("the external mcpbox starts");
     let external_url = format!("{}/mcp", external.url);
+    raise_rate_limits(&external.url, &admin_token(&external.url).await).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let origin = Origin::start(ServeOptions::new(dir.path())).expect("mcpbox starts");
     let url = origin.url.clone();
     let token = admin_token(&url).await;
+    raise_rate_limits(&url, &token).await;
     let (_, server) = api(
         &format!("{url}/api/servers"),
         json!({"name": "bench"}),

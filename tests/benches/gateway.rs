@@ -7,7 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use mcpbox_e2e::mcp::{Mcp, admin_token, approve_and_start, draft_tool, get_json};
+use mcpbox_e2e::mcp::{
+    Mcp, admin_token, approve_and_start, draft_tool, get_json, raise_rate_limits,
+};
 use mcpbox_e2e::{Origin, ServeOptions};
 use serde_json::json;
 
@@ -22,6 +24,7 @@ async fn main() {
     let url = origin.url.clone();
     let mcp_url = format!("{url}/mcp");
     let token = admin_token(&url).await;
+    raise_rate_limits(&url, &token).await;
     let code = "def main(n: int) -> dict:\n    return {'n': n}\n";
     let (server, tool) = draft_tool(&url, &token, "bench", "echo", code).await;
     approve_and_start(&url, &token, &server, &tool).await;

@@ -205,6 +205,20 @@ pub async fn admin_token(url: &str) -> String {
     login["access_token"].as_str().unwrap().to_owned()
 }
 
+/// Raises every rate limit of the MCPbox at `url` to its maximum, for benchmarks that send
+/// thousands of requests a second from one address (the limiter still runs on each).
+pub async fn raise_rate_limits(url: &str, token: &str) {
+    let most = json!({"per_minute": 1_000_000, "burst": 100_000});
+    let response = client()
+        .patch(format!("{url}/api/settings/rate-limits"))
+        .bearer_auth(token)
+        .json(&json!({"api_per_address": most, "api_per_account": most, "mcp_per_address": most}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200, "raising the rate limits");
+}
+
 impl Mcp {
     /// A 2026-07-28 client: no session, every request self-describing.
     pub fn stateless(url: &str) -> Mcp {

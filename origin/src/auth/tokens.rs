@@ -158,6 +158,17 @@ pub async fn verify_access(
     })
 }
 
+/// The account an API access token speaks for, from the token alone (signature, audience,
+/// expiry, type; no database): what the rate limiter keys a request by before its handler
+/// runs. Never a grant of access: `verify_access` decides that.
+pub fn account_of(keys: &JwtKeys, token: &str) -> Option<String> {
+    let claims =
+        jsonwebtoken::decode::<AccessClaims>(token, &keys.decoding, keys.validation(Audience::Api))
+            .ok()?
+            .claims;
+    (claims.typ == ACCESS_TYPE).then_some(claims.sub)
+}
+
 /// Whether a session verified earlier still holds now: not expired, and the same database
 /// checks as `verify_access` (revoked, epoch, disabled, role). A response that outlives its
 /// request (the live activity stream) asks this before each event it delivers.

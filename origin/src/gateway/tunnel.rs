@@ -5,14 +5,14 @@
 //! Worker's header.
 //! The rules are re-checked here even though the Worker applies them (defence in depth):
 //! a caller without an email may only initialise; callers with one are rate-limited per user by
-//! the policy's `mcp_rate_limit_rpm`.
+//! the policy's `mcp_rate_limit_rpm` (`crate::ratelimit`'s limiter, bursts of a tenth of it, at
+//! least 5; a 429 is a JSON-RPC error with `Retry-After` and the `RateLimit` headers).
 //!
 //! Signed-in callers must also be on the email allowlist (`--remote-allowed-email`) when one
 //! is set. LOCAL_ONLY management tools are gated in `management` by `Caller::Remote`.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -29,12 +29,15 @@ use super::{Caller, McpAccess};
 use crate::app::AppState;
 use crate::auth::throttle::{Limit, LoginThrottle};
 use crate::http::MAX_BODY_BYTES;
+use crate::ratelimit::{Limiter, Rule, Verdict};
 
 /// The shortest service token accepted (the Worker's is 32 random bytes in hex).
 pub const SERVICE_TOKEN_MIN_LEN: usize = 32;
 /// Failed service-token attempts logged per address per minute; later ones get 429 (the right
 /// token still passes).
 const TOKEN_FAILURES_PER_MINUTE: u32 = 10;
+/// Remote users whose buckets are kept at most.
+const USERS_CAP: usize = 10_000;
 
 /// Who may call through the tunnel: exact addresses and `@domain` entries, lower-cased.
 /// Empty allows every signed-in user (the Worker's Access policy is then the only filter).
@@ -71,7 +74,7 @@ struct Guard {
     token: Arc<[u8]>,
     allowlist: EmailAllowlist,
     failures: Arc<LoginThrottle>,
-    limiter: Arc<RateLimiter>,
+    limiter: Arc<Limiter<String>>,
 }
 
 /// `/mcp` behind the guard; nothing else is served on this listener.
@@ -97,7 +100,7 @@ pub fn router(
                 window: Duration::from_secs(60),
             },
         )),
-        limiter: Arc::new(RateLimiter::default()),
+        limiter: Arc::new(Limiter::new(USERS_CAP)),
     };
     // The service token is the guard here: Host and Origin are whatever the tunnel and the
     // Worker forward, so those checks are off on this listener.
@@ -146,6 +149,7 @@ async fn check(State(guard): State<Guard>, mut request: Request, next: Next) -> 
         Ok(email) => email,
         Err(message) => return error(StatusCode::BAD_REQUEST, "bad_request", message),
     };
+    let mut standings = Vec::new();
     match &email {
         Some(email) => {
             if !guard.allowlist.allows(email) {
@@ -160,8 +164,21 @@ async fn check(State(guard): State<Guard>, mut request: Request, next: Next) -> 
                 Ok(policy) => policy.mcp_rate_limit_rpm,
                 Err(err) => return err.into_response(),
             };
-            if let Err(wait) = guard.limiter.take(email, rpm, now) {
-                return too_many(wait, "rate limit reached (mcp_rate_limit_rpm); slow down");
+            match guard
+                .limiter
+                .check(&[(email.clone(), "mcp-user", per_user(rpm))], now)
+            {
+                Verdict::Allowed(charged) => standings = charged,
+                Verdict::Refused {
+                    retry_after,
+                    standings,
+                } => {
+                    return crate::ratelimit::refused_mcp(
+                        retry_after,
+                        &standings,
+                        "rate limit reached for this user (mcp_rate_limit_rpm); slow down",
+                    );
+                }
             }
         }
         None => {
@@ -185,7 +202,9 @@ async fn check(State(guard): State<Guard>, mut request: Request, next: Next) -> 
         }
     }
     request.extensions_mut().insert(Caller::Remote { email });
-    next.run(request).await
+    let mut response = next.run(request).await;
+    crate::ratelimit::write_headers(response.headers_mut(), &standings);
+    response
 }
 
 /// The Worker's email header, checked like the reference does; absent means anonymous.
@@ -272,44 +291,12 @@ fn too_many(wait: Duration, message: &str) -> Response {
     response
 }
 
-/// Per-user token buckets: `rpm` per minute, bursts of `max(5, rpm / 10)`.
-#[derive(Default)]
-pub struct RateLimiter {
-    buckets: Mutex<HashMap<String, Bucket>>,
-}
-
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
-}
-
-impl RateLimiter {
-    /// Takes one request's token, or says how long until one is available.
-    pub fn take(&self, user: &str, rpm: i64, now: Instant) -> Result<(), Duration> {
-        let rate = rpm.max(1) as f64 / 60.0;
-        let burst = (rpm / 10).max(5) as f64;
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if buckets.len() > 10_000 {
-            // Idle buckets are full again after burst / rate seconds: forget them.
-            let idle = Duration::from_secs_f64(burst / rate);
-            buckets.retain(|_, b| now.duration_since(b.updated) < idle);
-        }
-        let bucket = buckets.entry(user.to_owned()).or_insert(Bucket {
-            tokens: burst,
-            updated: now,
-        });
-        let elapsed = now.duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
-        }
+/// The per-user rule from the policy's requests per minute: bursts of a tenth, at least 5.
+fn per_user(rpm: i64) -> Rule {
+    let per_minute = u32::try_from(rpm.max(1)).unwrap_or(u32::MAX);
+    Rule {
+        per_minute,
+        burst: (per_minute / 10).max(5),
     }
 }
 
@@ -377,25 +364,27 @@ mod tests {
 
     #[test]
     fn the_rate_limit_allows_a_burst_then_the_rate() {
-        let limiter = RateLimiter::default();
+        let limiter = Limiter::new(USERS_CAP);
         let start = Instant::now();
+        let take = |user: &str, at: Instant| {
+            matches!(
+                limiter.check(&[(user.to_owned(), "mcp-user", per_user(60))], at),
+                Verdict::Allowed(_)
+            )
+        };
         // 60 rpm: bursts of 6, then one a second.
         for _ in 0..6 {
-            assert!(limiter.take("a@b.co", 60, start).is_ok());
+            assert!(take("a@b.co", start));
         }
-        let wait = limiter.take("a@b.co", 60, start).unwrap_err();
-        assert!(wait <= Duration::from_secs(1) && wait > Duration::ZERO);
+        let Verdict::Refused { retry_after, .. } =
+            limiter.check(&[("a@b.co".to_owned(), "mcp-user", per_user(60))], start)
+        else {
+            panic!("the seventh request passed");
+        };
+        assert!(retry_after <= Duration::from_secs(1) && retry_after > Duration::ZERO);
         // Someone else is not affected.
-        assert!(limiter.take("c@d.co", 60, start).is_ok());
-        assert!(
-            limiter
-                .take("a@b.co", 60, start + Duration::from_millis(1001))
-                .is_ok()
-        );
-        assert!(
-            limiter
-                .take("a@b.co", 60, start + Duration::from_millis(1002))
-                .is_err()
-        );
+        assert!(take("c@d.co", start));
+        assert!(take("a@b.co", start + Duration::from_millis(1001)));
+        assert!(!take("a@b.co", start + Duration::from_millis(1002)));
     }
 }

@@ -21,6 +21,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/settings", get(show).post(update))
         .route("/ui/settings/preset", post(apply_preset))
         .route("/ui/settings/modules", post(change_modules))
+        .route("/ui/settings/rate-limits", post(change_rate_limits))
         .route("/ui/users", get(users_page).post(create_user))
         .route("/ui/users/{id}", post(update_user))
 }
@@ -32,6 +33,7 @@ struct SettingsPage {
     policy: Policy,
     modules: Vec<String>,
     custom_modules: bool,
+    rate_limits: crate::ratelimit::Limits,
 }
 
 async fn show(State(state): State<AppState>, ui: Ui) -> Page {
@@ -42,6 +44,7 @@ async fn show(State(state): State<AppState>, ui: Ui) -> Page {
         policy: settings::policy(&state.db).await?,
         modules,
         custom_modules,
+        rate_limits: crate::ratelimit::limits::stored(&state.db).await?,
     })
 }
 
@@ -103,6 +106,33 @@ async fn change_modules(State(state): State<AppState>, ui: Ui, form: Form) -> Re
     }
     .await;
     outcome("/ui/settings", result, "Module allowlist saved.")
+}
+
+/// The rate limits: two numbers for each of the three limits.
+async fn change_rate_limits(State(state): State<AppState>, ui: Ui, form: Form) -> Response {
+    use crate::ratelimit::limits::{LimitsPatch, RulePatch};
+    let result = async {
+        ui.require(Role::Admin)?;
+        let number = |name: &str| {
+            form.text(name).trim().parse::<u32>().map_err(|_| {
+                Error::Validation(format!("{} must be a whole number", name.replace('_', " ")))
+            })
+        };
+        let rule = |name: &str| -> Result<Option<RulePatch>, Error> {
+            Ok(Some(RulePatch {
+                per_minute: Some(number(&format!("{name}_per_minute"))?),
+                burst: Some(number(&format!("{name}_burst"))?),
+            }))
+        };
+        let patch = LimitsPatch {
+            api_per_address: rule("api_per_address")?,
+            api_per_account: rule("api_per_account")?,
+            mcp_per_address: rule("mcp_per_address")?,
+        };
+        crate::ratelimit::limits::set_recorded(&state, &patch, &ui.audit()).await
+    }
+    .await;
+    outcome("/ui/settings", result, "Rate limits saved.")
 }
 
 #[derive(Template)]
