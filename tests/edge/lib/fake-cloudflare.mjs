@@ -306,6 +306,7 @@ export async function startFakeCloudflare({
       bindings: metadata.bindings ?? [], observability: metadata.observability ?? null,
       modules, module_parts: parts.filter((p) => p.name !== "metadata").map((p) => ({
         name: p.name, filename: p.filename, content_type: p.content_type, size: p.data.length,
+        sha256: createHash("sha256").update(p.data).digest("hex"),
       })),
       subdomain: previous?.subdomain ?? { enabled: false, previews_enabled: false },
       worker: null,

@@ -18,14 +18,17 @@ export const TOOL_CODE =
 
 /**
  * Start `mcpbox serve` on free ports. Resolves to
- * { url, tunnelUrl, serviceToken, adminToken, stop() }.
+ * { url, tunnelUrl, serviceToken, adminToken, stop() }. `serviceToken: null` starts it without
+ * one (the remote set-up wizard makes it); `args` are more command-line arguments.
  */
-export async function startOrigin({ allowedEmails = ["alice@example.com"], tool = true, rateLimitRpm } = {}) {
+export async function startOrigin({ allowedEmails = ["alice@example.com"], tool = true, rateLimitRpm, serviceToken = randomBytes(24).toString("hex"), args: extraArgs = [] } = {}) {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "mcpbox-edge-origin-"));
-  const serviceToken = randomBytes(24).toString("hex");
-  const env = { ...process.env, MCPBOX_SERVICE_TOKEN: serviceToken };
+  const env = { ...process.env };
+  delete env.MCPBOX_SERVICE_TOKEN;
+  if (serviceToken) env.MCPBOX_SERVICE_TOKEN = serviceToken;
   delete env.MCPBOX_ENCRYPTION_KEY;
   delete env.DATABASE_URL;
+  for (const name of Object.keys(env)) if (name.startsWith("MCPBOX_CLOUDFLARE_")) delete env[name];
   const args = [
     "serve",
     "--data-dir", dataDir,
@@ -33,6 +36,7 @@ export async function startOrigin({ allowedEmails = ["alice@example.com"], tool 
     "--tunnel-listen", "127.0.0.1:0",
   ];
   for (const email of allowedEmails) args.push("--remote-allowed-email", email);
+  args.push(...extraArgs);
   const child = spawn(path.join(binDir, "mcpbox"), args, { env, stdio: ["ignore", "pipe", "pipe"] });
   const log = [];
   readline.createInterface({ input: child.stderr }).on("line", (line) => {
@@ -60,6 +64,7 @@ export async function startOrigin({ allowedEmails = ["alice@example.com"], tool 
   child.removeAllListeners("exit");
   const origin = {
     ...found,
+    dataDir,
     serviceToken,
     log,
     async stop() {
