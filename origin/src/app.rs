@@ -47,6 +47,9 @@ pub struct AppInner {
     pub mcp_sessions: crate::gateway::sessions::Registry,
     /// The Prometheus registry (`/metrics` on the metrics listener).
     pub metrics: crate::metrics::Metrics,
+    /// The Cloudflare wizard: its flags, its one-step-at-a-time lock, the tunnel credentials
+    /// cache.
+    pub remote: crate::cloudflare::Remote,
 }
 
 impl Deref for AppState {
@@ -58,6 +61,16 @@ impl Deref for AppState {
 
 impl AppState {
     pub fn new(db: Db, keys: Keyring, sandbox: Sandbox) -> AppState {
+        AppState::with_cloudflare(db, keys, sandbox, crate::cloudflare::Config::default())
+    }
+
+    /// `new` with the Cloudflare flags (`serve`, and tests that point the wizard at a fake).
+    pub fn with_cloudflare(
+        db: Db,
+        keys: Keyring,
+        sandbox: Sandbox,
+        cloudflare: crate::cloudflare::Config,
+    ) -> AppState {
         let jwt = JwtKeys::from_keyring(&keys);
         AppState(Arc::new(AppInner {
             db,
@@ -70,6 +83,7 @@ impl AppState {
             external: crate::external::Pool::default(),
             mcp_sessions: crate::gateway::sessions::Registry::default(),
             metrics: crate::metrics::Metrics::default(),
+            remote: crate::cloudflare::Remote::new(cloudflare),
         }))
     }
 }
@@ -100,6 +114,7 @@ pub fn router_with(
         .merge(execution::router())
         .merge(access::router())
         .merge(settings::router())
+        .merge(crate::cloudflare::router())
         .merge(activity::router())
         .merge(crate::dashboard::router())
         .merge(crate::openapi::router())
@@ -156,7 +171,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let sandbox = Sandbox::open(source).await?;
     sandbox_ready(&sandbox).await?;
-    let state = AppState::new(db.clone(), keys, sandbox);
+    let state = AppState::with_cloudflare(db.clone(), keys, sandbox, args.cloudflare_config());
     state.mcp_sessions.set_limits(args.mcp_session_limits());
     let listener = TcpListener::bind(args.listen)
         .await
@@ -173,9 +188,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let changes = crate::gateway::watch_changes(&state);
     // The tunnel listener, when asked for: bound before anything is served, so a bad address
     // fails the start instead of half-starting.
-    let tunnel = match (&args.tunnel_listen, &args.service_token) {
-        (Some(address), Some(token)) => {
-            if token.len() < crate::gateway::tunnel::SERVICE_TOKEN_MIN_LEN {
+    let tunnel = match &args.tunnel_listen {
+        Some(address) => {
+            if let Some(token) = &args.service_token
+                && token.len() < crate::gateway::tunnel::SERVICE_TOKEN_MIN_LEN
+            {
                 anyhow::bail!(
                     "the service token must be at least {} characters",
                     crate::gateway::tunnel::SERVICE_TOKEN_MIN_LEN
@@ -188,10 +205,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 "MCPbox tunnel listener on http://{}",
                 listener.local_addr()?
             );
+            let wizard_token = crate::cloudflare::tunnel_auth(&state)
+                .await
+                .map(|auth| auth.service_token.is_some())
+                .unwrap_or(false);
+            if args.service_token.is_none() && !wizard_token {
+                tracing::warn!(
+                    "the tunnel listener refuses every request until a service token exists: \
+                     set MCPBOX_SERVICE_TOKEN or run step 4 of Remote set-up"
+                );
+            }
             let allowlist =
                 crate::gateway::tunnel::EmailAllowlist::new(&args.remote_allowed_emails);
-            let app =
-                crate::gateway::tunnel::router(state.clone(), token, allowlist, changes.clone());
+            let app = crate::gateway::tunnel::router(
+                state.clone(),
+                args.service_token.as_deref(),
+                allowlist,
+                changes.clone(),
+            );
             let limits = args.listener_limits();
             Some(tokio::spawn(crate::listener::serve(
                 listener,
@@ -200,7 +231,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 shutdown_signal(),
             )))
         }
-        _ => None,
+        None => None,
     };
     // The metrics listener, when asked for: bound before anything is served, like the tunnel.
     let metrics = match args.metrics_listen {

@@ -44,6 +44,7 @@ pub fn document() -> OpenApi {
         crate::secrets::openapi(),
         crate::execution::openapi(),
         crate::settings::openapi(),
+        crate::cloudflare::openapi(),
         crate::activity::openapi(),
         crate::dashboard::openapi(),
     ] {
