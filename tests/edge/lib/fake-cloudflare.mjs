@@ -24,14 +24,14 @@ import { ACCESS_PREFIX, accessProvider } from "./fake-cf-access.mjs";
 
 export const API_PREFIX = "/client/v4";
 
-/** The permission each endpoint family needs (names as in Cloudflare's permission groups). */
+/** The permission each endpoint family needs (names as Cloudflare's token editor shows them). */
 export const PERMISSIONS = {
-  tunnel: "Cloudflare Tunnel Write",
+  tunnel: "Cloudflare Tunnel Edit",
   vpc: "Connectivity Directory Admin",
-  kv: "Workers KV Storage Write",
-  workers: "Workers Scripts Write",
+  kv: "Workers KV Storage Edit",
+  workers: "Workers Scripts Edit",
   accessOrganization: "Access: Organizations, Identity Providers, and Groups Read",
-  accessApps: "Access: Apps and Policies Write",
+  accessApps: "Access: Apps and Policies Edit",
 };
 export const ALL_PERMISSIONS = Object.values(PERMISSIONS);
 
