@@ -283,7 +283,12 @@ async fn exists<T: serde::de::DeserializeOwned>(
 async fn token(ctx: &mut Ctx, request: &Request) -> Result<(), Failure> {
     let api_token = match request.api_token.as_deref().map(str::trim) {
         Some(t) if !t.is_empty() => t.to_owned(),
-        _ => match ctx.secret("api_token").await? {
+        // The token of a run that stopped at the choice of account, else the stored one.
+        _ => match ctx
+            .secret("pending_api_token")
+            .await?
+            .or(ctx.secret("api_token").await?)
+        {
             Some(stored) => stored,
             None => {
                 return Err(Failure::new(
@@ -335,8 +340,21 @@ async fn token(ctx: &mut Ctx, request: &Request) -> Result<(), Failure> {
             })?,
         (None, [only]) => only.clone(),
         (None, _) => {
+            // Kept for the next run, so the choice alone completes the step.
+            ctx.set_secret("pending_api_token", &api_token).await?;
+            let listed: Vec<(&str, &str)> = accounts
+                .iter()
+                .map(|a| (a.id.as_str(), a.name.as_str()))
+                .collect();
+            store::set_value(
+                &ctx.state.db,
+                "pending_accounts",
+                &serde_json::to_string(&listed).unwrap_or_default(),
+            )
+            .await?;
             let mut failure =
-                Failure::conflict("the token reaches several accounts: choose one (account_id)");
+                Failure::conflict("the token reaches several accounts: choose one (account_id)")
+                    .hint("Choose the account to set up and run this step again.");
             failure.accounts = accounts.clone();
             return Err(failure);
         }
@@ -392,6 +410,7 @@ async fn token(ctx: &mut Ctx, request: &Request) -> Result<(), Failure> {
         .await?;
     let db = &ctx.state.db;
     ctx.set_secret("api_token", &api_token).await?;
+    store::delete_values(db, &["pending_api_token", "pending_accounts"]).await?;
     store::set_value(db, "account_id", &account.id).await?;
     store::set_value(db, "account_name", &account.name).await?;
     store::set_value(db, "team_domain", &organization.auth_domain).await?;

@@ -36,7 +36,7 @@ impl Reencrypted {
     }
 }
 
-/// Re-encrypts every server secret not under `keys`' current key.
+/// Re-encrypts every server secret and remote set-up secret not under `keys`' current key.
 pub async fn reencrypt(db: &Db, keys: &Keyring) -> Result<Reencrypted> {
     let mut report = Reencrypted::default();
     let mut after = String::new();
@@ -50,6 +50,11 @@ pub async fn reencrypt(db: &Db, keys: &Keyring) -> Result<Reencrypted> {
         .fetch_all(&db.pool)
         .await?;
         let Some(last) = rows.last() else {
+            // The remote set-up's secrets (API token, service token, …) too.
+            let (done, current, bad) = crate::cloudflare::store::reencrypt(db, keys).await?;
+            report.reencrypted += done;
+            report.current += current;
+            report.undecryptable += bad;
             return Ok(report);
         };
         after = last.try_get("id")?;

@@ -21,6 +21,7 @@ mod approvals;
 mod auth;
 mod dashboard;
 mod format;
+mod remote;
 mod render;
 mod servers;
 mod settings;
@@ -66,6 +67,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(activity::routes())
         .merge(settings::routes())
         .merge(sources::routes())
+        .merge(remote::routes())
         .route_layer(middleware::from_fn_with_state(state, session));
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui") }))
