@@ -10,7 +10,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -70,6 +70,7 @@ function startWizardOrigin() {
 
 /** The API requests logged since line `from` (MCPBOX_FAKE_CF_LOG's file). */
 function logged(from = 0) {
+  if (!existsSync(logFile)) return [];
   return readFileSync(logFile, "utf8").split("\n").filter(Boolean).map((line) => JSON.parse(line)).slice(from);
 }
 const logLength = () => logged().length;

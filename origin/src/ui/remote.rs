@@ -22,7 +22,9 @@ use crate::error::Error;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/ui/remote", get(show))
-        .route("/ui/remote/tunnel", get(tunnel_page))
+        // Step 2's form posts here too: a static route only answering GET would turn that
+        // POST into 405 before `/ui/remote/{step}` is tried.
+        .route("/ui/remote/tunnel", get(tunnel_page).post(run_tunnel_step))
         .route("/ui/remote/tunnel/token", post(reveal_token))
         .route("/ui/remote/teardown", post(teardown))
         .route("/ui/remote/allowlist", post(allowlist))
@@ -160,6 +162,10 @@ fn lines(text: &str) -> Vec<String> {
         .filter(|line| !line.is_empty())
         .map(str::to_owned)
         .collect()
+}
+
+async fn run_tunnel_step(state: State<AppState>, ui: Ui, form: Form) -> Response {
+    run_step(state, ui, Path("tunnel".to_owned()), form).await
 }
 
 async fn run_step(
