@@ -1393,7 +1393,7 @@ pub async fn tunnel_health(state: &AppState) -> Result<Option<Tunnel>, Failure> 
         return Ok(None);
     };
     let client = client_for(state, &token)?;
-    Ok(exists::<Tunnel>(&client, &format!("/accounts/{a}/cfd_tunnel/{id}")).await?)
+    exists::<Tunnel>(&client, &format!("/accounts/{a}/cfd_tunnel/{id}")).await
 }
 
 /// The connector token (audited: whoever sees it can run the tunnel).
