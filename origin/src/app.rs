@@ -201,10 +201,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let listener = TcpListener::bind(address)
                 .await
                 .with_context(|| format!("could not listen on {address} (tunnel)"))?;
-            println!(
-                "MCPbox tunnel listener on http://{}",
-                listener.local_addr()?
-            );
+            let bound = listener.local_addr()?;
+            println!("MCPbox tunnel listener on http://{bound}");
+            // Only set here, once per process; a second set cannot happen.
+            let _ = state.remote.tunnel_bound.set(bound);
             let wizard_token = crate::cloudflare::tunnel_auth(&state)
                 .await
                 .map(|auth| auth.service_token.is_some())

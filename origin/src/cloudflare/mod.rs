@@ -70,6 +70,9 @@ pub struct Remote {
     pub config: Config,
     /// Held while a step or teardown runs: one at a time (a second request gets 409).
     pub lock: Arc<tokio::sync::Mutex<()>>,
+    /// The address the tunnel listener is bound to (`--tunnel-listen 127.0.0.1:0` binds a port
+    /// the OS picks; the VPC service must point at that one, not at port 0).
+    pub tunnel_bound: std::sync::OnceLock<SocketAddr>,
     /// What the tunnel listener checks (the wizard's service token and the allowlist), read
     /// from the database at most every [`AUTH_REFRESH`] (so other replicas' changes arrive) and
     /// dropped here whenever this replica changes them.
