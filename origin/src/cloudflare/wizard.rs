@@ -514,11 +514,13 @@ async fn vpc_service(ctx: &mut Ctx, request: &Request) -> Result<(), Failure> {
     let Some(tunnel_id) = store::resource(&db, "tunnel").await?.and_then(|r| r.id) else {
         return Err(Failure::conflict("step 2 (Tunnel) must be done first"));
     };
-    let listen = ctx.state.remote.tunnel_bound.get().copied().or(ctx
+    let listen = ctx
         .state
         .remote
-        .config
-        .tunnel_listen);
+        .tunnel_bound
+        .get()
+        .copied()
+        .or(ctx.state.remote.config.tunnel_listen);
     let host = match request
         .host
         .as_deref()
@@ -1397,7 +1399,7 @@ pub async fn tunnel_health(state: &AppState) -> Result<Option<Tunnel>, Failure> 
         return Ok(None);
     };
     let client = client_for(state, &token)?;
-    Ok(exists::<Tunnel>(&client, &format!("/accounts/{a}/cfd_tunnel/{id}")).await?)
+    exists::<Tunnel>(&client, &format!("/accounts/{a}/cfd_tunnel/{id}")).await
 }
 
 /// The connector token (audited: whoever sees it can run the tunnel).
