@@ -394,6 +394,56 @@ test("a name clash with a resource this install did not create is refused, and r
   assert.ok(!fake.state().tunnels.some((t) => t.name === "someone-elses-tunnel"), "its teardown removed it");
 });
 
+test("an origin killed in the middle of step 4 continues where it stopped after a restart", async (t) => {
+  const flags = ["--cloudflare-api-url", fake.apiUrl, "--cloudflare-access-url", fake.accessUrl];
+  const tunnelListen = `127.0.0.1:${await freePort()}`;
+  let other = await startOrigin({ allowedEmails: [], serviceToken: null, args: flags, tunnelListen });
+  const dataDir = other.dataDir;
+  t.after(() => other.stop());
+  const steps = [
+    ["/api/cloudflare/token", { api_token: fake.token }],
+    ["/api/cloudflare/tunnel", { name: "restart-tunnel" }],
+    ["/api/cloudflare/vpc-service", { name: "restart-origin" }],
+  ];
+  for (const [route, body] of steps) {
+    const done = await api(other.url, route, body, other.adminToken);
+    assert.equal(done.status, 200, `${route}: ${JSON.stringify(done.body)}`);
+  }
+  const otherWorker = `http://127.0.0.1:${await freePort()}`;
+  const step4 = { name: "restart-edge", public_url: otherWorker };
+  // Cloudflare never answers the upload; the origin dies while it waits.
+  fake.addFault({ method: "PUT", path_prefix: acct("/workers/scripts/restart-edge"), statuses: [0] });
+  const from = logLength();
+  const hanging = api(other.url, "/api/cloudflare/worker", step4, other.adminToken).catch((err) => err);
+  const until = Date.now() + 30_000;
+  while (!logged(from).some((c) => c.status === 0) && Date.now() < until) await sleep(100);
+  assert.ok(logged(from).some((c) => c.status === 0), "the upload reached Cloudflare");
+  await other.stop({ signal: "SIGKILL", keepData: true });
+  await hanging;
+
+  other = await startOrigin({ allowedEmails: [], serviceToken: null, args: flags, tunnelListen, dataDir });
+  const status = await api(other.url, "/api/cloudflare/status", undefined, other.adminToken, "GET");
+  const byStep = Object.fromEntries(status.body.steps.map((s) => [s.step, s.status]));
+  assert.deepEqual([byStep.token, byStep.tunnel, byStep.vpc_service], ["done", "done", "done"], JSON.stringify(status.body));
+  assert.notEqual(byStep.worker, "done");
+  const resumed = await api(other.url, "/api/cloudflare/worker", step4, other.adminToken);
+  assert.equal(resumed.status, 200, JSON.stringify(resumed.body));
+  const calls = logged(from);
+  assert.equal(calls.filter((c) => c.method === "POST" && c.path.endsWith("/storage/kv/namespaces")).length, 1,
+    "the KV namespace made before the crash was adopted, not made again");
+  assert.equal(fake.state().kv_namespaces.filter((n) => n.title === "restart-edge-oauth").length, 1);
+  assert.equal(fake.state().tunnels.filter((n) => n.name === "restart-tunnel").length, 1);
+  const script = fake.state().workers.find((w) => w.id === "restart-edge");
+  assert.equal(script?.running, true, "the Worker was uploaded after the restart");
+  assert.equal(script.url, otherWorker);
+  const down = await api(other.url, "/api/cloudflare/teardown", { confirm: true }, other.adminToken);
+  assert.equal(down.status, 200, JSON.stringify(down.body));
+  const left = fake.state();
+  assert.ok(!left.tunnels.some((x) => x.name === "restart-tunnel") && !left.workers.some((x) => x.id === "restart-edge")
+    && !left.kv_namespaces.some((x) => x.title === "restart-edge-oauth") && !left.vpc_services.some((x) => x.name === "restart-origin"),
+  `the restarted install tore down all it made: ${JSON.stringify(down.body)}`);
+});
+
 test("teardown leaves the fake with nothing the wizard created", async () => {
   await browser.goto(`${origin.url}/ui/remote`);
   const checkbox = await browser.find("#form-teardown input[name=confirm]");

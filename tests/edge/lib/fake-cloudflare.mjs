@@ -5,8 +5,8 @@
 //                                         on an endpoint it lacks), faults on request;
 //   /cdn-cgi/access/sso/oidc/<client_id>  Access for SaaS: an oidc-provider per OIDC app, its
 //                                         policies deciding who signs in;
-//   /__fake/…                             test controls: state, faults, identity, pre-created
-//                                         resources, the token's permissions.
+//   /__fake/…                             test controls: state, faults (status 0: never answer),
+//                                         identity, pre-created resources, the token's permissions.
 // Backed by real parts: an uploaded Worker script runs under Miniflare with its uploaded bindings
 // (vars, secrets, KV, the VPC service as a service binding to its host:port), and KV writes
 // through the API land in that Miniflare's KV. With `log` (or MCPBOX_FAKE_CF_LOG) every API
@@ -617,6 +617,13 @@ export async function startFakeCloudflare({
       if (fault >= 0) {
         const status = faults[fault].statuses.shift();
         if (!faults[fault].statuses.length) faults.splice(fault, 1);
+        if (status === 0) {
+          // "Never answers": logged now with status 0; the connection is held until the client
+          // gives up or the fake stops (a crash test kills the origin meanwhile).
+          entry.status = 0;
+          record(entry);
+          return;
+        }
         const [code, message] = FAULT_ERRORS[status] ?? [10000 + status, `Injected failure ${status}`];
         throw new ApiError(status, code, message, status === 429 ? { "retry-after": "1" } : {});
       }
