@@ -90,7 +90,15 @@ async function stepView(step) {
  */
 async function runStep(step, fields = {}, { timeout = 90 } = {}) {
   await browser.goto(`${origin.url}/ui/remote`);
-  for (const [name, value] of Object.entries(fields)) await browser.type(`#form-${step} [name=${name}]`, value);
+  for (const [name, value] of Object.entries(fields)) {
+    const css = `#form-${step} [name=${name}]`;
+    await browser.find(css);
+    if (await browser.script(`return document.querySelector(${JSON.stringify(css)}).tagName`) === "SELECT") {
+      await browser.script(`document.querySelector(${JSON.stringify(css)}).value = ${JSON.stringify(value)}`);
+    } else {
+      await browser.type(css, value);
+    }
+  }
   const from = logLength();
   const started = Date.now();
   // Mark the page, so the one the form's answer brings is told apart from it.
@@ -144,9 +152,17 @@ test("the admin walks the six steps; a failure at step 4 (500, then 429) is show
   const tunnelPort = Number(new URL(origin.tunnelUrl).port);
   const wizardStarted = Date.now();
 
-  const token = await runStep("token", { api_token: fake.token });
+  // The token reaches two accounts: the step asks which one, then the choice alone completes it.
+  const other = fake.addAccount("Someone Else's Account");
+  const ask = await runStep("token", { api_token: fake.token });
+  assert.equal(ask.status, "failed");
+  assert.match(ask.error ?? "", /several accounts/i, ask.error);
+  const options = await browser.script("return [...document.querySelectorAll('#form-token select[name=account_id] option')].map((o) => o.value)");
+  assert.deepEqual(options.sort(), [fake.accountId, other.id].sort(), "the account choice lists both");
+  const token = await runStep("token", { account_id: fake.accountId });
   assert.equal(token.status, "done", token.error);
   figures.steps.token = token;
+  assert.match(await browser.pageText(), /MCPbox Test Account/);
 
   const tunnel = await runStep("tunnel");
   assert.equal(tunnel.status, "done", tunnel.error);
@@ -376,7 +392,7 @@ test("a name clash with a resource this install did not create is refused, and r
   const other = await startWizardOrigin();
   t.after(() => other.stop());
   const token = other.adminToken;
-  const connected = await api(other.url, "/api/cloudflare/token", { api_token: fake.token }, token);
+  const connected = await api(other.url, "/api/cloudflare/token", { api_token: fake.token, account_id: fake.accountId }, token);
   assert.equal(connected.status, 200, JSON.stringify(connected.body));
   const theirs = await fake.precreate({ kind: "tunnel", name: "someone-elses-tunnel" });
   const clash = await api(other.url, "/api/cloudflare/tunnel", { name: "someone-elses-tunnel" }, token);
@@ -401,7 +417,7 @@ test("an origin killed in the middle of step 4 continues where it stopped after 
   const dataDir = other.dataDir;
   t.after(() => other.stop());
   const steps = [
-    ["/api/cloudflare/token", { api_token: fake.token }],
+    ["/api/cloudflare/token", { api_token: fake.token, account_id: fake.accountId }],
     ["/api/cloudflare/tunnel", { name: "restart-tunnel" }],
     ["/api/cloudflare/vpc-service", { name: "restart-origin" }],
   ];

@@ -339,6 +339,14 @@ async fn token(ctx: &mut Ctx, request: &Request) -> Result<(), Failure> {
                 Failure::invalid(format!("the token does not reach the account {chosen}"))
             })?,
         (None, [only]) => only.clone(),
+        // Run again without a choice: keep the account chosen before, while the token reaches it.
+        (None, _)
+            if let Some(before) = store::value(&ctx.state.db, "account_id")
+                .await?
+                .and_then(|id| accounts.iter().find(|a| a.id == id).cloned()) =>
+        {
+            before
+        }
         (None, _) => {
             // Kept for the next run, so the choice alone completes the step.
             ctx.set_secret("pending_api_token", &api_token).await?;
@@ -514,13 +522,11 @@ async fn vpc_service(ctx: &mut Ctx, request: &Request) -> Result<(), Failure> {
     let Some(tunnel_id) = store::resource(&db, "tunnel").await?.and_then(|r| r.id) else {
         return Err(Failure::conflict("step 2 (Tunnel) must be done first"));
     };
-    let listen = ctx
+    let listen = ctx.state.remote.tunnel_bound.get().copied().or(ctx
         .state
         .remote
-        .tunnel_bound
-        .get()
-        .copied()
-        .or(ctx.state.remote.config.tunnel_listen);
+        .config
+        .tunnel_listen);
     let host = match request
         .host
         .as_deref()

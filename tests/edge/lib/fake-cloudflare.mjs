@@ -6,7 +6,8 @@
 //   /cdn-cgi/access/sso/oidc/<client_id>  Access for SaaS: an oidc-provider per OIDC app, its
 //                                         policies deciding who signs in;
 //   /__fake/…                             test controls: state, faults (status 0: never answer),
-//                                         identity, pre-created resources, the token's permissions.
+//                                         identity, pre-created resources, the token's permissions,
+//                                         more accounts.
 // Backed by real parts: an uploaded Worker script runs under Miniflare with its uploaded bindings
 // (vars, secrets, KV, the VPC service as a service binding to its host:port), and KV writes
 // through the API land in that Miniflare's KV. With `log` (or MCPBOX_FAKE_CF_LOG) every API
@@ -759,6 +760,11 @@ export async function startFakeCloudflare({
         return reply(200, { faults });
       }
       if (route === "POST /__fake/resources") return reply(200, await precreate(body));
+      if (route === "POST /__fake/accounts") {
+        const added = { id: hex(16), name: requireString(body?.name, "name"), type: "standard" };
+        accounts.push(added);
+        return reply(200, added);
+      }
       if (route === "PUT /__fake/token") {
         if (!Array.isArray(body?.permissions)) return reply(400, { error: "want {permissions:[…]}" });
         granted.clear();
@@ -824,6 +830,12 @@ export async function startFakeCloudflare({
     state,
     precreate,
     setIdentity(email) { identity = email; },
+    /** Another account the token reaches. */
+    addAccount(name) {
+      const added = { id: hex(16), name, type: "standard" };
+      accounts.push(added);
+      return added;
+    },
     setPermissions(list) { granted.clear(); for (const p of list) granted.add(p); },
     addFault(fault) { faults.push({ method: fault.method ?? null, path_prefix: fault.path_prefix, statuses: [...fault.statuses] }); },
     /** The Miniflare of a running script (KV inspection). */
