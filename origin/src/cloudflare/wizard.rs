@@ -514,13 +514,11 @@ async fn vpc_service(ctx: &mut Ctx, request: &Request) -> Result<(), Failure> {
     let Some(tunnel_id) = store::resource(&db, "tunnel").await?.and_then(|r| r.id) else {
         return Err(Failure::conflict("step 2 (Tunnel) must be done first"));
     };
-    let listen = ctx
+    let listen = ctx.state.remote.tunnel_bound.get().copied().or(ctx
         .state
         .remote
-        .tunnel_bound
-        .get()
-        .copied()
-        .or(ctx.state.remote.config.tunnel_listen);
+        .config
+        .tunnel_listen);
     let host = match request
         .host
         .as_deref()
