@@ -252,6 +252,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let cloudflared = match (
+        args.run_cloudflared,
+        crate::cloudflare::connector::find_on_path(),
+    ) {
+        (false, _) => None,
+        (true, Some(binary)) => Some(tokio::spawn(crate::cloudflare::connector::run(
+            state.clone(),
+            binary,
+        ))),
+        (true, None) => {
+            tracing::warn!("--run-cloudflared: cloudflared is not on PATH; not running it");
+            None
+        }
+    };
     let pruner = tokio::spawn(prune_tokens_periodically(db.clone()));
     let retention = tokio::spawn(apply_retention_periodically(db.clone()));
     let mcp = args.mcp_access(addr);
@@ -266,6 +280,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         && let Err(err) = metrics.await
     {
         tracing::error!(error = %err, "the metrics listener panicked");
+    }
+    if let Some(cloudflared) = cloudflared {
+        // Dropping the task's child kills cloudflared.
+        cloudflared.abort();
+        let _ = cloudflared.await;
     }
     pruner.abort();
     retention.abort();

@@ -171,6 +171,12 @@ pub struct ServeArgs {
     #[arg(long, env = "MCPBOX_CLOUDFLARE_ACCESS_URL")]
     pub cloudflare_access_url: Option<String>,
 
+    /// Run cloudflared (from PATH) as a child with the connector token of the tunnel the Remote
+    /// wizard created: started once the tunnel exists, restarted when it exits or the token
+    /// changes, stopped with mcpbox. Off by default (run it as its own service instead).
+    #[arg(long, env = "MCPBOX_RUN_CLOUDFLARED")]
+    pub run_cloudflared: bool,
+
     /// Seconds a connection may take to send a whole request head (and may stay idle between
     /// requests) before it is closed; applies to both listeners. Never cuts a response being
     /// streamed (MCP streams, the live activity stream).

@@ -11,6 +11,7 @@
 //! - `bundle`: the Worker bundle embedded in the binary (the quick start deploys it as is).
 //! - `edge`: the KV config document (`contract::edge`) the Worker reads: CORS origins and extra
 //!   redirect URIs from Settings.
+//! - `connector`: `--run-cloudflared`, cloudflared as the origin's child.
 //! - `api`: the REST routes under `/api/cloudflare/` and `/api/settings/edge`.
 //!
 //! One step runs at a time per replica (`Remote::lock`); a second request gets 409.
@@ -18,6 +19,7 @@
 mod api;
 pub mod bundle;
 pub mod client;
+pub mod connector;
 pub mod edge;
 pub mod store;
 pub mod wizard;
