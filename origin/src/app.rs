@@ -51,6 +51,9 @@ pub struct AppInner {
     pub alerts: crate::alerts::Alerts,
     /// Request rate limits of this listener (in memory, per replica) and their settings.
     pub rate_limits: crate::ratelimit::RateLimits,
+    /// The Cloudflare wizard: its flags, its one-step-at-a-time lock, the tunnel credentials
+    /// cache.
+    pub remote: crate::cloudflare::Remote,
 }
 
 impl Deref for AppState {
@@ -62,6 +65,16 @@ impl Deref for AppState {
 
 impl AppState {
     pub fn new(db: Db, keys: Keyring, sandbox: Sandbox) -> AppState {
+        AppState::with_cloudflare(db, keys, sandbox, crate::cloudflare::Config::default())
+    }
+
+    /// `new` with the Cloudflare flags (`serve`, and tests that point the wizard at a fake).
+    pub fn with_cloudflare(
+        db: Db,
+        keys: Keyring,
+        sandbox: Sandbox,
+        cloudflare: crate::cloudflare::Config,
+    ) -> AppState {
         let jwt = JwtKeys::from_keyring(&keys);
         let alerts = crate::alerts::Alerts::default();
         sandbox.raise_alerts_to(alerts.clone());
@@ -78,6 +91,7 @@ impl AppState {
             metrics: crate::metrics::Metrics::default(),
             alerts,
             rate_limits: crate::ratelimit::RateLimits::default(),
+            remote: crate::cloudflare::Remote::new(cloudflare),
         }))
     }
 }
@@ -108,6 +122,7 @@ pub fn router_with(
         .merge(execution::router())
         .merge(access::router())
         .merge(settings::router())
+        .merge(crate::cloudflare::router())
         .merge(activity::router())
         .merge(crate::dashboard::router())
         .merge(crate::alerts::router())
@@ -172,7 +187,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let sandbox = Sandbox::open(source).await?;
     sandbox_ready(&sandbox).await?;
-    let state = AppState::new(db.clone(), keys, sandbox);
+    let state = AppState::with_cloudflare(db.clone(), keys, sandbox, args.cloudflare_config());
     state.mcp_sessions.set_limits(args.mcp_session_limits());
     let listener = TcpListener::bind(args.listen)
         .await
@@ -189,9 +204,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let changes = crate::gateway::watch_changes(&state);
     // The tunnel listener, when asked for: bound before anything is served, so a bad address
     // fails the start instead of half-starting.
-    let tunnel = match (&args.tunnel_listen, &args.service_token) {
-        (Some(address), Some(token)) => {
-            if token.len() < crate::gateway::tunnel::SERVICE_TOKEN_MIN_LEN {
+    let tunnel = match &args.tunnel_listen {
+        Some(address) => {
+            if let Some(token) = &args.service_token
+                && token.len() < crate::gateway::tunnel::SERVICE_TOKEN_MIN_LEN
+            {
                 anyhow::bail!(
                     "the service token must be at least {} characters",
                     crate::gateway::tunnel::SERVICE_TOKEN_MIN_LEN
@@ -200,14 +217,28 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let listener = TcpListener::bind(address)
                 .await
                 .with_context(|| format!("could not listen on {address} (tunnel)"))?;
-            println!(
-                "MCPbox tunnel listener on http://{}",
-                listener.local_addr()?
-            );
+            let bound = listener.local_addr()?;
+            println!("MCPbox tunnel listener on http://{bound}");
+            // Only set here, once per process; a second set cannot happen.
+            let _ = state.remote.tunnel_bound.set(bound);
+            let wizard_token = crate::cloudflare::tunnel_auth(&state)
+                .await
+                .map(|auth| auth.service_token.is_some())
+                .unwrap_or(false);
+            if args.service_token.is_none() && !wizard_token {
+                tracing::warn!(
+                    "the tunnel listener refuses every request until a service token exists: \
+                     set MCPBOX_SERVICE_TOKEN or run step 4 of Remote set-up"
+                );
+            }
             let allowlist =
                 crate::gateway::tunnel::EmailAllowlist::new(&args.remote_allowed_emails);
-            let app =
-                crate::gateway::tunnel::router(state.clone(), token, allowlist, changes.clone());
+            let app = crate::gateway::tunnel::router(
+                state.clone(),
+                args.service_token.as_deref(),
+                allowlist,
+                changes.clone(),
+            );
             let limits = args.listener_limits();
             Some(tokio::spawn(crate::listener::serve(
                 listener,
@@ -216,7 +247,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 shutdown_signal(),
             )))
         }
-        _ => None,
+        None => None,
     };
     // The metrics listener, when asked for: bound before anything is served, like the tunnel.
     let metrics = match args.metrics_listen {
@@ -237,6 +268,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let cloudflared = match (
+        args.run_cloudflared,
+        crate::cloudflare::connector::find_on_path(),
+    ) {
+        (false, _) => None,
+        (true, Some(binary)) => Some(tokio::spawn(crate::cloudflare::connector::run(
+            state.clone(),
+            binary,
+        ))),
+        (true, None) => {
+            tracing::warn!("--run-cloudflared: cloudflared is not on PATH; not running it");
+            None
+        }
+    };
     let pruner = tokio::spawn(prune_tokens_periodically(db.clone()));
     let retention = tokio::spawn(apply_retention_periodically(db.clone()));
     let alerts = crate::alerts::start(&state).await;
@@ -252,6 +297,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         && let Err(err) = metrics.await
     {
         tracing::error!(error = %err, "the metrics listener panicked");
+    }
+    if let Some(cloudflared) = cloudflared {
+        // Dropping the task's child kills cloudflared.
+        cloudflared.abort();
+        let _ = cloudflared.await;
     }
     pruner.abort();
     retention.abort();

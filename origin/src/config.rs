@@ -139,24 +139,43 @@ pub struct ServeArgs {
     pub mcp_allowed_origins: Vec<String>,
 
     /// Address of the tunnel listener: `/mcp` for remote clients through the Cloudflare Worker
-    /// (cloudflared points here). Every request must carry the service token. Off by default.
-    #[arg(long, env = "MCPBOX_TUNNEL_LISTEN", requires = "service_token")]
+    /// (cloudflared points here). Every request must carry the service token (this flag's, or
+    /// the one the Remote wizard generated); until one exists every request is refused. Off by
+    /// default.
+    #[arg(long, env = "MCPBOX_TUNNEL_LISTEN")]
     pub tunnel_listen: Option<SocketAddr>,
 
     /// The Worker's service token (at least 32 characters) the tunnel listener requires in
-    /// `X-MCPbox-Service-Token`. Prefer the variable over the flag.
+    /// `X-MCPbox-Service-Token`, for a Worker deployed by hand. Not needed when the Remote
+    /// wizard deployed the Worker (it generates and stores its own). Prefer the variable.
     #[arg(long, env = "MCPBOX_SERVICE_TOKEN", hide_env_values = true)]
     pub service_token: Option<String>,
 
     /// Who may use MCPbox through the tunnel: email addresses and `@domain` entries
     /// (case-insensitive; comma-separated in the variable). Empty: everyone the Worker lets
-    /// through (Cloudflare Access decides). Checked again here on every request.
+    /// through (Cloudflare Access decides). Checked again here on every request. When the
+    /// Remote wizard's allowlist is set too, a caller must be on both.
     #[arg(
         long = "remote-allowed-email",
         env = "MCPBOX_REMOTE_ALLOWED_EMAILS",
         value_delimiter = ','
     )]
     pub remote_allowed_emails: Vec<String>,
+
+    /// The Cloudflare API the Remote wizard calls (tests and proxies point it elsewhere).
+    #[arg(long, env = "MCPBOX_CLOUDFLARE_API_URL", default_value = crate::cloudflare::client::DEFAULT_API_URL)]
+    pub cloudflare_api_url: String,
+
+    /// The Cloudflare Access base URL the Worker signs users in at, instead of
+    /// `https://<team domain>` (tests point it at a stand-in). Unset for real accounts.
+    #[arg(long, env = "MCPBOX_CLOUDFLARE_ACCESS_URL")]
+    pub cloudflare_access_url: Option<String>,
+
+    /// Run cloudflared (from PATH) as a child with the connector token of the tunnel the Remote
+    /// wizard created: started once the tunnel exists, restarted when it exits or the token
+    /// changes, stopped with mcpbox. Off by default (run it as its own service instead).
+    #[arg(long, env = "MCPBOX_RUN_CLOUDFLARED")]
+    pub run_cloudflared: bool,
 
     /// Seconds a connection may take to send a whole request head (and may stay idle between
     /// requests) before it is closed; applies to both listeners. Never cuts a response being
@@ -231,6 +250,19 @@ pub enum AdminCommand {
 }
 
 impl ServeArgs {
+    /// What the Remote wizard takes from the flags.
+    pub fn cloudflare_config(&self) -> crate::cloudflare::Config {
+        crate::cloudflare::Config {
+            api_url: self.cloudflare_api_url.clone(),
+            access_url: self
+                .cloudflare_access_url
+                .as_deref()
+                .map(|url| url.trim_end_matches('/').to_owned()),
+            tunnel_listen: self.tunnel_listen,
+            flag_allowlist: self.remote_allowed_emails.clone(),
+        }
+    }
+
     /// The connection limits of each listener.
     pub fn listener_limits(&self) -> crate::listener::Limits {
         crate::listener::Limits {

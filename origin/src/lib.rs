@@ -19,6 +19,8 @@
 //!   code reaches the sandbox, and the execution log), `access` (module and network requests:
 //!   what a server's tools may import and reach), `activity` (audit log, `Audit`, live stream),
 //!   `external` (external MCP sources: discovery, import as passthrough tools, `forward`).
+//! - `cloudflare`: remote set-up through Cloudflare (API client, the six-step wizard, the
+//!   embedded Worker bundle, the edge KV document, the remote email allowlist).
 //! - `gateway`: `/mcp` (rmcp Streamable HTTP, hand-written handler over the domain functions).
 //! - `alerts`: webhooks (Slack, Discord, generic) raised from where events happen, delivered
 //!   off the request path.
@@ -35,6 +37,7 @@ pub mod approvals;
 pub mod auth;
 pub mod backup;
 pub mod cli;
+pub mod cloudflare;
 pub mod config;
 pub mod control;
 pub mod crypto;

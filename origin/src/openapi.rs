@@ -45,6 +45,7 @@ pub fn document() -> OpenApi {
         crate::execution::openapi(),
         crate::settings::openapi(),
         crate::ratelimit::api::openapi(),
+        crate::cloudflare::openapi(),
         crate::activity::openapi(),
         crate::dashboard::openapi(),
         crate::alerts::openapi(),

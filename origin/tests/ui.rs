@@ -33,6 +33,7 @@ on_both_backends!(
     ui_cookies_and_api_tokens_are_not_interchangeable,
     the_live_view_ends_when_its_session_does,
     the_settings_page_changes_the_rate_limits,
+    the_remote_page_shows_a_failed_step_with_what_to_do,
 );
 
 /// A browser in miniature: a cookie jar, and the CSRF token of the last page.
@@ -353,6 +354,8 @@ async fn first_run_set_up_signs_in_and_every_page_renders_cleanly(app: TestApp) 
         "/ui/settings",
         "/ui/users",
         "/ui/account",
+        "/ui/remote",
+        "/ui/remote/tunnel",
     ] {
         let page = browser.get(path).await;
         assert_clean_page(path, &page);
@@ -1752,4 +1755,113 @@ async fn the_settings_page_changes_the_rate_limits(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(stored.mcp_per_address.burst, 2);
+}
+
+/// The Remote wizard through its forms, with the API unreachable: the step fails, the page
+/// names the step, the reason and what to do, and every element the browser test relies on is
+/// there. Viewers never see it.
+async fn the_remote_page_shows_a_failed_step_with_what_to_do(app: TestApp) {
+    let app = app.with_cloudflare(origin::cloudflare::Config {
+        // Nothing listens on the discard port: "Cloudflare could not be reached".
+        api_url: "http://127.0.0.1:9/client/v4".into(),
+        ..origin::cloudflare::Config::default()
+    });
+    let mut browser = set_up(&app).await;
+    let page = browser.get("/ui/remote").await;
+    assert_clean_page("/ui/remote", &page);
+    for step in [
+        "token",
+        "tunnel",
+        "vpc_service",
+        "worker",
+        "access",
+        "connect",
+    ] {
+        assert!(
+            page.html
+                .contains(&format!("<section class=\"card\" id=\"step-{step}\"")),
+            "{step}"
+        );
+        assert!(page.html.contains(&format!("id=\"form-{step}\"")), "{step}");
+    }
+    assert_eq!(page.html.matches(">not started</span>").count(), 6);
+    for element in [
+        "name=\"api_token\"",
+        "name=\"public_url\"",
+        "name=\"allowed_emails\"",
+        "id=\"form-teardown\"",
+        "name=\"confirm\"",
+    ] {
+        assert!(page.html.contains(element), "{element}");
+    }
+    let failed = browser
+        .post("/ui/remote/token", &[("api_token", "abc123")])
+        .await;
+    assert_eq!(failed.location(), "/ui/remote#step-token");
+    let shown = browser.follow(failed).await;
+    assert!(
+        shown
+            .html
+            .contains("Step 1 (API token) failed: Cloudflare could not be reached"),
+        "{}",
+        shown.html
+    );
+    assert!(shown.html.contains("class=\"flash error step-error\""));
+    assert!(
+        shown
+            .html
+            .contains("What to do: Check that this host reaches the Cloudflare API")
+    );
+    assert!(shown.html.contains("step-status\">failed</span>"));
+    // A later step before the first is done: refused with the reason.
+    let early = browser
+        .post("/ui/remote/worker", &[("public_url", "")])
+        .await;
+    let early = browser.follow(early).await;
+    assert!(
+        early
+            .html
+            .contains("step 3 (Workers VPC service) must be done first"),
+        "{}",
+        early.html
+    );
+    // Teardown needs the box ticked.
+    let unticked = browser.post("/ui/remote/teardown", &[]).await;
+    let unticked = browser.follow(unticked).await;
+    assert!(unticked.html.contains("tick the box to confirm"));
+    // Edge settings: a bad origin is refused with the rule, a good one is kept with the reason
+    // it is not in KV yet.
+    let bad = browser
+        .post(
+            "/ui/settings/edge",
+            &[
+                ("cors_origins", "http://plain.example.com"),
+                ("redirect_uris", ""),
+            ],
+        )
+        .await;
+    let bad = browser.follow(bad).await;
+    assert!(bad.html.contains("must use https"), "{}", bad.html);
+    let good = browser
+        .post(
+            "/ui/settings/edge",
+            &[
+                ("cors_origins", "https://app.example.com"),
+                ("redirect_uris", ""),
+            ],
+        )
+        .await;
+    let good = browser.follow(good).await;
+    assert!(good.html.contains("id=\"edge-sync\""));
+    assert!(good.html.contains("not written to KV yet"), "{}", good.html);
+    assert!(good.html.contains(">https://app.example.com</textarea>"));
+    // Viewers: no link, no page.
+    let admin_token = app.login("admin", PASSWORD).await.token("access_token");
+    app.user_with_role(&admin_token, "viewer", "viewer").await;
+    let mut viewer = Browser::new(&app);
+    viewer.sign_in("viewer", PASSWORD).await;
+    let dashboard = viewer.get("/ui").await;
+    assert!(!dashboard.html.contains("href=\"/ui/remote\""));
+    assert_eq!(viewer.get("/ui/remote").await.status, StatusCode::FORBIDDEN);
+    assert!(!viewer.get("/ui/settings").await.html.contains("form-edge"));
 }

@@ -132,6 +132,8 @@ async fn tour(browser: &Browser, url: &str, server: &str, tool: &str, prefix: &s
         ("activity", "/ui/activity".to_owned()),
         ("settings", "/ui/settings".to_owned()),
         ("users", "/ui/users".to_owned()),
+        ("remote", "/ui/remote".to_owned()),
+        ("remote-tunnel", "/ui/remote/tunnel".to_owned()),
     ];
     for (name, path) in pages {
         browser.goto(&format!("{url}{path}")).await;

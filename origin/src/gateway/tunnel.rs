@@ -8,8 +8,11 @@
 //! the policy's `mcp_rate_limit_rpm` (`crate::ratelimit`'s limiter, bursts of a tenth of it, at
 //! least 5; a 429 is a JSON-RPC error with `Retry-After` and the `RateLimit` headers).
 //!
-//! Signed-in callers must also be on the email allowlist (`--remote-allowed-email`) when one
-//! is set. LOCAL_ONLY management tools are gated in `management` by `Caller::Remote`.
+//! The service token is `--service-token`'s, or the one the Remote wizard generated for the
+//! Worker it deployed (stored encrypted; `cloudflare::tunnel_auth`); with neither, every request
+//! is refused. Signed-in callers must also be on the email allowlists that are set: the
+//! wizard's (the Access policy's, from the database) and `--remote-allowed-email`'s; with both,
+//! on both. LOCAL_ONLY management tools are gated in `management` by `Caller::Remote`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -71,7 +74,8 @@ impl EmailAllowlist {
 #[derive(Clone)]
 struct Guard {
     state: AppState,
-    token: Arc<[u8]>,
+    /// `--service-token`, when given.
+    token: Option<Arc<[u8]>>,
     allowlist: EmailAllowlist,
     failures: Arc<LoginThrottle>,
     limiter: Arc<Limiter<String>>,
@@ -80,13 +84,13 @@ struct Guard {
 /// `/mcp` behind the guard; nothing else is served on this listener.
 pub fn router(
     state: AppState,
-    service_token: &str,
+    service_token: Option<&str>,
     allowlist: EmailAllowlist,
     changes: tokio::sync::watch::Receiver<u64>,
 ) -> Router {
     let guard = Guard {
         state: state.clone(),
-        token: service_token.as_bytes().into(),
+        token: service_token.map(|token| token.as_bytes().into()),
         allowlist,
         failures: Arc::new(LoginThrottle::new(
             Limit {
@@ -128,11 +132,22 @@ async fn check(State(guard): State<Guard>, mut request: Request, next: Next) -> 
         .get(SERVICE_TOKEN)
         .map(HeaderValue::as_bytes)
         .unwrap_or_default();
+    let wizard = match crate::cloudflare::tunnel_auth(&guard.state).await {
+        Ok(auth) => auth,
+        Err(err) => return err.into_response(),
+    };
+    // Either token is accepted; an empty one never is (no token configured means no match).
+    let matches = |expected: &[u8]| !expected.is_empty() && bool::from(presented.ct_eq(expected));
+    let valid = guard.token.as_deref().is_some_and(matches)
+        || wizard
+            .service_token
+            .as_deref()
+            .is_some_and(|token| matches(token.as_bytes()));
     // The right token is checked first and never throttled: the Worker reaches us from the same
     // address (cloudflared) as anything else that tries, so a per-address lockout would let a
     // flood of bad tokens lock the Worker out. Guessing a ≥ 32-character random token is
     // hopeless anyway; the failure count only caps what failures cost (a log line each).
-    if !bool::from(presented.ct_eq(&guard.token)) {
+    if !valid {
         return match guard.failures.reserve(ip, "", now) {
             Ok(attempt) => {
                 guard.failures.failed(attempt);
@@ -152,7 +167,11 @@ async fn check(State(guard): State<Guard>, mut request: Request, next: Next) -> 
     let mut standings = Vec::new();
     match &email {
         Some(email) => {
-            if !guard.allowlist.allows(email) {
+            let on_wizard_list = wizard
+                .allowlist
+                .as_ref()
+                .is_none_or(|list| list.allows(email));
+            if !guard.allowlist.allows(email) || !on_wizard_list {
                 tracing::warn!(email, "tunnel request from an address not on the allowlist");
                 return error(
                     StatusCode::FORBIDDEN,
@@ -225,7 +244,7 @@ fn email(headers: &HeaderMap) -> Result<Option<String>, &'static str> {
 }
 
 /// `^[a-zA-Z0-9._%+-]+@[a-zA-Z0-9.-]+\.[a-zA-Z]{2,}$`, at most 254 characters.
-fn valid_email(text: &str) -> bool {
+pub(crate) fn valid_email(text: &str) -> bool {
     let Some((local, domain)) = text.split_once('@') else {
         return false;
     };

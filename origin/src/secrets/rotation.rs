@@ -36,7 +36,8 @@ impl Reencrypted {
     }
 }
 
-/// Re-encrypts every server secret (and alert webhook URL) not under `keys`' current key.
+/// Re-encrypts every server secret, alert webhook URL and remote set-up secret not under `keys`'
+/// current key.
 pub async fn reencrypt(db: &Db, keys: &Keyring) -> Result<Reencrypted> {
     let mut report = Reencrypted::default();
     let mut after = String::new();
@@ -51,6 +52,11 @@ pub async fn reencrypt(db: &Db, keys: &Keyring) -> Result<Reencrypted> {
         .await?;
         let Some(last) = rows.last() else {
             crate::alerts::webhooks::reencrypt(db, keys, &mut report).await?;
+            // The remote set-up's secrets (API token, service token, …) too.
+            let (done, current, bad) = crate::cloudflare::store::reencrypt(db, keys).await?;
+            report.reencrypted += done;
+            report.current += current;
+            report.undecryptable += bad;
             return Ok(report);
         };
         after = last.try_get("id")?;

@@ -22,6 +22,7 @@ mod approvals;
 mod auth;
 mod dashboard;
 mod format;
+mod remote;
 mod render;
 mod servers;
 mod settings;
@@ -68,6 +69,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(settings::routes())
         .merge(alerts::routes())
         .merge(sources::routes())
+        .merge(remote::routes())
         .route_layer(middleware::from_fn_with_state(state, session));
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui") }))

@@ -12,6 +12,7 @@ use super::format::filters;
 use super::{Chrome, Form, Page, Ui, failed, outcome, page};
 use crate::app::AppState;
 use crate::auth::Role;
+use crate::cloudflare::edge::{self, EdgeSettings, SyncStatus};
 use crate::error::Error;
 use crate::settings::{self, Policy};
 use crate::users::{self, User};
@@ -22,6 +23,8 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/settings/preset", post(apply_preset))
         .route("/ui/settings/modules", post(change_modules))
         .route("/ui/settings/rate-limits", post(change_rate_limits))
+        .route("/ui/settings/edge", post(change_edge))
+        .route("/ui/settings/edge/sync", post(sync_edge))
         .route("/ui/users", get(users_page).post(create_user))
         .route("/ui/users/{id}", post(update_user))
 }
@@ -34,6 +37,8 @@ struct SettingsPage {
     modules: Vec<String>,
     custom_modules: bool,
     rate_limits: crate::ratelimit::Limits,
+    /// The Worker's extra CORS origins and redirect URIs, one per line (admins only).
+    edge: Option<(String, String, SyncStatus)>,
 }
 
 async fn show(State(state): State<AppState>, ui: Ui) -> Page {
@@ -45,7 +50,58 @@ async fn show(State(state): State<AppState>, ui: Ui) -> Page {
         modules,
         custom_modules,
         rate_limits: crate::ratelimit::limits::stored(&state.db).await?,
+        edge: if ui.can(Role::Admin) {
+            let (settings, sync) = edge::settings(&state).await?;
+            Some((
+                settings.cors_origins.join("\n"),
+                settings.redirect_uris.join("\n"),
+                sync,
+            ))
+        } else {
+            None
+        },
     })
+}
+
+fn lines(text: &str) -> Vec<String> {
+    text.lines().map(str::to_owned).collect()
+}
+
+/// Flash text of a refused edge change (the 400's message).
+fn edge_error(failure: crate::cloudflare::Failure) -> Error {
+    Error::Validation(failure.error.message)
+}
+
+async fn change_edge(State(state): State<AppState>, ui: Ui, form: Form) -> Response {
+    let back = "/ui/settings#edge";
+    if let Err(err) = ui.require(Role::Admin) {
+        return failed(back, err);
+    }
+    let input = EdgeSettings {
+        cors_origins: lines(form.text("cors_origins")),
+        redirect_uris: lines(form.text("redirect_uris")),
+    };
+    match edge::update(&state, &input, &ui.audit()).await {
+        Ok(sync) => match sync.error {
+            None => super::done(back, "Edge settings saved and written to the Worker's KV."),
+            Some(reason) => super::done(
+                back,
+                format!("Edge settings saved; not written to KV yet: {reason}"),
+            ),
+        },
+        Err(failure) => failed(back, edge_error(failure)),
+    }
+}
+
+async fn sync_edge(State(state): State<AppState>, ui: Ui, _form: Form) -> Response {
+    let back = "/ui/settings#edge";
+    if let Err(err) = ui.require(Role::Admin) {
+        return failed(back, err);
+    }
+    match edge::sync(&state).await {
+        Ok(()) => super::done(back, "Edge settings written to the Worker's KV."),
+        Err(failure) => failed(back, edge_error(failure)),
+    }
 }
 
 async fn update(State(state): State<AppState>, ui: Ui, form: Form) -> Response {

@@ -184,6 +184,21 @@ impl TestApp {
         TestApp::assemble(self.state.db.clone(), sandbox, self._dir)
     }
 
+    /// The same app with the Cloudflare wizard pointed at `config` (a stand-in API).
+    pub fn with_cloudflare(self, config: origin::cloudflare::Config) -> TestApp {
+        let state = AppState::with_cloudflare(
+            self.state.db.clone(),
+            Keyring::new(KEY, None),
+            no_sandbox(),
+            config,
+        );
+        TestApp {
+            router: router(state.clone()),
+            state,
+            _dir: self._dir,
+        }
+    }
+
     /// The same database behind a new process-like state (fresh in-memory throttles), as after a
     /// restart.
     pub fn restarted(&self) -> TestApp {

@@ -18,21 +18,29 @@ export const TOOL_CODE =
 
 /**
  * Start `mcpbox serve` on free ports. Resolves to
- * { url, tunnelUrl, serviceToken, adminToken, stop() }.
+ * { url, tunnelUrl, serviceToken, adminToken, stop() }. `serviceToken: null` starts it without
+ * one (the remote set-up wizard makes it); `args` are more command-line arguments.
  */
-export async function startOrigin({ allowedEmails = ["alice@example.com"], tool = true, rateLimitRpm } = {}) {
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), "mcpbox-edge-origin-"));
-  const serviceToken = randomBytes(24).toString("hex");
-  const env = { ...process.env, MCPBOX_SERVICE_TOKEN: serviceToken };
+export async function startOrigin({
+  allowedEmails = ["alice@example.com"], tool = true, rateLimitRpm, serviceToken = randomBytes(24).toString("hex"),
+  args: extraArgs = [], dataDir: reuse, tunnelListen = "127.0.0.1:0",
+} = {}) {
+  // `dataDir`: start again on the data of an earlier run (its admin exists; nothing is set up).
+  const dataDir = reuse ?? mkdtempSync(path.join(os.tmpdir(), "mcpbox-edge-origin-"));
+  const env = { ...process.env };
+  delete env.MCPBOX_SERVICE_TOKEN;
+  if (serviceToken) env.MCPBOX_SERVICE_TOKEN = serviceToken;
   delete env.MCPBOX_ENCRYPTION_KEY;
   delete env.DATABASE_URL;
+  for (const name of Object.keys(env)) if (name.startsWith("MCPBOX_CLOUDFLARE_")) delete env[name];
   const args = [
     "serve",
     "--data-dir", dataDir,
     "--listen", "127.0.0.1:0",
-    "--tunnel-listen", "127.0.0.1:0",
+    "--tunnel-listen", tunnelListen,
   ];
   for (const email of allowedEmails) args.push("--remote-allowed-email", email);
+  args.push(...extraArgs);
   const child = spawn(path.join(binDir, "mcpbox"), args, { env, stdio: ["ignore", "pipe", "pipe"] });
   const log = [];
   readline.createInterface({ input: child.stderr }).on("line", (line) => {
@@ -60,25 +68,27 @@ export async function startOrigin({ allowedEmails = ["alice@example.com"], tool 
   child.removeAllListeners("exit");
   const origin = {
     ...found,
+    dataDir,
     serviceToken,
     log,
-    async stop() {
+    /** Stop it; `{ signal: "SIGKILL", keepData: true }` plays a crash whose data survives. */
+    async stop({ signal = "SIGTERM", keepData = false } = {}) {
       if (child.exitCode === null) {
-        child.kill("SIGTERM");
+        child.kill(signal);
         await new Promise((resolve) => {
           const timer = setTimeout(() => { child.kill("SIGKILL"); resolve(); }, 10_000);
           child.on("exit", () => { clearTimeout(timer); resolve(); });
         });
       }
-      rmSync(dataDir, { recursive: true, force: true });
+      if (!keepData) rmSync(dataDir, { recursive: true, force: true });
     },
   };
   try {
-    await api(origin.url, "/auth/setup", { username: "admin", password: PASSWORD });
+    if (!reuse) await api(origin.url, "/auth/setup", { username: "admin", password: PASSWORD });
     const login = await api(origin.url, "/auth/login", { username: "admin", password: PASSWORD });
     origin.adminToken = login.body.access_token;
     if (!origin.adminToken) throw new Error(`no admin token: ${JSON.stringify(login)}`);
-    if (tool) await approvedTool(origin, "edge", "greet", TOOL_CODE);
+    if (tool && !reuse) await approvedTool(origin, "edge", "greet", TOOL_CODE);
     if (rateLimitRpm) {
       const policy = await api(origin.url, "/api/settings/security-policy", { mcp_rate_limit_rpm: rateLimitRpm }, origin.adminToken, "PATCH");
       if (policy.status !== 200) throw new Error(`rate limit: ${JSON.stringify(policy)}`);

@@ -1,0 +1,295 @@
+//! The Worker's KV config document (`contract::edge::EdgeConfigDocument` under `KV_KEY`): the
+//! CORS origins and extra redirect-URI patterns edited in Settings, stored here and written to
+//! the Worker's KV namespace through the bulk KV API.
+//!
+//! The values are checked with the rules `contract::edge` documents, the ones the Worker applies
+//! (`mcpbox-edge-core`'s `rules`, which is private to the edge crate; mirrored here and tested
+//! with the same cases), so a document the origin writes is never one the Worker ignores.
+
+use axum::http::StatusCode;
+use contract::edge::{EdgeConfigDocument, KV_KEY, VERSION};
+use reqwest::Url;
+use serde_json::json;
+
+use super::Failure;
+use super::client::Client;
+use super::store;
+use crate::activity::{Audit, NewEvent};
+use crate::app::AppState;
+
+/// Entries per list at most, and characters per entry.
+pub const MAX_ENTRIES: usize = 100;
+pub const MAX_ENTRY_LEN: usize = 2048;
+
+/// What Settings edits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EdgeSettings {
+    pub cors_origins: Vec<String>,
+    pub redirect_uris: Vec<String>,
+}
+
+/// When the document last reached KV, or why it did not.
+#[derive(Debug, Clone, Default)]
+pub struct SyncStatus {
+    pub version: u32,
+    pub synced_at: Option<String>,
+    pub error: Option<String>,
+}
+
+pub async fn settings(state: &AppState) -> crate::Result<(EdgeSettings, SyncStatus)> {
+    let db = &state.db;
+    let list = |raw: Option<String>| -> Vec<String> {
+        raw.and_then(|r| serde_json::from_str(&r).ok())
+            .unwrap_or_default()
+    };
+    let settings = EdgeSettings {
+        cors_origins: list(store::value(db, "edge_cors_origins").await?),
+        redirect_uris: list(store::value(db, "edge_redirect_uris").await?),
+    };
+    let status = SyncStatus {
+        version: VERSION,
+        synced_at: store::value(db, "edge_synced_at").await?,
+        error: store::value(db, "edge_sync_error").await?,
+    };
+    Ok((settings, status))
+}
+
+fn bad(message: String) -> Failure {
+    Failure::new(StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
+/// Trims, drops empty lines, checks every entry; the first bad one is the error.
+pub fn check(input: &EdgeSettings) -> Result<EdgeSettings, Failure> {
+    let clean = |list: &[String], what: &str| -> Result<Vec<String>, Failure> {
+        let out: Vec<String> = list
+            .iter()
+            .map(|e| e.trim().to_owned())
+            .filter(|e| !e.is_empty())
+            .collect();
+        if out.len() > MAX_ENTRIES {
+            return Err(bad(format!("at most {MAX_ENTRIES} {what}")));
+        }
+        if let Some(long) = out.iter().find(|e| e.len() > MAX_ENTRY_LEN) {
+            return Err(bad(format!(
+                "{what}: {}… is longer than {MAX_ENTRY_LEN} characters",
+                &long[..40]
+            )));
+        }
+        Ok(out)
+    };
+    let settings = EdgeSettings {
+        cors_origins: clean(&input.cors_origins, "CORS origins")?,
+        redirect_uris: clean(&input.redirect_uris, "redirect URIs")?,
+    };
+    for origin in &settings.cors_origins {
+        check_origin(origin).map_err(bad)?;
+    }
+    for pattern in &settings.redirect_uris {
+        check_redirect_pattern(pattern).map_err(bad)?;
+    }
+    Ok(settings)
+}
+
+fn is_loopback_http(url: &Url) -> bool {
+    url.scheme() == "http" && matches!(url.host_str(), Some("localhost" | "127.0.0.1"))
+}
+
+/// A bare origin, https (or loopback http).
+fn check_origin(origin: &str) -> Result<(), String> {
+    let url = Url::parse(origin).map_err(|_| format!("CORS origin {origin:?} is not a URL"))?;
+    if url.origin().ascii_serialization() != origin {
+        return Err(format!(
+            "CORS origin {origin:?} must be exactly scheme://host[:port] (no path, no trailing slash)"
+        ));
+    }
+    if url.scheme() != "https" && !is_loopback_http(&url) {
+        return Err(format!(
+            "CORS origin {origin:?} must use https (http only for localhost and 127.0.0.1)"
+        ));
+    }
+    Ok(())
+}
+
+/// An exact redirect URI, or a prefix ending in `*` that spells out `scheme://host[:port]/`.
+fn check_redirect_pattern(pattern: &str) -> Result<(), String> {
+    let (base, is_prefix) = match pattern.strip_suffix('*') {
+        Some(base) => (base, true),
+        None => (pattern, false),
+    };
+    if base.contains('*') {
+        return Err(format!(
+            "redirect URI {pattern:?}: `*` is only allowed at the end"
+        ));
+    }
+    let url = Url::parse(base).map_err(|_| format!("redirect URI {pattern:?} is not a URL"))?;
+    if url.scheme() != "https" && !is_loopback_http(&url) {
+        return Err(format!(
+            "redirect URI {pattern:?} must use https (http only for localhost and 127.0.0.1)"
+        ));
+    }
+    if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "redirect URI {pattern:?} must not have a fragment or credentials"
+        ));
+    }
+    let origin_and_slash = format!("{}/", url.origin().ascii_serialization());
+    if !base.starts_with(&origin_and_slash) {
+        return Err(format!(
+            "redirect URI {pattern:?} must spell out scheme://host[:port]/ in normal form"
+        ));
+    }
+    if !is_prefix && url.as_str() != base {
+        return Err(format!("redirect URI {pattern:?} is not in normal form"));
+    }
+    Ok(())
+}
+
+/// Stores the checked settings (recorded), then writes them to KV when the Worker exists.
+pub async fn update(
+    state: &AppState,
+    input: &EdgeSettings,
+    audit: &Audit,
+) -> Result<SyncStatus, Failure> {
+    let settings = check(input)?;
+    let db = &state.db;
+    store::set_value(
+        db,
+        "edge_cors_origins",
+        &serde_json::to_string(&settings.cors_origins).unwrap_or_default(),
+    )
+    .await?;
+    store::set_value(
+        db,
+        "edge_redirect_uris",
+        &serde_json::to_string(&settings.redirect_uris).unwrap_or_default(),
+    )
+    .await?;
+    let event = NewEvent::warning("edge.update", "edge CORS origins and redirect URIs changed")
+        .details(
+            json!({"cors_origins": settings.cors_origins, "redirect_uris": settings.redirect_uris}),
+        );
+    crate::activity::record_now(state, audit, event).await?;
+    // A failed sync is kept in the status (shown, retried), not a failed save.
+    let _ = sync(state).await;
+    Ok(settings_status(state).await?)
+}
+
+async fn settings_status(state: &AppState) -> crate::Result<SyncStatus> {
+    Ok(settings(state).await?.1)
+}
+
+/// Writes the document to the Worker's KV namespace and records the outcome. Before step 4
+/// there is no namespace: that is recorded as the reason.
+pub async fn sync(state: &AppState) -> Result<(), Failure> {
+    let db = &state.db;
+    let result = write(state).await;
+    match &result {
+        Ok(()) => {
+            store::set_value(db, "edge_synced_at", &crate::db::now()).await?;
+            store::delete_values(db, &["edge_sync_error"]).await?;
+        }
+        Err(failure) => {
+            store::set_value(db, "edge_sync_error", &failure.error.message).await?;
+        }
+    }
+    result
+}
+
+async fn write(state: &AppState) -> Result<(), Failure> {
+    let db = &state.db;
+    let (settings, _) = settings(state).await?;
+    let (Some(namespace), Some(token), Some(account)) = (
+        store::resource(db, "kv_namespace")
+            .await?
+            .and_then(|r| r.id),
+        store::secret(db, &state.keys, "api_token").await?,
+        store::value(db, "account_id").await?,
+    ) else {
+        return Err(Failure::conflict(
+            "not written to Cloudflare yet: the Worker's KV namespace is made in step 4 of Remote set-up",
+        ));
+    };
+    let document = EdgeConfigDocument {
+        version: VERSION,
+        cors_origins: settings.cors_origins,
+        redirect_uris: settings.redirect_uris,
+    };
+    let value = serde_json::to_string(&document).unwrap_or_default();
+    let client = Client::new(&state.remote.config.api_url, &token)?;
+    let answer: serde_json::Value = client
+        .put(
+            &format!("/accounts/{account}/storage/kv/namespaces/{namespace}/bulk"),
+            json!([{"key": KV_KEY, "value": value}]),
+        )
+        .await?;
+    let refused = answer
+        .get("unsuccessful_keys")
+        .and_then(|k| k.as_array())
+        .is_some_and(|k| !k.is_empty());
+    if refused {
+        return Err(Failure::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_failed",
+            format!("Cloudflare did not store the key {KV_KEY}"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(origins: &[&str], redirects: &[&str]) -> EdgeSettings {
+        EdgeSettings {
+            cors_origins: origins.iter().map(|s| s.to_string()).collect(),
+            redirect_uris: redirects.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// The cases of edge-worker/core/src/rules.rs, so both sides agree.
+    #[test]
+    fn values_follow_the_workers_rules() {
+        let ok = settings(
+            &["https://app.example.com", "http://localhost:3000", " "],
+            &[
+                "https://vscode.dev/redirect",
+                "https://app.example.com/oauth/*",
+                "http://127.0.0.1:9000/cb",
+            ],
+        );
+        let checked = check(&ok).unwrap();
+        assert_eq!(checked.cors_origins.len(), 2);
+        assert_eq!(checked.redirect_uris.len(), 3);
+        for bad in [
+            settings(&["http://plain.example.com"], &[]),
+            settings(&["https://ok.example.com/path"], &[]),
+            settings(&["https://ok.example.com/"], &[]),
+            settings(&[], &["http://plain.example.com/cb"]),
+            settings(&[], &["https://app.example.com*"]),
+            settings(&[], &["https://*.example.com/cb"]),
+            settings(&[], &["https://app.example.com/cb#x"]),
+            settings(&[], &["https://user@app.example.com/cb"]),
+            settings(&[], &["https://CLAUDE.ai/cb"]),
+            settings(&["not a url"], &[]),
+        ] {
+            let err = check(&bad).unwrap_err();
+            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn lists_are_bounded() {
+        let many: Vec<String> = (0..=MAX_ENTRIES)
+            .map(|i| format!("https://a{i}.example.com"))
+            .collect();
+        let err = check(&EdgeSettings {
+            cors_origins: many,
+            redirect_uris: vec![],
+        })
+        .unwrap_err();
+        assert!(err.error.message.contains("at most"));
+        let long = format!("https://a.example.com/{}", "x".repeat(MAX_ENTRY_LEN));
+        assert!(check(&settings(&[], &[&long])).is_err());
+    }
+}
