@@ -359,8 +359,9 @@ impl Wizard {
             .body
     }
 
-    /// Steps 1–5 (5 also completes 6), each asserted done.
-    async fn walk(&self) {
+    /// Steps 1–5 (5 also completes 6), each asserted done; the API calls each made.
+    async fn walk(&self) -> Vec<usize> {
+        let mut calls = Vec::new();
         for (route, body) in [
             ("token", json!({"api_token": TOKEN})),
             ("tunnel", json!({})),
@@ -371,6 +372,7 @@ impl Wizard {
                 json!({"allowed_emails": ["alice@example.com", "@corp.example"]}),
             ),
         ] {
+            let before = self.cf.log().len();
             let response = self.step(route, body).await;
             assert_eq!(
                 response.status,
@@ -378,7 +380,9 @@ impl Wizard {
                 "{route}: {}",
                 response.text
             );
+            calls.push(self.cf.log().len() - before);
         }
+        calls
     }
 }
 
@@ -403,7 +407,10 @@ async fn the_wizard_walks_six_steps_and_a_second_run_creates_nothing(app: TestAp
             .iter()
             .all(|s| s["status"] == "pending")
     );
-    w.walk().await;
+    // API calls per step: token 8 (verify, accounts, organization, 5 probes); tunnel 2 (look
+    // up, create, the token comes with it); VPC 2; Worker 5 (namespaces, create, scripts,
+    // upload, KV document); Access 5 (apps, create, policies, create, upload).
+    assert_eq!(w.walk().await, [8, 2, 2, 5, 5]);
     let status = w.status().await;
     assert_eq!(status["configured"], true, "{status}");
     assert_eq!(status["team_domain"], "team.cloudflareaccess.com");
@@ -523,7 +530,8 @@ async fn the_wizard_walks_six_steps_and_a_second_run_creates_nothing(app: TestAp
     assert_eq!(cursor["mcpServers"]["mcpbox"]["url"], json!(mcp_url));
     // Every step again: nothing created, nothing uploaded.
     w.cf.clear_log();
-    w.walk().await;
+    // Again: only look-ups (and the KV document written again).
+    assert_eq!(w.walk().await, [8, 1, 1, 3, 3]);
     let log = w.cf.log();
     assert!(
         creates(&log).is_empty(),
@@ -805,6 +813,14 @@ async fn teardown_removes_in_reverse_order_and_only_what_we_made(app: TestApp) {
             .into_iter()
             .filter(|l| l.starts_with("DELETE"))
             .collect();
+    // Policy, app, script, namespace, service, the tunnel's connections and the tunnel.
+    assert_eq!(deletes.len(), 7, "{deletes:#?}");
+    assert_eq!(
+        w.cf.log().len(),
+        7,
+        "teardown looks nothing up: {:#?}",
+        w.cf.log()
+    );
     assert!(
         deletes
             .last()
