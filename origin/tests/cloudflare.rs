@@ -330,6 +330,7 @@ on_both_backends!(
     teardown_removes_in_reverse_order_and_only_what_we_made,
     a_failure_at_step_4_is_shown_and_a_retry_resumes,
     the_allowlist_and_edge_settings_reach_cloudflare,
+    without_a_public_url_the_worker_gets_its_workers_dev_address,
 );
 
 struct Wizard {
@@ -1253,4 +1254,53 @@ mod tunnel_listener {
             StatusCode::FORBIDDEN
         );
     }
+}
+
+async fn without_a_public_url_the_worker_gets_its_workers_dev_address(app: TestApp) {
+    let w = Wizard::new(app).await;
+    for (route, body) in [
+        ("token", json!({"api_token": TOKEN})),
+        ("tunnel", json!({})),
+        ("vpc-service", json!({})),
+    ] {
+        assert_eq!(w.step(route, body).await.status, StatusCode::OK);
+    }
+    w.cf.clear_log();
+    let deployed = w.step("worker", json!({})).await;
+    assert_eq!(deployed.status, StatusCode::OK, "{}", deployed.text);
+    assert_eq!(
+        deployed.body["wizard"]["worker_url"],
+        "https://mcpbox-edge.acme.workers.dev"
+    );
+    let log = w.cf.log();
+    assert!(log.contains(&"GET /accounts/acc1/workers/subdomain".to_owned()));
+    assert!(log.contains(&"POST /accounts/acc1/workers/scripts/mcpbox-edge/subdomain".to_owned()));
+    // Again: the route is not enabled a second time (nothing was uploaded).
+    w.cf.clear_log();
+    assert_eq!(w.step("worker", json!({})).await.status, StatusCode::OK);
+    assert!(
+        !w.cf.log().iter().any(|l| l.starts_with("POST")),
+        "{:#?}",
+        w.cf.log()
+    );
+    // A public URL the admin routes: used instead, and remembered; "" goes back.
+    let custom = w
+        .step("worker", json!({"public_url": "https://mcp.example.com/"}))
+        .await;
+    assert_eq!(
+        custom.body["wizard"]["worker_url"],
+        "https://mcp.example.com"
+    );
+    let bad = w
+        .step(
+            "worker",
+            json!({"public_url": "https://mcp.example.com/path"}),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let back = w.step("worker", json!({"public_url": ""})).await;
+    assert_eq!(
+        back.body["wizard"]["worker_url"],
+        "https://mcpbox-edge.acme.workers.dev"
+    );
 }
