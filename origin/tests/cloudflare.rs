@@ -330,6 +330,7 @@ on_both_backends!(
     teardown_removes_in_reverse_order_and_only_what_we_made,
     a_failure_at_step_4_is_shown_and_a_retry_resumes,
     the_allowlist_and_edge_settings_reach_cloudflare,
+    without_a_public_url_the_worker_gets_its_workers_dev_address,
 );
 
 struct Wizard {
@@ -359,8 +360,9 @@ impl Wizard {
             .body
     }
 
-    /// Steps 1–5 (5 also completes 6), each asserted done.
-    async fn walk(&self) {
+    /// Steps 1–5 (5 also completes 6), each asserted done; the API calls each made.
+    async fn walk(&self) -> Vec<usize> {
+        let mut calls = Vec::new();
         for (route, body) in [
             ("token", json!({"api_token": TOKEN})),
             ("tunnel", json!({})),
@@ -371,6 +373,7 @@ impl Wizard {
                 json!({"allowed_emails": ["alice@example.com", "@corp.example"]}),
             ),
         ] {
+            let before = self.cf.log().len();
             let response = self.step(route, body).await;
             assert_eq!(
                 response.status,
@@ -378,7 +381,9 @@ impl Wizard {
                 "{route}: {}",
                 response.text
             );
+            calls.push(self.cf.log().len() - before);
         }
+        calls
     }
 }
 
@@ -403,7 +408,10 @@ async fn the_wizard_walks_six_steps_and_a_second_run_creates_nothing(app: TestAp
             .iter()
             .all(|s| s["status"] == "pending")
     );
-    w.walk().await;
+    // API calls per step: token 8 (verify, accounts, organization, 5 probes); tunnel 2 (look
+    // up, create, the token comes with it); VPC 2; Worker 5 (namespaces, create, scripts,
+    // upload, KV document); Access 5 (apps, create, policies, create, upload).
+    assert_eq!(w.walk().await, [8, 2, 2, 5, 5]);
     let status = w.status().await;
     assert_eq!(status["configured"], true, "{status}");
     assert_eq!(status["team_domain"], "team.cloudflareaccess.com");
@@ -523,7 +531,8 @@ async fn the_wizard_walks_six_steps_and_a_second_run_creates_nothing(app: TestAp
     assert_eq!(cursor["mcpServers"]["mcpbox"]["url"], json!(mcp_url));
     // Every step again: nothing created, nothing uploaded.
     w.cf.clear_log();
-    w.walk().await;
+    // Again: only look-ups (and the KV document written again).
+    assert_eq!(w.walk().await, [8, 1, 1, 3, 3]);
     let log = w.cf.log();
     assert!(
         creates(&log).is_empty(),
@@ -805,6 +814,14 @@ async fn teardown_removes_in_reverse_order_and_only_what_we_made(app: TestApp) {
             .into_iter()
             .filter(|l| l.starts_with("DELETE"))
             .collect();
+    // Policy, app, script, namespace, service, the tunnel's connections and the tunnel.
+    assert_eq!(deletes.len(), 7, "{deletes:#?}");
+    assert_eq!(
+        w.cf.log().len(),
+        7,
+        "teardown looks nothing up: {:#?}",
+        w.cf.log()
+    );
     assert!(
         deletes
             .last()
@@ -1237,4 +1254,53 @@ mod tunnel_listener {
             StatusCode::FORBIDDEN
         );
     }
+}
+
+async fn without_a_public_url_the_worker_gets_its_workers_dev_address(app: TestApp) {
+    let w = Wizard::new(app).await;
+    for (route, body) in [
+        ("token", json!({"api_token": TOKEN})),
+        ("tunnel", json!({})),
+        ("vpc-service", json!({})),
+    ] {
+        assert_eq!(w.step(route, body).await.status, StatusCode::OK);
+    }
+    w.cf.clear_log();
+    let deployed = w.step("worker", json!({})).await;
+    assert_eq!(deployed.status, StatusCode::OK, "{}", deployed.text);
+    assert_eq!(
+        deployed.body["wizard"]["worker_url"],
+        "https://mcpbox-edge.acme.workers.dev"
+    );
+    let log = w.cf.log();
+    assert!(log.contains(&"GET /accounts/acc1/workers/subdomain".to_owned()));
+    assert!(log.contains(&"POST /accounts/acc1/workers/scripts/mcpbox-edge/subdomain".to_owned()));
+    // Again: the route is not enabled a second time (nothing was uploaded).
+    w.cf.clear_log();
+    assert_eq!(w.step("worker", json!({})).await.status, StatusCode::OK);
+    assert!(
+        !w.cf.log().iter().any(|l| l.starts_with("POST")),
+        "{:#?}",
+        w.cf.log()
+    );
+    // A public URL the admin routes: used instead, and remembered; "" goes back.
+    let custom = w
+        .step("worker", json!({"public_url": "https://mcp.example.com/"}))
+        .await;
+    assert_eq!(
+        custom.body["wizard"]["worker_url"],
+        "https://mcp.example.com"
+    );
+    let bad = w
+        .step(
+            "worker",
+            json!({"public_url": "https://mcp.example.com/path"}),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let back = w.step("worker", json!({"public_url": ""})).await;
+    assert_eq!(
+        back.body["wizard"]["worker_url"],
+        "https://mcpbox-edge.acme.workers.dev"
+    );
 }
