@@ -102,6 +102,7 @@ pub fn router_with(
         .merge(settings::router())
         .merge(activity::router())
         .merge(crate::dashboard::router())
+        .merge(crate::transfer::router())
         .merge(crate::openapi::router())
         .merge(crate::ui::router(state.clone()))
         .with_state(state.clone());

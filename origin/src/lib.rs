@@ -22,6 +22,7 @@
 //! - `gateway`: `/mcp` (rmcp Streamable HTTP, hand-written handler over the domain functions).
 //! - `dashboard`: `/api/dashboard` figures. `openapi`: the generated `/api/openapi.json`.
 //! - `settings`, `pagination`, `health`: small shared pieces.
+//! - `transfer`: signed export and import (`/api/export`, `/api/import`).
 //! - `cli`: `mcpbox admin …`.
 
 pub mod access;
@@ -52,6 +53,7 @@ pub mod secrets;
 pub mod servers;
 pub mod settings;
 pub mod tools;
+pub mod transfer;
 pub mod ui;
 pub mod users;
 

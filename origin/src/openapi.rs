@@ -46,6 +46,7 @@ pub fn document() -> OpenApi {
         crate::settings::openapi(),
         crate::activity::openapi(),
         crate::dashboard::openapi(),
+        crate::transfer::openapi(),
     ] {
         doc.merge(part);
     }
