@@ -7,7 +7,7 @@
 //! encryption-key string, given as the source key. Unsigned or tampered files are refused
 //! before anything is written, and nothing a file says about approval is believed.
 
-mod api;
+pub(crate) mod api;
 mod export;
 pub mod format;
 mod import;

@@ -26,6 +26,7 @@ mod servers;
 mod settings;
 mod sources;
 mod tools;
+mod transfer;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -66,6 +67,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(activity::routes())
         .merge(settings::routes())
         .merge(sources::routes())
+        .merge(transfer::routes())
         .route_layer(middleware::from_fn_with_state(state, session));
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui") }))
