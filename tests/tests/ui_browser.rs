@@ -132,6 +132,7 @@ async fn tour(browser: &Browser, url: &str, server: &str, tool: &str, prefix: &s
         ("activity", "/ui/activity".to_owned()),
         ("settings", "/ui/settings".to_owned()),
         ("users", "/ui/users".to_owned()),
+        ("transfer", "/ui/transfer".to_owned()),
     ];
     for (name, path) in pages {
         browser.goto(&format!("{url}{path}")).await;

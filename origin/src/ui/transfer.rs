@@ -98,6 +98,8 @@ async fn import(
             Ok(response) => response,
             Err(err) => super::error_page(Some(&ui), err.0),
         },
+        // A refused token is refused like every form's: a 403 page, nothing else read.
+        Err(err @ Error::Forbidden(_)) => super::error_page(Some(&ui), err),
         Err(err) => failed(PAGE, err),
     }
 }
