@@ -12,7 +12,7 @@ use origin::access::{self, Kind, NewRequest};
 use origin::activity::Audit;
 use origin::db::Backend;
 use origin::transfer::format::{self, ExportFile, SigningKey};
-use origin::transfer::{MAX_FILE_BYTES, MAX_SERVERS, MAX_TOOLS, SIGNING_PURPOSE};
+use origin::transfer::{MAX_FILE_BYTES, MAX_REQUESTS, MAX_SERVERS, MAX_TOOLS, SIGNING_PURPOSE};
 use serde_json::{Value, json};
 use sqlx::Row;
 
@@ -746,5 +746,16 @@ async fn files_are_bounded(app: TestApp) {
         over.text
     );
     assert!(over.text.contains("tools"), "{}", over.text);
+    let hosts = |n: usize| json!({"version": "1.2", "servers": [{"name": "s", "allowed_hosts": vec!["h.example"; n]}]});
+    let at = import(&app, &admin, hosts(MAX_REQUESTS)).await;
+    assert!(at.text.contains("not signed"), "{}", at.text);
+    let over = import(&app, &admin, hosts(MAX_REQUESTS + 1)).await;
+    assert_eq!(
+        over.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        over.text
+    );
+    assert!(over.text.contains("requests"), "{}", over.text);
     assert_eq!(app.count("servers").await, 0);
 }
