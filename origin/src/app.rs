@@ -126,6 +126,7 @@ pub fn router_with(
         .merge(activity::router())
         .merge(crate::dashboard::router())
         .merge(crate::alerts::router())
+        .merge(crate::transfer::router())
         .merge(crate::openapi::router())
         .merge(crate::ui::router(state.clone()))
         .merge(crate::ratelimit::api::router())

@@ -170,6 +170,17 @@ impl Keyring {
         mac.finalize().into_bytes().into()
     }
 
+    /// `derive` under the previous key, during a rotation: what was signed before it still
+    /// verifies (export files).
+    pub fn derive_previous(&self, purpose: &str) -> Option<[u8; 32]> {
+        let previous = self.previous.as_ref()?;
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&previous.raw)
+            .expect("HMAC accepts keys of any length");
+        mac.update(b"mcpbox/derive/");
+        mac.update(purpose.as_bytes());
+        Some(mac.finalize().into_bytes().into())
+    }
+
     /// Loads the keyring: the key from the environment when given, else from `data_dir`, else a
     /// newly generated one written there with mode 0600.
     pub fn load(

@@ -27,6 +27,7 @@
 //! - `dashboard`: `/api/dashboard` figures. `openapi`: the generated `/api/openapi.json`.
 //! - `ratelimit`: request rate limits (one limiter for both listeners, limits in the settings).
 //! - `settings`, `pagination`, `health`: small shared pieces.
+//! - `transfer`: signed export and import (`/api/export`, `/api/import`).
 //! - `cli`: `mcpbox admin …`.
 
 pub mod access;
@@ -60,6 +61,7 @@ pub mod secrets;
 pub mod servers;
 pub mod settings;
 pub mod tools;
+pub mod transfer;
 pub mod ui;
 pub mod users;
 

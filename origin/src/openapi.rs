@@ -49,6 +49,7 @@ pub fn document() -> OpenApi {
         crate::activity::openapi(),
         crate::dashboard::openapi(),
         crate::alerts::openapi(),
+        crate::transfer::openapi(),
     ] {
         doc.merge(part);
     }

@@ -34,6 +34,7 @@ on_both_backends!(
     the_live_view_ends_when_its_session_does,
     the_settings_page_changes_the_rate_limits,
     the_remote_page_shows_a_failed_step_with_what_to_do,
+    export_and_import_through_the_page,
 );
 
 /// A browser in miniature: a cookie jar, and the CSRF token of the last page.
@@ -1864,4 +1865,131 @@ async fn the_remote_page_shows_a_failed_step_with_what_to_do(app: TestApp) {
     assert!(!dashboard.html.contains("href=\"/ui/remote\""));
     assert_eq!(viewer.get("/ui/remote").await.status, StatusCode::FORBIDDEN);
     assert!(!viewer.get("/ui/settings").await.html.contains("form-edge"));
+}
+
+/// A multipart body: `(name, file name, content)` parts, in order.
+fn multipart(boundary: &str, parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, file, content) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        let disposition = match file {
+            Some(file) => format!(
+                "Content-Disposition: form-data; name=\"{name}\"; filename=\"{file}\"\r\nContent-Type: application/json\r\n\r\n"
+            ),
+            None => format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n"),
+        };
+        body.extend_from_slice(disposition.as_bytes());
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    body
+}
+
+async fn export_and_import_through_the_page(app: TestApp) {
+    let app = app.with_sandbox().await;
+    let mut browser = set_up(&app).await;
+    let token = app.login("admin", PASSWORD).await.token("access_token");
+    let server = app.create_server(&token, "weather").await;
+    app.create_tool(
+        &token,
+        &server,
+        "forecast",
+        "def main() -> int:\n    return 1\n",
+    )
+    .await;
+
+    let page = browser.get("/ui/transfer").await;
+    assert_clean_page("/ui/transfer", &page);
+    assert!(
+        page.html.contains("href=\"/ui/transfer/export\""),
+        "{}",
+        page.html
+    );
+    assert!(page.html.contains("enctype=\"multipart/form-data\""));
+    let download = browser.get("/ui/transfer/export").await;
+    assert_eq!(download.status, StatusCode::OK, "{}", download.html);
+    assert!(
+        download.headers[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    let file = download.html.clone();
+    assert!(file.contains("\"signature\""), "{file}");
+
+    let boundary = "mcpboxtestboundary";
+    let send = |parts: Vec<(&'static str, Option<&'static str>, Vec<u8>)>| {
+        let parts: Vec<(&str, Option<&str>, &[u8])> = parts
+            .iter()
+            .map(|(n, f, c)| (*n, *f, c.as_slice()))
+            .collect();
+        browser
+            .request(Method::POST, "/ui/transfer/import")
+            .header(
+                header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(Body::from(multipart(boundary, &parts)))
+            .unwrap()
+    };
+    let csrf = browser.csrf.clone().into_bytes();
+    // Wrong token, no token, the token after the file: 403, nothing imported.
+    for parts in [
+        vec![
+            ("_csrf", None, vec![b'0'; 64]),
+            ("file", Some("e.json"), file.clone().into_bytes()),
+        ],
+        vec![("file", Some("e.json"), file.clone().into_bytes())],
+        vec![
+            ("file", Some("e.json"), file.clone().into_bytes()),
+            ("_csrf", None, csrf.clone()),
+        ],
+    ] {
+        let refused = app.send(send(parts)).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    }
+    assert_eq!(app.count("servers").await, 1);
+    // A tampered file: back to the page with the reason.
+    let tampered = file.replace("return 1", "return 2");
+    let refused = app
+        .send(send(vec![
+            ("_csrf", None, csrf.clone()),
+            ("file", Some("e.json"), tampered.into_bytes()),
+        ]))
+        .await;
+    assert_eq!(refused.status, StatusCode::SEE_OTHER, "{}", refused.text);
+    let flash = refused.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(flash.contains("signature+does+not+match"), "{flash}");
+    assert_eq!(app.count("servers").await, 1);
+    // The file as downloaded: imported under the suffix, the report on the page.
+    let imported = app
+        .send(send(vec![
+            ("_csrf", None, csrf.clone()),
+            ("file", Some("e.json"), file.into_bytes()),
+            ("source_key", None, Vec::new()),
+        ]))
+        .await;
+    assert_eq!(imported.status, StatusCode::OK, "{}", imported.text);
+    assert!(
+        imported.text.contains("Import finished"),
+        "{}",
+        imported.text
+    );
+    assert!(
+        imported.text.contains("weather_imported"),
+        "{}",
+        imported.text
+    );
+    assert_eq!(app.count("servers").await, 2);
+    // Only admins see and use the page.
+    let viewer_token = app.user_with_role(&token, "vera", "viewer").await;
+    drop(viewer_token);
+    let mut viewer = Browser::new(&app);
+    viewer.sign_in("vera", PASSWORD).await;
+    assert_eq!(
+        viewer.get("/ui/transfer").await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert!(!viewer.get("/ui").await.html.contains("/ui/transfer"));
 }

@@ -134,6 +134,7 @@ async fn tour(browser: &Browser, url: &str, server: &str, tool: &str, prefix: &s
         ("users", "/ui/users".to_owned()),
         ("remote", "/ui/remote".to_owned()),
         ("remote-tunnel", "/ui/remote/tunnel".to_owned()),
+        ("transfer", "/ui/transfer".to_owned()),
     ];
     for (name, path) in pages {
         browser.goto(&format!("{url}{path}")).await;

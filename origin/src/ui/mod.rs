@@ -28,6 +28,7 @@ mod servers;
 mod settings;
 mod sources;
 mod tools;
+mod transfer;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -70,6 +71,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(alerts::routes())
         .merge(sources::routes())
         .merge(remote::routes())
+        .merge(transfer::routes())
         .route_layer(middleware::from_fn_with_state(state, session));
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui") }))
