@@ -110,11 +110,50 @@ impl Db {
 
     /// A round trip to the database, for readiness checks.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
+        self.ping_timed().await.map(|_| ())
     }
+
+    /// `ping`, returning how long taking a connection from the pool waited.
+    ///
+    /// Why a probe: sqlx's pool does not report how long requests wait for a connection, and
+    /// queries take theirs inside sqlx (`&pool` as executor) all over the crate, so there is no
+    /// one place to time them without wrapping every query. The wait a request arriving now
+    /// would see is the figure that matters (a pool exhausted by slow queries shows at once), and
+    /// the readiness check and each scrape take a connection anyway: timing that `acquire` costs
+    /// nothing extra and is the true wait at that moment.
+    pub async fn ping_timed(&self) -> Result<Duration, sqlx::Error> {
+        let (mut connection, waited) = self.acquire_timed().await?;
+        sqlx::query("SELECT 1").execute(&mut *connection).await?;
+        Ok(waited)
+    }
+
+    /// A pooled connection and how long the pool took to hand it over.
+    pub async fn acquire_timed(
+        &self,
+    ) -> Result<(sqlx::pool::PoolConnection<sqlx::Any>, Duration), sqlx::Error> {
+        let started = std::time::Instant::now();
+        let connection = self.pool.acquire().await?;
+        Ok((connection, started.elapsed()))
+    }
+
+    /// The pool's connections now and its configured bound.
+    pub fn pool_figures(&self) -> PoolFigures {
+        let size = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        PoolFigures {
+            max_connections: self.pool.options().get_max_connections(),
+            in_use: size.saturating_sub(idle),
+            idle,
+        }
+    }
+}
+
+/// What `Db::pool_figures` reports (`/metrics` and `/health/ready`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PoolFigures {
+    pub max_connections: u32,
+    pub in_use: u32,
+    pub idle: u32,
 }
 
 /// The current time in the stored timestamp format (see the migrations' header).

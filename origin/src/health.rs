@@ -2,7 +2,7 @@
 //!
 //! `GET /health` answers as long as the process serves HTTP. `GET /health/ready` also checks the
 //! database and the sandbox (its isolation layers and circuit breaker), with 503 when either is
-//! down. `GET /api/health/circuits` shows the breaker to signed-in users; admins can reset it.
+//! down, and shows the pools (database connections and the wait for one, external clients). `GET /api/health/circuits` shows the breaker to signed-in users; admins can reset it.
 
 use std::time::Duration;
 
@@ -46,6 +46,14 @@ struct Ready {
     database: DatabaseCheck,
     sandbox: SandboxCheck,
     mcp: McpFigures,
+    external: ExternalFigures,
+}
+
+/// The pool of clients to external MCP sources (never a reason to be unready).
+#[derive(Serialize)]
+struct ExternalFigures {
+    pooled_clients: usize,
+    pooled_clients_max: usize,
 }
 
 /// The bounded resources MCP clients hold (never a reason to be unready).
@@ -63,7 +71,17 @@ struct McpFigures {
 struct DatabaseCheck {
     ok: bool,
     backend: &'static str,
+    pool: PoolCheck,
     error: Option<String>,
+}
+
+/// The same figures as `mcpbox_db_pool_*` in `/metrics`.
+#[derive(Serialize)]
+struct PoolCheck {
+    #[serde(flatten)]
+    figures: crate::db::PoolFigures,
+    /// How long this check waited for a connection (`None` when it got none).
+    acquire_wait_s: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -74,31 +92,36 @@ struct SandboxCheck {
     layers: Option<contract::sandbox::Layers>,
     missing_layers: Vec<&'static str>,
     idle_workers: Option<u32>,
+    /// Zygote restarts since the supervisor started (a rising count is a crash loop).
+    zygote_restarts: Option<u64>,
     error: Option<String>,
 }
 
 #[utoipa::path(get, path = "/health/ready", tag = "health", operation_id = "health_ready", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")))]
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
     let backend = state.db.backend.name();
-    let database = match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
-        Ok(Ok(())) => DatabaseCheck {
-            ok: true,
-            backend,
-            error: None,
+    // Read before the check takes its connection, which would count as in use.
+    let figures = state.db.pool_figures();
+    let check = |acquire_wait_s, error: Option<&str>| DatabaseCheck {
+        ok: error.is_none(),
+        backend,
+        pool: PoolCheck {
+            figures,
+            acquire_wait_s,
         },
+        error: error.map(str::to_owned),
+    };
+    let timeout = Duration::from_secs(2);
+    let database = match tokio::time::timeout(timeout, state.db.ping_timed()).await {
+        Ok(Ok(waited)) => {
+            state.metrics.db_acquired(waited);
+            check(Some(waited.as_secs_f64()), None)
+        }
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "readiness: database check failed");
-            DatabaseCheck {
-                ok: false,
-                backend,
-                error: Some("unreachable".into()),
-            }
+            check(None, Some("unreachable"))
         }
-        Err(_) => DatabaseCheck {
-            ok: false,
-            backend,
-            error: Some("timed out".into()),
-        },
+        Err(_) => check(None, Some("timed out")),
     };
     let sandbox = match state.sandbox.health().await {
         Ok(health) => SandboxCheck {
@@ -107,6 +130,7 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
             missing_layers: health.layers.missing(),
             layers: Some(health.layers),
             idle_workers: Some(health.idle_workers),
+            zygote_restarts: Some(health.zygote_restarts),
             error: None,
         },
         Err(err) => SandboxCheck {
@@ -115,6 +139,7 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
             layers: None,
             missing_layers: Vec::new(),
             idle_workers: None,
+            zygote_restarts: None,
             error: Some(err.to_string()),
         },
     };
@@ -129,6 +154,10 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
             sessions_max_per_listener: state.mcp_sessions.limits().max_sessions,
             session_idle_timeout_s: state.mcp_sessions.limits().idle_timeout.as_secs(),
             list_changed_watchers: state.mcp_sessions.watchers(),
+        },
+        external: ExternalFigures {
+            pooled_clients: state.external.clients(),
+            pooled_clients_max: crate::external::POOL_MAX,
         },
     };
     let status = if ok {

@@ -5,16 +5,20 @@
 //! Two kinds of values:
 //! * counted where they happen: tool calls and their duration (`execution::run` and
 //!   `execution::log_refusal`, the one place every call goes through), HTTP requests (a layer
-//!   in `http::with_layers`, on both other listeners);
-//! * read at scrape time (`refresh`): MCP sessions, approvals pending, the sandbox's idle workers
-//!   and breaker, the database pool, external sources. A part that cannot be read (the sandbox
-//!   down, the database slow) becomes a gauge value or keeps its last value; the scrape itself
-//!   never fails for it.
+//!   in `http::with_layers`, on both other listeners), requests refused by a rate limit
+//!   (`ratelimit::guard` and `gateway::tunnel`, where they refuse);
+//! * read at scrape time (`refresh`): MCP sessions, approvals pending, the sandbox's idle workers,
+//!   breaker and zygote restarts, the database pool (with a timed `acquire`, see
+//!   `db::Db::ping_timed` for why), the external sources and their client pool, the alerts'
+//!   counters (`alerts::Alerts::counts`, kept where alerts are raised and delivered). A part that
+//!   cannot be read (the sandbox down, the database slow) becomes a gauge value or keeps its last
+//!   value; the scrape itself never fails for it.
 //!
 //! Cardinality: label values are server, tool and source names read from the database (a call
 //! to a tool that does not exist is refused before anything is counted), route templates (the
 //! matched path, never the raw one), status classes and fixed words.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -74,6 +78,16 @@ struct SourceLabels {
     source: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScopeLabel {
+    scope: &'static str,
+}
+
 type DurationFamily = Family<ToolLabels, Histogram, fn() -> Histogram>;
 
 /// How a tool call ended, as the `outcome` label says it.
@@ -99,6 +113,30 @@ impl CallOutcome {
             CallOutcome::Timeout => "timeout",
             CallOutcome::Unavailable => "unavailable",
             CallOutcome::Refused => "refused",
+        }
+    }
+}
+
+/// Which limit refused a request, as the `scope` label of `mcpbox_rate_limited_total` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitScope {
+    /// `/api/…`, `/auth/…` per client address (`api_per_address`).
+    ApiAddress,
+    /// API bearer tokens per account (`api_per_account`).
+    ApiAccount,
+    /// Local `/mcp` per client address (`mcp_per_address`).
+    McpAddress,
+    /// The tunnel's `/mcp` per signed-in remote user (`mcp_rate_limit_rpm`).
+    TunnelUser,
+}
+
+impl RateLimitScope {
+    fn label(self) -> &'static str {
+        match self {
+            RateLimitScope::ApiAddress => "api_address",
+            RateLimitScope::ApiAccount => "api_account",
+            RateLimitScope::McpAddress => "mcp_address",
+            RateLimitScope::TunnelUser => "tunnel_user",
         }
     }
 }
@@ -155,8 +193,16 @@ pub struct Metrics {
     sandbox_up: Gauge,
     sandbox_idle_workers: Gauge,
     sandbox_breaker: Family<StateLabel, Gauge>,
+    sandbox_zygote_restarts: Counter,
     db_connections: Family<StateLabel, Gauge>,
+    db_max_connections: Gauge,
+    db_acquire: Gauge<f64, AtomicU64>,
     external_source_up: Family<SourceLabels, Gauge>,
+    external_pool_clients: Gauge,
+    alerts_raised: Family<KindLabel, Counter>,
+    alerts_dropped: Counter,
+    alert_deliveries: Family<OutcomeLabel, Counter>,
+    rate_limited: Family<ScopeLabel, Counter>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -224,17 +270,72 @@ impl Default for Metrics {
             "The sandbox circuit breaker: 1 for its current state (closed, open, half_open)",
             sandbox_breaker.clone(),
         );
+        let sandbox_zygote_restarts = Counter::default();
+        registry.register(
+            "mcpbox_sandbox_zygote_restarts",
+            "Times the sandbox supervisor restarted a dead zygote, as its last health answer \
+             says (starts again from 0 when the supervisor restarts)",
+            sandbox_zygote_restarts.clone(),
+        );
         let db_connections = Family::<StateLabel, Gauge>::default();
         registry.register(
             "mcpbox_db_pool_connections",
             "Database pool connections, by state (in_use, idle)",
             db_connections.clone(),
         );
+        let db_max_connections = Gauge::default();
+        registry.register(
+            "mcpbox_db_pool_max_connections",
+            "The database pool's configured bound on connections",
+            db_max_connections.clone(),
+        );
+        let db_acquire = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "mcpbox_db_pool_acquire",
+            "How long the last probe (a scrape or a readiness check) waited for a database \
+             pool connection; a lower bound when it gave up",
+            Unit::Seconds,
+            db_acquire.clone(),
+        );
         let external_source_up = Family::<SourceLabels, Gauge>::default();
         registry.register(
             "mcpbox_external_source_up",
             "1 if the approved external MCP source answered its last contact, 0 if it failed",
             external_source_up.clone(),
+        );
+        let external_pool_clients = Gauge::default();
+        registry.register(
+            "mcpbox_external_pool_clients",
+            "Open MCP clients to external sources kept for reuse (one per source at most)",
+            external_pool_clients.clone(),
+        );
+        let alerts_raised = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "mcpbox_alerts_raised",
+            "Alerts queued for delivery to the webhooks, by kind (duplicates within the dedup \
+             window are not counted)",
+            alerts_raised.clone(),
+        );
+        let alerts_dropped = Counter::default();
+        registry.register(
+            "mcpbox_alerts_dropped",
+            "Alerts dropped because the delivery queue or the dedup table was full",
+            alerts_dropped.clone(),
+        );
+        let alert_deliveries = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "mcpbox_alert_deliveries",
+            "Alert deliveries to one webhook after their retries, by outcome (delivered, \
+             failed, rate_limited)",
+            alert_deliveries.clone(),
+        );
+        let rate_limited = Family::<ScopeLabel, Counter>::default();
+        registry.register(
+            "mcpbox_rate_limited",
+            "Requests refused with 429 by a rate limit, by the limit that refused them \
+             (api_address, api_account, mcp_address, tunnel_user); a request refused by two \
+             limits counts in both",
+            rate_limited.clone(),
         );
         Metrics {
             registry,
@@ -247,8 +348,16 @@ impl Default for Metrics {
             sandbox_up,
             sandbox_idle_workers,
             sandbox_breaker,
+            sandbox_zygote_restarts,
             db_connections,
+            db_max_connections,
+            db_acquire,
             external_source_up,
+            external_pool_clients,
+            alerts_raised,
+            alerts_dropped,
+            alert_deliveries,
+            rate_limited,
         }
     }
 }
@@ -279,6 +388,20 @@ impl Metrics {
         }
     }
 
+    /// A request refused by a rate limit.
+    pub fn rate_limited(&self, scope: RateLimitScope) {
+        self.rate_limited
+            .get_or_create(&ScopeLabel {
+                scope: scope.label(),
+            })
+            .inc();
+    }
+
+    /// How long a probe waited for a database connection (scrapes and readiness checks).
+    pub fn db_acquired(&self, waited: Duration) {
+        self.db_acquire.set(waited.as_secs_f64());
+    }
+
     /// Reads the values kept elsewhere (sessions, sandbox, database) into the gauges.
     async fn refresh(&self, state: &AppState) {
         self.mcp_sessions
@@ -302,6 +425,8 @@ impl Metrics {
                 self.sandbox_up.set(1);
                 self.sandbox_idle_workers
                     .set(i64::from(health.idle_workers));
+                // A counter kept by the supervisor: mirrored, not counted here.
+                store(&self.sandbox_zygote_restarts, health.zygote_restarts);
             }
             Ok(Err(_)) | Err(_) => {
                 self.sandbox_up.set(0);
@@ -309,30 +434,69 @@ impl Metrics {
             }
         }
 
-        let size = i64::from(state.db.pool.size());
-        let idle = i64::try_from(state.db.pool.num_idle()).unwrap_or(i64::MAX);
+        self.external_pool_clients
+            .set(i64::try_from(state.external.clients()).unwrap_or(i64::MAX));
+        let counts = state.alerts.counts();
+        for (kind, count) in counts.raised {
+            let counter = self.alerts_raised.get_or_create(&KindLabel {
+                kind: kind.as_str(),
+            });
+            store(&counter, count);
+        }
+        store(&self.alerts_dropped, counts.dropped);
+        for (outcome, count) in counts.deliveries {
+            store(
+                &self.alert_deliveries.get_or_create(&OutcomeLabel { outcome }),
+                count,
+            );
+        }
+
+        // Read before this scrape takes its own connection, which would count as in use.
+        let pool = state.db.pool_figures();
         self.db_connections
             .get_or_create(&StateLabel { state: "idle" })
-            .set(idle);
+            .set(i64::from(pool.idle));
         self.db_connections
             .get_or_create(&StateLabel { state: "in_use" })
-            .set((size - idle).max(0));
+            .set(i64::from(pool.in_use));
+        self.db_max_connections
+            .set(i64::from(pool.max_connections));
 
-        match tokio::time::timeout(DATABASE_SCRAPE_TIMEOUT, self.read_database(state)).await {
+        // The connection the counts below need, its wait timed: the pool's acquire-wait probe.
+        let connection =
+            match tokio::time::timeout(DATABASE_SCRAPE_TIMEOUT, state.db.acquire_timed()).await {
+                Ok(Ok((connection, waited))) => {
+                    self.db_acquired(waited);
+                    connection
+                }
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "metrics: no database connection");
+                    return;
+                }
+                Err(_) => {
+                    self.db_acquired(DATABASE_SCRAPE_TIMEOUT);
+                    tracing::warn!("metrics: no database connection within the scrape timeout");
+                    return;
+                }
+            };
+        match tokio::time::timeout(DATABASE_SCRAPE_TIMEOUT, self.read_database(connection)).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::warn!(error = %err, "metrics: could not read the database"),
             Err(_) => tracing::warn!("metrics: the database counts took too long"),
         }
     }
 
-    async fn read_database(&self, state: &AppState) -> crate::error::Result<()> {
+    async fn read_database(
+        &self,
+        mut connection: sqlx::pool::PoolConnection<sqlx::Any>,
+    ) -> crate::error::Result<()> {
         let row = sqlx::query(
             "SELECT \
              (SELECT COUNT(*) FROM tool_versions WHERE status = 'pending_review') AS tools, \
              (SELECT COUNT(*) FROM access_requests WHERE kind = 'module' AND status = 'pending') AS modules, \
              (SELECT COUNT(*) FROM access_requests WHERE kind = 'network' AND status = 'pending') AS network",
         )
-        .fetch_one(&state.db.pool)
+        .fetch_one(&mut *connection)
         .await?;
         for (kind, column) in [
             ("tool_version", "tools"),
@@ -348,7 +512,7 @@ impl Metrics {
             "SELECT s.name AS server, e.name AS source, e.status FROM external_sources e \
              JOIN servers s ON s.id = e.server_id WHERE e.status <> 'pending_approval'",
         )
-        .fetch_all(&state.db.pool)
+        .fetch_all(&mut *connection)
         .await?;
         // Deleted sources drop out of the exposition instead of keeping a stale value.
         self.external_source_up.clear();
@@ -371,6 +535,12 @@ impl Metrics {
         prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)?;
         Ok(text)
     }
+}
+
+/// Sets a counter to a count kept elsewhere (the supervisor's, the alerts'), which only the
+/// owner of that count increments.
+fn store(counter: &Counter, value: u64) {
+    counter.inner().store(value, Ordering::Relaxed);
 }
 
 /// The metrics listener's whole application: `GET /metrics` and nothing else.

@@ -316,3 +316,279 @@ async fn metrics_count_calls_sessions_and_requests_on_their_own_listener_only() 
     );
     promtool_check(&text);
 }
+
+/// A webhook receiver on 127.0.0.1 that reads each POST whole and answers 200.
+async fn webhook_receiver() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = stream.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buffer).into_owned();
+                    let Some(end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|line| {
+                            let (name, value) = line.split_once(':')?;
+                            name.eq_ignore_ascii_case("content-length")
+                                .then(|| value.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if buffer.len() >= end + 4 + length {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                            .await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{address}/hook")
+}
+
+/// The sandbox zygote under this origin: a process whose command line names `zygote` and whose
+/// parent (the supervisor) is a direct child of the origin. Workers forked from the zygote have
+/// the zygote as parent, so they do not match.
+fn zygote_under(origin: u32) -> Option<u32> {
+    let mut parents = BTreeMap::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        if let Some(ppid) = after
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok())
+        {
+            parents.insert(pid, ppid);
+        }
+    }
+    parents.iter().find_map(|(pid, ppid)| {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        (parents.get(ppid) == Some(&origin) && String::from_utf8_lossy(&cmdline).contains("zygote"))
+            .then_some(*pid)
+    })
+}
+
+/// Scrapes until `check` holds on the samples (deliveries and restarts happen in the background).
+async fn scrape_until(metrics: &str, what: &str, check: impl Fn(&Samples) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (text, samples) = scrape(metrics).await;
+        if check(&samples) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} never showed:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn metrics_and_readiness_show_pools_alerts_rate_limits_and_zygote_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = ServeOptions::new(dir.path());
+    options.args = vec!["--metrics-listen".into(), "127.0.0.1:0".into()];
+    let origin = Origin::start(options).unwrap();
+    let url = origin.url.clone();
+    let metrics = origin.metrics_url.clone().expect("metrics listener");
+    let token = admin_token(&url).await;
+
+    // At rest: the pools' figures, every alert kind at 0, nothing refused.
+    let (text, samples) = scrape(&metrics).await;
+    assert_eq!(
+        value(&samples, "mcpbox_db_pool_max_connections", &[]),
+        Some(8.0),
+        "SQLite's pool bound; {text}"
+    );
+    let waited = value(&samples, "mcpbox_db_pool_acquire_seconds", &[]).unwrap();
+    assert!((0.0..2.0).contains(&waited), "{text}");
+    assert_eq!(
+        value(&samples, "mcpbox_external_pool_clients", &[]),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&samples, "mcpbox_sandbox_zygote_restarts_total", &[]),
+        Some(0.0),
+        "{text}"
+    );
+    for kind in ["breaker_opened", "zygote_crash_loop", "sign_in_failures", "test"] {
+        assert_eq!(
+            value(&samples, "mcpbox_alerts_raised_total", &[("kind", kind)]),
+            Some(0.0),
+            "{kind}: {text}"
+        );
+    }
+    assert_eq!(
+        value(&samples, "mcpbox_alerts_dropped_total", &[]),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "mcpbox_alert_deliveries_total",
+            &[("outcome", "delivered")]
+        ),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(!text.contains("mcpbox_rate_limited_total{"), "{text}");
+
+    // /health/ready carries the same pool figures.
+    let ready: serde_json::Value = client()
+        .get(format!("{url}/health/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pool = &ready["database"]["pool"];
+    assert_eq!(pool["max_connections"], 8, "{ready}");
+    assert!(pool["in_use"].as_u64().unwrap() <= 8, "{ready}");
+    assert!(pool["idle"].as_u64().is_some(), "{ready}");
+    let waited = pool["acquire_wait_s"].as_f64().unwrap();
+    assert!((0.0..2.0).contains(&waited), "{ready}");
+    assert_eq!(ready["external"]["pooled_clients"], 0, "{ready}");
+    assert_eq!(ready["external"]["pooled_clients_max"], 256, "{ready}");
+    assert_eq!(ready["sandbox"]["zygote_restarts"], 0, "{ready}");
+
+    // An alert: three wrong passwords with the threshold at three. One webhook answers 200, the
+    // other is a page that does not exist (a 4xx is final, no retries).
+    let hook = webhook_receiver().await;
+    for (name, hook) in [("ok", hook), ("broken", format!("{url}/no-such-hook"))] {
+        let (status, created) = api(
+            &format!("{url}/api/alerts/webhooks"),
+            json!({"name": name, "flavour": "generic", "url": hook}),
+            Some(&token),
+        )
+        .await;
+        assert_eq!(status, 201, "{created}");
+    }
+    let patched = client()
+        .patch(format!("{url}/api/settings/alerts"))
+        .bearer_auth(&token)
+        .json(&json!({"sign_in_failures": 3}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status().as_u16(), 200);
+    for _ in 0..3 {
+        let (status, _) = api(
+            &format!("{url}/auth/login"),
+            json!({"username": "admin", "password": "not the password"}),
+            None,
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+    let text = scrape_until(&metrics, "both deliveries", |s| {
+        value(s, "mcpbox_alert_deliveries_total", &[("outcome", "delivered")]) == Some(1.0)
+            && value(s, "mcpbox_alert_deliveries_total", &[("outcome", "failed")]) == Some(1.0)
+    })
+    .await;
+    let samples = parse(&text);
+    assert_eq!(
+        value(
+            &samples,
+            "mcpbox_alerts_raised_total",
+            &[("kind", "sign_in_failures")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "mcpbox_alert_deliveries_total",
+            &[("outcome", "rate_limited")]
+        ),
+        Some(0.0),
+        "{text}"
+    );
+
+    // A zygote restart: kill the zygote; the supervisor starts another and counts it.
+    let zygote = zygote_under(origin.child.id()).expect("a zygote under the origin");
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &zygote.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    scrape_until(&metrics, "the zygote restart", |s| {
+        value(s, "mcpbox_sandbox_zygote_restarts_total", &[]) == Some(1.0)
+    })
+    .await;
+    let ready: serde_json::Value = client()
+        .get(format!("{url}/health/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["sandbox"]["zygote_restarts"], 1, "{ready}");
+
+    // A rate-limited request: local /mcp with a bucket of two.
+    let patched = client()
+        .patch(format!("{url}/api/settings/rate-limits"))
+        .bearer_auth(&token)
+        .json(&json!({"mcp_per_address": {"per_minute": 60, "burst": 2}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status().as_u16(), 200);
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let response = client()
+            .post(format!("{url}/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses[2], 429, "{statuses:?}");
+    let (text, samples) = scrape(&metrics).await;
+    assert_eq!(
+        value(
+            &samples,
+            "mcpbox_rate_limited_total",
+            &[("scope", "mcp_address")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "mcpbox_rate_limited_total",
+            &[("scope", "api_address")]
+        ),
+        None,
+        "{text}"
+    );
+    promtool_check(&text);
+}

@@ -77,6 +77,7 @@ pub(super) async fn run(state: AppState, mut queue: mpsc::Receiver<Alert>) {
                     kind = alert.kind.as_str(),
                     "alert not sent: the webhook is over its rate limit"
                 );
+                state.alerts.count_delivery(&Final::RateLimited);
                 if let Err(err) =
                     webhooks::record_outcome(&state.db, &target.id, &Final::RateLimited).await
                 {
@@ -88,8 +89,10 @@ pub(super) async fn run(state: AppState, mut queue: mpsc::Receiver<Alert>) {
                 return;
             };
             let (client, alert, db) = (client.clone(), alert.clone(), state.db.clone());
+            let alerts = state.alerts.clone();
             tokio::spawn(async move {
                 let outcome = deliver(&client, &target, &alert).await;
+                alerts.count_delivery(&outcome);
                 if let Err(err) = webhooks::record_outcome(&db, &target.id, &outcome).await {
                     tracing::warn!(error = %err, "could not record an alert delivery");
                 }

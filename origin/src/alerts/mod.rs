@@ -53,6 +53,8 @@ pub const QUEUE_CAPACITY: usize = 256;
 /// those older than the window) a new pair is dropped and counted, so a flood of subjects
 /// cannot grow memory.
 pub const DEDUP_CAPACITY: usize = 1024;
+/// The `outcome` labels of `Counts::deliveries`, in the order of `Shared::deliveries`.
+const DELIVERY_OUTCOMES: [&str; 3] = ["delivered", "failed", "rate_limited"];
 /// Alerts kept for the settings page ("recently raised").
 const RECENT_MAX: usize = 20;
 
@@ -72,6 +74,18 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in declaration order (`kind as usize` indexes it).
+    pub const ALL: [Kind; 8] = [
+        Kind::BreakerOpened,
+        Kind::ZygoteCrashLoop,
+        Kind::SandboxUnavailable,
+        Kind::ExternalSourceDown,
+        Kind::ApprovalsWaiting,
+        Kind::SignInFailures,
+        Kind::PackageVulnerable,
+        Kind::Test,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::BreakerOpened => "breaker_opened",
@@ -160,6 +174,19 @@ pub struct Stats {
     pub queue_capacity: usize,
 }
 
+/// Counters since start by what `/metrics` labels them with (`metrics::Metrics::refresh` mirrors
+/// them at scrape time).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Alerts queued for delivery, by kind (every kind, zeros included).
+    pub raised: Vec<(Kind, u64)>,
+    /// Alerts dropped because the queue or the dedup table was full.
+    pub dropped: u64,
+    /// Deliveries to one webhook, after their retries, by outcome (`delivered`, `failed`,
+    /// `rate_limited`), as the webhook's `last_status` says them.
+    pub deliveries: Vec<(&'static str, u64)>,
+}
+
 /// The handle in `AppState` (cloning copies one `Arc`).
 #[derive(Clone)]
 pub struct Alerts(Arc<Shared>);
@@ -180,6 +207,10 @@ struct Shared {
     raised: AtomicU64,
     deduplicated: AtomicU64,
     dropped: AtomicU64,
+    /// `raised`, by `Kind as usize`.
+    raised_by_kind: [AtomicU64; Kind::ALL.len()],
+    /// Final outcomes of deliveries: delivered, failed, rate limited.
+    deliveries: [AtomicU64; 3],
     /// One HTTP client for every delivery (its own connection pool).
     http: OnceLock<Result<reqwest::Client, String>>,
 }
@@ -197,6 +228,8 @@ impl Default for Alerts {
             raised: AtomicU64::new(0),
             deduplicated: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            raised_by_kind: std::array::from_fn(|_| AtomicU64::new(0)),
+            deliveries: std::array::from_fn(|_| AtomicU64::new(0)),
             http: OnceLock::new(),
         }))
     }
@@ -269,6 +302,7 @@ impl Alerts {
                 last.insert(key, now);
                 drop(last);
                 self.0.raised.fetch_add(1, Ordering::Relaxed);
+                self.0.raised_by_kind[kind as usize].fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     kind = kind.as_str(),
                     subject = alert.subject,
@@ -344,6 +378,32 @@ impl Alerts {
             queued: QUEUE_CAPACITY - self.0.sender.capacity(),
             queue_capacity: QUEUE_CAPACITY,
         }
+    }
+
+    pub fn counts(&self) -> Counts {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        Counts {
+            raised: Kind::ALL
+                .iter()
+                .map(|kind| (*kind, load(&self.0.raised_by_kind[*kind as usize])))
+                .collect(),
+            dropped: load(&self.0.dropped),
+            deliveries: DELIVERY_OUTCOMES
+                .iter()
+                .zip(&self.0.deliveries)
+                .map(|(outcome, counter)| (*outcome, load(counter)))
+                .collect(),
+        }
+    }
+
+    /// One delivery's final outcome (after its retries), for `counts`.
+    fn count_delivery(&self, outcome: &webhooks::Final) {
+        let index = match outcome {
+            webhooks::Final::Delivered => 0,
+            webhooks::Final::Failed(_) => 1,
+            webhooks::Final::RateLimited => 2,
+        };
+        self.0.deliveries[index].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The last few alerts raised (newest last).

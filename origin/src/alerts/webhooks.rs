@@ -385,7 +385,9 @@ pub async fn test_recorded(state: &AppState, id: &str, audit: &Audit) -> Result<
         .http()
         .map_err(|err| Error::Internal(anyhow::anyhow!(err)))?;
     let outcome = super::deliver::send_once(&client, &target, &alert).await;
-    record_outcome(&state.db, id, &outcome.into_final()).await?;
+    let outcome = outcome.into_final();
+    state.alerts.count_delivery(&outcome);
+    record_outcome(&state.db, id, &outcome).await?;
     let event = NewEvent::info(
         "alerts.webhook_test",
         format!("test alert sent to webhook {}", webhook.name),

@@ -54,7 +54,7 @@ pub const SCHEMA_MAX_BYTES: usize = 64 * 1024;
 const CONTACT_TIMEOUT: Duration = Duration::from_secs(15);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pooled clients (one per source); beyond this the pool is emptied and refilled on demand.
-const POOL_MAX: usize = 256;
+pub const POOL_MAX: usize = 256;
 
 /// Headers a custom auth header may not replace: the transport's own and hop-by-hop ones.
 const RESERVED_HEADERS: [&str; 12] = [
@@ -1029,6 +1029,11 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// Clients held now, at most `POOL_MAX` (`/metrics` and `/health/ready`).
+    pub fn clients(&self) -> usize {
+        self.clients.lock().map_or(0, |clients| clients.len())
+    }
+
     fn http(&self) -> std::result::Result<reqwest::Client, String> {
         if let Some(client) = self.http.get() {
             return Ok(client.clone());

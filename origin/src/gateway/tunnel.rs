@@ -192,6 +192,10 @@ async fn check(State(guard): State<Guard>, mut request: Request, next: Next) -> 
                     retry_after,
                     standings,
                 } => {
+                    guard
+                        .state
+                        .metrics
+                        .rate_limited(crate::metrics::RateLimitScope::TunnelUser);
                     return crate::ratelimit::refused_mcp(
                         retry_after,
                         &standings,

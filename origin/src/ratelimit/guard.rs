@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use super::{Verdict, client_key, refused_mcp, retry_after_secs, write_headers};
 use crate::app::AppState;
 use crate::error::Error;
+use crate::metrics::RateLimitScope;
 
 /// A bucket of the admin listener's table.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -90,6 +91,17 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
             retry_after,
             standings,
         } => {
+            // The empty buckets are the limits that refused (`remaining` 0).
+            for refusing in standings.iter().filter(|s| s.remaining == 0) {
+                let counted = match refusing.policy {
+                    "api-address" => RateLimitScope::ApiAddress,
+                    "api-account" => RateLimitScope::ApiAccount,
+                    "mcp-address" => RateLimitScope::McpAddress,
+                    // The three policies above are the only ones this guard charges.
+                    _ => continue,
+                };
+                state.metrics.rate_limited(counted);
+            }
             let mut response = match scope {
                 Scope::Mcp => refused_mcp(
                     retry_after,
