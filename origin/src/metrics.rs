@@ -131,6 +131,13 @@ pub enum RateLimitScope {
 }
 
 impl RateLimitScope {
+    const ALL: [RateLimitScope; 4] = [
+        RateLimitScope::ApiAddress,
+        RateLimitScope::ApiAccount,
+        RateLimitScope::McpAddress,
+        RateLimitScope::TunnelUser,
+    ];
+
     fn label(self) -> &'static str {
         match self {
             RateLimitScope::ApiAddress => "api_address",
@@ -337,6 +344,13 @@ impl Default for Metrics {
              limits counts in both",
             rate_limited.clone(),
         );
+        // Every scope from the start, at 0: a counter that appears only at its first refusal
+        // hides that first increase from `rate()` and `increase()`.
+        for scope in RateLimitScope::ALL {
+            let _ = rate_limited.get_or_create(&ScopeLabel {
+                scope: scope.label(),
+            });
+        }
         Metrics {
             registry,
             tool_calls,
@@ -446,7 +460,9 @@ impl Metrics {
         store(&self.alerts_dropped, counts.dropped);
         for (outcome, count) in counts.deliveries {
             store(
-                &self.alert_deliveries.get_or_create(&OutcomeLabel { outcome }),
+                &self
+                    .alert_deliveries
+                    .get_or_create(&OutcomeLabel { outcome }),
                 count,
             );
         }
@@ -459,8 +475,7 @@ impl Metrics {
         self.db_connections
             .get_or_create(&StateLabel { state: "in_use" })
             .set(i64::from(pool.in_use));
-        self.db_max_connections
-            .set(i64::from(pool.max_connections));
+        self.db_max_connections.set(i64::from(pool.max_connections));
 
         // The connection the counts below need, its wait timed: the pool's acquire-wait probe.
         let connection =

@@ -5,7 +5,7 @@ mod common;
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use common::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 on_both_backends!(
     security_headers_are_on_every_response,
@@ -144,10 +144,37 @@ async fn health_and_readiness(app: TestApp) {
     assert_eq!(ready.body["sandbox"]["circuit"], "closed");
     assert_eq!(ready.body["sandbox"]["layers"]["seccomp"], true);
     assert!(ready.body["sandbox"]["missing_layers"].as_array().is_some());
+    assert_eq!(
+        ready.body["sandbox"]["zygote_restarts"], 0,
+        "{}",
+        ready.text
+    );
+    // The pools: the database's bound, its connections, and how long this check waited for one.
+    let pool = &ready.body["database"]["pool"];
+    let max = match app.state.db.backend {
+        origin::db::Backend::Sqlite => 8,
+        origin::db::Backend::Postgres => 16,
+    };
+    assert_eq!(pool["max_connections"], max, "{}", ready.text);
+    assert!(
+        pool["in_use"].as_u64().unwrap() + pool["idle"].as_u64().unwrap() <= max,
+        "{}",
+        ready.text
+    );
+    let waited = pool["acquire_wait_s"].as_f64().unwrap();
+    assert!((0.0..2.0).contains(&waited), "{}", ready.text);
+    assert_eq!(ready.body["external"]["pooled_clients"], 0);
+    assert_eq!(
+        ready.body["external"]["pooled_clients_max"],
+        origin::external::POOL_MAX
+    );
     // With the database gone, readiness says so with a 503 (liveness stays up).
     app.state.db.pool.close().await;
     let down = app.get("/health/ready", None).await;
     assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(down.body["database"]["ok"], false);
+    // No connection, so no wait to report; the figures are still there.
+    assert_eq!(down.body["database"]["pool"]["acquire_wait_s"], Value::Null);
+    assert_eq!(down.body["database"]["pool"]["max_connections"], max);
     assert_eq!(app.get("/health", None).await.status, StatusCode::OK);
 }

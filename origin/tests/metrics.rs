@@ -107,6 +107,55 @@ async fn scrape_reads_the_database_and_survives_a_dead_sandbox(app: TestApp) {
         "{text}"
     );
 
+    // The pool's bound (per backend), the last acquire's wait, no external client open yet.
+    let max = match app.state.db.backend {
+        origin::db::Backend::Sqlite => 8,
+        origin::db::Backend::Postgres => 16,
+    };
+    assert!(
+        has(&text, &format!("mcpbox_db_pool_max_connections {max}")),
+        "{text}"
+    );
+    let waited: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("mcpbox_db_pool_acquire_seconds "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((0.0..2.0).contains(&waited), "{text}");
+    assert!(has(&text, "mcpbox_external_pool_clients 0"), "{text}");
+    // A dead sandbox keeps the zygote counter where it was (never seen: 0).
+    assert!(
+        has(&text, "mcpbox_sandbox_zygote_restarts_total 0"),
+        "{text}"
+    );
+
+    // Alerts raised where they happen are counted by kind; a duplicate is not.
+    for _ in 0..2 {
+        app.state.alerts.raise(
+            origin::alerts::Kind::ExternalSourceDown,
+            "source-down",
+            "down",
+            serde_json::Value::Null,
+        );
+    }
+    let text = scrape(&app).await;
+    assert!(
+        has(
+            &text,
+            r#"mcpbox_alerts_raised_total{kind="external_source_down"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        has(
+            &text,
+            r#"mcpbox_alerts_raised_total{kind="breaker_opened"} 0"#
+        ),
+        "{text}"
+    );
+    assert!(has(&text, "mcpbox_alerts_dropped_total 0"), "{text}");
+
     // A deleted source leaves the exposition.
     sqlx::query("DELETE FROM external_sources WHERE name = 'down'")
         .execute(&app.state.db.pool)

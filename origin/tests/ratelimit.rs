@@ -25,6 +25,29 @@ async fn set_limits(app: &TestApp, admin: &str, patch: Value) -> Response {
     .await
 }
 
+/// `mcpbox_rate_limited_total{scope}` in a scrape of the app's `/metrics`.
+async fn refusals_counted(app: &TestApp, scope: &str) -> u64 {
+    use tower::ServiceExt;
+    let response = origin::metrics::router(app.state.clone())
+        .oneshot(
+            axum::http::Request::get("/metrics")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let prefix = format!("mcpbox_rate_limited_total{{scope=\"{scope}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix}in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
 fn header(response: &Response, name: &str) -> String {
     response
         .headers
@@ -121,6 +144,9 @@ async fn the_api_refuses_an_address_past_its_limit_and_spares_the_others(app: Te
         status_from(&app, ip(3), None).await.status,
         StatusCode::TOO_MANY_REQUESTS
     );
+    // Three refusals, each counted once, under the limit that refused it.
+    assert_eq!(refusals_counted(&app, "api_address").await, 3);
+    assert_eq!(refusals_counted(&app, "api_account").await, 0);
 }
 
 async fn one_account_is_limited_across_addresses(app: TestApp) {
@@ -163,6 +189,9 @@ async fn one_account_is_limited_across_addresses(app: TestApp) {
         // The address's own bucket was not charged for the refusal.
         assert_eq!(header(&refused, "x-ratelimit-remaining"), "0");
     }
+    // Refused by the account's limit only: the addresses' buckets had room.
+    assert_eq!(refusals_counted(&app, "api_account").await, 3);
+    assert_eq!(refusals_counted(&app, "api_address").await, 0);
     // The same addresses without the token, and another account, are not affected.
     assert_eq!(
         status_from(&app, ip(10), None).await.status,
@@ -239,6 +268,8 @@ async fn local_mcp_is_limited_per_address_with_a_json_rpc_error(app: TestApp) {
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(app.send(mcp_ping(ip(20))).await.status, StatusCode::OK);
+    assert_eq!(refusals_counted(&app, "mcp_address").await, 1);
+    assert_eq!(refusals_counted(&app, "api_address").await, 0);
 }
 
 async fn limits_are_read_by_viewers_changed_by_admins_and_validated_whole(app: TestApp) {

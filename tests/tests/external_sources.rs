@@ -230,6 +230,16 @@ async fn an_external_tool_is_imported_approved_and_called_with_the_sources_crede
     assert!(text.contains("MCPbox/"), "our user agent: {text}");
     let failed = call(&mut mcp, "ext__demo_fail", json!({})).await;
     assert!(tool_error(&failed).contains("always fails"), "{failed}");
+    // The calls share one pooled client to the source, which readiness reports.
+    let ready = client()
+        .get(format!("{url}/health/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(ready["external"]["pooled_clients"], 1, "{ready}");
 
     // Every passthrough call is in the execution log, with the secret redacted there too.
     let logs = get_json(&format!("{url}/api/tools/{}/logs", ids[1]), &token).await;

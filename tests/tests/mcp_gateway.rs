@@ -448,6 +448,9 @@ async fn the_tunnel_listener_admits_only_the_worker_and_then_only_signed_in_user
         "MCPBOX_REMOTE_ALLOWED_EMAILS",
         "alice@example.com, BOB@example.com".into(),
     ));
+    options
+        .args
+        .extend(["--metrics-listen".into(), "127.0.0.1:0".into()]);
     let origin = Origin::start(options).unwrap();
     let url = origin.url.clone();
     let tunnel = origin.tunnel_url.clone().expect("tunnel listener");
@@ -597,6 +600,22 @@ async fn the_tunnel_listener_admits_only_the_worker_and_then_only_signed_in_user
     let (status, retry_after, text) = raw(bob_headers, "/mcp").await;
     assert_eq!(status, 429, "{text}");
     assert!(retry_after);
+    // Counted as the tunnel's per-user limit.
+    let metrics = origin.metrics_url.clone().expect("metrics listener");
+    let exposition = client()
+        .get(format!("{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        exposition
+            .lines()
+            .any(|l| l == r#"mcpbox_rate_limited_total{scope="tunnel_user"} 1"#),
+        "{exposition}"
+    );
     // Alice has her own budget.
     assert!(alice.call("tools/list", json!({})).await["result"].is_object());
 

@@ -433,7 +433,12 @@ async fn metrics_and_readiness_show_pools_alerts_rate_limits_and_zygote_restarts
         Some(0.0),
         "{text}"
     );
-    for kind in ["breaker_opened", "zygote_crash_loop", "sign_in_failures", "test"] {
+    for kind in [
+        "breaker_opened",
+        "zygote_crash_loop",
+        "sign_in_failures",
+        "test",
+    ] {
         assert_eq!(
             value(&samples, "mcpbox_alerts_raised_total", &[("kind", kind)]),
             Some(0.0),
@@ -454,7 +459,13 @@ async fn metrics_and_readiness_show_pools_alerts_rate_limits_and_zygote_restarts
         Some(0.0),
         "{text}"
     );
-    assert!(!text.contains("mcpbox_rate_limited_total{"), "{text}");
+    for scope in ["api_address", "api_account", "mcp_address", "tunnel_user"] {
+        assert_eq!(
+            value(&samples, "mcpbox_rate_limited_total", &[("scope", scope)]),
+            Some(0.0),
+            "{scope}: {text}"
+        );
+    }
 
     // /health/ready carries the same pool figures.
     let ready: serde_json::Value = client()
@@ -505,7 +516,11 @@ async fn metrics_and_readiness_show_pools_alerts_rate_limits_and_zygote_restarts
         assert_eq!(status, 401);
     }
     let text = scrape_until(&metrics, "both deliveries", |s| {
-        value(s, "mcpbox_alert_deliveries_total", &[("outcome", "delivered")]) == Some(1.0)
+        value(
+            s,
+            "mcpbox_alert_deliveries_total",
+            &[("outcome", "delivered")],
+        ) == Some(1.0)
             && value(s, "mcpbox_alert_deliveries_total", &[("outcome", "failed")]) == Some(1.0)
     })
     .await;
@@ -587,7 +602,7 @@ async fn metrics_and_readiness_show_pools_alerts_rate_limits_and_zygote_restarts
             "mcpbox_rate_limited_total",
             &[("scope", "api_address")]
         ),
-        None,
+        Some(0.0),
         "{text}"
     );
     promtool_check(&text);
