@@ -69,8 +69,9 @@ pub fn check(input: &EdgeSettings) -> Result<EdgeSettings, Failure> {
         }
         if let Some(long) = out.iter().find(|e| e.len() > MAX_ENTRY_LEN) {
             return Err(bad(format!(
-                "{what}: {}… is longer than {MAX_ENTRY_LEN} characters",
-                &long[..40]
+                "{what}: {}… is longer than {MAX_ENTRY_LEN} bytes",
+                // By characters: a byte index could fall inside a multi-byte character.
+                long.chars().take(40).collect::<String>()
             )));
         }
         Ok(out)
@@ -228,5 +229,14 @@ mod tests {
         assert!(err.error.message.contains("at most"));
         let long = format!("https://a.example.com/{}", "x".repeat(MAX_ENTRY_LEN));
         assert!(check(&settings(&[], &[&long])).is_err());
+        // Multi-byte characters around the cut: a readable 400, not a panic.
+        let wide = format!("https://a.example.com/x{}", "é".repeat(MAX_ENTRY_LEN));
+        let err = check(&settings(&[], &[&wide])).unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert!(
+            err.error.message.contains("longer than"),
+            "{}",
+            err.error.message
+        );
     }
 }
