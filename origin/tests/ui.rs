@@ -302,6 +302,22 @@ fn assert_clean_page(path: &str, page: &Page) {
     );
     assert!(html.contains("<main"), "{path}: no main landmark");
     assert!(html.contains("lang=\"en\""), "{path}");
+    // The <title> is a short line of text (a block pasted into it once put a whole form there).
+    let title = html
+        .split("<title>")
+        .nth(1)
+        .and_then(|rest| rest.split("</title>").next())
+        .unwrap_or_default();
+    assert!(
+        !title.is_empty() && !title.contains('<') && title.len() < 120,
+        "{path}: title {title:?}"
+    );
+    // Every id is unique on the page (labels and scripts find elements by id).
+    let mut ids = std::collections::HashSet::new();
+    for (i, _) in html.match_indices(" id=\"") {
+        let id = html[i + 5..].split('"').next().unwrap_or_default();
+        assert!(ids.insert(id.to_owned()), "{path}: id {id:?} twice");
+    }
     // Every form field has a label (by id) or an aria-label.
     for (i, _) in html.match_indices("<input") {
         let tag = &html[i..i + html[i..].find('>').unwrap()];
