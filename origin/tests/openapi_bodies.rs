@@ -198,6 +198,53 @@ async fn request_schemas_accept_and_refuse_what_the_handlers_do() {
     let step = request_schema(&doc, "post", "/api/cloudflare/token");
     assert!(errors(&doc, step, &json!({"api_token": "t", "port": 8080})).is_empty());
     assert!(!errors(&doc, step, &json!({"api_token": 5})).is_empty());
+    // What the handlers were changed to do so that the schema can say it exactly.
+    let unknown = app
+        .post(
+            "/api/approvals/modules/bulk-action",
+            Some(&token),
+            json!({"request_ids": ["x"], "action": "maybe"}),
+        )
+        .await;
+    assert_eq!(
+        unknown.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        unknown.text
+    );
+    let bulk = request_schema(&doc, "post", "/api/approvals/{kind}/bulk-action");
+    assert!(
+        !errors(
+            &doc,
+            bulk,
+            &json!({"request_ids": ["x"], "action": "maybe"})
+        )
+        .is_empty()
+    );
+    for body in ["", "null"] {
+        let request = TestApp::request(Method::POST, "/api/cloudflare/token", Some(&token), LOCAL)
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        let answer = app.send(request).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{body:?}: {}",
+            answer.text
+        );
+        assert_eq!(
+            answer.body["error"]["step"], "token",
+            "{body:?}: {}",
+            answer.text
+        );
+    }
+    assert!(errors(&doc, step, &Value::Null).is_empty());
+    let teardown = request_schema(&doc, "post", "/api/cloudflare/teardown");
+    assert!(errors(&doc, teardown, &json!({"confirm": true})).is_empty());
+    for refused in [json!({}), json!({"confirm": false}), Value::Null] {
+        assert!(!errors(&doc, teardown, &refused).is_empty(), "{refused}");
+    }
     let import = request_schema(&doc, "post", "/api/import");
     assert!(
         errors(

@@ -84,8 +84,8 @@ struct QueueQuery {
     /// `pending` (the default), `approved`, `rejected` or `all`.
     #[param(pattern = "^(pending|approved|rejected|all)$")]
     status: Option<String>,
-    /// From 1; default 1.
-    #[param(minimum = 1)]
+    /// From 1; default 1. (Read as a u32: the schema says int64 with that maximum, not int32.)
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 4294967295.0)]
     page: Option<u32>,
     /// From 1 to 100; default 50.
     #[param(minimum = 1, maximum = 100)]
@@ -250,7 +250,7 @@ struct BulkResult {
         (status = 404, description = "The kind is neither modules nor network", body = ErrorBody),
         (status = 413, description = "The body is larger than the limit", body = ErrorBody),
         (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
-        (status = 422, description = "A field is of the wrong type, or not 1 to 100 request ids", body = ErrorBody),
+        (status = 422, description = "A field is of the wrong type, not 1 to 100 request ids, or an unknown action", body = ErrorBody),
         (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)), security(("bearer" = [])))]
 async fn bulk(
     State(state): State<AppState>,
@@ -264,6 +264,13 @@ async fn bulk(
         return Err(Error::Validation(
             "request_ids must list 1 to 100 requests".into(),
         ));
+    }
+    // An unknown action is the request's fault, not each item's: refused whole, as one action is.
+    if !matches!(body.action.as_str(), "approve" | "reject") {
+        return Err(Error::Validation(format!(
+            "unknown action {:?} (use approve or reject)",
+            body.action
+        )));
     }
     let mut results = Vec::new();
     for id in body.request_ids {

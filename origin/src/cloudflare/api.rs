@@ -150,6 +150,7 @@ struct StepBody {
     account_id: Option<String>,
     /// Step 3: where the VPC service points (default: the tunnel listener).
     host: Option<String>,
+    #[schema(maximum = 65535)]
     port: Option<u16>,
     /// Step 4: the Worker's public URL, when it is not `workers.dev`.
     public_url: Option<String>,
@@ -182,7 +183,9 @@ struct StepDone {
     wizard: StatusBody,
 }
 
-/// One step through the wizard; the answer is the step's outcome and the whole status.
+/// One step through the wizard; the answer is the step's outcome and the whole status. The
+/// handlers read an empty body and `null` alike as no input (`OptionalJson<Option<_>>`), as the
+/// document says.
 async fn step(
     state: AppState,
     audited: Audited,
@@ -222,9 +225,9 @@ async fn step(
 async fn token(
     State(state): State<AppState>,
     audited: Audited,
-    OptionalJson(body): OptionalJson<StepBody>,
+    OptionalJson(body): OptionalJson<Option<StepBody>>,
 ) -> Result<Json<StepDone>, Failure> {
-    step(state, audited, Step::Token, body).await
+    step(state, audited, Step::Token, body.flatten()).await
 }
 
 #[utoipa::path(post, path = "/api/cloudflare/tunnel", tag = "cloudflare", operation_id = "cloudflare_tunnel",
@@ -244,9 +247,9 @@ async fn token(
 async fn tunnel(
     State(state): State<AppState>,
     audited: Audited,
-    OptionalJson(body): OptionalJson<StepBody>,
+    OptionalJson(body): OptionalJson<Option<StepBody>>,
 ) -> Result<Json<StepDone>, Failure> {
-    step(state, audited, Step::Tunnel, body).await
+    step(state, audited, Step::Tunnel, body.flatten()).await
 }
 
 #[utoipa::path(post, path = "/api/cloudflare/vpc-service", tag = "cloudflare", operation_id = "cloudflare_vpc_service",
@@ -266,9 +269,9 @@ async fn tunnel(
 async fn vpc_service(
     State(state): State<AppState>,
     audited: Audited,
-    OptionalJson(body): OptionalJson<StepBody>,
+    OptionalJson(body): OptionalJson<Option<StepBody>>,
 ) -> Result<Json<StepDone>, Failure> {
-    step(state, audited, Step::VpcService, body).await
+    step(state, audited, Step::VpcService, body.flatten()).await
 }
 
 #[utoipa::path(post, path = "/api/cloudflare/worker", tag = "cloudflare", operation_id = "cloudflare_worker",
@@ -288,9 +291,9 @@ async fn vpc_service(
 async fn worker(
     State(state): State<AppState>,
     audited: Audited,
-    OptionalJson(body): OptionalJson<StepBody>,
+    OptionalJson(body): OptionalJson<Option<StepBody>>,
 ) -> Result<Json<StepDone>, Failure> {
-    step(state, audited, Step::Worker, body).await
+    step(state, audited, Step::Worker, body.flatten()).await
 }
 
 #[utoipa::path(post, path = "/api/cloudflare/access", tag = "cloudflare", operation_id = "cloudflare_access",
@@ -310,9 +313,9 @@ async fn worker(
 async fn access(
     State(state): State<AppState>,
     audited: Audited,
-    OptionalJson(body): OptionalJson<StepBody>,
+    OptionalJson(body): OptionalJson<Option<StepBody>>,
 ) -> Result<Json<StepDone>, Failure> {
-    step(state, audited, Step::Access, body).await
+    step(state, audited, Step::Access, body.flatten()).await
 }
 
 #[derive(Serialize, ToSchema)]
@@ -361,13 +364,22 @@ async fn connect(
     }))
 }
 
-/// `{"confirm": true}`: anything else is refused.
+/// `{"confirm": true}`: anything else (no body included) is refused.
 #[derive(Deserialize, ToSchema)]
 #[schema(as = cloudflare::Teardown)]
 #[serde(deny_unknown_fields)]
 struct TeardownBody {
     #[serde(default)]
+    #[schema(required = true, schema_with = only_true)]
     confirm: bool,
+}
+
+/// `true` and nothing else.
+fn only_true() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::Boolean)
+        .enum_values(Some([true]))
+        .build()
 }
 
 #[derive(Serialize, ToSchema)]
@@ -378,7 +390,7 @@ struct TeardownResult {
 }
 
 #[utoipa::path(post, path = "/api/cloudflare/teardown", tag = "cloudflare", operation_id = "cloudflare_teardown",
-    request_body = Option<TeardownBody>,
+    request_body = TeardownBody,
     responses((status = 200, description = "What was removed, in order", body = TeardownResult),
         (status = 400, description = "The body is not {\"confirm\": true}, or Cloudflare refused the stored token", body = FailureBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
@@ -392,10 +404,10 @@ struct TeardownResult {
 async fn teardown(
     State(state): State<AppState>,
     audited: Audited,
-    OptionalJson(body): OptionalJson<TeardownBody>,
+    OptionalJson(body): OptionalJson<Option<TeardownBody>>,
 ) -> Result<Json<TeardownResult>, Failure> {
     audited.auth.require(Role::Admin)?;
-    if !body.is_some_and(|b| b.confirm) {
+    if !body.flatten().is_some_and(|b| b.confirm) {
         return Err(Failure::new(
             axum::http::StatusCode::BAD_REQUEST,
             "bad_request",
@@ -481,6 +493,7 @@ async fn tunnel_token(
 #[serde(deny_unknown_fields)]
 struct AllowlistBody {
     /// Email addresses and `@domain` entries (trimmed, lower-cased; 1 to 200 after that).
+    #[schema(min_items = 1)]
     entries: Vec<String>,
 }
 

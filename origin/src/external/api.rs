@@ -180,6 +180,8 @@ impl ImportBody {
 #[schema(as = external::SourceCreate)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
+    /// A tool-style name: its tools are named `{name}_{tool}`.
+    #[schema(pattern = "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length = 32)]
     name: String,
     /// `https://…` (or `http://` to a loopback address): the source's MCP endpoint.
     url: String,
@@ -260,6 +262,7 @@ async fn show(
 #[schema(as = external::SourceUpdate)]
 #[serde(deny_unknown_fields)]
 struct UpdateBody {
+    #[schema(pattern = "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length = 32)]
     name: Option<String>,
     url: Option<String>,
     /// Given: the whole auth is replaced by these three fields.
@@ -406,6 +409,7 @@ async fn cached_tools(
 #[serde(deny_unknown_fields)]
 struct ImportRequest {
     /// Names from the discovery cache.
+    #[schema(min_items = 1, max_items = 500)]
     tool_names: Vec<String>,
 }
 
