@@ -261,8 +261,8 @@ async fn request_schemas_accept_and_refuse_what_the_handlers_do() {
 async fn real_answers_validate_against_their_schemas() {
     let app = TestApp::sqlite().await;
     let doc = document(&app).await;
-    let token = app.admin().await.token("access_token");
-    let token = Some(token.as_str());
+    let admin = app.admin().await.token("access_token");
+    let token = Some(admin.as_str());
 
     for (path, url) in [
         ("/api/settings/alerts", "/api/settings/alerts"),
@@ -339,7 +339,7 @@ async fn real_answers_validate_against_their_schemas() {
     assert_eq!(out_of_range.status, StatusCode::UNPROCESSABLE_ENTITY);
     check_answer(&doc, "patch", "/api/settings/alerts", &out_of_range);
 
-    let server = app.create_server(token.unwrap(), "bodies").await;
+    let server = app.create_server(&admin, "bodies").await;
     let host = app
         .post(
             &format!("/api/servers/{server}/allowed-hosts"),
