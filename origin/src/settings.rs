@@ -24,6 +24,7 @@ use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::db::{self, Db};
 use crate::error::{ApiJson, Error, Result};
+use contract::ErrorBody;
 
 /// A boolean setting; missing means false.
 pub async fn get_flag(db: &Db, key: &str) -> Result<bool> {
@@ -39,7 +40,8 @@ async fn get_value(db: &Db, key: &str) -> Result<Option<String>> {
 }
 
 /// The security policy, as the API names its values.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = settings::Policy)]
 pub struct Policy {
     /// `disabled` | `enabled`: may remote (Worker) callers use the editing tools.
     pub remote_tool_editing: String,
@@ -319,10 +321,14 @@ pub async fn change_global_modules(
     Ok(modules)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = settings::Modules)]
 struct ModulesBody {
+    /// The global allowlist every server's tools may import.
     allowed_modules: Vec<String>,
+    /// This release's defaults.
     default_modules: Vec<String>,
+    /// Whether an admin changed the allowlist (otherwise it is the defaults).
     is_custom_config: bool,
 }
 
@@ -337,24 +343,36 @@ impl ModulesBody {
     }
 }
 
-#[utoipa::path(get, path = "/api/settings/modules", tag = "settings", operation_id = "settings_modules", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/settings/modules", tag = "settings", operation_id = "settings_modules", responses((status = 200, description = "The global module allowlist", body = ModulesBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)), security(("bearer" = [])))]
 async fn show_modules(State(state): State<AppState>, auth: AuthUser) -> Result<Json<ModulesBody>> {
     auth.require(Role::Viewer)?;
     Ok(Json(ModulesBody::read(&state.db).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = settings::ModulesPatch)]
 #[serde(deny_unknown_fields)]
 struct ModulesPatch {
+    /// Top-level module names (at most 200 added and removed together).
     #[serde(default)]
     add_modules: Vec<String>,
     #[serde(default)]
     remove_modules: Vec<String>,
+    /// Start again from the defaults before adding and removing.
     #[serde(default)]
     reset_to_defaults: bool,
 }
 
-#[utoipa::path(patch, path = "/api/settings/modules", tag = "settings", operation_id = "settings_change_modules", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/api/settings/modules", tag = "settings", operation_id = "settings_change_modules", request_body = ModulesPatch, responses((status = 200, description = "The allowlist now", body = ModulesBody),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "This account's role may not do this", body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
+        (status = 422, description = "A field is of the wrong type, a module name is not valid, or more than 200 are given", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)), security(("bearer" = [])))]
 async fn change_modules(
     State(state): State<AppState>,
     audited: Audited,
@@ -372,26 +390,43 @@ async fn change_modules(
     Ok(Json(ModulesBody::read(&state.db).await?))
 }
 
-#[utoipa::path(get, path = "/api/settings/security-policy", tag = "settings", operation_id = "settings_show", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/settings/security-policy", tag = "settings", operation_id = "settings_show", responses((status = 200, description = "The security policy in force", body = Policy),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)), security(("bearer" = [])))]
 async fn show(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Policy>> {
     auth.require(Role::Viewer)?;
     Ok(Json(policy(&state.db).await?))
 }
 
 /// Any subset of the settings; the result must be valid as a whole.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = settings::PolicyPatch)]
 #[serde(deny_unknown_fields)]
 struct PolicyPatch {
+    #[schema(pattern = "^(disabled|enabled)$")]
     remote_tool_editing: Option<String>,
+    #[schema(pattern = "^(require_approval|auto_approve)$")]
     tool_approval_mode: Option<String>,
+    #[schema(pattern = "^(require_approval|allow_all_public)$")]
     network_access_policy: Option<String>,
+    #[schema(pattern = "^(require_approval|auto_approve)$")]
     module_approval_mode: Option<String>,
+    #[schema(pattern = "^(enabled|disabled)$")]
     redact_secrets_in_output: Option<String>,
+    #[schema(minimum = 1, maximum = 3650)]
     log_retention_days: Option<i64>,
+    #[schema(minimum = 10, maximum = 10000)]
     mcp_rate_limit_rpm: Option<i64>,
 }
 
-#[utoipa::path(patch, path = "/api/settings/security-policy", tag = "settings", operation_id = "settings_update", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/api/settings/security-policy", tag = "settings", operation_id = "settings_update", request_body = PolicyPatch, responses((status = 200, description = "The policy now in force", body = Policy),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "This account's role may not do this", body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
+        (status = 422, description = "A field is of the wrong type or not one of its values", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)), security(("bearer" = [])))]
 async fn update(
     State(state): State<AppState>,
     audited: Audited,
@@ -426,13 +461,23 @@ async fn update(
     Ok(Json(next))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = settings::Profile)]
 #[serde(deny_unknown_fields)]
 struct ProfileBody {
+    /// `strict`, `balanced` or `permissive`.
+    #[schema(pattern = "^(strict|balanced|permissive)$")]
     profile: String,
 }
 
-#[utoipa::path(patch, path = "/api/settings/security-profile", tag = "settings", operation_id = "settings_apply_profile", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/api/settings/security-profile", tag = "settings", operation_id = "settings_apply_profile", request_body = ProfileBody, responses((status = 200, description = "The policy now in force", body = Policy),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "This account's role may not do this", body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
+        (status = 422, description = "Not one of the profiles", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)), security(("bearer" = [])))]
 async fn apply_profile(
     State(state): State<AppState>,
     audited: Audited,

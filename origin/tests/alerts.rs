@@ -488,12 +488,12 @@ async fn alert_settings_are_validated_whole_and_applied(app: TestApp) {
         assert!(doc.body["paths"][path].is_object(), "{path} missing");
     }
     for schema in [
-        "Webhook",
-        "CreateBody",
-        "SettingsBody",
-        "AlertSettings",
-        "Flavour",
-        "Kind",
+        "alerts.Webhook",
+        "alerts.WebhookCreate",
+        "alerts.SettingsView",
+        "alerts.Settings",
+        "alerts.Flavour",
+        "alerts.Kind",
     ] {
         assert!(
             doc.body["components"]["schemas"][schema].is_object(),

@@ -14,6 +14,7 @@ use crate::approvals::Reviewer;
 use crate::auth::{AuthUser, Role};
 use crate::error::{ApiJson, ApiQuery, Error, Result};
 use crate::pagination::{Page, PageParams};
+use contract::ErrorBody;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -34,16 +35,22 @@ fn kind(segment: &str) -> Result<Kind> {
 }
 
 /// A module or network request as clients see it (REST and the management tools).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = access::Request)]
 pub(crate) struct RequestBody {
     id: String,
+    /// `module` or `network`.
     kind: String,
     server_id: String,
+    /// The tool that asked; null for hosts an admin allowed directly.
     tool_id: Option<String>,
+    /// The module name, or the host.
     target: String,
+    /// Network requests: the port, or null for any.
     port: Option<i64>,
     justification: String,
     requested_by: String,
+    /// `pending`, `approved` or `rejected`.
     status: String,
     reviewed_by: Option<String>,
     reviewed_at: Option<String>,
@@ -71,14 +78,26 @@ impl From<AccessRequest> for RequestBody {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct QueueQuery {
+    /// `pending` (the default), `approved`, `rejected` or `all`.
+    #[param(pattern = "^(pending|approved|rejected|all)$")]
     status: Option<String>,
+    /// From 1; default 1. (Read as a u32: the schema says int64 with that maximum, not int32.)
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 4294967295.0)]
     page: Option<u32>,
+    /// From 1 to 100; default 50.
+    #[param(minimum = 1, maximum = 100)]
     page_size: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/api/approvals/{kind}", tag = "access", operation_id = "access_queue", params(("kind" = String, Path, description = "`modules` or `network`")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/approvals/{kind}", tag = "access", operation_id = "access_queue", params(("kind" = String, Path, description = "`modules` or `network` (any other is a 404)", pattern = "^(modules|network)$"), QueueQuery), responses((status = 200, description = "A page of requests, oldest first", body = Page<RequestBody>),
+        (status = 400, description = "The query string is not valid", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "The kind is neither modules nor network", body = ErrorBody),
+        (status = 422, description = "An unknown status, or a page out of range", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)), security(("bearer" = [])))]
 async fn queue(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -110,10 +129,13 @@ async fn queue(
     )))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = access::Action)]
 #[serde(deny_unknown_fields)]
 struct ActionBody {
+    #[schema(pattern = "^(approve|reject)$")]
     action: String,
+    /// Needed to reject: something the author can act on.
     reason: Option<String>,
 }
 
@@ -134,7 +156,16 @@ async fn apply(
     }
 }
 
-#[utoipa::path(post, path = "/api/approvals/{kind}/{id}/action", tag = "access", operation_id = "access_action", params(("kind" = String, Path, description = "`modules` or `network`"), ("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/approvals/{kind}/{id}/action", tag = "access", operation_id = "access_action", params(("kind" = String, Path, description = "`modules` or `network` (any other is a 404)", pattern = "^(modules|network)$"), ("id" = String, Path, description = "The request id")), request_body = ActionBody, responses((status = 200, description = "The request after the change", body = RequestBody),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "This account's role may not do this", body = ErrorBody),
+        (status = 404, description = "No such request of this kind", body = ErrorBody),
+        (status = 409, description = "The request is not pending", body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
+        (status = 422, description = "A field is of the wrong type, an unknown action, or a rejection without a reason", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)), security(("bearer" = [])))]
 async fn action(
     State(state): State<AppState>,
     audited: Audited,
@@ -157,7 +188,12 @@ async fn action(
     ))
 }
 
-#[utoipa::path(post, path = "/api/approvals/{kind}/{id}/revoke", tag = "access", operation_id = "access_revoke", params(("kind" = String, Path, description = "`modules` or `network`"), ("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/approvals/{kind}/{id}/revoke", tag = "access", operation_id = "access_revoke", params(("kind" = String, Path, description = "`modules` or `network` (any other is a 404)", pattern = "^(modules|network)$"), ("id" = String, Path, description = "The request id")), responses((status = 200, description = "The request, pending again", body = RequestBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "This account's role may not do this", body = ErrorBody),
+        (status = 404, description = "No such request of this kind", body = ErrorBody),
+        (status = 409, description = "The request is not approved", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)), security(("bearer" = [])))]
 async fn revoke(
     State(state): State<AppState>,
     audited: Audited,
@@ -170,7 +206,12 @@ async fn revoke(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/approvals/{kind}/{id}", tag = "access", operation_id = "access_remove", params(("kind" = String, Path, description = "`modules` or `network`"), ("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/api/approvals/{kind}/{id}", tag = "access", operation_id = "access_remove", params(("kind" = String, Path, description = "`modules` or `network` (any other is a 404)", pattern = "^(modules|network)$"), ("id" = String, Path, description = "The request id")), responses((status = 204, description = "Deleted"),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "This account's role may not do this", body = ErrorBody),
+        (status = 404, description = "No such request of this kind", body = ErrorBody),
+        (status = 409, description = "The request is approved: revoke it first", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)), security(("bearer" = [])))]
 async fn remove(
     State(state): State<AppState>,
     audited: Audited,
@@ -182,22 +223,35 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = access::BulkAction)]
 #[serde(deny_unknown_fields)]
 struct BulkBody {
+    #[schema(min_items = 1, max_items = 100)]
     request_ids: Vec<String>,
+    #[schema(pattern = "^(approve|reject)$")]
     action: String,
     reason: Option<String>,
 }
 
-#[derive(Serialize)]
+/// One request's outcome: a request that cannot change is reported here, not as an error.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = access::BulkResult)]
 struct BulkResult {
     id: String,
     ok: bool,
     error: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/approvals/{kind}/bulk-action", tag = "access", operation_id = "access_bulk", params(("kind" = String, Path, description = "`modules` or `network`")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/approvals/{kind}/bulk-action", tag = "access", operation_id = "access_bulk", params(("kind" = String, Path, description = "`modules` or `network` (any other is a 404)", pattern = "^(modules|network)$")), request_body = BulkBody, responses((status = 200, description = "Each request's outcome, in order", body = Vec<BulkResult>),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "This account's role may not do this", body = ErrorBody),
+        (status = 404, description = "The kind is neither modules nor network", body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
+        (status = 422, description = "A field is of the wrong type, not 1 to 100 request ids, or an unknown action", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)), security(("bearer" = [])))]
 async fn bulk(
     State(state): State<AppState>,
     audited: Audited,
@@ -210,6 +264,13 @@ async fn bulk(
         return Err(Error::Validation(
             "request_ids must list 1 to 100 requests".into(),
         ));
+    }
+    // An unknown action is the request's fault, not each item's: refused whole, as one action is.
+    if !matches!(body.action.as_str(), "approve" | "reject") {
+        return Err(Error::Validation(format!(
+            "unknown action {:?} (use approve or reject)",
+            body.action
+        )));
     }
     let mut results = Vec::new();
     for id in body.request_ids {
@@ -239,13 +300,17 @@ async fn bulk(
     Ok(Json(results))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = access::Hosts)]
 struct Hosts {
     allowed_hosts: Vec<String>,
     allowed_modules: Vec<String>,
 }
 
-#[utoipa::path(get, path = "/api/servers/{id}/allowed-hosts", tag = "access", operation_id = "access_hosts", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/servers/{id}/allowed-hosts", tag = "access", operation_id = "access_hosts", params(("id" = String, Path, description = "The server id")), responses((status = 200, description = "The hosts and modules the server's tools may use", body = Hosts),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)), security(("bearer" = [])))]
 async fn hosts(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -259,14 +324,27 @@ async fn hosts(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = access::HostCreate)]
 #[serde(deny_unknown_fields)]
 struct HostBody {
+    /// A DNS name or an IP address, without scheme or path.
     host: String,
+    /// 1 to 65535; null or absent for any port.
+    #[schema(minimum = 1, maximum = 65535)]
     port: Option<i64>,
 }
 
-#[utoipa::path(post, path = "/api/servers/{id}/allowed-hosts", tag = "access", operation_id = "access_add_host", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/servers/{id}/allowed-hosts", tag = "access", operation_id = "access_add_host", params(("id" = String, Path, description = "The server id")), request_body = HostBody, responses((status = 201, description = "The approved network request", body = RequestBody),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "This account's role may not do this", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody),
+        (status = 409, description = "The same request exists already", body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
+        (status = 422, description = "A field is of the wrong type, or the host or port is not valid", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)), security(("bearer" = [])))]
 async fn add_host(
     State(state): State<AppState>,
     audited: Audited,

@@ -8,12 +8,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::webhooks::{self, Change, NewWebhook, Webhook};
+use super::webhooks::{self, Change, Flavour, NewWebhook, Webhook};
 use super::{AlertSettings, Kind, Stats, settings};
 use crate::activity::Audited;
 use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::error::{ApiJson, Result};
+use contract::ErrorBody;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -30,12 +31,16 @@ pub fn router() -> Router<AppState> {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = alerts::WebhookList)]
 struct WebhookList {
     webhooks: Vec<Webhook>,
 }
 
 #[utoipa::path(get, path = "/api/alerts/webhooks", tag = "alerts", operation_id = "alerts_webhooks_list",
-    responses((status = 200, description = "Every webhook, URLs masked", body = WebhookList), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")),
+    responses((status = 200, description = "Every webhook, URLs masked", body = WebhookList),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "This account's role may not do this", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn list(State(state): State<AppState>, auth: AuthUser) -> Result<Json<WebhookList>> {
     auth.require(Role::Admin)?;
@@ -45,11 +50,12 @@ async fn list(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Webh
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = alerts::WebhookCreate)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     /// 1 to 64 characters, unique.
     name: String,
-    /// `slack`, `discord` or `generic`.
+    #[schema(value_type = Flavour)]
     flavour: String,
     /// `https://…`, or `http://` to a loopback address. Stored encrypted, never shown again.
     url: String,
@@ -63,7 +69,15 @@ fn yes() -> bool {
 
 #[utoipa::path(post, path = "/api/alerts/webhooks", tag = "alerts", operation_id = "alerts_webhooks_create",
     request_body = CreateBody,
-    responses((status = 201, description = "Created", body = Webhook), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")),
+    responses((status = 201, description = "Created", body = Webhook),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "This account's role may not do this", body = ErrorBody),
+        (status = 409, description = "A webhook with this name exists, or the most webhooks there may be exist already", body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
+        (status = 422, description = "A field is missing, of the wrong type or not acceptable", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn create(
     State(state): State<AppState>,
@@ -83,7 +97,11 @@ async fn create(
 
 #[utoipa::path(get, path = "/api/alerts/webhooks/{id}", tag = "alerts", operation_id = "alerts_webhooks_show",
     params(("id" = String, Path, description = "The webhook id")),
-    responses((status = 200, description = "The webhook, URL masked", body = Webhook), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")),
+    responses((status = 200, description = "The webhook, URL masked", body = Webhook),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "This account's role may not do this", body = ErrorBody),
+        (status = 404, description = "No such webhook", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn show(
     State(state): State<AppState>,
@@ -95,9 +113,11 @@ async fn show(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = alerts::WebhookUpdate)]
 #[serde(deny_unknown_fields)]
 struct UpdateBody {
     name: Option<String>,
+    #[schema(value_type = Option<Flavour>)]
     flavour: Option<String>,
     /// A new URL (the delivery record starts again).
     url: Option<String>,
@@ -107,7 +127,16 @@ struct UpdateBody {
 #[utoipa::path(patch, path = "/api/alerts/webhooks/{id}", tag = "alerts", operation_id = "alerts_webhooks_update",
     params(("id" = String, Path, description = "The webhook id")),
     request_body = UpdateBody,
-    responses((status = 200, description = "Changed", body = Webhook), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")),
+    responses((status = 200, description = "Changed", body = Webhook),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "This account's role may not do this", body = ErrorBody),
+        (status = 404, description = "No such webhook", body = ErrorBody),
+        (status = 409, description = "A webhook with this name exists", body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
+        (status = 422, description = "A field is missing, of the wrong type or not acceptable", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn update(
     State(state): State<AppState>,
@@ -129,7 +158,11 @@ async fn update(
 
 #[utoipa::path(delete, path = "/api/alerts/webhooks/{id}", tag = "alerts", operation_id = "alerts_webhooks_delete",
     params(("id" = String, Path, description = "The webhook id")),
-    responses((status = 204, description = "Deleted"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")),
+    responses((status = 204, description = "Deleted"),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "This account's role may not do this", body = ErrorBody),
+        (status = 404, description = "No such webhook", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn remove(
     State(state): State<AppState>,
@@ -143,7 +176,12 @@ async fn remove(
 
 #[utoipa::path(post, path = "/api/alerts/webhooks/{id}/test", tag = "alerts", operation_id = "alerts_webhooks_test",
     params(("id" = String, Path, description = "The webhook id")),
-    responses((status = 200, description = "Sent once (no retries); the webhook with the outcome in last_status and last_error", body = Webhook), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")),
+    responses((status = 200, description = "Sent once (no retries); the webhook with the outcome in last_status and last_error", body = Webhook),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "This account's role may not do this", body = ErrorBody),
+        (status = 404, description = "No such webhook", body = ErrorBody),
+        (status = 409, description = "The webhook's URL does not decrypt with the configured keys", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn test(
     State(state): State<AppState>,
@@ -158,6 +196,7 @@ async fn test(
 
 /// One alert raised lately (this replica, since it started).
 #[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = alerts::RecentAlert)]
 struct RecentAlert {
     kind: Kind,
     subject: String,
@@ -166,6 +205,7 @@ struct RecentAlert {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = alerts::SettingsView)]
 struct SettingsBody {
     settings: AlertSettings,
     /// Counters of this replica since it started.
@@ -193,7 +233,10 @@ fn settings_body(state: &AppState, settings: AlertSettings) -> SettingsBody {
 }
 
 #[utoipa::path(get, path = "/api/settings/alerts", tag = "alerts", operation_id = "alerts_settings_show",
-    responses((status = 200, description = "Thresholds, counters, recent alerts", body = SettingsBody), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")),
+    responses((status = 200, description = "Thresholds, counters, recent alerts", body = SettingsBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "This account's role may not do this", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn show_settings(
     State(state): State<AppState>,
@@ -206,18 +249,31 @@ async fn show_settings(
 
 /// Any subset of the thresholds; the result must be valid as a whole.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = alerts::SettingsPatch)]
 #[serde(deny_unknown_fields)]
 struct SettingsPatch {
+    #[schema(minimum = 1, maximum = 1440)]
     dedup_window_minutes: Option<i64>,
+    #[schema(minimum = 1, maximum = 10080)]
     approval_wait_minutes: Option<i64>,
+    #[schema(minimum = 3, maximum = 100000)]
     sign_in_failures: Option<i64>,
+    #[schema(minimum = 1, maximum = 1440)]
     sign_in_window_minutes: Option<i64>,
+    #[schema(minimum = 1, maximum = 600)]
     per_webhook_per_minute: Option<i64>,
 }
 
 #[utoipa::path(patch, path = "/api/settings/alerts", tag = "alerts", operation_id = "alerts_settings_update",
     request_body = SettingsPatch,
-    responses((status = 200, description = "Saved", body = SettingsBody), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")),
+    responses((status = 200, description = "Saved", body = SettingsBody),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "This account's role may not do this", body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
+        (status = 422, description = "A field is of the wrong type, or a threshold is out of its range", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn update_settings(
     State(state): State<AppState>,

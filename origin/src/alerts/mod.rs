@@ -60,6 +60,7 @@ const RECENT_MAX: usize = 20;
 
 /// What happened. The names are the `kind` of the generic payload and of the REST API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[schema(as = alerts::Kind)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     BreakerOpened,
@@ -166,6 +167,7 @@ pub enum Raised {
 
 /// Counters since start, for the settings page and the REST API.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+#[schema(as = alerts::Stats)]
 pub struct Stats {
     pub raised: u64,
     pub deduplicated: u64,

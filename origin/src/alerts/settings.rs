@@ -10,6 +10,7 @@ use crate::db::{self, Db};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = alerts::Settings)]
 pub struct AlertSettings {
     /// The same kind and subject raise one alert within this many minutes (1 to 1440).
     pub dedup_window_minutes: i64,

@@ -28,6 +28,7 @@ pub const URL_MAX: usize = 2048;
 
 /// Which payload a webhook gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = alerts::Flavour)]
 #[serde(rename_all = "snake_case")]
 pub enum Flavour {
     /// `{"text": …}`
@@ -61,6 +62,7 @@ impl Flavour {
 
 /// A webhook as both fronts show it: never its URL, only `url_masked`.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = alerts::Webhook)]
 pub struct Webhook {
     pub id: String,
     pub name: String,

@@ -27,7 +27,8 @@ const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_API_URL: &str = "https://api.cloudflare.com/client/v4";
 
 /// One entry of the envelope's `errors`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = cloudflare::Message)]
 pub struct CfMessage {
     #[serde(default)]
     pub code: i64,
@@ -440,7 +441,8 @@ pub struct TokenStatus {
     pub status: String,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = cloudflare::Account)]
 pub struct Account {
     pub id: String,
     #[serde(default)]
@@ -472,7 +474,9 @@ pub struct Tunnel {
     pub token: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// One cloudflared connection, as the API lists it (and `/api/cloudflare/tunnel` shows it).
+#[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = cloudflare::Connection)]
 pub struct Connection {
     #[serde(default)]
     pub id: String,

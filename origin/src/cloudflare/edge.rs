@@ -27,10 +27,14 @@ pub struct EdgeSettings {
 }
 
 /// When the document last reached KV, or why it did not.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = edge::SyncStatus)]
 pub struct SyncStatus {
+    /// The document's format version (`contract::edge::VERSION`).
     pub version: u32,
+    /// The last successful write; null before the first.
     pub synced_at: Option<String>,
+    /// Why the last write failed; null when it succeeded.
     pub error: Option<String>,
 }
 

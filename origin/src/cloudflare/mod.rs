@@ -255,27 +255,45 @@ impl From<Error> for Failure {
     }
 }
 
+/// A [`Failure`] on the wire: `contract::ErrorBody`'s `code` and `message`, and what the remote
+/// set-up adds (absent when empty).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = cloudflare::Error)]
+pub struct FailureBody {
+    error: FailureDetail,
+    /// Step 1, when the token reaches several accounts: choose one with `account_id`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    accounts: Vec<Account>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = cloudflare::ErrorDetail)]
+struct FailureDetail {
+    code: &'static str,
+    message: String,
+    /// The wizard step that failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step: Option<Step>,
+    /// Cloudflare's own errors.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    cloudflare: Vec<client::CfMessage>,
+    /// What to do about it.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    hint: String,
+}
+
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        let mut error = json!({"code": self.code, "message": self.error.message});
-        if let Some(step) = self.step {
-            error["step"] = json!(step.as_str());
-        }
-        if !self.error.cloudflare.is_empty() {
-            error["cloudflare"] = json!(self.error.cloudflare);
-        }
-        if !self.error.hint.is_empty() {
-            error["hint"] = json!(self.error.hint);
-        }
-        let mut body = json!({"error": error});
-        if !self.accounts.is_empty() {
-            body["accounts"] = json!(
-                self.accounts
-                    .iter()
-                    .map(|a| json!({"id": a.id, "name": a.name}))
-                    .collect::<Vec<_>>()
-            );
-        }
+        let body = FailureBody {
+            error: FailureDetail {
+                code: self.code,
+                message: self.error.message,
+                step: self.step,
+                cloudflare: self.error.cloudflare,
+                hint: self.error.hint,
+            },
+            accounts: self.accounts,
+        };
         (self.status, Json(body)).into_response()
     }
 }

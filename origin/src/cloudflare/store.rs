@@ -9,8 +9,10 @@ use crate::crypto::Keyring;
 use crate::db::{self, Db};
 use crate::error::Result;
 
-/// The six steps, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The six steps, in order (serialised as `as_str` names them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = cloudflare::Step)]
 pub enum Step {
     Token,
     Tunnel,
@@ -62,7 +64,8 @@ impl Step {
 }
 
 /// A failure as stored and shown: what happened, Cloudflare's own words, what to do.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = cloudflare::StepError)]
 pub struct StepError {
     pub message: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -13,6 +13,7 @@ use crate::activity::Audited;
 use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::error::{ApiJson, Result};
+use contract::ErrorBody;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -38,15 +39,20 @@ pub fn router() -> Router<AppState> {
 }
 
 /// A source as both fronts show it: the secret's name, never its value.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = external::Source)]
 pub struct SourceBody {
     id: String,
     server_id: String,
     name: String,
     url: String,
+    /// `none`, `bearer` or `header`.
     auth_type: &'static str,
+    /// The server secret the source authenticates with (bearer and header auth).
     auth_secret_name: Option<String>,
+    /// The header that carries it (header auth).
     auth_header_name: Option<String>,
+    /// Always `streamable_http`.
     transport_type: &'static str,
     /// `pending_approval` (no request is sent until an admin approves), `active` or `error`.
     status: String,
@@ -94,11 +100,16 @@ impl From<Source> for SourceBody {
     }
 }
 
-#[derive(Serialize)]
+/// A tool the source listed (the last discovery's cache).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = external::DiscoveredTool)]
 pub struct DiscoveredBody {
     name: String,
     description: String,
+    /// The tool's JSON Schema, as the source gave it.
+    #[schema(value_type = Object)]
     input_schema: serde_json::Value,
+    /// A tool of this server already passes calls through to it.
     already_imported: bool,
 }
 
@@ -113,10 +124,32 @@ impl DiscoveredBody {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = external::ImportResult)]
 pub struct ImportBody {
-    imported: Vec<serde_json::Value>,
-    skipped: Vec<serde_json::Value>,
+    imported: Vec<ImportedTool>,
+    skipped: Vec<SkippedTool>,
+}
+
+/// A new draft passthrough tool.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = external::ImportedTool)]
+struct ImportedTool {
+    id: String,
+    /// `{source}_{tool}`, sanitised.
+    name: String,
+    remote_tool: String,
+    version: i64,
+    /// The draft's approval status (`draft`, or `approved` under auto-approval).
+    approval_status: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = external::SkippedTool)]
+struct SkippedTool {
+    remote_tool: String,
+    /// Why: not in the cache, already imported, or the name is taken.
+    reason: String,
 }
 
 impl ImportBody {
@@ -124,31 +157,56 @@ impl ImportBody {
         ImportBody {
             imported: imported
                 .into_iter()
-                .map(|i| {
-                    serde_json::json!({"id": i.tool.id, "name": i.tool.name, "remote_tool": i.remote_tool,
-                                       "version": i.version.version, "approval_status": i.version.status})
+                .map(|i| ImportedTool {
+                    id: i.tool.id,
+                    name: i.tool.name,
+                    remote_tool: i.remote_tool,
+                    version: i.version.version,
+                    approval_status: i.version.status,
                 })
                 .collect(),
             skipped: skipped
                 .into_iter()
-                .map(|s| serde_json::json!({"remote_tool": s.remote_tool, "reason": s.reason}))
+                .map(|s| SkippedTool {
+                    remote_tool: s.remote_tool,
+                    reason: s.reason,
+                })
                 .collect(),
         }
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = external::SourceCreate)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
+    /// A tool-style name: its tools are named `{name}_{tool}`.
+    #[schema(pattern = "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length = 32)]
     name: String,
+    /// `https://…` (or `http://` to a loopback address): the source's MCP endpoint.
     url: String,
+    /// `none` (the default), `bearer` or `header`.
+    #[schema(pattern = "^(none|bearer|header)$")]
     auth_type: Option<String>,
+    /// Bearer and header auth: the name of one of the server's secrets.
     auth_secret_name: Option<String>,
+    /// Header auth: the header's name.
     auth_header_name: Option<String>,
+    /// Only `streamable_http` (the default).
+    #[schema(pattern = "^streamable_http$")]
     transport_type: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/external-sources/servers/{id}/sources", tag = "external", operation_id = "external_create", params(("id" = String, Path, description = "The server id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/external-sources/servers/{id}/sources", tag = "external", operation_id = "external_create", params(("id" = String, Path, description = "The server id")), request_body = CreateBody, responses((status = 201, description = "The source, active (an admin adding it approves it)", body = SourceBody),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "This account's role may not do this", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody),
+        (status = 409, description = "The server has a source with this name", body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
+        (status = 422, description = "A field is of the wrong type, the URL is not acceptable, or the auth fields do not fit together", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)), security(("bearer" = [])))]
 async fn create(
     State(state): State<AppState>,
     audited: Audited,
@@ -173,7 +231,10 @@ async fn create(
     Ok((StatusCode::CREATED, Json(source.into())))
 }
 
-#[utoipa::path(get, path = "/api/external-sources/servers/{id}/sources", tag = "external", operation_id = "external_list", params(("id" = String, Path, description = "The server id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/external-sources/servers/{id}/sources", tag = "external", operation_id = "external_list", params(("id" = String, Path, description = "The server id")), responses((status = 200, description = "The server's sources, by name", body = Vec<SourceBody>),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "No such server", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)), security(("bearer" = [])))]
 async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -184,7 +245,10 @@ async fn list(
     Ok(Json(sources.into_iter().map(Into::into).collect()))
 }
 
-#[utoipa::path(get, path = "/api/external-sources/sources/{sid}", tag = "external", operation_id = "external_show", params(("sid" = String, Path, description = "The source id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/external-sources/sources/{sid}", tag = "external", operation_id = "external_show", params(("sid" = String, Path, description = "The source id")), responses((status = 200, description = "The source", body = SourceBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "No such source", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)), security(("bearer" = [])))]
 async fn show(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -194,18 +258,30 @@ async fn show(
     Ok(Json(super::get(&state.db, &sid).await?.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = external::SourceUpdate)]
 #[serde(deny_unknown_fields)]
 struct UpdateBody {
+    #[schema(pattern = "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length = 32)]
     name: Option<String>,
     url: Option<String>,
     /// Given: the whole auth is replaced by these three fields.
+    #[schema(pattern = "^(none|bearer|header)$")]
     auth_type: Option<String>,
     auth_secret_name: Option<String>,
     auth_header_name: Option<String>,
 }
 
-#[utoipa::path(put, path = "/api/external-sources/sources/{sid}", tag = "external", operation_id = "external_update", params(("sid" = String, Path, description = "The source id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/api/external-sources/sources/{sid}", tag = "external", operation_id = "external_update", params(("sid" = String, Path, description = "The source id")), request_body = UpdateBody, responses((status = 200, description = "The source after the change", body = SourceBody),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "This account's role may not do this", body = ErrorBody),
+        (status = 404, description = "No such source", body = ErrorBody),
+        (status = 409, description = "The server has a source with this name", body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
+        (status = 422, description = "A field is of the wrong type, the URL is not acceptable, or the auth fields do not fit together", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)), security(("bearer" = [])))]
 async fn update(
     State(state): State<AppState>,
     audited: Audited,
@@ -238,7 +314,11 @@ async fn update(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/external-sources/sources/{sid}", tag = "external", operation_id = "external_remove", params(("sid" = String, Path, description = "The source id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/api/external-sources/sources/{sid}", tag = "external", operation_id = "external_remove", params(("sid" = String, Path, description = "The source id")), responses((status = 204, description = "Deleted, with its passthrough tools"),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "This account's role may not do this", body = ErrorBody),
+        (status = 404, description = "No such source", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)), security(("bearer" = [])))]
 async fn remove(
     State(state): State<AppState>,
     audited: Audited,
@@ -249,7 +329,12 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/api/external-sources/sources/{sid}/approve", tag = "external", operation_id = "external_approve", params(("sid" = String, Path, description = "The source id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/external-sources/sources/{sid}/approve", tag = "external", operation_id = "external_approve", params(("sid" = String, Path, description = "The source id")), responses((status = 200, description = "The source, active", body = SourceBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "This account's role may not do this", body = ErrorBody),
+        (status = 404, description = "No such source", body = ErrorBody),
+        (status = 409, description = "The source is already approved", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)), security(("bearer" = [])))]
 async fn approve(
     State(state): State<AppState>,
     audited: Audited,
@@ -263,13 +348,20 @@ async fn approve(
     ))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = external::Discovery)]
 struct DiscoverAnswer {
     source: SourceBody,
     tools: Vec<DiscoveredBody>,
 }
 
-#[utoipa::path(post, path = "/api/external-sources/sources/{sid}/discover", tag = "external", operation_id = "external_discover", params(("sid" = String, Path, description = "The source id")), responses((status = "2XX", description = "Success"), (status = 502, description = "The source could not be reached"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/external-sources/sources/{sid}/discover", tag = "external", operation_id = "external_discover", params(("sid" = String, Path, description = "The source id")), responses((status = 200, description = "The tools the source lists now", body = DiscoverAnswer),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "This account's role may not do this", body = ErrorBody),
+        (status = 404, description = "No such source", body = ErrorBody),
+        (status = 409, description = "The source waits for approval, or its secret has no value", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody),
+        (status = 502, description = "The source could not be reached or did not list its tools", body = ErrorBody)), security(("bearer" = [])))]
 async fn discover(
     State(state): State<AppState>,
     audited: Audited,
@@ -293,7 +385,10 @@ async fn discover(
     }))
 }
 
-#[utoipa::path(get, path = "/api/external-sources/sources/{sid}/cached-tools", tag = "external", operation_id = "external_cached_tools", params(("sid" = String, Path, description = "The source id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/external-sources/sources/{sid}/cached-tools", tag = "external", operation_id = "external_cached_tools", params(("sid" = String, Path, description = "The source id")), responses((status = 200, description = "The last discovery's tools", body = Vec<DiscoveredBody>),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "No such source", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)), security(("bearer" = [])))]
 async fn cached_tools(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -309,14 +404,26 @@ async fn cached_tools(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = external::Import)]
 #[serde(deny_unknown_fields)]
 struct ImportRequest {
+    /// Names from the discovery cache.
+    #[schema(min_items = 1, max_items = 500)]
     tool_names: Vec<String>,
 }
 
 /// Imported tools are drafts here too: an admin approves them like any tool.
-#[utoipa::path(post, path = "/api/external-sources/sources/{sid}/import", tag = "external", operation_id = "external_import", params(("sid" = String, Path, description = "The source id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/external-sources/sources/{sid}/import", tag = "external", operation_id = "external_import", params(("sid" = String, Path, description = "The source id")), request_body = ImportRequest, responses((status = 200, description = "The draft tools made, and the names skipped with the reason", body = ImportBody),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "This account's role may not do this", body = ErrorBody),
+        (status = 404, description = "No such source", body = ErrorBody),
+        (status = 409, description = "The source waits for approval", body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
+        (status = 422, description = "A field is of the wrong type, or no or too many tool names", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)), security(("bearer" = [])))]
 async fn import(
     State(state): State<AppState>,
     audited: Audited,
@@ -335,7 +442,12 @@ async fn import(
     Ok(Json(ImportBody::new(imported, skipped)))
 }
 
-#[utoipa::path(post, path = "/api/external-sources/sources/{sid}/health", tag = "external", operation_id = "external_health", params(("sid" = String, Path, description = "The source id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/external-sources/sources/{sid}/health", tag = "external", operation_id = "external_health", params(("sid" = String, Path, description = "The source id")), responses((status = 200, description = "The source with the check's outcome in status, last_checked_at and last_error (a failed check is not an error here)", body = SourceBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "This account's role may not do this", body = ErrorBody),
+        (status = 404, description = "No such source", body = ErrorBody),
+        (status = 409, description = "The source waits for approval, or its secret has no value", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)), security(("bearer" = [])))]
 async fn health(
     State(state): State<AppState>,
     audited: Audited,

@@ -25,6 +25,7 @@ const MAX_BURST: u32 = 100_000;
 
 /// Every limit of the admin listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ratelimit::Limits)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// `/api/…` and `/auth/…`, per client address.
@@ -80,14 +81,18 @@ impl Limits {
 
 /// Part of a rule; missing fields keep their value.
 #[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = ratelimit::RulePatch)]
 #[serde(deny_unknown_fields)]
 pub struct RulePatch {
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub per_minute: Option<u32>,
+    #[schema(minimum = 1, maximum = 100_000)]
     pub burst: Option<u32>,
 }
 
 /// Any subset of the limits; the result must be valid as a whole.
 #[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = ratelimit::LimitsPatch)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsPatch {
     pub api_per_address: Option<RulePatch>,

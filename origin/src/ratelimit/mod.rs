@@ -26,6 +26,7 @@ pub use limits::{Limits, RateLimits};
 
 /// One limit: a bucket of `burst` requests, refilled at `per_minute`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ratelimit::Rule)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// Sustained requests per minute (1 to 1 000 000).

@@ -32,9 +32,12 @@ fn enabled_default() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = transfer::ExportFile)]
 pub struct ExportFile {
+    /// `1.0`, `1.1` or `1.2` (missing: `1.0`); this origin writes `1.2`.
     #[serde(default = "version_default")]
+    #[schema(pattern = "^1\\.[012]$")]
     pub version: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exported_at: Option<String>,
@@ -44,11 +47,14 @@ pub struct ExportFile {
     /// per server (`ServerEntry::admin_module_requests`); we write this empty.
     #[serde(default)]
     pub admin_module_requests: Vec<ModuleEntry>,
+    /// HMAC-SHA256, hex, over the canonical JSON of the file (see `transfer::format`). A file
+    /// without a valid one is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = transfer::Server)]
 pub struct ServerEntry {
     pub name: String,
     #[serde(default)]
@@ -72,7 +78,8 @@ pub struct ServerEntry {
     pub secrets: Vec<SecretEntry>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = transfer::Tool)]
 pub struct ToolEntry {
     pub name: String,
     #[serde(default)]
@@ -92,7 +99,8 @@ pub struct ToolEntry {
     pub network_access_requests: Vec<NetworkEntry>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = transfer::ModuleRequest)]
 pub struct ModuleEntry {
     pub module_name: String,
     #[serde(default)]
@@ -107,7 +115,8 @@ pub struct ModuleEntry {
     pub rejection_reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = transfer::NetworkRequest)]
 pub struct NetworkEntry {
     pub host: String,
     #[serde(default)]
@@ -124,7 +133,8 @@ pub struct NetworkEntry {
     pub rejection_reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = transfer::Secret)]
 pub struct SecretEntry {
     pub key: String,
     #[serde(default)]

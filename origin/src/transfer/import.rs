@@ -34,7 +34,8 @@ const SUFFIX: &str = "_imported";
 const JUSTIFICATION_MAX: usize = 2000;
 
 /// What an import did.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+#[schema(as = transfer::ImportReport)]
 pub struct Report {
     /// No errors: every server in the file was imported.
     pub success: bool,
@@ -50,7 +51,8 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = transfer::ServerReport)]
 pub struct ServerReport {
     /// The name in the file.
     pub name: String,
@@ -60,7 +62,8 @@ pub struct ServerReport {
     pub tools: usize,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = transfer::Clash)]
 pub struct Clash {
     pub name: String,
     pub imported_as: String,

@@ -13,7 +13,8 @@ use crate::cloudflare::client::{
 use crate::cloudflare::store::{self, Resource, Step};
 
 /// One part of a teardown.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = cloudflare::Removed)]
 pub struct Removed {
     pub kind: String,
     pub name: String,
