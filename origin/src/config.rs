@@ -217,6 +217,10 @@ pub struct ServeArgs {
     /// Log output: `text` for people, `json` for log collectors.
     #[arg(long, env = "MCPBOX_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+
+    /// OpenTelemetry trace export (off unless an OTLP endpoint is given).
+    #[command(flatten)]
+    pub tracing: crate::telemetry::TracingArgs,
 }
 
 #[derive(Debug, Subcommand)]

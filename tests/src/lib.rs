@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod mcp;
+pub mod otlp;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
