@@ -2,6 +2,7 @@
 //! directory, wait for it, and stop it.
 
 pub mod browser;
+pub mod external;
 pub mod mcp;
 pub mod otlp;
 

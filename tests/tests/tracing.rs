@@ -2,13 +2,14 @@
 //! in the test: one trace per `tools/call` (HTTP request → `tools/call` → run → sandbox
 //! execute), the incoming W3C `traceparent` honoured from the HTTP header and from the MCP
 //! request's `_meta` (SEP-414); nothing sent with tracing off; a collector that never answers
-//! slows no call and no exit.
+//! slows no call and no exit; a passthrough call hands the trace to its external source.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use mcpbox_e2e::external::External;
 use mcpbox_e2e::mcp::{
-    Mcp, admin_token, approve_and_start, draft_tool, message_with_id, stateless_meta,
+    Mcp, admin_token, api, approve_and_start, draft_tool, message_with_id, stateless_meta,
 };
 use mcpbox_e2e::otlp::{Collector, Received};
 use mcpbox_e2e::{Origin, ServeOptions};
@@ -38,6 +39,7 @@ async fn origin_with_tool(dir: &std::path::Path, collector_url: Option<&str>) ->
 
 const TRACE_A: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_A: &str = "00f067aa0ba902b7";
+const TRACE_INIT: &str = "5b8efff798038103d269b633813fc60c";
 const TRACE_META: &str = "0af7651916cd43dd8448eb211c80319c";
 const PARENT_META: &str = "b7ad6b7169203331";
 
@@ -87,8 +89,12 @@ async fn traceparent_header_makes_the_call_one_trace_under_the_callers_span() {
     let (collector, collector_url) = Collector::start().await;
     let dir = tempfile::tempdir().unwrap();
     let (origin, mcp_url) = origin_with_tool(dir.path(), Some(&collector_url)).await;
-    // A 2025-11-25 session; only the call carries the caller's context.
-    let mut session = Mcp::session(&mcp_url).await;
+    // A 2025-11-25 session opened in one trace, the call made in another.
+    let mut session = Mcp::session_with(
+        &mcp_url,
+        vec![("traceparent", traceparent(TRACE_INIT, PARENT_A))],
+    )
+    .await;
     session.headers = vec![("traceparent", traceparent(TRACE_A, PARENT_A))];
     let answer = session
         .call(
@@ -125,6 +131,22 @@ async fn traceparent_header_makes_the_call_one_trace_under_the_callers_span() {
         "tools/call is a child of the request"
     );
     assert!(call.attributes.contains_key("mcp.session.id"));
+    // The spans of `initialize` and `notifications/initialized` ended with their responses, not
+    // with the session (still open): the session's loop, which lives as long as the session,
+    // must not hold them (the pooled external client's loop would: `external::forward`).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let opened = collector.trace(TRACE_INIT, &["POST /mcp"]).await;
+        if opened.len() == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the session's spans: {opened:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(session);
     drop(origin);
 }
 
@@ -326,4 +348,79 @@ async fn a_collector_that_never_answers_slows_no_call_and_no_exit() {
         "the exit waited {:?} for the collector",
         stopping.elapsed()
     );
+}
+
+/// A passthrough tool's call to its external MCP source carries the trace on in the call's
+/// `_meta` (SEP-414): the source sees our `external call` span as its parent.
+#[tokio::test]
+async fn a_passthrough_call_hands_the_trace_to_the_external_source() {
+    let external = External::start(&[]);
+    let (collector, collector_url) = Collector::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (origin, mcp_url) = origin_with_tool(dir.path(), Some(&collector_url)).await;
+    let url = origin.url.clone();
+    let token = admin_token(&url).await;
+    let (status, server) = api(
+        &format!("{url}/api/servers"),
+        json!({"name": "ext"}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 201, "{server}");
+    let server_id = server["id"].as_str().unwrap();
+    let (status, source) = api(
+        &format!("{url}/api/external-sources/servers/{server_id}/sources"),
+        json!({"name": "demo", "url": external.url, "auth_type": "none"}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 201, "{source}");
+    let sources = format!(
+        "{url}/api/external-sources/sources/{}",
+        source["id"].as_str().unwrap()
+    );
+    let (status, found) = api(&format!("{sources}/discover"), json!({}), Some(&token)).await;
+    assert_eq!(status, 200, "{found}");
+    let (status, imported) = api(
+        &format!("{sources}/import"),
+        json!({"tool_names": ["trace_context"]}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 200, "{imported}");
+    let tool_id = imported["imported"][0]["id"].as_str().unwrap();
+    approve_and_start(&url, &token, server_id, tool_id).await;
+
+    let mut client = Mcp::stateless(&mcp_url);
+    client.headers = vec![("traceparent", traceparent(TRACE_A, PARENT_A))];
+    let answer = client
+        .call(
+            "tools/call",
+            json!({"name": "ext__demo_trace_context", "arguments": {}}),
+        )
+        .await;
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    let seen: Value =
+        serde_json::from_str(answer["result"]["content"][0]["text"].as_str().unwrap())
+            .unwrap_or_else(|_| panic!("{answer}"));
+    let spans = collector
+        .trace(
+            TRACE_A,
+            &[
+                "POST /mcp",
+                "tools/call ext__demo_trace_context",
+                "run",
+                "external call",
+            ],
+        )
+        .await;
+    let forward = named(&spans, "external call");
+    assert_eq!(forward.kind, 3, "the call to the source is a client span");
+    assert_eq!(forward.parent_span_id, named(&spans, "run").span_id);
+    assert_eq!(
+        seen["traceparent"],
+        json!(traceparent(TRACE_A, &forward.span_id)),
+        "the source got our span as its parent"
+    );
+    drop(origin);
 }

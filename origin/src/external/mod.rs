@@ -37,6 +37,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use tracing::Instrument as _;
 
 use crate::activity::{self, Audit, NewEvent};
 use crate::app::AppState;
@@ -981,7 +982,14 @@ pub async fn forward(
     }
     let timeout = Duration::from_millis(approved.timeout_ms.max(1) as u64);
     let call = async {
-        let client = state.external.client(&source, &auth).await?;
+        // rmcp's client loop keeps the span current at its start for its whole life (the
+        // client is pooled): started outside this call's span, so the call's trace can end.
+        let detached = tracing::info_span!(target: "mcpbox::external", parent: None, "client");
+        let client = state
+            .external
+            .client(&source, &auth)
+            .instrument(detached)
+            .await?;
         match client.call_tool_once(params).await {
             Ok(CallToolResponse::Complete(result)) => Ok(result),
             Ok(_) => Err(
