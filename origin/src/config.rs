@@ -1,5 +1,6 @@
 //! Command line and environment: one clap tree; every flag is also an `MCPBOX_*` variable
-//! (`DATABASE_URL` keeps its conventional name). Parsed once in `main` and passed down explicitly.
+//! (`DATABASE_URL` and the OpenTelemetry `OTEL_*` variables of `telemetry::TracingArgs` keep
+//! their conventional names). Parsed once in `main` and passed down explicitly.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
