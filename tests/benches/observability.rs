@@ -21,6 +21,7 @@ use mcpbox_e2e::{Origin, ServeOptions};
 use serde_json::json;
 
 const WARM_UP: usize = 200;
+/// Calls per mode (`MCPBOX_BENCH_CALLS` overrides, for a quick look).
 const CALLS: usize = 3000;
 
 struct Mode {
@@ -32,6 +33,10 @@ struct Mode {
 
 #[tokio::main]
 async fn main() {
+    let calls: usize = std::env::var("MCPBOX_BENCH_CALLS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(CALLS);
     let (collector, collector_url) = Collector::start().await;
     let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut modes = Vec::new();
@@ -71,7 +76,7 @@ async fn main() {
             label,
             origin,
             client,
-            latencies: Vec::with_capacity(CALLS),
+            latencies: Vec::with_capacity(calls),
         });
     }
     // What a Prometheus would do to (b) and (d): scrape each second.
@@ -86,8 +91,13 @@ async fn main() {
         loop {
             tick.tick().await;
             for url in &scraped {
-                let body = http.get(url).send().await.unwrap().text().await.unwrap();
-                assert!(body.contains("mcpbox_tool_calls_total"));
+                let response = http.get(url).send().await.expect("scrape");
+                assert!(
+                    response.status().is_success(),
+                    "scrape: {}",
+                    response.status()
+                );
+                assert!(!response.text().await.expect("scrape body").is_empty());
             }
         }
     });
@@ -105,7 +115,7 @@ async fn main() {
         .map(|m| cpu_ticks(m.origin.child.id()))
         .collect();
     let exported_before = collector.spans.lock().unwrap().len();
-    for round in 0..CALLS {
+    for round in 0..calls {
         for k in 0..modes.len() {
             let mode = &mut modes[(round + k) % 4];
             let began = Instant::now();
@@ -128,13 +138,13 @@ async fn main() {
     let base = p(&mut modes[0].latencies, 0.5);
     let base_cpu = cpu[0] as f64;
     println!(
-        "tools/call, 2025-11-25 session, sequential, {CALLS} calls per mode interleaved (release \
+        "tools/call, 2025-11-25 session, sequential, {calls} calls per mode interleaved (release \
          binaries, debug if that is what was built):"
     );
     for (mode, ticks) in modes.iter_mut().zip(&cpu) {
         let p50 = p(&mut mode.latencies, 0.5);
         let p99 = p(&mut mode.latencies, 0.99);
-        let cpu_us = *ticks as f64 / ticks_per_second * 1e6 / CALLS as f64;
+        let cpu_us = *ticks as f64 / ticks_per_second * 1e6 / calls as f64;
         println!(
             "  {:<12} p50 {p50:.3} ms ({:.3}x), p99 {p99:.3} ms, origin CPU {cpu_us:.0} µs/call ({:.3}x)",
             mode.label,
@@ -145,7 +155,7 @@ async fn main() {
     // Give the last batches time to leave (default schedule delay 5 s).
     tokio::time::sleep(Duration::from_secs(6)).await;
     let exported = collector.spans.lock().unwrap().len() - exported_before;
-    let expected = 4 * 2 * CALLS;
+    let expected = 4 * 2 * calls;
     println!(
         "spans received for the measured calls: {exported} of {expected} (4 per call from each \
          tracing origin; fewer means the bounded queue dropped some)"
