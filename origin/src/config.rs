@@ -1,5 +1,6 @@
 //! Command line and environment: one clap tree; every flag is also an `MCPBOX_*` variable
-//! (`DATABASE_URL` keeps its conventional name). Parsed once in `main` and passed down explicitly.
+//! (`DATABASE_URL` and the OpenTelemetry `OTEL_*` variables of `telemetry::TracingArgs` keep
+//! their conventional names). Parsed once in `main` and passed down explicitly.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -217,6 +218,10 @@ pub struct ServeArgs {
     /// Log output: `text` for people, `json` for log collectors.
     #[arg(long, env = "MCPBOX_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+
+    /// OpenTelemetry trace export (off unless an OTLP endpoint is given).
+    #[command(flatten)]
+    pub tracing: crate::telemetry::TracingArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -45,6 +45,17 @@ pub enum DispatchError {
     Refused(String),
 }
 
+impl DispatchError {
+    /// The variant as a word (the trace's `error.type`).
+    fn kind(&self) -> &'static str {
+        match self {
+            DispatchError::Unavailable(_) => "unavailable",
+            DispatchError::Failed(_) => "failed",
+            DispatchError::Refused(_) => "refused",
+        }
+    }
+}
+
 pub struct Sandbox {
     socket: PathBuf,
     key: String,
@@ -153,10 +164,28 @@ impl Sandbox {
         }
     }
 
+    /// Runs a tool in the sandbox. Traced as a client span around the whole exchange; the trace
+    /// context is not passed over the socket (the supervisor exports nothing), so the
+    /// sandbox's own time is the span's `mcpbox.sandbox.duration_ms`.
+    #[tracing::instrument(name = "sandbox execute", skip_all, fields(
+        otel.kind = "client",
+        rpc.system = "mcpbox-sandbox",
+        rpc.method = "execute",
+        mcpbox.sandbox.duration_ms = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    ))]
     pub async fn execute(&self, request: ExecuteRequest) -> Result<ExecuteResponse, DispatchError> {
         let timeout = Duration::from_millis(request.limits.clamped().timeout_ms) + EXECUTE_MARGIN;
-        match self.send(&Request::Execute(request), timeout).await? {
+        let answer = self.send(&Request::Execute(request), timeout).await;
+        let span = tracing::Span::current();
+        if let Err(err) = &answer {
+            span.record("error.type", err.kind());
+            span.record("otel.status_code", "error");
+        }
+        match answer? {
             Response::Execute(response) => {
+                span.record("mcpbox.sandbox.duration_ms", response.duration_ms);
                 // A tool's own failure is an answer; only the sandbox failing counts against it.
                 let sandbox_failed = response
                     .error

@@ -5,13 +5,16 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::MatchedPath;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnResponse, OnResponse, TraceLayer};
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::error::Error;
 
@@ -30,22 +33,81 @@ pub fn with_layers<S: Clone + Send + Sync + 'static>(
 ) -> Router<S> {
     router
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         // Outside the timeout, so a 408 is counted as what the client got; `Router::layer` runs
         // after routing, so the route template is known.
-        .layer(middleware::from_fn_with_state(requests.clone(), crate::metrics::count_http))
+        .layer(middleware::from_fn_with_state(
+            requests.clone(),
+            crate::metrics::count_http,
+        ))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(security_headers))
+        // Inside the request span: hands it to handlers that run elsewhere (rmcp's tasks).
+        .layer(middleware::from_fn(keep_request_span))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
-            let id = request
-                .headers()
-                .get(&X_REQUEST_ID)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-");
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
-        }).on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
-        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(|response: &Response, latency: Duration, span: &Span| {
+                    let status = response.status();
+                    span.record("http.response.status_code", status.as_u16());
+                    if status.is_server_error() {
+                        span.record("otel.status_code", "error");
+                    }
+                    DefaultOnResponse::new()
+                        .level(tracing::Level::INFO)
+                        .on_response(response, latency, span);
+                }),
+        )
+        .layer(SetRequestIdLayer::new(
+            X_REQUEST_ID.clone(),
+            MakeRequestUuid,
+        ))
+}
+
+/// The request's span: the log's fields (method, path, request id) and, for traces, the HTTP
+/// semantic-convention attributes and the parent from the `traceparent` header.
+fn request_span(request: &Request) -> Span {
+    let id = request
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    // Route templates, never raw paths, in the span name (bounded cardinality).
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    let method = request.method().as_str();
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %id,
+        http.request.method = method,
+        http.route = route,
+        url.path = request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    let parent = crate::telemetry::from_headers(request.headers());
+    // Only a valid remote parent: otherwise the span stays a root.
+    if opentelemetry::trace::TraceContextExt::has_active_span(&parent) {
+        let _ = span.set_parent(parent);
+    }
+    span
+}
+
+async fn keep_request_span(mut request: Request, next: Next) -> Response {
+    request
+        .extensions_mut()
+        .insert(crate::telemetry::RequestSpan(Span::current()));
+    next.run(request).await
 }
 
 /// Content-Security-Policy for HTML: our own scripts, styles and images only; no inline script;

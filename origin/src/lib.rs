@@ -25,6 +25,7 @@
 //! - `alerts`: webhooks (Slack, Discord, generic) raised from where events happen, delivered
 //!   off the request path.
 //! - `dashboard`: `/api/dashboard` figures. `openapi`: the generated `/api/openapi.json`.
+//! - `telemetry`: OpenTelemetry traces over OTLP/HTTP (off by default), W3C propagation.
 //! - `ratelimit`: request rate limits (one limiter for both listeners, limits in the settings).
 //! - `settings`, `pagination`, `health`: small shared pieces.
 //! - `transfer`: signed export and import (`/api/export`, `/api/import`).
@@ -60,6 +61,7 @@ pub mod ratelimit;
 pub mod secrets;
 pub mod servers;
 pub mod settings;
+pub mod telemetry;
 pub mod tools;
 pub mod transfer;
 pub mod ui;

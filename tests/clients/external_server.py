@@ -1,7 +1,8 @@
 """An external MCP server for MCPbox's tests and benchmark: the official MCP Python SDK's
 MCPServer over Streamable HTTP on 127.0.0.1, on a free port it prints as `listening <port>`.
 
-Tools: echo(text), add(a, b), headers() (the auth headers it was sent), fail() (a tool error).
+Tools: echo(text), add(a, b), headers() (the auth headers it was sent), trace_context() (the
+`traceparent`/`tracestate` of the request's `_meta`), fail() (a tool error).
 --require-header NAME=VALUE answers 401 to every request without that exact header.
 --legacy answers `server/discover` the way a server that predates 2026-07-28 does (-32601), so
 clients must fall back to a 2025-11-25 `initialize` session.
@@ -40,6 +41,13 @@ async def headers(ctx: Context) -> dict:
         name: sent.get(name)
         for name in ("authorization", "x-api-key", "user-agent")
     }
+
+
+@server.tool()
+async def trace_context(ctx: Context) -> dict:
+    """The W3C trace context the request's `_meta` carried (SEP-414)."""
+    meta = ctx.request_context.meta or {}
+    return {name: meta.get(name) for name in ("traceparent", "tracestate")}
 
 
 @server.tool()

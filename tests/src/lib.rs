@@ -2,7 +2,9 @@
 //! directory, wait for it, and stop it.
 
 pub mod browser;
+pub mod external;
 pub mod mcp;
+pub mod otlp;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -3,61 +3,12 @@
 //! tools, approval, calls through `/mcp` with the source's credential, a source that goes down,
 //! and what must be refused.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use mcpbox_e2e::external::External;
 use mcpbox_e2e::mcp::{Mcp, admin_token, api, client, get_json, tool_error};
 use mcpbox_e2e::{Origin, ServeOptions};
 use serde_json::{Value, json};
-
-/// The external MCP server; killed when dropped.
-struct External {
-    child: Child,
-    url: String,
-}
-
-impl External {
-    /// `args`: `--require-header name=value` (401 without it), `--legacy` (no 2026-07-28).
-    fn start(args: &[&str]) -> External {
-        let python = std::env::var("PYO3_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-        let sdk = std::env::var_os("MCPBOX_TEST_MCP_SDK")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| {
-                std::path::Path::new(&std::env::var("HOME").unwrap()).join(".cache/mcpbox/py-mcp")
-            });
-        let script =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/external_server.py");
-        let mut command = Command::new(python);
-        command
-            .arg(script)
-            .env("PYTHONPATH", sdk)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        command.args(args);
-        let mut child = command.spawn().expect("python starts");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("listening ")
-            .unwrap_or_else(|| panic!("the external server did not start: {line:?}"))
-            .to_owned();
-        External {
-            child,
-            url: format!("http://127.0.0.1:{port}/mcp"),
-        }
-    }
-}
-
-impl Drop for External {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn send(method: &str, url: &str, body: Value, token: &str) -> (u16, Value) {
     let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
@@ -156,8 +107,12 @@ async fn an_external_tool_is_imported_approved_and_called_with_the_sources_crede
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names, ["add", "echo", "fail", "headers"], "{found}");
-    assert_eq!(found["source"]["tool_count"], 4);
+    assert_eq!(
+        names,
+        ["add", "echo", "fail", "headers", "trace_context"],
+        "{found}"
+    );
+    assert_eq!(found["source"]["tool_count"], 5);
     assert_eq!(
         found["source"]["protocol_version"], "2026-07-28",
         "rmcp's client negotiates the newest revision the source speaks"
@@ -348,7 +303,7 @@ async fn an_llm_adds_a_source_that_waits_for_approval_and_uses_a_custom_header()
         json!({"source_id": source_id}),
     )
     .await);
-    assert_eq!(found["tool_count"], 4, "{found}");
+    assert_eq!(found["tool_count"], 5, "{found}");
     let listed = ok(&call(
         &mut llm,
         "mcpbox_list_external_sources",
@@ -417,7 +372,7 @@ async fn an_llm_adds_a_source_that_waits_for_approval_and_uses_a_custom_header()
     )
     .await);
     assert_eq!(listed["sources"][0]["status"], "active", "{listed}");
-    assert_eq!(listed["sources"][0]["tool_count"], 4);
+    assert_eq!(listed["sources"][0]["tool_count"], 5);
     assert!(!listed.to_string().contains(KEY));
     drop(origin);
 }

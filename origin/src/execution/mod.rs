@@ -65,6 +65,13 @@ pub struct Outcome {
 
 /// Runs an approved version with `arguments` and logs it. A sandbox that cannot be reached is
 /// an error (503) and is logged too; a tool that fails is an `Outcome` with `ok = false`.
+#[tracing::instrument(name = "run", skip_all, fields(
+    mcpbox.server = %approved.server_name,
+    mcpbox.tool = %approved.tool_name,
+    mcpbox.version = approved.version,
+    mcpbox.test = is_test,
+    mcpbox.ok = tracing::field::Empty,
+))]
 pub async fn run(
     state: &AppState,
     approved: &Approved,
@@ -163,6 +170,7 @@ pub async fn run(
         }
     };
     let ok = response.ok;
+    tracing::Span::current().record("mcpbox.ok", ok);
     let duration_ms = response.duration_ms;
     // The result travels as JSON text: redacted as a value (its strings, keys and numbers), so
     // a secret with a quote, a backslash or a control character, escaped in that text, is found

@@ -37,6 +37,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use tracing::Instrument as _;
 
 use crate::activity::{self, Audit, NewEvent};
 use crate::app::AppState;
@@ -931,6 +932,11 @@ fn negotiated_version(client: &Client) -> Option<String> {
 /// the call-time check built and the server's decrypted secrets). A source that cannot be
 /// reached is an `Unavailable` error naming it; the remote tool's own failure is an ordinary
 /// result with `isError`.
+#[tracing::instrument(name = "external call", skip_all, fields(
+    otel.kind = "client",
+    mcp.method.name = "tools/call",
+    mcpbox.tool = %approved.public_name,
+))]
 pub async fn forward(
     state: &AppState,
     approved: &Approved,
@@ -963,10 +969,27 @@ pub async fn forward(
         Value::Object(map) => map.clone(),
         _ => JsonObject::new(),
     };
-    let params = CallToolRequestParams::new(binding.remote_tool.clone()).with_arguments(arguments);
+    let mut params =
+        CallToolRequestParams::new(binding.remote_tool.clone()).with_arguments(arguments);
+    // The source's spans join our trace (SEP-414: `traceparent` in `_meta`; rmcp's pooled
+    // client offers no per-request header). Nothing is added when tracing is off.
+    let mut meta = serde_json::Map::new();
+    crate::telemetry::inject_meta(&mut meta);
+    if !meta.is_empty() {
+        params.meta = Some(rmcp::model::RequestMetaObject(rmcp::model::MetaObject(
+            meta,
+        )));
+    }
     let timeout = Duration::from_millis(approved.timeout_ms.max(1) as u64);
     let call = async {
-        let client = state.external.client(&source, &auth).await?;
+        // rmcp's client loop keeps the span current at its start for its whole life (the
+        // client is pooled): started outside this call's span, so the call's trace can end.
+        let detached = tracing::info_span!(target: "mcpbox::external", parent: None, "client");
+        let client = state
+            .external
+            .client(&source, &auth)
+            .instrument(detached)
+            .await?;
         match client.call_tool_once(params).await {
             Ok(CallToolResponse::Complete(result)) => Ok(result),
             Ok(_) => Err(

@@ -18,6 +18,7 @@ mod visible;
 use std::sync::Arc;
 
 use axum::Router;
+use opentelemetry::trace::TraceContextExt as _;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     InitializeResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
@@ -30,6 +31,8 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 use tokio::sync::watch;
+use tracing::{Instrument as _, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::activity::Audit;
 use crate::app::AppState;
@@ -218,68 +221,10 @@ impl ServerHandler for Gateway {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let caller = Caller::of(&context);
-        let actor = caller.actor();
-        if request.name.starts_with(management::PREFIX) {
-            let audit = Audit {
-                actor,
-                request_id: context
-                    .extensions
-                    .get::<axum::http::request::Parts>()
-                    .and_then(crate::activity::request_id),
-            };
-            let arguments = request.arguments.unwrap_or_default();
-            return match management::call(&self.state, &caller, &audit, &request.name, &arguments)
-                .await
-            {
-                Ok(Some(value)) => {
-                    let mut result =
-                        CallToolResult::success(vec![ContentBlock::text(value.to_string())]);
-                    result.structured_content = Some(value);
-                    Ok(result.into())
-                }
-                Ok(None) => Err(McpError::invalid_params(
-                    format!(
-                        "unknown tool {:?}; call tools/list to see the tools",
-                        request.name
-                    ),
-                    None,
-                )),
-                Err(err) => Ok(refusal(&err).into()),
-            };
-        }
-        let Some(tool_id) = visible::tool_id(&self.state.db, &request.name)
+        let span = call_span(&request, &context);
+        self.call_tool_in_span(request, context)
+            .instrument(span)
             .await
-            .map_err(to_protocol_error)?
-        else {
-            return Err(McpError::invalid_params(
-                format!(
-                    "unknown tool {:?}; call tools/list to see the tools",
-                    request.name
-                ),
-                None,
-            ));
-        };
-        let arguments = Value::Object(request.arguments.unwrap_or_default());
-        // The call-time check: approved, hash intact, enabled, server running. A refusal is a
-        // tool error the model can read, not a protocol error.
-        let approved = match tools::runnable(&self.state.db, &tool_id).await {
-            Ok(approved) => approved,
-            Err(err) => {
-                // Logged like any call (the log holds every attempt, refused ones too).
-                if let Err(log_err) =
-                    execution::log_refusal(&self.state, &tool_id, &arguments, &actor, &err).await
-                {
-                    tracing::warn!(error = %log_err, "could not log a refused call");
-                }
-                return Ok(refusal(&err).into());
-            }
-        };
-        let outcome = match execution::run(&self.state, &approved, arguments, &actor, false).await {
-            Ok(outcome) => outcome,
-            Err(err) => return Ok(refusal(&err).into()),
-        };
-        Ok(tool_result(outcome).into())
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
@@ -377,6 +322,116 @@ impl ServerHandler for Gateway {
             }
         }
     }
+}
+
+impl Gateway {
+    /// `tools/call` inside its span (`call_span`).
+    async fn call_tool_in_span(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let caller = Caller::of(&context);
+        let actor = caller.actor();
+        if request.name.starts_with(management::PREFIX) {
+            let audit = Audit {
+                actor,
+                request_id: context
+                    .extensions
+                    .get::<axum::http::request::Parts>()
+                    .and_then(crate::activity::request_id),
+            };
+            let arguments = request.arguments.unwrap_or_default();
+            return match management::call(&self.state, &caller, &audit, &request.name, &arguments)
+                .await
+            {
+                Ok(Some(value)) => {
+                    let mut result =
+                        CallToolResult::success(vec![ContentBlock::text(value.to_string())]);
+                    result.structured_content = Some(value);
+                    Ok(result.into())
+                }
+                Ok(None) => Err(McpError::invalid_params(
+                    format!(
+                        "unknown tool {:?}; call tools/list to see the tools",
+                        request.name
+                    ),
+                    None,
+                )),
+                Err(err) => Ok(refusal(&err).into()),
+            };
+        }
+        let Some(tool_id) = visible::tool_id(&self.state.db, &request.name)
+            .await
+            .map_err(to_protocol_error)?
+        else {
+            return Err(McpError::invalid_params(
+                format!(
+                    "unknown tool {:?}; call tools/list to see the tools",
+                    request.name
+                ),
+                None,
+            ));
+        };
+        let arguments = Value::Object(request.arguments.unwrap_or_default());
+        // The call-time check: approved, hash intact, enabled, server running. A refusal is a
+        // tool error the model can read, not a protocol error.
+        let approved = match tools::runnable(&self.state.db, &tool_id).await {
+            Ok(approved) => approved,
+            Err(err) => {
+                // Logged like any call (the log holds every attempt, refused ones too).
+                if let Err(log_err) =
+                    execution::log_refusal(&self.state, &tool_id, &arguments, &actor, &err).await
+                {
+                    tracing::warn!(error = %log_err, "could not log a refused call");
+                }
+                return Ok(refusal(&err).into());
+            }
+        };
+        let outcome = match execution::run(&self.state, &approved, arguments, &actor, false).await {
+            Ok(outcome) => outcome,
+            Err(err) => return Ok(refusal(&err).into()),
+        };
+        Ok(tool_result(outcome).into())
+    }
+}
+
+/// The MCP server span of a `tools/call` (OTel MCP semantic conventions): a child of the HTTP
+/// request's span, or of the `traceparent` in the request's `_meta` (SEP-414) when it has one:
+/// that names the client's own span of this MCP request, which the transport's header may not
+/// (a proxy's hop, or a session's connection). The HTTP request's span is then linked.
+fn call_span(request: &CallToolRequestParams, context: &RequestContext<RoleServer>) -> Span {
+    let name = request.name.as_ref();
+    let server = name.split_once("__").map_or("mcpbox", |(server, _)| server);
+    let request_span = context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<crate::telemetry::RequestSpan>())
+        .map(|span| span.0.clone());
+    let session = context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|parts| parts.headers.get("mcp-session-id"))
+        .and_then(|value| value.to_str().ok());
+    let span = tracing::info_span!(
+        parent: request_span.as_ref().and_then(Span::id),
+        "tools/call",
+        otel.name = %format!("tools/call {name}"),
+        otel.kind = "server",
+        mcp.method.name = "tools/call",
+        gen_ai.operation.name = "execute_tool",
+        gen_ai.tool.name = name,
+        mcpbox.server = server,
+        mcp.session.id = session,
+        jsonrpc.request.id = %context.id,
+    );
+    if let Some(parent) = crate::telemetry::from_meta(&context.meta.0.0) {
+        if let Some(request_span) = &request_span {
+            span.add_link(request_span.context().span().span_context().clone());
+        }
+        let _ = span.set_parent(parent);
+    }
+    span
 }
 
 /// A domain refusal (not approved, disabled, sandbox down…) as a tool error with its message.
