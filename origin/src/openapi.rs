@@ -5,12 +5,22 @@
 //! handlers (`openapi()`). A test sends every secured operation without a token and expects 401,
 //! so the document also checks that no route was left unprotected.
 //!
-//! Not yet described: request and response body schemas (bodies are documented in the README).
+//! Bodies are described by the very types the handlers deserialise and serialise (`ToSchema`),
+//! so the document cannot drift from what is accepted. Errors are one schema, `ErrorBody`; each
+//! handler lists the statuses it can answer with through the markers below (`E404`, `JsonBody`…),
+//! and the 429 of the rate-limit guard, which sits in front of every `/api` and `/auth` route, is
+//! added here once.
 
 use axum::routing::get;
 use axum::{Json, Router};
+use std::collections::BTreeMap;
+
+use contract::error::ErrorBody;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder};
+use utoipa::openapi::{
+    ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr, ResponseBuilder,
+};
+use utoipa::{IntoResponses, PartialSchema, ToSchema};
 
 use crate::app::AppState;
 
@@ -53,7 +63,11 @@ pub fn document() -> OpenApi {
     ] {
         doc.merge(part);
     }
+    add_rate_limit_response(&mut doc);
     let mut components = doc.components.take().unwrap_or_default();
+    let mut schemas = vec![(ErrorBody::name().into_owned(), ErrorBody::schema())];
+    ErrorBody::schemas(&mut schemas);
+    components.schemas.extend(schemas);
     components.add_security_scheme(
         "bearer",
         SecurityScheme::Http(
@@ -65,4 +79,85 @@ pub fn document() -> OpenApi {
     );
     doc.components = Some(components);
     doc
+}
+
+/// The rate-limit guard (`ratelimit::guard`) answers 429 before any `/api` or `/auth` handler.
+fn add_rate_limit_response(doc: &mut OpenApi) {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if !(path.starts_with("/api/") || path.starts_with("/auth/")) {
+            continue;
+        }
+        for operation in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            operation
+                .responses
+                .responses
+                .entry("429".to_owned())
+                .or_insert_with(|| error_response(TOO_MANY));
+        }
+    }
+}
+
+const TOO_MANY: &str = "Rate limit reached; `Retry-After` says when to try again";
+
+fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+/// Declares a marker type per error status a handler can answer with; `responses(…, E404)`.
+macro_rules! error_responses {
+    ($($(#[$doc:meta])* $name:ident => [$(($status:literal, $description:literal)),+];)+) => {$(
+        $(#[$doc])*
+        pub struct $name;
+
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+                BTreeMap::from([$(($status.to_owned(), error_response($description))),+])
+            }
+        }
+    )+};
+}
+
+error_responses! {
+    /// A malformed query string or path.
+    E400 => [("400", "Malformed request (query string, path)")];
+    /// No token, or one that is no longer valid.
+    E401 => [("401", "No valid bearer token")];
+    /// A valid token whose role may not do this.
+    E403 => [("403", "The account's role may not do this")];
+    E404 => [("404", "Not found")];
+    E409 => [("409", "Conflicts with the current state (e.g. a duplicate name)")];
+    /// A field that is well-formed but not acceptable.
+    E422 => [("422", "A value is not acceptable")];
+    /// A dependency (the database, the sandbox) is not available.
+    E503 => [("503", "A dependency is not available right now")];
+    /// Every error `ApiJson` (`crate::error`) can answer with while reading a JSON body.
+    JsonBody => [
+        ("400", "The body is not valid JSON"),
+        ("413", "The body is larger than the limit"),
+        ("415", "The body is not sent as application/json"),
+        ("422", "The body does not have the expected fields, or a value is not acceptable")
+    ];
+    /// Signed in but without the role: an admin-only route.
+    Admin => [
+        ("401", "No valid bearer token"),
+        ("403", "The account's role may not do this")
+    ];
 }
