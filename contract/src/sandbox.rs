@@ -365,6 +365,7 @@ pub struct ValidateResponse {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CodeError {
     pub line: u32,
     pub col: u32,
