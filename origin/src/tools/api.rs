@@ -66,7 +66,7 @@ pub struct VersionBody {
     pub change_summary: String,
     pub created_by: String,
     pub created_at: String,
-    /// `draft`, `pending_review`, `approved` or `rejected`.
+    /// `draft`, `pending_review`, `approved`, `rejected` or `revoked`.
     pub status: String,
     pub publish_notes: Option<String>,
     pub requested_at: Option<String>,
