@@ -74,6 +74,7 @@ struct CreateBody {
     #[schema(pattern = "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length = 30)]
     name: String,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     description: String,
 }
 
@@ -121,7 +122,9 @@ async fn show(
 struct UpdateBody {
     #[schema(pattern = "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length = 30)]
     name: Option<String>,
+    #[schema(max_length = 2000)]
     description: Option<String>,
+    #[schema(minimum = 1000, maximum = 300000)]
     default_timeout_ms: Option<i64>,
 }
 

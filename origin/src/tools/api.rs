@@ -125,6 +125,7 @@ struct CreateBody {
     #[schema(pattern = "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length = 32)]
     name: String,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     description: String,
     python_code: String,
 }
@@ -199,12 +200,13 @@ async fn show(
 struct UpdateBody {
     #[schema(pattern = "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length = 32)]
     name: Option<String>,
+    #[schema(max_length = 2000)]
     description: Option<String>,
     python_code: Option<String>,
     enabled: Option<bool>,
     /// `null` clears it (the server's default applies).
     #[serde(default, with = "double_option")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 1000, maximum = 300000)]
     timeout_ms: Option<Option<i64>>,
     change_summary: Option<String>,
 }
