@@ -388,6 +388,7 @@ pub struct HealthResponse {
 /// Which isolation layers are in force for workers. A `false` is a degraded host: the
 /// supervisor logs it loudly at start and `doctor` explains it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Layers {
     pub static_check: bool,
     pub restricted_runtime: bool,
