@@ -253,8 +253,9 @@ where
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(None));
         }
-        serde_json::from_slice(&bytes)
-            .map(|value| OptionalJson(Some(value)))
+        // `null` is no body too (the document describes these bodies as nullable).
+        serde_json::from_slice::<Option<T>>(&bytes)
+            .map(OptionalJson)
             .map_err(|err| Error::BadRequest(format!("the body is not valid JSON: {err}")))
     }
 }

@@ -136,7 +136,7 @@ fn gaps(operation: &Value) -> Vec<String> {
 /// each with the ErrorBody schema. Lists every incomplete operation, not just the first.
 #[tokio::test]
 async fn every_operation_documents_its_success_body_and_its_errors() {
-    let doc = serde_json::to_value(origin::openapi::document()).unwrap();
+    let doc = origin::openapi::document_json();
     let incomplete: Vec<String> = operations(&doc)
         .iter()
         .filter_map(|(path, method, operation)| {
@@ -167,7 +167,7 @@ async fn every_operation_documents_its_success_body_and_its_errors() {
 async fn every_operation_that_reads_a_json_body_documents_it() {
     let app = TestApp::sqlite().await;
     let mut token = app.admin().await.token("access_token");
-    let doc = serde_json::to_value(origin::openapi::document()).unwrap();
+    let doc = origin::openapi::document_json();
     let mut undocumented = Vec::new();
     let mut readers = 0;
     // Sign-out routes last: they end the session the probes use.
@@ -226,7 +226,7 @@ async fn every_operation_that_reads_a_json_body_documents_it() {
 /// unique, and every `{param}` of a path is declared as a path parameter.
 #[tokio::test]
 async fn the_document_is_valid_openapi_3_1() {
-    let doc = serde_json::to_value(origin::openapi::document()).unwrap();
+    let doc = origin::openapi::document_json();
     assert_eq!(doc["openapi"], "3.1.0");
     let mut problems = Vec::new();
     let mut refs = Vec::new();
@@ -261,6 +261,32 @@ async fn the_document_is_valid_openapi_3_1() {
             }
         }
     }
+    // Links (for stateful clients) name operations that exist, by parameters they have.
+    let mut links = 0;
+    let all = operations(&doc);
+    for (_, _, operation) in &all {
+        for response in operation["responses"].as_object().into_iter().flat_map(|r| r.values()) {
+            for (name, link) in response["links"].as_object().into_iter().flatten() {
+                links += 1;
+                let target = all.iter().find(|(_, _, o)| o["operationId"] == link["operationId"]);
+                let Some((_, _, target)) = target else {
+                    problems.push(format!("link {name} of {} names no operation", id_of(operation)));
+                    continue;
+                };
+                for parameter in link["parameters"].as_object().into_iter().flat_map(|p| p.keys()) {
+                    let known = target["parameters"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|p| p["name"] == parameter.as_str());
+                    if !known {
+                        problems.push(format!("link {name}: {} has no parameter {parameter}", id_of(target)));
+                    }
+                }
+            }
+        }
+    }
+    assert!(links >= 20, "only {links} links");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 

@@ -38,7 +38,7 @@ struct FilterQuery {
     request_id: Option<String>,
     since: Option<String>,
     until: Option<String>,
-    #[param(minimum = 1)]
+    #[param(minimum = 1, maximum = 1000000)]
     page: Option<u32>,
     #[param(minimum = 1, maximum = 100)]
     page_size: Option<u32>,

@@ -34,7 +34,7 @@ struct QueueQuery {
     /// A status, or `all`. Default: `pending_review`.
     #[param(pattern = "^(draft|pending_review|approved|rejected|revoked|all)$")]
     status: Option<String>,
-    #[param(minimum = 1)]
+    #[param(minimum = 1, maximum = 1000000)]
     page: Option<u32>,
     #[param(minimum = 1, maximum = 100)]
     page_size: Option<u32>,

@@ -173,15 +173,16 @@ async fn setup(
 
 /// First-run set-up: creates the first admin, once. The JSON API and the UI both call this.
 pub async fn first_admin(state: &AppState, username: &str, password: &str) -> Result<users::User> {
-    let username = Username::parse(username)?;
-    let password = NewPassword::parse(password)?;
-    // Cheap refusal before the expensive hash; the transaction in create_first_admin is what
-    // actually guarantees set-up happens once.
+    // Cheap refusal before the checks and the expensive hash (once set-up is done, nothing sent
+    // here can succeed); the transaction in create_first_admin is what actually guarantees
+    // set-up happens once.
     if !users::setup_required(&state.db).await? {
         return Err(Error::Conflict(
             "set-up is already done: sign in instead".to_owned(),
         ));
     }
+    let username = Username::parse(username)?;
+    let password = NewPassword::parse(password)?;
     let user = users::create_first_admin(&state.db, &state.passwords, &username, &password).await?;
     tracing::info!(username = %user.username, "first admin created");
     Ok(user)
@@ -356,7 +357,8 @@ async fn logout_all(State(state): State<AppState>, auth: AuthUser) -> Result<Jso
 struct ChangePasswordBody {
     #[schema(min_length = 1, max_length = 128)]
     current_password: String,
-    #[schema(min_length = 12, max_length = 128)]
+    /// Not only spaces.
+    #[schema(min_length = 12, max_length = 128, pattern = "\\S")]
     new_password: String,
 }
 

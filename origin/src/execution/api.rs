@@ -134,7 +134,7 @@ struct LogQuery {
     tool_id: Option<String>,
     server_id: Option<String>,
     success: Option<bool>,
-    #[param(minimum = 1)]
+    #[param(minimum = 1, maximum = 1000000)]
     page: Option<u32>,
     #[param(minimum = 1, maximum = 100)]
     page_size: Option<u32>,

@@ -99,7 +99,7 @@ struct ValueBody {
     value: String,
 }
 
-#[utoipa::path(put, path = "/api/servers/{id}/secrets/{key}", tag = "secrets", operation_id = "secrets_set", params(("id" = String, Path, description = "The id"), ("key" = String, Path, description = "The secret key")), request_body = ValueBody, responses((status = 204, description = "Stored (encrypted)"), JsonBody, Admin, E404), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/api/servers/{id}/secrets/{key}", tag = "secrets", operation_id = "secrets_set", params(("id" = String, Path, description = "The id"), ("key" = String, Path, description = "The secret key", pattern = "^[A-Z][A-Z0-9_]*$", max_length = 64)), request_body = ValueBody, responses((status = 204, description = "Stored (encrypted)"), JsonBody, Admin, E404), security(("bearer" = [])))]
 async fn set(
     State(state): State<AppState>,
     audited: Audited,
@@ -111,7 +111,7 @@ async fn set(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(delete, path = "/api/servers/{id}/secrets/{key}", tag = "secrets", operation_id = "secrets_remove", params(("id" = String, Path, description = "The id"), ("key" = String, Path, description = "The secret key")), responses((status = 204, description = "Deleted"), Admin, E404), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/api/servers/{id}/secrets/{key}", tag = "secrets", operation_id = "secrets_remove", params(("id" = String, Path, description = "The id"), ("key" = String, Path, description = "The secret key", pattern = "^[A-Z][A-Z0-9_]*$", max_length = 64)), responses((status = 204, description = "Deleted"), Admin, E404), security(("bearer" = [])))]
 async fn remove(
     State(state): State<AppState>,
     audited: Audited,

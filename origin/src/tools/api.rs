@@ -127,6 +127,7 @@ struct CreateBody {
     #[serde(default)]
     #[schema(max_length = 2000)]
     description: String,
+    #[schema(example = "async def main(name: str) -> dict:\n    \"\"\"Greets.\"\"\"\n    return {'hello': name}\n")]
     python_code: String,
 }
 
@@ -160,7 +161,7 @@ struct ToolSummary {
     current_version: i64,
 }
 
-#[utoipa::path(get, path = "/api/servers/{id}/tools", tag = "tools", operation_id = "tools_list", params(("id" = String, Path, description = "The id"), PageParams), responses((status = 200, body = Page<ToolSummary>), E400, E401, E422), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/servers/{id}/tools", tag = "tools", operation_id = "tools_list", params(("id" = String, Path, description = "The id"), PageParams), responses((status = 200, body = Page<ToolSummary>), E400, E401, E404, E422), security(("bearer" = [])))]
 async fn list(
     State(state): State<AppState>,
     auth: AuthUser,

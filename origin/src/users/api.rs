@@ -6,6 +6,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use utoipa::openapi::{RefOr, Schema};
+
 use crate::openapi::{Admin, E400, E404, E409, E422, E503, JsonBody};
 use crate::activity::{self, Audited, NewEvent};
 use crate::app::AppState;
@@ -39,10 +41,20 @@ async fn list(
 struct CreateBody {
     #[schema(pattern = "^[A-Za-z][A-Za-z0-9_]*$", min_length = 3, max_length = 50)]
     username: String,
-    #[schema(min_length = 12, max_length = 128)]
+    /// Not only spaces.
+    #[schema(min_length = 12, max_length = 128, pattern = "\\S")]
     password: String,
     #[schema(value_type = Role)]
     role: String,
+}
+
+/// A field that may be left out but not sent as `null` (which would change nothing).
+fn present<'de, D, T>(deserializer: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 fn parse_role(text: &str) -> Result<Role> {
@@ -83,10 +95,13 @@ async fn show(
 /// At least one of the two (422 otherwise).
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(as = users::Update, min_properties = 1)]
+#[schema(as = users::Update)]
 struct UpdateBody {
-    #[schema(value_type = Option<Role>)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Role>, nullable = false)]
     role: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     is_active: Option<bool>,
 }
 
@@ -159,5 +174,15 @@ pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
     #[derive(utoipa::OpenApi)]
     #[openapi(paths(list, create, show, update))]
     struct Doc;
-    <Doc as utoipa::OpenApi>::openapi()
+    let mut doc = <Doc as utoipa::OpenApi>::openapi();
+    // An update changes at least one field. Set by hand: utoipa 5.5 writes
+    // `#[schema(min_properties)]` as maxProperties.
+    let update = doc
+        .components
+        .as_mut()
+        .and_then(|components| components.schemas.get_mut("users.Update"));
+    if let Some(RefOr::T(Schema::Object(update))) = update {
+        update.min_properties = Some(1);
+    }
+    doc
 }
