@@ -10,11 +10,11 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::openapi::{E400, E401, E422};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::db::{self, Db};
 use crate::error::{ApiQuery, Error, Result};
+use crate::openapi::{E400, E401, E422};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/dashboard", get(dashboard))

@@ -12,11 +12,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::openapi::{Admin, E401};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::dispatch::CircuitState;
 use crate::error::Result;
+use crate::openapi::{Admin, E401};
 
 pub fn router() -> Router<AppState> {
     Router::new()

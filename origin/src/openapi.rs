@@ -16,9 +16,9 @@ use axum::{Json, Router};
 use std::collections::BTreeMap;
 
 use contract::error::ErrorBody;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
     ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr, ResponseBuilder,
 };
@@ -118,31 +118,159 @@ pub fn document() -> OpenApi {
 /// operation, its success status, the linked operation, and the linked operation's parameters
 /// as runtime expressions.
 const LINKS: &[(&str, &str, &str, &[(&str, &str)])] = &[
-    ("servers_create", "201", "servers_show", &[("id", "$response.body#/id")]),
-    ("servers_create", "201", "servers_update", &[("id", "$response.body#/id")]),
-    ("servers_create", "201", "servers_remove", &[("id", "$response.body#/id")]),
-    ("servers_create", "201", "servers_start", &[("id", "$response.body#/id")]),
-    ("servers_create", "201", "servers_stop", &[("id", "$response.body#/id")]),
-    ("servers_create", "201", "tools_create", &[("id", "$response.body#/id")]),
-    ("servers_create", "201", "tools_list", &[("id", "$response.body#/id")]),
-    ("servers_create", "201", "secrets_create", &[("id", "$response.body#/id")]),
-    ("servers_create", "201", "secrets_list", &[("id", "$response.body#/id")]),
-    ("servers_create", "201", "execution_server_logs", &[("id", "$response.body#/id")]),
-    ("tools_create", "201", "tools_show", &[("id", "$response.body#/id")]),
-    ("tools_create", "201", "tools_update", &[("id", "$response.body#/id")]),
-    ("tools_create", "201", "tools_remove", &[("id", "$response.body#/id")]),
-    ("tools_create", "201", "tools_versions", &[("id", "$response.body#/id")]),
-    ("tools_create", "201", "tools_show_version", &[("id", "$response.body#/id"), ("version", "$response.body#/current_version")]),
-    ("tools_create", "201", "tools_compare", &[("id", "$response.body#/id")]),
-    ("tools_create", "201", "tools_rollback", &[("id", "$response.body#/id")]),
-    ("tools_create", "201", "approvals_action", &[("id", "$response.body#/id")]),
-    ("tools_create", "201", "approvals_revoke", &[("id", "$response.body#/id")]),
-    ("tools_create", "201", "execution_tool_logs", &[("id", "$response.body#/id")]),
-    ("secrets_create", "201", "secrets_set", &[("id", "$request.path.id"), ("key", "$response.body#/key")]),
-    ("secrets_create", "201", "secrets_remove", &[("id", "$request.path.id"), ("key", "$response.body#/key")]),
-    ("users_create", "201", "users_show", &[("id", "$response.body#/id")]),
-    ("users_create", "201", "users_update", &[("id", "$response.body#/id")]),
-    ("execution_test_code", "200", "execution_one_log", &[("id", "$response.body#/log_id")]),
+    (
+        "servers_create",
+        "201",
+        "servers_show",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "servers_create",
+        "201",
+        "servers_update",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "servers_create",
+        "201",
+        "servers_remove",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "servers_create",
+        "201",
+        "servers_start",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "servers_create",
+        "201",
+        "servers_stop",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "servers_create",
+        "201",
+        "tools_create",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "servers_create",
+        "201",
+        "tools_list",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "servers_create",
+        "201",
+        "secrets_create",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "servers_create",
+        "201",
+        "secrets_list",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "servers_create",
+        "201",
+        "execution_server_logs",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "tools_create",
+        "201",
+        "tools_show",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "tools_create",
+        "201",
+        "tools_update",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "tools_create",
+        "201",
+        "tools_remove",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "tools_create",
+        "201",
+        "tools_versions",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "tools_create",
+        "201",
+        "tools_show_version",
+        &[
+            ("id", "$response.body#/id"),
+            ("version", "$response.body#/current_version"),
+        ],
+    ),
+    (
+        "tools_create",
+        "201",
+        "tools_compare",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "tools_create",
+        "201",
+        "tools_rollback",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "tools_create",
+        "201",
+        "approvals_action",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "tools_create",
+        "201",
+        "approvals_revoke",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "tools_create",
+        "201",
+        "execution_tool_logs",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "secrets_create",
+        "201",
+        "secrets_set",
+        &[("id", "$request.path.id"), ("key", "$response.body#/key")],
+    ),
+    (
+        "secrets_create",
+        "201",
+        "secrets_remove",
+        &[("id", "$request.path.id"), ("key", "$response.body#/key")],
+    ),
+    (
+        "users_create",
+        "201",
+        "users_show",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "users_create",
+        "201",
+        "users_update",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "execution_test_code",
+        "200",
+        "execution_one_log",
+        &[("id", "$response.body#/log_id")],
+    ),
 ];
 
 fn add_links(doc: &mut OpenApi) {
@@ -155,9 +283,10 @@ fn add_links(doc: &mut OpenApi) {
         };
         let link = parameters
             .iter()
-            .fold(LinkBuilder::new().operation_id(*to), |link, (name, value)| {
-                link.parameter(*name, *value)
-            })
+            .fold(
+                LinkBuilder::new().operation_id(*to),
+                |link, (name, value)| link.parameter(*name, *value),
+            )
             .build();
         response.links.insert((*to).to_owned(), RefOr::T(link));
     }

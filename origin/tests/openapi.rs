@@ -96,7 +96,10 @@ const WITHOUT_CLIENT_ERRORS: [&str; 3] = ["health_live", "health_ready", "auth_s
 /// `ErrorBody`.
 fn gaps(operation: &Value) -> Vec<String> {
     let mut gaps = Vec::new();
-    let responses = operation["responses"].as_object().cloned().unwrap_or_default();
+    let responses = operation["responses"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     // A 204 has no body by definition, a 3xx is a redirect; any other success must say what it
     // returns (a stream names its media type, e.g. text/event-stream).
     let typed_success = responses.iter().any(|(status, response)| {
@@ -104,9 +107,9 @@ fn gaps(operation: &Value) -> Vec<String> {
             || status.starts_with('3')
             || (status.starts_with('2')
                 && status.len() == 3
-                && response["content"]
-                    .as_object()
-                    .is_some_and(|c| c.values().all(|m| m.get("schema").is_some()) && !c.is_empty()))
+                && response["content"].as_object().is_some_and(|c| {
+                    c.values().all(|m| m.get("schema").is_some()) && !c.is_empty()
+                }))
     });
     if !typed_success {
         gaps.push("no 2xx response with a body schema (or a 204/3xx)".to_owned());
@@ -257,7 +260,9 @@ async fn the_document_is_valid_openapi_3_1() {
             if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}'))
                 && !declared.contains(&name)
             {
-                problems.push(format!("{method} {path}: path parameter {name} is not declared"));
+                problems.push(format!(
+                    "{method} {path}: path parameter {name} is not declared"
+                ));
             }
         }
     }
@@ -265,22 +270,38 @@ async fn the_document_is_valid_openapi_3_1() {
     let mut links = 0;
     let all = operations(&doc);
     for (_, _, operation) in &all {
-        for response in operation["responses"].as_object().into_iter().flat_map(|r| r.values()) {
+        for response in operation["responses"]
+            .as_object()
+            .into_iter()
+            .flat_map(|r| r.values())
+        {
             for (name, link) in response["links"].as_object().into_iter().flatten() {
                 links += 1;
-                let target = all.iter().find(|(_, _, o)| o["operationId"] == link["operationId"]);
+                let target = all
+                    .iter()
+                    .find(|(_, _, o)| o["operationId"] == link["operationId"]);
                 let Some((_, _, target)) = target else {
-                    problems.push(format!("link {name} of {} names no operation", id_of(operation)));
+                    problems.push(format!(
+                        "link {name} of {} names no operation",
+                        id_of(operation)
+                    ));
                     continue;
                 };
-                for parameter in link["parameters"].as_object().into_iter().flat_map(|p| p.keys()) {
+                for parameter in link["parameters"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|p| p.keys())
+                {
                     let known = target["parameters"]
                         .as_array()
                         .into_iter()
                         .flatten()
                         .any(|p| p["name"] == parameter.as_str());
                     if !known {
-                        problems.push(format!("link {name}: {} has no parameter {parameter}", id_of(target)));
+                        problems.push(format!(
+                            "link {name}: {} has no parameter {parameter}",
+                            id_of(target)
+                        ));
                     }
                 }
             }

@@ -12,12 +12,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{Event, Filter};
-use crate::openapi::{E400, E401, E422};
 use crate::app::AppState;
 use crate::auth::tokens::{self, Session};
 use crate::auth::{AuthUser, Role};
 use crate::db::Db;
 use crate::error::{ApiQuery, Error, Result};
+use crate::openapi::{E400, E401, E422};
 use crate::pagination::{Page, PageParams};
 
 pub fn router() -> Router<AppState> {

@@ -8,14 +8,14 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::Reviewer;
-use contract::error::ErrorBody;
-use crate::openapi::{Admin, E400, E401, E404, E409, E422, JsonBody};
 use crate::activity::Audited;
 use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::error::{ApiJson, ApiQuery, Error, OptionalJson, Result};
+use crate::openapi::{Admin, E400, E401, E404, E409, E422, JsonBody};
 use crate::pagination::{Page, PageParams};
 use crate::tools::api_version_body as version_body;
+use contract::error::ErrorBody;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -22,12 +22,12 @@ use serde::{Deserialize, Serialize};
 
 pub use role::{Role, UnknownRole};
 
-use contract::error::ErrorBody;
-use crate::openapi::{E401, E409, E503, JsonBody};
 use crate::activity::{self, Audit, NewEvent, RequestId};
 use crate::app::AppState;
 use crate::error::{ApiJson, Error, OptionalJson, Result};
+use crate::openapi::{E401, E409, E503, JsonBody};
 use crate::users;
+use contract::error::ErrorBody;
 use password::{NewPassword, Username};
 use tokens::{Audience, Session, TokenPair};
 

@@ -7,10 +7,10 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::{LogFilter, LogRow};
-use crate::openapi::{Admin, E400, E401, E404, E409, E422, E503, JsonBody};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::error::{ApiJson, ApiQuery, Result};
+use crate::openapi::{Admin, E400, E401, E404, E409, E422, E503, JsonBody};
 use crate::pagination::{Page, PageParams};
 use crate::tools;
 

@@ -6,11 +6,11 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use crate::openapi::{Admin, E401, E404, E409, JsonBody};
 use crate::activity::Audited;
 use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::error::{ApiJson, Error, Result};
+use crate::openapi::{Admin, E401, E404, E409, JsonBody};
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -8,12 +8,12 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::{Source, Tool, Version};
-use crate::openapi::{Admin, E400, E401, E404, E409, E422, E503, JsonBody};
 use crate::activity::Audited;
 use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::error::{ApiJson, ApiQuery, Result};
 use crate::names::Name;
+use crate::openapi::{Admin, E400, E401, E404, E409, E422, E503, JsonBody};
 use crate::pagination::{Page, PageParams};
 
 pub fn router() -> Router<AppState> {
@@ -127,7 +127,9 @@ struct CreateBody {
     #[serde(default)]
     #[schema(max_length = 2000)]
     description: String,
-    #[schema(example = "async def main(name: str) -> dict:\n    \"\"\"Greets.\"\"\"\n    return {'hello': name}\n")]
+    #[schema(
+        example = "async def main(name: str) -> dict:\n    \"\"\"Greets.\"\"\"\n    return {'hello': name}\n"
+    )]
     python_code: String,
 }
 

@@ -8,12 +8,12 @@ use serde::Deserialize;
 
 use utoipa::openapi::{RefOr, Schema};
 
-use crate::openapi::{Admin, E400, E404, E409, E422, E503, JsonBody};
 use crate::activity::{self, Audited, NewEvent};
 use crate::app::AppState;
 use crate::auth::password::{NewPassword, Username};
 use crate::auth::{AuthUser, Role, UserResponse};
 use crate::error::{ApiJson, ApiQuery, Error, Result};
+use crate::openapi::{Admin, E400, E404, E409, E422, E503, JsonBody};
 use crate::pagination::{Page, PageParams};
 
 pub fn router() -> Router<AppState> {
