@@ -325,3 +325,86 @@ fn collect_refs(value: &Value, refs: &mut Vec<String>) {
         _ => {}
     }
 }
+
+/// What schemathesis found, kept fixed: each answer below once disagreed with the document.
+#[tokio::test]
+async fn answers_schemathesis_found_wrong_stay_as_documented() {
+    let app = TestApp::sqlite().await;
+    let token = app.admin().await.token("access_token");
+    // A path segment that is not an i64 was axum's text/plain 400; it is a JSON error now.
+    let url = "/api/tools/x/versions/9223372036854775808";
+    let not_a_number = app.get(url, Some(&token)).await;
+    assert_eq!(not_a_number.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        not_a_number.error_code(),
+        "bad_request",
+        "{}",
+        not_a_number.text
+    );
+    assert!(
+        not_a_number.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    // Pages beyond the documented maximum are refused (they were accepted up to u32::MAX).
+    let deep = app.get("/api/servers?page=1000001", Some(&token)).await;
+    assert_eq!(
+        deep.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        deep.text
+    );
+    let deepest = app.get("/api/servers?page=1000000", Some(&token)).await;
+    assert_eq!(deepest.status, StatusCode::OK, "{}", deepest.text);
+    // An optional body sent as `null` is no body (the document says nullable).
+    let request = TestApp::request(
+        Method::POST,
+        "/api/approvals/tools/x/revoke",
+        Some(&token),
+        LOCAL,
+    )
+    .header("content-type", "application/json")
+    .body(Body::from("null"))
+    .unwrap();
+    let revoke = app.send(request).await;
+    // Read as no body: the answer is about the (unknown) tool, not the body.
+    assert_eq!(revoke.status, StatusCode::CONFLICT, "{}", revoke.text);
+    // Once set-up is done, set-up answers 409 whatever it is sent (it was a 422 for a name the
+    // document allows).
+    let setup = app
+        .post(
+            "/auth/setup",
+            None,
+            serde_json::json!({"username": "9", "password": "x"}),
+        )
+        .await;
+    assert_eq!(setup.status, StatusCode::CONFLICT, "{}", setup.text);
+    // An update that changes nothing is refused, `null` included (the schema says so now).
+    let me = app.get("/auth/me", Some(&token)).await;
+    let url = format!("/api/users/{}", me.body["id"].as_str().unwrap());
+    for body in [
+        serde_json::json!({}),
+        serde_json::json!({"is_active": null}),
+    ] {
+        let update = app.call(Method::PATCH, &url, Some(&token), body).await;
+        assert_eq!(
+            update.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            update.text
+        );
+    }
+    // Creating a secret answers with it (it was a bare 201).
+    let server = app.create_server(&token, "vault").await;
+    let created = app
+        .post(
+            &format!("/api/servers/{server}/secrets"),
+            Some(&token),
+            serde_json::json!({"key_name": "API_KEY"}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.body["key"], "API_KEY");
+    assert_eq!(created.body["has_value"], false);
+}
