@@ -113,11 +113,14 @@ pub fn document() -> OpenApi {
     doc
 }
 
+/// A linked operation's parameters: (name, runtime expression).
+type LinkParameters = &'static [(&'static str, &'static str)];
+
 /// What a created resource leads to: OpenAPI links, so clients and stateful testers
 /// (schemathesis) can go from a create to the operations on what it created. Each row: the
 /// operation, its success status, the linked operation, and the linked operation's parameters
 /// as runtime expressions.
-const LINKS: &[(&str, &str, &str, &[(&str, &str)])] = &[
+const LINKS: &[(&str, &str, &str, LinkParameters)] = &[
     (
         "servers_create",
         "201",
