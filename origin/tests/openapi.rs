@@ -397,6 +397,17 @@ async fn answers_schemathesis_found_wrong_stay_as_documented() {
     }
     // Creating a secret answers with it (it was a bare 201).
     let server = app.create_server(&token, "vault").await;
+    // `66195.0` is an integer to JSON Schema, so to the handler too (it was a 422).
+    let integral = app
+        .call(
+            Method::PATCH,
+            &format!("/api/servers/{server}"),
+            Some(&token),
+            serde_json::json!({"default_timeout_ms": 66195.0}),
+        )
+        .await;
+    assert_eq!(integral.status, StatusCode::OK, "{}", integral.text);
+    assert_eq!(integral.body["default_timeout_ms"], 66195);
     let created = app
         .post(
             &format!("/api/servers/{server}/secrets"),
@@ -407,4 +418,40 @@ async fn answers_schemathesis_found_wrong_stay_as_documented() {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     assert_eq!(created.body["key"], "API_KEY");
     assert_eq!(created.body["has_value"], false);
+}
+
+/// serde reads a struct from an array of its fields; the document says every body is an object,
+/// so an array is refused before it is read.
+#[tokio::test]
+async fn a_body_that_is_an_array_is_refused() {
+    let app = TestApp::sqlite().await;
+    let token = app.admin().await.token("access_token");
+    let server = app.create_server(&token, "arrays").await;
+    let request = TestApp::request(
+        Method::PATCH,
+        &format!("/api/servers/{server}"),
+        Some(&token),
+        LOCAL,
+    )
+    .header("content-type", "application/json")
+    .body(Body::from(" [null, null, null]"))
+    .unwrap();
+    let answer = app.send(request).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        answer.text
+    );
+    let request = TestApp::request(
+        Method::PATCH,
+        &format!("/api/servers/{server}"),
+        Some(&token),
+        LOCAL,
+    )
+    .header("content-type", "application/vnd.api+json; charset=utf-8")
+    .body(Body::from(r#"{"description": "still read"}"#))
+    .unwrap();
+    let answer = app.send(request).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
 }

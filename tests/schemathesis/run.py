@@ -1,7 +1,9 @@
 """schemathesis against the live admin API, from the document it serves (issue 15).
 
-Usage: run.py MCPBOX_BINARY   (run by scripts/test; needs schemathesis on PYTHONPATH, which
-                               scripts/test installs)
+Usage: run.py MCPBOX_BINARY [SCHEMATHESIS_ARGS…]
+       (run by scripts/test; needs schemathesis on PYTHONPATH, which scripts/test installs; extra
+       arguments go to `schemathesis run`, e.g. `--include-tag servers` while working on one
+       module)
 
 1. Starts the real `mcpbox serve` (with its own sandbox) on a fresh data directory (SQLite) and a
    free port, pointed at a Cloudflare API address that refuses connections.
@@ -117,7 +119,7 @@ def counts(report_path):
 
 
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) < 2:
         sys.exit(__doc__)
     binary = os.path.abspath(sys.argv[1])
     data_dir = tempfile.mkdtemp(prefix="mcpbox-schemathesis-")
@@ -145,6 +147,7 @@ def main():
             "--config-file", os.path.join(HERE, "schemathesis.toml"),
             "run", url + "/api/openapi.json",
             "--report", "ndjson", "--report-ndjson-path", ndjson,
+            *sys.argv[2:],
         ]
         print("$ schemathesis run " + url + "/api/openapi.json (settings: tests/schemathesis/schemathesis.toml)", flush=True)
         started = time.monotonic()

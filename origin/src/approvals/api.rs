@@ -103,6 +103,7 @@ enum Action {
 struct ActionBody {
     action: Action,
     reason: Option<String>,
+    #[serde(default, deserialize_with = "crate::integer::option_i64")]
     version: Option<i64>,
 }
 
@@ -158,6 +159,7 @@ async fn action(
 #[serde(deny_unknown_fields)]
 #[schema(as = approvals::Revoke)]
 struct RevokeBody {
+    #[serde(default, deserialize_with = "crate::integer::option_i64")]
     version: Option<i64>,
 }
 
@@ -196,6 +198,7 @@ struct BulkBody {
 #[schema(as = approvals::BulkItem)]
 struct BulkItem {
     tool_id: String,
+    #[serde(deserialize_with = "crate::integer::i64")]
     version: i64,
 }
 

@@ -94,7 +94,7 @@ async fn create(
 #[serde(deny_unknown_fields)]
 #[schema(as = secrets::Value)]
 struct ValueBody {
-    /// At least 8 bytes (shorter values cannot be redacted reliably), at most 10 000 characters.
+    /// 8 to 10 000 characters (shorter values cannot be redacted reliably).
     #[schema(min_length = 8, max_length = 10000)]
     value: String,
 }

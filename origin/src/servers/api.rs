@@ -124,6 +124,7 @@ struct UpdateBody {
     name: Option<String>,
     #[schema(max_length = 2000)]
     description: Option<String>,
+    #[serde(default, deserialize_with = "crate::integer::option_i64")]
     #[schema(minimum = 1000, maximum = 300000)]
     default_timeout_ms: Option<i64>,
 }

@@ -216,11 +216,11 @@ struct UpdateBody {
 
 /// Tells "absent" (leave alone) from `null` (clear) for `timeout_ms`.
 mod double_option {
-    use serde::{Deserialize, Deserializer};
+    use serde::Deserializer;
     pub fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Option<Option<i64>>, D::Error> {
-        Option::<i64>::deserialize(deserializer).map(Some)
+        crate::integer::option_i64(deserializer).map(Some)
     }
 }
 
