@@ -315,6 +315,7 @@ pub struct ExecuteResponse {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ToolError {
     pub kind: ErrorKind,
     pub message: String,
@@ -324,6 +325,7 @@ pub struct ToolError {
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The code failed the static check (or has no `main`).
@@ -365,6 +367,7 @@ pub struct ValidateResponse {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CodeError {
     pub line: u32,
     pub col: u32,
@@ -385,6 +388,7 @@ pub struct HealthResponse {
 /// Which isolation layers are in force for workers. A `false` is a degraded host: the
 /// supervisor logs it loudly at start and `doctor` explains it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Layers {
     pub static_check: bool,
     pub restricted_runtime: bool,

@@ -14,17 +14,22 @@ use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::db::{self, Db};
 use crate::error::{ApiQuery, Error, Result};
+use crate::openapi::{E400, E401, E422};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/dashboard", get(dashboard))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Query {
+    /// 1h, 6h, 24h (default) or 7d.
+    #[param(pattern = "^(1h|6h|24h|7d)$")]
     period: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = dashboard::Dashboard)]
 pub struct Dashboard {
     pub period: String,
     pub stats: Stats,
@@ -35,7 +40,8 @@ pub struct Dashboard {
     pub pending: Pending,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = dashboard::Stats)]
 pub struct Stats {
     pub total_servers: i64,
     pub running_servers: i64,
@@ -47,21 +53,24 @@ pub struct Stats {
     pub avg_duration_ms: f64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = dashboard::Bucket)]
 pub struct Bucket {
     pub bucket: String,
     pub calls: i64,
     pub errors: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = dashboard::ToolCount)]
 pub struct ToolCount {
     pub tool_name: String,
     pub calls: i64,
     pub errors: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = dashboard::RecentError)]
 pub struct RecentError {
     pub log_id: String,
     pub tool_name: String,
@@ -69,14 +78,15 @@ pub struct RecentError {
     pub created_at: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = dashboard::Pending)]
 pub struct Pending {
     pub tools: i64,
     pub modules: i64,
     pub network: i64,
 }
 
-#[utoipa::path(get, path = "/api/dashboard", tag = "dashboard", operation_id = "dashboard_dashboard", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/dashboard", tag = "dashboard", operation_id = "dashboard_dashboard", params(Query), responses((status = 200, body = Dashboard), E400, E401, E422), security(("bearer" = [])))]
 async fn dashboard(
     State(state): State<AppState>,
     auth: AuthUser,

@@ -149,7 +149,7 @@ impl Db {
 }
 
 /// What `Db::pool_figures` reports (`/metrics` and `/health/ready`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct PoolFigures {
     pub max_connections: u32,
     pub in_use: u32,

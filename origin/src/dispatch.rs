@@ -400,7 +400,7 @@ async fn spawn_supervisor(
 }
 
 /// Circuit breaker state, as shown by the health endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CircuitState {
     Closed,

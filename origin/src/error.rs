@@ -166,11 +166,55 @@ where
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
+        if !json_content_type(req.headers()) {
+            return Err(Error::UnsupportedMediaType(
+                "expected a JSON body with Content-Type: application/json",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    Error::PayloadTooLarge {
+                        limit: crate::http::MAX_BODY_BYTES,
+                    }
+                } else {
+                    Error::BadRequest(format!(
+                        "could not read the request body: {}",
+                        rejection.body_text()
+                    ))
+                }
+            })?;
+        // Every body is an object. serde would also read a struct from an array of its fields
+        // (`[null, null]`), which the document does not allow.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(Error::Validation(
+                "the JSON body must be an object".to_owned(),
+            ));
+        }
+        match Json::<T>::from_bytes(&bytes) {
             Ok(Json(value)) => Ok(ApiJson(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
+}
+
+/// `application/json` or `application/…+json`, as axum's `Json` requires.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 fn json_rejection(rejection: JsonRejection) -> Error {
@@ -253,8 +297,9 @@ where
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(None));
         }
-        serde_json::from_slice(&bytes)
-            .map(|value| OptionalJson(Some(value)))
+        // `null` is no body too (the document describes these bodies as nullable).
+        serde_json::from_slice::<Option<T>>(&bytes)
+            .map(OptionalJson)
             .map_err(|err| Error::BadRequest(format!("the body is not valid JSON: {err}")))
     }
 }

@@ -16,6 +16,7 @@ use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::dispatch::CircuitState;
 use crate::error::Result;
+use crate::openapi::{Admin, E401};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -25,13 +26,14 @@ pub fn router() -> Router<AppState> {
         .route("/api/health/circuits/reset", post(reset_circuits))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = health::Live)]
 struct Live {
     status: &'static str,
     version: &'static str,
 }
 
-#[utoipa::path(get, path = "/health", tag = "health", operation_id = "health_live", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")))]
+#[utoipa::path(get, path = "/health", tag = "health", operation_id = "health_live", responses((status = 200, body = Live)))]
 async fn live() -> Json<Live> {
     Json(Live {
         status: "ok",
@@ -39,7 +41,8 @@ async fn live() -> Json<Live> {
     })
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = health::Ready)]
 struct Ready {
     status: &'static str,
     version: &'static str,
@@ -50,14 +53,16 @@ struct Ready {
 }
 
 /// The pool of clients to external MCP sources (never a reason to be unready).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = health::ExternalFigures)]
 struct ExternalFigures {
     pooled_clients: usize,
     pooled_clients_max: usize,
 }
 
 /// The bounded resources MCP clients hold (never a reason to be unready).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = health::McpFigures)]
 struct McpFigures {
     /// Open 2025-11-25 sessions on both listeners, and the limit of each listener.
     sessions_open: usize,
@@ -67,7 +72,8 @@ struct McpFigures {
     list_changed_watchers: usize,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = health::DatabaseCheck)]
 struct DatabaseCheck {
     ok: bool,
     backend: &'static str,
@@ -76,7 +82,8 @@ struct DatabaseCheck {
 }
 
 /// The same figures as `mcpbox_db_pool_*` in `/metrics`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = health::PoolCheck)]
 struct PoolCheck {
     #[serde(flatten)]
     figures: crate::db::PoolFigures,
@@ -84,7 +91,8 @@ struct PoolCheck {
     acquire_wait_s: Option<f64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = health::SandboxCheck)]
 struct SandboxCheck {
     ok: bool,
     circuit: CircuitState,
@@ -97,7 +105,7 @@ struct SandboxCheck {
     error: Option<String>,
 }
 
-#[utoipa::path(get, path = "/health/ready", tag = "health", operation_id = "health_ready", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")))]
+#[utoipa::path(get, path = "/health/ready", tag = "health", operation_id = "health_ready", responses((status = 200, description = "Ready: the database and the sandbox answer", body = Ready), (status = 503, description = "Not ready: the same report, saying what fails", body = Ready)))]
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
     let backend = state.db.backend.name();
     // Read before the check takes its connection, which would count as in use.
@@ -168,12 +176,13 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
     (status, Json(body))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = health::Circuits)]
 struct Circuits {
     sandbox: CircuitState,
 }
 
-#[utoipa::path(get, path = "/api/health/circuits", tag = "health", operation_id = "health_circuits", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/health/circuits", tag = "health", operation_id = "health_circuits", responses((status = 200, body = Circuits), E401), security(("bearer" = [])))]
 async fn circuits(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Circuits>> {
     auth.require(Role::Viewer)?;
     Ok(Json(Circuits {
@@ -181,7 +190,7 @@ async fn circuits(State(state): State<AppState>, auth: AuthUser) -> Result<Json<
     }))
 }
 
-#[utoipa::path(post, path = "/api/health/circuits/reset", tag = "health", operation_id = "health_reset_circuits", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/health/circuits/reset", tag = "health", operation_id = "health_reset_circuits", responses((status = 200, body = Circuits), Admin), security(("bearer" = [])))]
 async fn reset_circuits(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Circuits>> {
     auth.require(Role::Admin)?;
     state.sandbox.reset_circuit();

@@ -175,9 +175,12 @@ async fn security_headers(request: Request, next: Next) -> Response {
 async fn json_errors(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error())
-        || response.headers().contains_key(header::CONTENT_TYPE)
-    {
+    // axum's own rejections (a path segment that is not a number, not UTF-8) are text/plain.
+    let plain_or_none = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|value| value.as_bytes().starts_with(b"text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain_or_none {
         return response;
     }
     // A plain-text explanation from a layer or from rmcp (e.g. "Not Found: Session not found")

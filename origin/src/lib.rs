@@ -52,6 +52,7 @@ pub mod external;
 pub mod gateway;
 pub mod health;
 pub mod http;
+pub mod integer;
 pub mod listener;
 pub mod metrics;
 pub mod names;

@@ -7,10 +7,17 @@ use crate::error::{Error, Result};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 pub const MAX_PAGE_SIZE: u32 = 100;
+/// Far beyond any real list, and small enough that offsets stay exact.
+pub const MAX_PAGE: u32 = 1_000_000;
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageParams {
+    /// From 1 to 1 000 000; default 1.
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<u32>,
+    /// From 1 to 100; default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<u32>,
 }
 
@@ -25,8 +32,10 @@ impl PageParams {
     pub fn validate(&self) -> Result<PageRequest> {
         let page = self.page.unwrap_or(1);
         let page_size = self.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
-        if page == 0 {
-            return Err(Error::Validation("page starts at 1".to_owned()));
+        if !(1..=MAX_PAGE).contains(&page) {
+            return Err(Error::Validation(format!(
+                "page must be between 1 and {MAX_PAGE}"
+            )));
         }
         if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
             return Err(Error::Validation(format!(
@@ -84,14 +93,16 @@ mod tests {
         assert_eq!((request.limit(), request.offset()), (10, 20));
         assert_eq!(Page::new(Vec::<()>::new(), 21, request).pages, 3);
         assert_eq!(Page::new(Vec::<()>::new(), 0, request).pages, 0);
-        assert!(
-            PageParams {
-                page: Some(0),
-                page_size: None
-            }
-            .validate()
-            .is_err()
-        );
+        for page in [0, MAX_PAGE + 1] {
+            assert!(
+                PageParams {
+                    page: Some(page),
+                    page_size: None
+                }
+                .validate()
+                .is_err()
+            );
+        }
         assert!(
             PageParams {
                 page: None,

@@ -17,6 +17,7 @@ use crate::auth::tokens::{self, Session};
 use crate::auth::{AuthUser, Role};
 use crate::db::Db;
 use crate::error::{ApiQuery, Error, Result};
+use crate::openapi::{E400, E401, E422};
 use crate::pagination::{Page, PageParams};
 
 pub fn router() -> Router<AppState> {
@@ -26,16 +27,20 @@ pub fn router() -> Router<AppState> {
         .route("/api/activity/stream", get(stream_events))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct FilterQuery {
     server_id: Option<String>,
     action: Option<String>,
+    #[param(pattern = "^(info|warning|error)$")]
     level: Option<String>,
     actor: Option<String>,
     request_id: Option<String>,
     since: Option<String>,
     until: Option<String>,
+    #[param(minimum = 1, maximum = 1000000)]
     page: Option<u32>,
+    #[param(minimum = 1, maximum = 100)]
     page_size: Option<u32>,
 }
 
@@ -60,7 +65,7 @@ impl FilterQuery {
     }
 }
 
-#[utoipa::path(get, path = "/api/activity/logs", tag = "activity", operation_id = "activity_logs", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/activity/logs", tag = "activity", operation_id = "activity_logs", params(FilterQuery), responses((status = 200, body = Page<Event>), E400, E401, E422), security(("bearer" = [])))]
 async fn logs(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -77,20 +82,23 @@ async fn logs(
     Ok(Json(Page::new(items, total, request)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StatsQuery {
     /// 1h, 6h, 24h (default) or 7d.
+    #[param(pattern = "^(1h|6h|24h|7d)$")]
     period: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = activity::Stats)]
 struct Stats {
     period: String,
     by_action: std::collections::BTreeMap<String, i64>,
     by_level: std::collections::BTreeMap<String, i64>,
 }
 
-#[utoipa::path(get, path = "/api/activity/stats", tag = "activity", operation_id = "activity_stats", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/activity/stats", tag = "activity", operation_id = "activity_stats", params(StatsQuery), responses((status = 200, body = Stats), E400, E401, E422), security(("bearer" = [])))]
 async fn stats(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -120,7 +128,7 @@ async fn stats(
 
 /// Live events as server-sent events (`event: activity`, JSON data), filtered like the list.
 /// Events missed because the listener fell behind are announced with `event: lagged`.
-#[utoipa::path(get, path = "/api/activity/stream", tag = "activity", operation_id = "activity_stream_events", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/activity/stream", tag = "activity", operation_id = "activity_stream_events", params(FilterQuery), responses((status = 200, description = "Server-sent events: `event: activity` with an event as JSON data, `event: lagged` with the number missed", content_type = "text/event-stream", body = String), E400, E401, E422), security(("bearer" = [])))]
 async fn stream_events(
     State(state): State<AppState>,
     auth: AuthUser,

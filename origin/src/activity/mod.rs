@@ -102,12 +102,14 @@ pub fn request_id_of(headers: &axum::http::HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = activity::Event)]
 pub struct Event {
     pub id: String,
     pub created_at: String,
     pub actor: String,
     pub action: String,
+    /// `info`, `warning` or `error`.
     pub level: String,
     pub server_id: Option<String>,
     pub tool_id: Option<String>,

@@ -12,8 +12,10 @@ use crate::activity::Audited;
 use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::error::{ApiJson, ApiQuery, Error, OptionalJson, Result};
+use crate::openapi::{Admin, E400, E401, E404, E409, E422, JsonBody};
 use crate::pagination::{Page, PageParams};
 use crate::tools::api_version_body as version_body;
+use contract::error::ErrorBody;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -26,15 +28,20 @@ pub fn router() -> Router<AppState> {
 
 const STATUSES: [&str; 5] = ["draft", "pending_review", "approved", "rejected", "revoked"];
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct QueueQuery {
     /// A status, or `all`. Default: `pending_review`.
+    #[param(pattern = "^(draft|pending_review|approved|rejected|revoked|all)$")]
     status: Option<String>,
+    #[param(minimum = 1, maximum = 1000000)]
     page: Option<u32>,
+    #[param(minimum = 1, maximum = 100)]
     page_size: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = approvals::QueueEntry)]
 struct QueueEntry {
     tool_id: String,
     tool_name: String,
@@ -44,7 +51,7 @@ struct QueueEntry {
     version: crate::tools::VersionBodyPublic,
 }
 
-#[utoipa::path(get, path = "/api/approvals/tools", tag = "approvals", operation_id = "approvals_queue", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/approvals/tools", tag = "approvals", operation_id = "approvals_queue", params(QueueQuery), responses((status = 200, body = Page<QueueEntry>), E400, E401, E422), security(("bearer" = [])))]
 async fn queue(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -80,11 +87,23 @@ async fn queue(
     Ok(Json(Page::new(items, total, request)))
 }
 
-#[derive(Deserialize)]
+/// `submit_for_review` needs an admin; `approve` and `reject` an approver.
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = approvals::Action)]
+enum Action {
+    Approve,
+    Reject,
+    SubmitForReview,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = approvals::ActionRequest)]
 struct ActionBody {
-    action: String,
+    action: Action,
     reason: Option<String>,
+    #[serde(default, deserialize_with = "crate::integer::option_i64")]
     version: Option<i64>,
 }
 
@@ -92,15 +111,15 @@ async fn apply(
     state: &AppState,
     audited: &Audited,
     tool_id: &str,
-    action: &str,
+    action: Action,
     reason: Option<&str>,
     version: Option<i64>,
 ) -> Result<crate::tools::Version> {
     match action {
-        "approve" => {
+        Action::Approve => {
             super::approve(state, tool_id, version, &Reviewer::from_audited(audited)?).await
         }
-        "reject" => {
+        Action::Reject => {
             super::reject(
                 state,
                 tool_id,
@@ -110,17 +129,14 @@ async fn apply(
             )
             .await
         }
-        "submit_for_review" => {
+        Action::SubmitForReview => {
             audited.auth.require(Role::Admin)?;
             super::request_publish(state, tool_id, version, reason, &audited.audit).await
         }
-        other => Err(Error::Validation(format!(
-            "unknown action {other:?} (use approve, reject or submit_for_review)"
-        ))),
     }
 }
 
-#[utoipa::path(post, path = "/api/approvals/tools/{id}/action", tag = "approvals", operation_id = "approvals_action", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/approvals/tools/{id}/action", tag = "approvals", operation_id = "approvals_action", params(("id" = String, Path, description = "The id")), request_body = ActionBody, responses((status = 200, body = crate::tools::VersionBodyPublic), JsonBody, Admin, E404, E409), security(("bearer" = [])))]
 async fn action(
     State(state): State<AppState>,
     audited: Audited,
@@ -131,7 +147,7 @@ async fn action(
         &state,
         &audited,
         &tool_id,
-        &body.action,
+        body.action,
         body.reason.as_deref(),
         body.version,
     )
@@ -139,13 +155,15 @@ async fn action(
     Ok(Json(version_body(version)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = approvals::Revoke)]
 struct RevokeBody {
+    #[serde(default, deserialize_with = "crate::integer::option_i64")]
     version: Option<i64>,
 }
 
-#[utoipa::path(post, path = "/api/approvals/tools/{id}/revoke", tag = "approvals", operation_id = "approvals_revoke", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/approvals/tools/{id}/revoke", tag = "approvals", operation_id = "approvals_revoke", params(("id" = String, Path, description = "The id")), request_body(content = Option<RevokeBody>, description = "Optional: without a version, the approved one"), responses((status = 200, body = crate::tools::VersionBodyPublic), (status = 400, description = "The body is not valid JSON", body = ErrorBody), (status = 413, description = "The body is larger than the limit", body = ErrorBody), Admin, E404, E409), security(("bearer" = [])))]
 async fn revoke(
     State(state): State<AppState>,
     audited: Audited,
@@ -161,27 +179,33 @@ async fn revoke(
 
 /// Either `tool_ids` (each resolves to its only version pending review, as listed by the
 /// queue) or `items` naming the versions reviewed; not both.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = approvals::Bulk)]
 struct BulkBody {
     #[serde(default)]
+    #[schema(max_items = 100)]
     tool_ids: Vec<String>,
     #[serde(default)]
+    #[schema(max_items = 100)]
     items: Vec<BulkItem>,
-    action: String,
+    action: Action,
     reason: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = approvals::BulkItem)]
 struct BulkItem {
     tool_id: String,
+    #[serde(deserialize_with = "crate::integer::i64")]
     version: i64,
 }
 
 const BULK_MAX: usize = 100;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = approvals::BulkResult)]
 struct BulkResult {
     tool_id: String,
     ok: bool,
@@ -192,7 +216,7 @@ struct BulkResult {
 /// Applies one action to each item: a listed version (`items`), or a tool's only version
 /// pending review (`tool_ids`). Each item succeeds or fails on its own (and is atomic, with its
 /// audit row); the answer lists every outcome.
-#[utoipa::path(post, path = "/api/approvals/tools/bulk-action", tag = "approvals", operation_id = "approvals_bulk", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/approvals/tools/bulk-action", tag = "approvals", operation_id = "approvals_bulk", request_body = BulkBody, responses((status = 200, description = "Every item's outcome", body = Vec<BulkResult>), JsonBody, Admin), security(("bearer" = [])))]
 async fn bulk(
     State(state): State<AppState>,
     audited: Audited,
@@ -219,7 +243,7 @@ async fn bulk(
             "tool_ids or items must list 1 to {BULK_MAX} tools"
         )));
     }
-    if body.action == "reject" && body.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+    if body.action == Action::Reject && body.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
         return Err(Error::Validation(
             "rejecting needs a reason the author can act on".into(),
         ));
@@ -230,7 +254,7 @@ async fn bulk(
             &state,
             &audited,
             &tool_id,
-            &body.action,
+            body.action,
             body.reason.as_deref(),
             version,
         )
@@ -254,12 +278,13 @@ async fn bulk(
     Ok(Json(results))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = approvals::Stats)]
 struct Stats {
     by_status: std::collections::BTreeMap<String, i64>,
 }
 
-#[utoipa::path(get, path = "/api/approvals/stats", tag = "approvals", operation_id = "approvals_stats", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/approvals/stats", tag = "approvals", operation_id = "approvals_stats", responses((status = 200, body = Stats), E401), security(("bearer" = [])))]
 async fn stats(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Stats>> {
     auth.require(Role::Viewer)?;
     let mut by_status: std::collections::BTreeMap<String, i64> =

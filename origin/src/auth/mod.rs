@@ -25,7 +25,9 @@ pub use role::{Role, UnknownRole};
 use crate::activity::{self, Audit, NewEvent, RequestId};
 use crate::app::AppState;
 use crate::error::{ApiJson, Error, OptionalJson, Result};
+use crate::openapi::{E401, E409, E503, JsonBody};
 use crate::users;
+use contract::error::ErrorBody;
 use password::{NewPassword, Username};
 use tokens::{Audience, Session, TokenPair};
 
@@ -108,13 +110,14 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = auth::Status)]
 struct StatusResponse {
     setup_required: bool,
     onboarding_completed: bool,
 }
 
-#[utoipa::path(get, path = "/auth/status", tag = "auth", operation_id = "auth_status", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")))]
+#[utoipa::path(get, path = "/auth/status", tag = "auth", operation_id = "auth_status", responses((status = 200, body = StatusResponse)))]
 async fn status(State(state): State<AppState>) -> Result<Json<StatusResponse>> {
     Ok(Json(StatusResponse {
         setup_required: users::setup_required(&state.db).await?,
@@ -122,17 +125,24 @@ async fn status(State(state): State<AppState>) -> Result<Json<StatusResponse>> {
     }))
 }
 
-#[derive(Deserialize)]
+/// Set-up checks the new account's rules too (a username of 3 to 50 letters, digits and `_`
+/// starting with a letter; a password of 12 to 128 characters): 422 otherwise.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = auth::Credentials)]
 struct Credentials {
+    #[schema(min_length = 1, max_length = 50)]
     username: String,
+    #[schema(min_length = 1, max_length = 128)]
     password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = auth::User)]
 pub struct UserResponse {
     id: String,
     username: String,
+    #[schema(value_type = Role)]
     role: &'static str,
     is_active: bool,
     created_at: String,
@@ -152,7 +162,7 @@ impl From<&users::User> for UserResponse {
     }
 }
 
-#[utoipa::path(post, path = "/auth/setup", tag = "auth", operation_id = "auth_setup", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")))]
+#[utoipa::path(post, path = "/auth/setup", tag = "auth", operation_id = "auth_setup", request_body = Credentials, responses((status = 201, body = UserResponse), JsonBody, E409, E503))]
 async fn setup(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<Credentials>,
@@ -163,21 +173,22 @@ async fn setup(
 
 /// First-run set-up: creates the first admin, once. The JSON API and the UI both call this.
 pub async fn first_admin(state: &AppState, username: &str, password: &str) -> Result<users::User> {
-    let username = Username::parse(username)?;
-    let password = NewPassword::parse(password)?;
-    // Cheap refusal before the expensive hash; the transaction in create_first_admin is what
-    // actually guarantees set-up happens once.
+    // Cheap refusal before the checks and the expensive hash (once set-up is done, nothing sent
+    // here can succeed); the transaction in create_first_admin is what actually guarantees
+    // set-up happens once.
     if !users::setup_required(&state.db).await? {
         return Err(Error::Conflict(
             "set-up is already done: sign in instead".to_owned(),
         ));
     }
+    let username = Username::parse(username)?;
+    let password = NewPassword::parse(password)?;
     let user = users::create_first_admin(&state.db, &state.passwords, &username, &password).await?;
     tracing::info!(username = %user.username, "first admin created");
     Ok(user)
 }
 
-#[utoipa::path(post, path = "/auth/login", tag = "auth", operation_id = "auth_login", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")))]
+#[utoipa::path(post, path = "/auth/login", tag = "auth", operation_id = "auth_login", request_body = Credentials, responses((status = 200, body = TokenPair), JsonBody, (status = 401, description = "Wrong username or password, or a disabled account", body = ErrorBody), E503))]
 async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -287,13 +298,14 @@ fn too_many_attempts(wait: std::time::Duration) -> Error {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = auth::Refresh)]
 struct RefreshBody {
     refresh_token: String,
 }
 
-#[utoipa::path(post, path = "/auth/refresh", tag = "auth", operation_id = "auth_refresh", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")))]
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", operation_id = "auth_refresh", request_body = RefreshBody, responses((status = 200, body = TokenPair), JsonBody, (status = 401, description = "The refresh token is not valid (expired, revoked or reused)", body = ErrorBody)))]
 async fn refresh(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshBody>,
@@ -303,19 +315,21 @@ async fn refresh(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = auth::Logout)]
 struct LogoutBody {
     refresh_token: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = auth::Message)]
 struct Message {
     message: &'static str,
 }
 
 /// The body is optional: `{"refresh_token": "…"}` also revokes that sign-in's refresh tokens.
-#[utoipa::path(post, path = "/auth/logout", tag = "auth", operation_id = "auth_logout", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", operation_id = "auth_logout", request_body(content = Option<LogoutBody>, description = "Optional: an empty body signs out this access token only"), responses((status = 200, body = Message), (status = 400, description = "The body is not valid JSON", body = ErrorBody), (status = 413, description = "The body is larger than the limit", body = ErrorBody), E401), security(("bearer" = [])))]
 async fn logout(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -328,7 +342,7 @@ async fn logout(
     }))
 }
 
-#[utoipa::path(post, path = "/auth/logout-all", tag = "auth", operation_id = "auth_logout_all", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/auth/logout-all", tag = "auth", operation_id = "auth_logout_all", responses((status = 200, body = Message), E401), security(("bearer" = [])))]
 async fn logout_all(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Message>> {
     let mut conn = state.db.pool.acquire().await?;
     users::revoke_all_tokens(&mut conn, &auth.user().id).await?;
@@ -337,15 +351,19 @@ async fn logout_all(State(state): State<AppState>, auth: AuthUser) -> Result<Jso
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = auth::ChangePassword)]
 struct ChangePasswordBody {
+    #[schema(min_length = 1, max_length = 128)]
     current_password: String,
+    /// Not only spaces.
+    #[schema(min_length = 12, max_length = 128, pattern = "\\S")]
     new_password: String,
 }
 
 /// Revokes every earlier token and returns a fresh pair, so the caller stays signed in here only.
-#[utoipa::path(post, path = "/auth/change-password", tag = "auth", operation_id = "auth_change_password", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/auth/change-password", tag = "auth", operation_id = "auth_change_password", request_body = ChangePasswordBody, responses((status = 200, body = TokenPair), JsonBody, (status = 401, description = "No valid token, or the current password is wrong", body = ErrorBody), E503), security(("bearer" = [])))]
 async fn change_password(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -404,7 +422,7 @@ pub async fn change_password_of(
     tokens::issue_pair(&mut conn, &state.jwt, &user, None, audience).await
 }
 
-#[utoipa::path(get, path = "/auth/me", tag = "auth", operation_id = "auth_me", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/auth/me", tag = "auth", operation_id = "auth_me", responses((status = 200, body = UserResponse), E401), security(("bearer" = [])))]
 async fn me(auth: AuthUser) -> Json<UserResponse> {
     Json(UserResponse::from(auth.user()))
 }

@@ -10,6 +10,7 @@ use super::{LogFilter, LogRow};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::error::{ApiJson, ApiQuery, Result};
+use crate::openapi::{Admin, E400, E401, E404, E409, E422, E503, JsonBody};
 use crate::pagination::{Page, PageParams};
 use crate::tools;
 
@@ -22,11 +23,14 @@ pub fn router() -> Router<AppState> {
         .route("/api/logs/{id}", get(one_log))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = execution::Test)]
 struct TestBody {
     tool_id: String,
+    /// The tool's arguments; default `{}`.
     #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
     arguments: serde_json::Value,
 }
 
@@ -35,7 +39,8 @@ fn empty_object() -> serde_json::Value {
 }
 
 /// A test run's answer (REST and the `mcpbox_test_code` tool).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = execution::TestAnswer)]
 pub(crate) struct TestAnswer {
     success: bool,
     version: i64,
@@ -48,7 +53,7 @@ pub(crate) struct TestAnswer {
 
 /// Runs the tool's approved version (a person may try it on a stopped server or while the tool
 /// is disabled): the same path as a call, recorded with `is_test`. Drafts run only under `tool_approval_mode = auto_approve`.
-#[utoipa::path(post, path = "/api/tools/test-code", tag = "execution", operation_id = "execution_test_code", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/tools/test-code", tag = "execution", operation_id = "execution_test_code", request_body = TestBody, responses((status = 200, description = "The run's outcome (a failed run is a 200 with `success: false`)", body = TestAnswer), JsonBody, Admin, E404, E409, E503), security(("bearer" = [])))]
 async fn test_code(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -81,7 +86,8 @@ impl From<super::Outcome> for TestAnswer {
 }
 
 /// An execution-log row as clients see it (REST and the `mcpbox_get_tool_logs` tool).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = execution::Log)]
 pub(crate) struct LogBody {
     id: String,
     tool_id: String,
@@ -122,22 +128,37 @@ impl From<LogRow> for LogBody {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LogQuery {
     tool_id: Option<String>,
     server_id: Option<String>,
     success: Option<bool>,
+    #[param(minimum = 1, maximum = 1000000)]
     page: Option<u32>,
+    #[param(minimum = 1, maximum = 100)]
     page_size: Option<u32>,
     /// Keyset paging: `start` for the newest page, then each answer's `next_cursor`. Fast at
     /// any depth (page numbers slow down deep in a large log).
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = execution::CursorPage)]
 struct CursorPage {
     items: Vec<LogBody>,
+    /// `null` on the last page. Always present: it tells this shape from a numbered page.
+    #[schema(required = true)]
     next_cursor: Option<String>,
+}
+
+/// A numbered page without `cursor`, a keyset page with it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[schema(as = execution::LogsAnswer)]
+enum LogsAnswer {
+    Numbered(Page<LogBody>),
+    Keyset(CursorPage),
 }
 
 async fn list(
@@ -155,13 +176,12 @@ async fn list(
 }
 
 /// Page numbers (`page`, with `total`), or keyset paging with `cursor`.
-#[utoipa::path(get, path = "/api/execution-logs", tag = "execution", operation_id = "execution_all_logs", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/execution-logs", tag = "execution", operation_id = "execution_all_logs", params(LogQuery), responses((status = 200, body = LogsAnswer), E400, E401, E422), security(("bearer" = [])))]
 async fn all_logs(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiQuery(q): ApiQuery<LogQuery>,
-) -> Result<axum::response::Response> {
-    use axum::response::IntoResponse;
+) -> Result<Json<LogsAnswer>> {
     auth.require(Role::Viewer)?;
     let filter = LogFilter {
         tool_id: q.tool_id,
@@ -174,7 +194,8 @@ async fn all_logs(
         page_size: q.page_size,
     };
     let Some(cursor) = q.cursor else {
-        return Ok(list(&state, filter, page).await?.into_response());
+        let Json(numbered) = list(&state, filter, page).await?;
+        return Ok(Json(LogsAnswer::Numbered(numbered)));
     };
     let request = page.validate()?;
     let cursor = if cursor == "start" {
@@ -184,13 +205,12 @@ async fn all_logs(
     };
     let (rows, next) =
         super::logs_after(&state.db, &filter, cursor.as_ref(), request.limit()).await?;
-    Ok(Json(CursorPage {
+    Ok(Json(LogsAnswer::Keyset(CursorPage {
         items: rows.into_iter().map(Into::into).collect(),
         next_cursor: next.map(|c| c.encode()),
-    })
-    .into_response())
+    })))
 }
-#[utoipa::path(get, path = "/api/tools/{id}/logs", tag = "execution", operation_id = "execution_tool_logs", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/tools/{id}/logs", tag = "execution", operation_id = "execution_tool_logs", params(("id" = String, Path, description = "The id"), PageParams), responses((status = 200, body = Page<LogBody>), E400, E401, E404, E422), security(("bearer" = [])))]
 async fn tool_logs(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -210,7 +230,7 @@ async fn tool_logs(
     .await
 }
 
-#[utoipa::path(get, path = "/api/servers/{id}/execution-logs", tag = "execution", operation_id = "execution_server_logs", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/servers/{id}/execution-logs", tag = "execution", operation_id = "execution_server_logs", params(("id" = String, Path, description = "The id"), PageParams), responses((status = 200, body = Page<LogBody>), E400, E401, E404, E422), security(("bearer" = [])))]
 async fn server_logs(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -230,7 +250,7 @@ async fn server_logs(
     .await
 }
 
-#[utoipa::path(get, path = "/api/logs/{id}", tag = "execution", operation_id = "execution_one_log", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/logs/{id}", tag = "execution", operation_id = "execution_one_log", params(("id" = String, Path, description = "The id")), responses((status = 200, body = LogBody), E401, E404), security(("bearer" = [])))]
 async fn one_log(
     State(state): State<AppState>,
     auth: AuthUser,

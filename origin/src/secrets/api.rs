@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::activity::Audited;
 use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
-use crate::error::{ApiJson, Result};
+use crate::error::{ApiJson, Error, Result};
+use crate::openapi::{Admin, E401, E404, E409, JsonBody};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -17,7 +18,9 @@ pub fn router() -> Router<AppState> {
         .route("/api/servers/{id}/secrets/{key}", put(set).delete(remove))
 }
 
-#[derive(Serialize)]
+/// A secret as the API shows it: never its value.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = secrets::Secret)]
 struct SecretBody {
     key: String,
     description: String,
@@ -25,7 +28,7 @@ struct SecretBody {
     updated_at: String,
 }
 
-#[utoipa::path(get, path = "/api/servers/{id}/secrets", tag = "secrets", operation_id = "secrets_list", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/servers/{id}/secrets", tag = "secrets", operation_id = "secrets_list", params(("id" = String, Path, description = "The id")), responses((status = 200, body = Vec<SecretBody>), E401, E404), security(("bearer" = [])))]
 async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -35,31 +38,40 @@ async fn list(
     let items = super::list(&state.db, &server_id)
         .await?
         .into_iter()
-        .map(|p| SecretBody {
-            key: p.key,
-            description: p.description,
-            has_value: p.has_value,
-            updated_at: p.updated_at,
-        })
+        .map(SecretBody::from)
         .collect();
     Ok(Json(items))
 }
 
-#[derive(Deserialize)]
+impl From<super::Placeholder> for SecretBody {
+    fn from(p: super::Placeholder) -> Self {
+        SecretBody {
+            key: p.key,
+            description: p.description,
+            has_value: p.has_value,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = secrets::Create)]
 struct CreateBody {
+    #[schema(pattern = "^[A-Z][A-Z0-9_]*$", max_length = 64)]
     key_name: String,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     description: String,
 }
 
-#[utoipa::path(post, path = "/api/servers/{id}/secrets", tag = "secrets", operation_id = "secrets_create", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/servers/{id}/secrets", tag = "secrets", operation_id = "secrets_create", params(("id" = String, Path, description = "The id")), request_body = CreateBody, responses((status = 201, description = "The new placeholder (no value yet)", body = SecretBody), JsonBody, Admin, E404, E409), security(("bearer" = [])))]
 async fn create(
     State(state): State<AppState>,
     audited: Audited,
     Path(server_id): Path<String>,
     ApiJson(body): ApiJson<CreateBody>,
-) -> Result<StatusCode> {
+) -> Result<(StatusCode, Json<SecretBody>)> {
     audited.auth.require(Role::Admin)?;
     super::create_placeholder_recorded(
         &state,
@@ -69,16 +81,25 @@ async fn create(
         &audited.audit,
     )
     .await?;
-    Ok(StatusCode::CREATED)
+    // Read back rather than rebuilt, so `updated_at` is the stored one.
+    let created = super::list(&state.db, &server_id)
+        .await?
+        .into_iter()
+        .find(|p| p.key == body.key_name)
+        .ok_or_else(|| Error::NotFound("the secret was deleted meanwhile".into()))?;
+    Ok((StatusCode::CREATED, Json(created.into())))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = secrets::Value)]
 struct ValueBody {
+    /// 8 to 10 000 characters (shorter values cannot be redacted reliably).
+    #[schema(min_length = 8, max_length = 10000)]
     value: String,
 }
 
-#[utoipa::path(put, path = "/api/servers/{id}/secrets/{key}", tag = "secrets", operation_id = "secrets_set", params(("id" = String, Path, description = "The id"), ("key" = String, Path, description = "The secret key")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/api/servers/{id}/secrets/{key}", tag = "secrets", operation_id = "secrets_set", params(("id" = String, Path, description = "The id"), ("key" = String, Path, description = "The secret key", pattern = "^[A-Z][A-Z0-9_]*$", max_length = 64)), request_body = ValueBody, responses((status = 204, description = "Stored (encrypted)"), JsonBody, Admin, E404), security(("bearer" = [])))]
 async fn set(
     State(state): State<AppState>,
     audited: Audited,
@@ -90,7 +111,7 @@ async fn set(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(delete, path = "/api/servers/{id}/secrets/{key}", tag = "secrets", operation_id = "secrets_remove", params(("id" = String, Path, description = "The id"), ("key" = String, Path, description = "The secret key")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/api/servers/{id}/secrets/{key}", tag = "secrets", operation_id = "secrets_remove", params(("id" = String, Path, description = "The id"), ("key" = String, Path, description = "The secret key", pattern = "^[A-Z][A-Z0-9_]*$", max_length = 64)), responses((status = 204, description = "Deleted"), Admin, E404), security(("bearer" = [])))]
 async fn remove(
     State(state): State<AppState>,
     audited: Audited,

@@ -147,9 +147,12 @@ pub async fn delete_recorded(
 /// Sets (or replaces) a value, creating the placeholder if needed.
 pub async fn set_value(state: &AppState, server_id: &str, key: &str, value: &str) -> Result<()> {
     check_key(key)?;
-    if value.len() < MIN_VALUE_BYTES {
+    // Counted in characters, as the document's minLength counts them; 8 characters are at
+    // least 8 bytes, what redaction needs.
+    if value.chars().count() < MIN_VALUE_BYTES {
         return Err(Error::Validation(format!(
-            "the value must be at least {MIN_VALUE_BYTES} bytes long: MCPbox redacts secret values \
+            "the value must be at least {MIN_VALUE_BYTES} characters long (so at least \
+             {MIN_VALUE_BYTES} bytes): MCPbox redacts secret values \
              from everything a run returns and records, and a shorter value cannot be told apart \
              from ordinary output"
         )));

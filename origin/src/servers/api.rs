@@ -12,6 +12,7 @@ use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::error::{ApiJson, ApiQuery, Result};
 use crate::names::Name;
+use crate::openapi::{Admin, E400, E401, E404, E409, E422, E503, JsonBody};
 use crate::pagination::{Page, PageParams};
 
 pub fn router() -> Router<AppState> {
@@ -22,12 +23,13 @@ pub fn router() -> Router<AppState> {
         .route("/api/sandbox/servers/{id}/stop", post(stop))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = servers::Server)]
 pub struct ServerBody {
     id: String,
     name: String,
     description: String,
-    status: &'static str,
+    status: Status,
     /// Stopped by a person: only a person (not an LLM over MCP) can start it again.
     stopped_by_admin: bool,
     default_timeout_ms: i64,
@@ -36,9 +38,21 @@ pub struct ServerBody {
     updated_at: String,
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = servers::Status)]
+enum Status {
+    Running,
+    Stopped,
+}
+
 impl From<Server> for ServerBody {
     fn from(server: Server) -> Self {
-        let status = server.status();
+        let status = if server.running {
+            Status::Running
+        } else {
+            Status::Stopped
+        };
         ServerBody {
             id: server.id,
             name: server.name,
@@ -53,15 +67,18 @@ impl From<Server> for ServerBody {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = servers::Create)]
 struct CreateBody {
+    #[schema(pattern = "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length = 30)]
     name: String,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     description: String,
 }
 
-#[utoipa::path(post, path = "/api/servers", tag = "servers", operation_id = "servers_create", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/servers", tag = "servers", operation_id = "servers_create", request_body = CreateBody, responses((status = 201, body = ServerBody), JsonBody, Admin, E409), security(("bearer" = [])))]
 async fn create(
     State(state): State<AppState>,
     audited: Audited,
@@ -73,7 +90,7 @@ async fn create(
     Ok((StatusCode::CREATED, Json(server.into())))
 }
 
-#[utoipa::path(get, path = "/api/servers", tag = "servers", operation_id = "servers_list", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/servers", tag = "servers", operation_id = "servers_list", params(PageParams), responses((status = 200, body = Page<ServerBody>), E400, E401, E422), security(("bearer" = [])))]
 async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -89,7 +106,7 @@ async fn list(
     )))
 }
 
-#[utoipa::path(get, path = "/api/servers/{id}", tag = "servers", operation_id = "servers_show", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/servers/{id}", tag = "servers", operation_id = "servers_show", params(("id" = String, Path, description = "The id")), responses((status = 200, body = ServerBody), E401, E404), security(("bearer" = [])))]
 async fn show(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -99,15 +116,20 @@ async fn show(
     Ok(Json(super::get(&state.db, &id).await?.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = servers::Update)]
 struct UpdateBody {
+    #[schema(pattern = "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length = 30)]
     name: Option<String>,
+    #[schema(max_length = 2000)]
     description: Option<String>,
+    #[serde(default, deserialize_with = "crate::integer::option_i64")]
+    #[schema(minimum = 1000, maximum = 300000)]
     default_timeout_ms: Option<i64>,
 }
 
-#[utoipa::path(patch, path = "/api/servers/{id}", tag = "servers", operation_id = "servers_update", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/api/servers/{id}", tag = "servers", operation_id = "servers_update", params(("id" = String, Path, description = "The id")), request_body = UpdateBody, responses((status = 200, body = ServerBody), JsonBody, Admin, E404, E409), security(("bearer" = [])))]
 async fn update(
     State(state): State<AppState>,
     audited: Audited,
@@ -124,7 +146,7 @@ async fn update(
     Ok(Json(server.into()))
 }
 
-#[utoipa::path(delete, path = "/api/servers/{id}", tag = "servers", operation_id = "servers_remove", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/api/servers/{id}", tag = "servers", operation_id = "servers_remove", params(("id" = String, Path, description = "The id")), responses((status = 204, description = "Deleted"), Admin, E404), security(("bearer" = [])))]
 async fn remove(
     State(state): State<AppState>,
     audited: Audited,
@@ -153,7 +175,7 @@ async fn set_running(
     Ok(Json(server.into()))
 }
 
-#[utoipa::path(post, path = "/api/sandbox/servers/{id}/start", tag = "servers", operation_id = "servers_start", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/sandbox/servers/{id}/start", tag = "servers", operation_id = "servers_start", params(("id" = String, Path, description = "The id")), responses((status = 200, body = ServerBody), Admin, E404, E409, E503), security(("bearer" = [])))]
 async fn start(
     State(state): State<AppState>,
     audited: Audited,
@@ -162,7 +184,7 @@ async fn start(
     set_running(&state, &audited, &id, true).await
 }
 
-#[utoipa::path(post, path = "/api/sandbox/servers/{id}/stop", tag = "servers", operation_id = "servers_stop", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/sandbox/servers/{id}/stop", tag = "servers", operation_id = "servers_stop", params(("id" = String, Path, description = "The id")), responses((status = 200, body = ServerBody), Admin, E404, E409), security(("bearer" = [])))]
 async fn stop(
     State(state): State<AppState>,
     audited: Audited,

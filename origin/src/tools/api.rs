@@ -13,6 +13,7 @@ use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::error::{ApiJson, ApiQuery, Result};
 use crate::names::Name;
+use crate::openapi::{Admin, E400, E401, E404, E409, E422, E503, JsonBody};
 use crate::pagination::{Page, PageParams};
 
 pub fn router() -> Router<AppState> {
@@ -29,7 +30,8 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = tools::Tool)]
 struct ToolBody {
     id: String,
     server_id: String,
@@ -50,7 +52,8 @@ struct ToolBody {
 }
 
 /// A version as the API shows it (also used by the approvals routes).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = tools::Version)]
 pub struct VersionBody {
     pub version: i64,
     pub description: String,
@@ -58,10 +61,12 @@ pub struct VersionBody {
     pub code_hash: String,
     /// The input schema, as JSON.
     pub input_schema: serde_json::Value,
+    /// `admin`, `llm`, `rollback` or `import`.
     pub change_source: String,
     pub change_summary: String,
     pub created_by: String,
     pub created_at: String,
+    /// `draft`, `pending_review`, `approved`, `rejected` or `revoked`.
     pub status: String,
     pub publish_notes: Option<String>,
     pub requested_at: Option<String>,
@@ -111,16 +116,24 @@ async fn tool_body(state: &AppState, tool: Tool) -> Result<ToolBody> {
     })
 }
 
-#[derive(Deserialize)]
+/// `python_code` must pass the sandbox's static check (an `async def main`, allowed imports):
+/// 422 with the line numbers otherwise.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = tools::Create)]
 struct CreateBody {
+    #[schema(pattern = "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length = 32)]
     name: String,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     description: String,
+    #[schema(
+        example = "async def main(name: str) -> dict:\n    \"\"\"Greets.\"\"\"\n    return {'hello': name}\n"
+    )]
     python_code: String,
 }
 
-#[utoipa::path(post, path = "/api/servers/{id}/tools", tag = "tools", operation_id = "tools_create", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/servers/{id}/tools", tag = "tools", operation_id = "tools_create", params(("id" = String, Path, description = "The id")), request_body = CreateBody, responses((status = 201, body = ToolBody), JsonBody, Admin, E404, E409, E503), security(("bearer" = [])))]
 async fn create(
     State(state): State<AppState>,
     audited: Audited,
@@ -141,7 +154,8 @@ async fn create(
     Ok((StatusCode::CREATED, Json(tool_body(&state, tool).await?)))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = tools::Summary)]
 struct ToolSummary {
     id: String,
     name: String,
@@ -149,7 +163,7 @@ struct ToolSummary {
     current_version: i64,
 }
 
-#[utoipa::path(get, path = "/api/servers/{id}/tools", tag = "tools", operation_id = "tools_list", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/servers/{id}/tools", tag = "tools", operation_id = "tools_list", params(("id" = String, Path, description = "The id"), PageParams), responses((status = 200, body = Page<ToolSummary>), E400, E401, E404, E422), security(("bearer" = [])))]
 async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -172,7 +186,7 @@ async fn list(
     Ok(Json(Page::new(items, total, request)))
 }
 
-#[utoipa::path(get, path = "/api/tools/{id}", tag = "tools", operation_id = "tools_show", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/tools/{id}", tag = "tools", operation_id = "tools_show", params(("id" = String, Path, description = "The id")), responses((status = 200, body = ToolBody), E401, E404), security(("bearer" = [])))]
 async fn show(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -183,29 +197,34 @@ async fn show(
     Ok(Json(tool_body(&state, tool).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = tools::Update)]
 struct UpdateBody {
+    #[schema(pattern = "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length = 32)]
     name: Option<String>,
+    #[schema(max_length = 2000)]
     description: Option<String>,
     python_code: Option<String>,
     enabled: Option<bool>,
+    /// `null` clears it (the server's default applies).
     #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<i64>, minimum = 1000, maximum = 300000)]
     timeout_ms: Option<Option<i64>>,
     change_summary: Option<String>,
 }
 
 /// Tells "absent" (leave alone) from `null` (clear) for `timeout_ms`.
 mod double_option {
-    use serde::{Deserialize, Deserializer};
+    use serde::Deserializer;
     pub fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Option<Option<i64>>, D::Error> {
-        Option::<i64>::deserialize(deserializer).map(Some)
+        crate::integer::option_i64(deserializer).map(Some)
     }
 }
 
-#[utoipa::path(patch, path = "/api/tools/{id}", tag = "tools", operation_id = "tools_update", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/api/tools/{id}", tag = "tools", operation_id = "tools_update", params(("id" = String, Path, description = "The id")), request_body = UpdateBody, responses((status = 200, body = ToolBody), JsonBody, Admin, E404, E409, E503), security(("bearer" = [])))]
 async fn update(
     State(state): State<AppState>,
     audited: Audited,
@@ -225,7 +244,7 @@ async fn update(
     Ok(Json(tool_body(&state, tool).await?))
 }
 
-#[utoipa::path(delete, path = "/api/tools/{id}", tag = "tools", operation_id = "tools_remove", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/api/tools/{id}", tag = "tools", operation_id = "tools_remove", params(("id" = String, Path, description = "The id")), responses((status = 204, description = "Deleted"), Admin, E404), security(("bearer" = [])))]
 async fn remove(
     State(state): State<AppState>,
     audited: Audited,
@@ -236,7 +255,8 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = tools::VersionSummary)]
 struct VersionSummary {
     version: i64,
     status: String,
@@ -246,7 +266,8 @@ struct VersionSummary {
     created_at: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = tools::VersionList)]
 struct VersionList {
     current_version: i64,
     approved_version: Option<i64>,
@@ -254,7 +275,7 @@ struct VersionList {
     versions: Vec<VersionSummary>,
 }
 
-#[utoipa::path(get, path = "/api/tools/{id}/versions", tag = "tools", operation_id = "tools_versions", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/tools/{id}/versions", tag = "tools", operation_id = "tools_versions", params(("id" = String, Path, description = "The id")), responses((status = 200, body = VersionList), E401, E404), security(("bearer" = [])))]
 async fn versions(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -282,7 +303,7 @@ async fn versions(
     }))
 }
 
-#[utoipa::path(get, path = "/api/tools/{id}/versions/{version}", tag = "tools", operation_id = "tools_show_version", params(("id" = String, Path, description = "The id"), ("version" = i64, Path, description = "A version number")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/tools/{id}/versions/{version}", tag = "tools", operation_id = "tools_show_version", params(("id" = String, Path, description = "The id"), ("version" = i64, Path, description = "A version number")), responses((status = 200, body = VersionBody), E400, E401, E404), security(("bearer" = [])))]
 async fn show_version(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -292,20 +313,22 @@ async fn show_version(
     Ok(Json(super::version(&state.db, &id, version).await?.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct CompareQuery {
     from_version: i64,
     to_version: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = tools::Comparison)]
 struct Comparison {
     from_version: i64,
     to_version: i64,
     diff: String,
 }
 
-#[utoipa::path(get, path = "/api/tools/{id}/versions/compare", tag = "tools", operation_id = "tools_compare", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/tools/{id}/versions/compare", tag = "tools", operation_id = "tools_compare", params(("id" = String, Path, description = "The id"), CompareQuery), responses((status = 200, body = Comparison), E400, E401, E404), security(("bearer" = [])))]
 async fn compare(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -321,7 +344,7 @@ async fn compare(
     }))
 }
 
-#[utoipa::path(post, path = "/api/tools/{id}/versions/{version}/rollback", tag = "tools", operation_id = "tools_rollback", params(("id" = String, Path, description = "The id"), ("version" = i64, Path, description = "A version number")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/tools/{id}/versions/{version}/rollback", tag = "tools", operation_id = "tools_rollback", params(("id" = String, Path, description = "The id"), ("version" = i64, Path, description = "A version number")), responses((status = 201, body = VersionBody), E400, Admin, E404, E422, E503), security(("bearer" = [])))]
 async fn rollback(
     State(state): State<AppState>,
     audited: Audited,
@@ -332,13 +355,15 @@ async fn rollback(
     Ok((StatusCode::CREATED, Json(created.into())))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = tools::Validate)]
 struct ValidateBody {
     code: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = tools::Validation)]
 struct ValidateAnswer {
     valid: bool,
     has_main: bool,
@@ -348,7 +373,7 @@ struct ValidateAnswer {
 }
 
 /// Checks code without saving it (same check as create/update).
-#[utoipa::path(post, path = "/api/tools/validate-code", tag = "tools", operation_id = "tools_validate_code", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/tools/validate-code", tag = "tools", operation_id = "tools_validate_code", request_body = ValidateBody, responses((status = 200, body = ValidateAnswer), JsonBody, Admin, E503), security(("bearer" = [])))]
 async fn validate_code(
     State(state): State<AppState>,
     auth: AuthUser,

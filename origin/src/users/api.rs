@@ -6,11 +6,14 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use utoipa::openapi::{RefOr, Schema};
+
 use crate::activity::{self, Audited, NewEvent};
 use crate::app::AppState;
 use crate::auth::password::{NewPassword, Username};
 use crate::auth::{AuthUser, Role, UserResponse};
 use crate::error::{ApiJson, ApiQuery, Error, Result};
+use crate::openapi::{Admin, E400, E404, E409, E422, E503, JsonBody};
 use crate::pagination::{Page, PageParams};
 
 pub fn router() -> Router<AppState> {
@@ -19,7 +22,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/users/{id}", get(show).patch(update))
 }
 
-#[utoipa::path(get, path = "/api/users", tag = "users", operation_id = "users_list", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/users", tag = "users", operation_id = "users_list", params(PageParams), responses((status = 200, body = Page<UserResponse>), E400, Admin, E422), security(("bearer" = [])))]
 async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -32,12 +35,26 @@ async fn list(
     Ok(Json(Page::new(items, total, request)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = users::Create)]
 struct CreateBody {
+    #[schema(pattern = "^[A-Za-z][A-Za-z0-9_]*$", min_length = 3, max_length = 50)]
     username: String,
+    /// Not only spaces.
+    #[schema(min_length = 12, max_length = 128, pattern = "\\S")]
     password: String,
+    #[schema(value_type = Role)]
     role: String,
+}
+
+/// A field that may be left out but not sent as `null` (which would change nothing).
+fn present<'de, D, T>(deserializer: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 fn parse_role(text: &str) -> Result<Role> {
@@ -45,7 +62,7 @@ fn parse_role(text: &str) -> Result<Role> {
         .map_err(|err: crate::auth::UnknownRole| Error::Validation(err.to_string()))
 }
 
-#[utoipa::path(post, path = "/api/users", tag = "users", operation_id = "users_create", responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/users", tag = "users", operation_id = "users_create", request_body = CreateBody, responses((status = 201, body = UserResponse), JsonBody, Admin, E409, E503), security(("bearer" = [])))]
 async fn create(
     State(state): State<AppState>,
     audited: Audited,
@@ -63,7 +80,7 @@ async fn create(
     Ok((StatusCode::CREATED, Json(UserResponse::from(&user))))
 }
 
-#[utoipa::path(get, path = "/api/users/{id}", tag = "users", operation_id = "users_show", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/users/{id}", tag = "users", operation_id = "users_show", params(("id" = String, Path, description = "The id")), responses((status = 200, body = UserResponse), Admin, E404), security(("bearer" = [])))]
 async fn show(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -75,14 +92,20 @@ async fn show(
     )))
 }
 
-#[derive(Deserialize)]
+/// At least one of the two (422 otherwise).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = users::Update)]
 struct UpdateBody {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Role>, nullable = false)]
     role: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     is_active: Option<bool>,
 }
 
-#[utoipa::path(patch, path = "/api/users/{id}", tag = "users", operation_id = "users_update", params(("id" = String, Path, description = "The id")), responses((status = "2XX", description = "Success"), (status = "4XX", description = "A JSON error: {\"error\": {\"code\", \"message\"}}")), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/api/users/{id}", tag = "users", operation_id = "users_update", params(("id" = String, Path, description = "The id")), request_body = UpdateBody, responses((status = 200, body = UserResponse), JsonBody, Admin, E404, E409), security(("bearer" = [])))]
 async fn update(
     State(state): State<AppState>,
     audited: Audited,
@@ -151,5 +174,15 @@ pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
     #[derive(utoipa::OpenApi)]
     #[openapi(paths(list, create, show, update))]
     struct Doc;
-    <Doc as utoipa::OpenApi>::openapi()
+    let mut doc = <Doc as utoipa::OpenApi>::openapi();
+    // An update changes at least one field. Set by hand: utoipa 5.5 writes
+    // `#[schema(min_properties)]` as maxProperties.
+    let update = doc
+        .components
+        .as_mut()
+        .and_then(|components| components.schemas.get_mut("users.Update"));
+    if let Some(RefOr::T(Schema::Object(update))) = update {
+        update.min_properties = Some(1);
+    }
+    doc
 }
