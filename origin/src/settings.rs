@@ -414,8 +414,10 @@ struct PolicyPatch {
     #[schema(pattern = "^(enabled|disabled)$")]
     redact_secrets_in_output: Option<String>,
     #[schema(minimum = 1, maximum = 3650)]
+    #[serde(default, deserialize_with = "crate::integer::option_i64")]
     log_retention_days: Option<i64>,
     #[schema(minimum = 10, maximum = 10000)]
+    #[serde(default, deserialize_with = "crate::integer::option_i64")]
     mcp_rate_limit_rpm: Option<i64>,
 }
 

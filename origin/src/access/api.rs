@@ -84,8 +84,8 @@ struct QueueQuery {
     /// `pending` (the default), `approved`, `rejected` or `all`.
     #[param(pattern = "^(pending|approved|rejected|all)$")]
     status: Option<String>,
-    /// From 1; default 1. (Read as a u32: the schema says int64 with that maximum, not int32.)
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 4294967295.0)]
+    /// From 1 to 1 000 000 (`pagination::MAX_PAGE`); default 1.
+    #[param(minimum = 1, maximum = 1000000)]
     page: Option<u32>,
     /// From 1 to 100; default 50.
     #[param(minimum = 1, maximum = 100)]

@@ -253,14 +253,19 @@ async fn show_settings(
 #[serde(deny_unknown_fields)]
 struct SettingsPatch {
     #[schema(minimum = 1, maximum = 1440)]
+    #[serde(default, deserialize_with = "crate::integer::option_i64")]
     dedup_window_minutes: Option<i64>,
     #[schema(minimum = 1, maximum = 10080)]
+    #[serde(default, deserialize_with = "crate::integer::option_i64")]
     approval_wait_minutes: Option<i64>,
     #[schema(minimum = 3, maximum = 100000)]
+    #[serde(default, deserialize_with = "crate::integer::option_i64")]
     sign_in_failures: Option<i64>,
     #[schema(minimum = 1, maximum = 1440)]
+    #[serde(default, deserialize_with = "crate::integer::option_i64")]
     sign_in_window_minutes: Option<i64>,
     #[schema(minimum = 1, maximum = 600)]
+    #[serde(default, deserialize_with = "crate::integer::option_i64")]
     per_webhook_per_minute: Option<i64>,
 }
 
