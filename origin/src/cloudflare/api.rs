@@ -7,7 +7,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use contract::ErrorBody;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
 use utoipa::ToSchema;
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
 use super::client::{Account, Connection};
 use super::edge::{self, EdgeSettings, SyncStatus};
@@ -18,6 +21,38 @@ use crate::activity::Audited;
 use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::error::OptionalJson;
+
+/// The errors every wizard step can answer with besides its own 400 and 409: one list for the
+/// five step routes' documents.
+struct StepErrors;
+
+impl utoipa::IntoResponses for StepErrors {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        let failure = <FailureBody as ToSchema>::name();
+        let error = <ErrorBody as ToSchema>::name();
+        [
+            ("401", "No valid bearer token", &error),
+            ("403", "Not an admin, or the Cloudflare token lacks a permission (code cloudflare_permission_missing, with the hint)", &failure),
+            ("413", "The body is larger than the limit", &failure),
+            ("422", "A field is missing, of the wrong type or not acceptable", &failure),
+            ("429", "Too many requests; Retry-After says when to try again", &error),
+            ("502", "Cloudflare failed or could not be reached (code upstream_failed)", &failure),
+            ("503", "Cloudflare is rate limiting (code cloudflare_rate_limited)", &failure),
+        ]
+        .into_iter()
+        .map(|(status, description, schema)| {
+            let content = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(schema.as_ref())))
+                .build();
+            let response = ResponseBuilder::new()
+                .description(description)
+                .content("application/json", content)
+                .build();
+            (status.to_owned(), response.into())
+        })
+        .collect()
+    }
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -213,14 +248,8 @@ async fn step(
     request_body = Option<StepBody>,
     responses((status = 200, description = "Step 1 done", body = StepDone),
         (status = 400, description = "The body is not valid JSON of this shape, or Cloudflare refused the API token (code cloudflare_token_invalid)", body = FailureBody),
-        (status = 401, description = "No valid bearer token", body = ErrorBody),
-        (status = 403, description = "Not an admin, or the Cloudflare token lacks a permission (code cloudflare_permission_missing, with the hint)", body = FailureBody),
         (status = 409, description = "Another step is running, or the token reaches several accounts and none was chosen (`accounts` lists them)", body = FailureBody),
-        (status = 413, description = "The body is larger than the limit", body = FailureBody),
-        (status = 422, description = "A field is missing, of the wrong type or not acceptable", body = FailureBody),
-        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody),
-        (status = 502, description = "Cloudflare failed or could not be reached (code upstream_failed)", body = FailureBody),
-        (status = 503, description = "Cloudflare is rate limiting (code cloudflare_rate_limited)", body = FailureBody)),
+        StepErrors),
     security(("bearer" = [])))]
 async fn token(
     State(state): State<AppState>,
@@ -235,14 +264,8 @@ async fn token(
     request_body = Option<StepBody>,
     responses((status = 200, description = "Step 2 done", body = StepDone),
         (status = 400, description = "Bad input, or Cloudflare refused the API token (code cloudflare_token_invalid)", body = FailureBody),
-        (status = 401, description = "No valid bearer token", body = ErrorBody),
-        (status = 403, description = "Not an admin, or the Cloudflare token lacks a permission (code cloudflare_permission_missing, with the hint)", body = FailureBody),
         (status = 409, description = "Another step is running, an earlier step is not done, or a tunnel of this name exists that this install did not create (send replace: true)", body = FailureBody),
-        (status = 413, description = "The body is larger than the limit", body = FailureBody),
-        (status = 422, description = "A field is missing, of the wrong type or not acceptable", body = FailureBody),
-        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody),
-        (status = 502, description = "Cloudflare failed or could not be reached (code upstream_failed)", body = FailureBody),
-        (status = 503, description = "Cloudflare is rate limiting (code cloudflare_rate_limited)", body = FailureBody)),
+        StepErrors),
     security(("bearer" = [])))]
 async fn tunnel(
     State(state): State<AppState>,
@@ -257,14 +280,8 @@ async fn tunnel(
     request_body = Option<StepBody>,
     responses((status = 200, description = "Step 3 done", body = StepDone),
         (status = 400, description = "Bad input, or Cloudflare refused the API token (code cloudflare_token_invalid)", body = FailureBody),
-        (status = 401, description = "No valid bearer token", body = ErrorBody),
-        (status = 403, description = "Not an admin, or the Cloudflare token lacks a permission (code cloudflare_permission_missing, with the hint)", body = FailureBody),
         (status = 409, description = "Another step is running, or an earlier step is not done", body = FailureBody),
-        (status = 413, description = "The body is larger than the limit", body = FailureBody),
-        (status = 422, description = "A field is missing, of the wrong type or not acceptable", body = FailureBody),
-        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody),
-        (status = 502, description = "Cloudflare failed or could not be reached (code upstream_failed)", body = FailureBody),
-        (status = 503, description = "Cloudflare is rate limiting (code cloudflare_rate_limited)", body = FailureBody)),
+        StepErrors),
     security(("bearer" = [])))]
 async fn vpc_service(
     State(state): State<AppState>,
@@ -279,14 +296,8 @@ async fn vpc_service(
     request_body = Option<StepBody>,
     responses((status = 200, description = "Step 4 done", body = StepDone),
         (status = 400, description = "Bad input, or Cloudflare refused the API token (code cloudflare_token_invalid)", body = FailureBody),
-        (status = 401, description = "No valid bearer token", body = ErrorBody),
-        (status = 403, description = "Not an admin, or the Cloudflare token lacks a permission (code cloudflare_permission_missing, with the hint)", body = FailureBody),
         (status = 409, description = "Another step is running, or an earlier step is not done", body = FailureBody),
-        (status = 413, description = "The body is larger than the limit", body = FailureBody),
-        (status = 422, description = "A field is missing, of the wrong type or not acceptable", body = FailureBody),
-        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody),
-        (status = 502, description = "Cloudflare failed or could not be reached (code upstream_failed)", body = FailureBody),
-        (status = 503, description = "Cloudflare is rate limiting (code cloudflare_rate_limited)", body = FailureBody)),
+        StepErrors),
     security(("bearer" = [])))]
 async fn worker(
     State(state): State<AppState>,
@@ -301,14 +312,8 @@ async fn worker(
     request_body = Option<StepBody>,
     responses((status = 200, description = "Step 5 done (and step 6's probe passed)", body = StepDone),
         (status = 400, description = "Bad input, or Cloudflare refused the API token (code cloudflare_token_invalid)", body = FailureBody),
-        (status = 401, description = "No valid bearer token", body = ErrorBody),
-        (status = 403, description = "Not an admin, or the Cloudflare token lacks a permission (code cloudflare_permission_missing, with the hint)", body = FailureBody),
         (status = 409, description = "Another step is running, or an earlier step is not done", body = FailureBody),
-        (status = 413, description = "The body is larger than the limit", body = FailureBody),
-        (status = 422, description = "A field is missing, of the wrong type or not acceptable", body = FailureBody),
-        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody),
-        (status = 502, description = "Cloudflare failed or could not be reached (code upstream_failed)", body = FailureBody),
-        (status = 503, description = "Cloudflare is rate limiting (code cloudflare_rate_limited)", body = FailureBody)),
+        StepErrors),
     security(("bearer" = [])))]
 async fn access(
     State(state): State<AppState>,
