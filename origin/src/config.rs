@@ -230,8 +230,8 @@ pub struct ServeArgs {
 /// Where PyPI packages for tools come from (module requests naming a distribution).
 #[derive(Debug, Clone, Args)]
 pub struct PackageArgs {
-    /// PyPI's base URL: its JSON API (`/pypi/<name>/<version>/json`) and pip's index
-    /// (`/simple`).
+    /// PyPI's base URL: pip's index and the JSON simple API the release dates come from
+    /// (`<url>/simple`).
     #[arg(long, env = "MCPBOX_PYPI_URL", default_value = "https://pypi.org")]
     pub pypi_url: String,
     /// OSV's API base URL, asked about each exact package version.

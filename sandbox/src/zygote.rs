@@ -45,7 +45,11 @@ fn serve(unguarded: bool, packages_dir: Option<std::path::PathBuf>) -> Result<()
     let (runtime, mut readable) = Python::attach(python::preload)?;
     // Packages are not preloaded (one server's packages are not every server's): workers
     // import a call's granted ones from here, so they must be able to read it.
-    if let Some(dir) = packages_dir.and_then(|dir| dir.to_str().map(str::to_owned)) {
+    // A missing directory is left out: Landlock refuses a rule on a path that does not exist.
+    if let Some(dir) = packages_dir
+        .filter(|dir| dir.is_dir())
+        .and_then(|dir| dir.to_str().map(str::to_owned))
+    {
         crate::packages::preload_system_libraries();
         readable.push(dir);
     }

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::{Config, Resolved, osv};
 use crate::activity::{self, Audit, NewEvent};
 use crate::app::AppState;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Installs waiting, at most; approving more says so instead of holding them.
 const QUEUE: usize = 32;
@@ -110,7 +110,7 @@ fn queue(state: &AppState) -> &mpsc::Sender<Resolved> {
 }
 
 /// Queues the install of every distribution of an approved resolution not yet installed.
-pub(crate) async fn enqueue(state: &AppState, resolved: &[Resolved]) -> Result<()> {
+pub async fn enqueue(state: &AppState, resolved: &[Resolved]) -> Result<()> {
     state.packages.config()?;
     for item in resolved {
         if let Some(existing) = one(state, &item.name, &item.version).await?

@@ -1,8 +1,8 @@
 //! PyPI packages for tools (issue #14). A module request may name a PyPI distribution with an
 //! optional version specifier (`pyyaml`, `feedparser==6.0.11`). When it is made, the
 //! distribution is *resolved* (`resolve`): pip picks exact versions of it and its dependencies
-//! and their wheels' sha256 hashes, PyPI's JSON API adds summary, licence, release date and
-//! links, and OSV (`osv`) lists known vulnerabilities of each exact version. The reviewer sees
+//! and their wheels' sha256 hashes, with each wheel's summary, licence and links; PyPI's JSON
+//! simple API adds the release date, and OSV (`osv`) lists known vulnerabilities of each exact version. The reviewer sees
 //! that resolution and approves exactly it: approving re-resolves and refuses when anything
 //! changed. Approving queues the install (`install`): one at a time, pip with `--require-hashes
 //! --no-deps --only-binary=:all:` (no sdist, so no package code runs at install) into a staging
@@ -23,7 +23,7 @@ pub mod resolve;
 
 pub(crate) use api::openapi;
 pub use api::router;
-pub(crate) use install::enqueue;
+pub use install::enqueue;
 pub use install::{Installed, approved_import_names, grants, installed, recheck, start};
 
 use std::path::{Path, PathBuf};
@@ -45,7 +45,7 @@ pub struct Config {
     pub dir: PathBuf,
     /// The Python whose pip resolves and installs: the sandbox's interpreter version.
     pub python: PathBuf,
-    /// PyPI's base URL: `<url>/pypi/<name>/<version>/json` and pip's index `<url>/simple`.
+    /// PyPI's base URL: pip's index and the JSON simple API (`<url>/simple`).
     pub pypi_url: String,
     /// OSV's base URL (`<url>/v1/querybatch`, `<url>/v1/vulns/<id>`).
     pub osv_url: String,
@@ -244,7 +244,7 @@ pub async fn resolution_of(db: &Db, request_id: &str) -> Result<Option<Vec<Resol
         Some(row) => {
             let text: String = row.try_get("resolved")?;
             Ok(Some(serde_json::from_str(&text).map_err(|err| {
-                Error::Internal(format!("a stored resolution is unreadable: {err}"))
+                Error::Internal(anyhow::anyhow!("a stored resolution is unreadable: {err}"))
             })?))
         }
     }
@@ -258,7 +258,7 @@ pub async fn store_resolution(
     resolved: &[Resolved],
 ) -> Result<()> {
     let text = serde_json::to_string(resolved)
-        .map_err(|err| Error::Internal(format!("resolution: {err}")))?;
+        .map_err(|err| Error::Internal(anyhow::anyhow!("resolution: {err}")))?;
     let now = crate::db::now();
     sqlx::query(
         "INSERT INTO package_resolutions (request_id, spec, resolved, resolved_at) VALUES ($1, $2, $3, $4) \

@@ -26,7 +26,7 @@ pub(crate) fn http_client() -> Result<reqwest::Client> {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
-        .map_err(|err| Error::Internal(format!("http client: {err}")))
+        .map_err(|err| Error::Internal(anyhow::anyhow!("http client: {err}")))
 }
 
 #[derive(Serialize)]
@@ -172,8 +172,8 @@ async fn post_json<T: serde::de::DeserializeOwned>(
     body: &impl Serialize,
 ) -> Result<T> {
     let unavailable = |err: reqwest::Error| Error::Unavailable(format!("OSV: {err}"));
-    let body =
-        serde_json::to_vec(body).map_err(|err| Error::Internal(format!("OSV query: {err}")))?;
+    let body = serde_json::to_vec(body)
+        .map_err(|err| Error::Internal(anyhow::anyhow!("OSV query: {err}")))?;
     let response = client
         .post(url)
         .header("content-type", "application/json")

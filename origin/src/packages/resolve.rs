@@ -1,6 +1,7 @@
 //! Resolution: what installing a spec would install, exactly. pip decides (`install --dry-run
-//! --ignore-installed --only-binary=:all: --report -`), PyPI's JSON API describes each pinned
-//! version, OSV lists its known vulnerabilities.
+//! --ignore-installed --only-binary=:all: --report -`) with each wheel's core metadata (summary,
+//! licence, links), PyPI's JSON simple API (PEP 691/700) the upload date, OSV the known
+//! vulnerabilities.
 
 use std::time::Duration;
 
@@ -51,6 +52,12 @@ struct Metadata {
     summary: Option<String>,
     #[serde(default)]
     license: Option<String>,
+    #[serde(default)]
+    license_expression: Option<String>,
+    #[serde(default)]
+    project_url: Vec<String>,
+    #[serde(default)]
+    home_page: Option<String>,
 }
 
 /// Resolves `spec` against the index: exact versions, hashes, metadata, vulnerabilities.
@@ -58,13 +65,11 @@ pub async fn resolve(config: &Config, spec: &Spec) -> Result<Vec<Resolved>> {
     let mut resolved = pip_report(config, spec).await?;
     let client = super::osv::http_client()?;
     for item in &mut resolved {
-        if let Ok(info) = pypi_info(&client, config, &item.name, &item.version).await {
-            item.released = info.released;
-            item.links = info.links;
-            if item.license.as_deref().is_none_or(str::is_empty) {
-                item.license = info.license;
-            }
-        }
+        // The release date is a courtesy: an index without the JSON simple API leaves it out.
+        item.released = upload_time(&client, config, &item.name, &item.url)
+            .await
+            .ok()
+            .flatten();
     }
     let versions: Vec<(String, String)> = resolved
         .iter()
@@ -103,7 +108,7 @@ async fn pip_report(config: &Config, spec: &Spec) -> Result<Vec<Resolved>> {
         )));
     }
     let report: Report = serde_json::from_slice(&output.stdout)
-        .map_err(|err| Error::Internal(format!("pip's report is unreadable: {err}")))?;
+        .map_err(|err| Error::Internal(anyhow::anyhow!("pip's report is unreadable: {err}")))?;
     if report.install.len() > MAX_DISTRIBUTIONS {
         return Err(Error::Validation(format!(
             "{} would install {} distributions; at most {MAX_DISTRIBUTIONS} are allowed",
@@ -140,9 +145,16 @@ async fn pip_report(config: &Config, spec: &Spec) -> Result<Vec<Resolved>> {
                 sha256,
                 requested: item.requested,
                 summary: item.metadata.summary,
-                license: item.metadata.license.map(|l| cut(&l, 200)),
+                links: links(
+                    &item.metadata.project_url,
+                    item.metadata.home_page.as_deref(),
+                ),
+                license: item
+                    .metadata
+                    .license_expression
+                    .or(item.metadata.license)
+                    .map(|l| cut(&l, 200)),
                 released: None,
-                links: Vec::new(),
                 vulnerabilities: Vec::new(),
             })
         })
@@ -172,65 +184,72 @@ fn cut(text: &str, max: usize) -> String {
     }
 }
 
-struct PypiInfo {
-    released: Option<String>,
-    links: Vec<Link>,
-    license: Option<String>,
+#[derive(Deserialize)]
+struct SimplePage {
+    #[serde(default)]
+    files: Vec<SimpleFile>,
 }
 
 #[derive(Deserialize)]
-struct PypiRelease {
-    info: PypiReleaseInfo,
-    #[serde(default)]
-    urls: Vec<PypiFile>,
+struct SimpleFile {
+    filename: String,
+    #[serde(default, rename = "upload-time")]
+    upload_time: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct PypiReleaseInfo {
-    #[serde(default)]
-    project_urls: Option<std::collections::BTreeMap<String, String>>,
-    #[serde(default)]
-    license: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct PypiFile {
-    #[serde(default)]
-    upload_time_iso_8601: Option<String>,
-}
-
-async fn pypi_info(
+/// When the chosen wheel was uploaded: PyPI's simple API in JSON (PEP 691, `upload-time` of
+/// PEP 700), the same index pip reads.
+async fn upload_time(
     client: &reqwest::Client,
     config: &Config,
     name: &str,
-    version: &str,
-) -> Result<PypiInfo> {
-    let url = format!("{}/pypi/{name}/{version}/json", config.pypi_url);
+    wheel_url: &str,
+) -> Result<Option<String>> {
+    let url = format!("{}/simple/{name}/", config.pypi_url);
     let unavailable = |err: reqwest::Error| Error::Unavailable(format!("PyPI: {err}"));
-    let response = client.get(&url).send().await.map_err(unavailable)?;
+    let response = client
+        .get(&url)
+        .header("accept", "application/vnd.pypi.simple.v1+json")
+        .send()
+        .await
+        .map_err(unavailable)?;
     let bytes = response
         .error_for_status()
         .map_err(unavailable)?
         .bytes()
         .await
         .map_err(unavailable)?;
-    let release: PypiRelease = serde_json::from_slice(&bytes)
+    let page: SimplePage = serde_json::from_slice(&bytes)
         .map_err(|err| Error::Unavailable(format!("PyPI's answer is unreadable: {err}")))?;
-    Ok(PypiInfo {
-        released: release
-            .urls
-            .iter()
-            .filter_map(|f| f.upload_time_iso_8601.clone())
-            .min(),
-        links: release
-            .info
-            .project_urls
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(_, url)| url.starts_with("https://") || url.starts_with("http://"))
-            .take(10)
-            .map(|(label, url)| Link { label, url })
-            .collect(),
-        license: release.info.license.map(|l| cut(&l, 200)),
-    })
+    let filename = wheel_url
+        .split(['#', '?'])
+        .next()
+        .and_then(|u| u.rsplit('/').next())
+        .unwrap_or("");
+    Ok(page
+        .files
+        .into_iter()
+        .find(|f| f.filename == filename)
+        .and_then(|f| f.upload_time))
+}
+
+/// `Project-URL` entries (`Label, https://…`) and `Home-page`, http(s) only.
+fn links(project_urls: &[String], home_page: Option<&str>) -> Vec<Link> {
+    let mut links: Vec<Link> = project_urls
+        .iter()
+        .filter_map(|entry| entry.split_once(','))
+        .map(|(label, url)| Link {
+            label: cut(label.trim(), 60),
+            url: url.trim().to_owned(),
+        })
+        .collect();
+    if let Some(home) = home_page {
+        links.push(Link {
+            label: "Homepage".into(),
+            url: home.trim().to_owned(),
+        });
+    }
+    links.retain(|l| l.url.starts_with("https://") || l.url.starts_with("http://"));
+    links.truncate(10);
+    links
 }
