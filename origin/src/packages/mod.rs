@@ -124,7 +124,7 @@ impl Spec {
 pub fn parse_spec(text: &str) -> Result<Spec> {
     let text = text.trim();
     let split = text
-        .find(|c: char| matches!(c, '=' | '<' | '>' | '~' | '!'))
+        .find(['=', '<', '>', '~', '!'])
         .unwrap_or(text.len());
     let (name, specifier) = text.split_at(split);
     let name_ok = !name.is_empty()
