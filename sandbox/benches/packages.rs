@@ -41,7 +41,7 @@ fn main() {
                 "--no-deps",
                 "--only-binary=:all:",
             ])
-            .args(["--no-compile", "--disable-pip-version-check", "--target"])
+            .args(["--compile", "--disable-pip-version-check", "--target"])
             .arg(&target)
             .arg(spec)
             .status()

@@ -247,12 +247,9 @@ async fn pip_install(
     let mut command = tokio::process::Command::new(&config.python);
     command
         .args(["-m", "pip", "install", "--no-deps", "--require-hashes"])
-        .args([
-            "--only-binary=:all:",
-            "--no-compile",
-            "--quiet",
-            "--isolated",
-        ])
+        // Bytecode now: workers cannot write `__pycache__` (Landlock), so without it every call
+        // would compile the package's modules again. Compiling runs no package code.
+        .args(["--only-binary=:all:", "--compile", "--quiet", "--isolated"])
         .args(["--disable-pip-version-check", "--no-input"])
         .arg("--index-url")
         .arg(format!("{}/simple", config.pypi_url))

@@ -123,9 +123,7 @@ impl Spec {
 /// requirement on the index.
 pub fn parse_spec(text: &str) -> Result<Spec> {
     let text = text.trim();
-    let split = text
-        .find(['=', '<', '>', '~', '!'])
-        .unwrap_or(text.len());
+    let split = text.find(['=', '<', '>', '~', '!']).unwrap_or(text.len());
     let (name, specifier) = text.split_at(split);
     let name_ok = !name.is_empty()
         && name.len() <= 100
