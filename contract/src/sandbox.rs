@@ -228,6 +228,21 @@ pub struct ExecuteRequest {
     pub secrets: BTreeMap<String, String>,
     #[serde(default)]
     pub limits: Limits,
+    /// Installed PyPI packages this call may import: only the server's approved ones. Their
+    /// import names join the allowed modules (same proxy rules); their directories join the
+    /// worker's import path for this call only.
+    #[serde(default)]
+    pub packages: Vec<PackageGrant>,
+}
+
+/// One installed package (a `pip install --target` tree) a call may import.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PackageGrant {
+    /// The installation's directory; must lie under the supervisor's packages directory.
+    pub path: String,
+    /// The top-level import names tools may use (`yaml` for PyYAML). Names starting with `_`
+    /// and never-importable names are refused.
+    pub modules: Vec<String>,
 }
 
 /// Per-call limits. The supervisor clamps each to its hard maximum.

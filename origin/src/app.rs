@@ -54,6 +54,8 @@ pub struct AppInner {
     /// The Cloudflare wizard: its flags, its one-step-at-a-time lock, the tunnel credentials
     /// cache.
     pub remote: crate::cloudflare::Remote,
+    /// PyPI packages: where they come from and go, and the install queue.
+    pub packages: crate::packages::Packages,
 }
 
 impl Deref for AppState {
@@ -92,6 +94,7 @@ impl AppState {
             alerts,
             rate_limits: crate::ratelimit::RateLimits::default(),
             remote: crate::cloudflare::Remote::new(cloudflare),
+            packages: crate::packages::Packages::default(),
         }))
     }
 }
@@ -126,6 +129,7 @@ pub fn router_with(
         .merge(activity::router())
         .merge(crate::dashboard::router())
         .merge(crate::alerts::router())
+        .merge(crate::packages::router())
         .merge(crate::transfer::router())
         .merge(crate::openapi::router())
         .merge(crate::ui::router(state.clone()))
@@ -186,9 +190,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             data_dir: args.storage.data_dir.clone(),
         },
     };
+    // Before the sandbox starts: its workers are given read access to this directory.
+    crate::packages::prepare_dir(&args.storage.data_dir)?;
     let sandbox = Sandbox::open(source).await?;
     sandbox_ready(&sandbox).await?;
     let state = AppState::with_cloudflare(db.clone(), keys, sandbox, args.cloudflare_config());
+    state.packages.configure(crate::packages::Config::new(
+        &args.storage.data_dir,
+        args.packages.packages_python.clone(),
+        &args.packages.pypi_url,
+        &args.packages.osv_url,
+    ));
+    let package_tasks = crate::packages::start(&state);
     state.mcp_sessions.set_limits(args.mcp_session_limits());
     let listener = TcpListener::bind(args.listen)
         .await
@@ -306,6 +319,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     pruner.abort();
     retention.abort();
+    for task in package_tasks {
+        task.abort();
+    }
     for task in alerts {
         task.abort();
     }

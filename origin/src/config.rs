@@ -222,6 +222,24 @@ pub struct ServeArgs {
     /// OpenTelemetry trace export (off unless an OTLP endpoint is given).
     #[command(flatten)]
     pub tracing: crate::telemetry::TracingArgs,
+
+    #[command(flatten)]
+    pub packages: PackageArgs,
+}
+
+/// Where PyPI packages for tools come from (module requests naming a distribution).
+#[derive(Debug, Clone, Args)]
+pub struct PackageArgs {
+    /// PyPI's base URL: pip's index and the JSON simple API the release dates come from
+    /// (`<url>/simple`).
+    #[arg(long, env = "MCPBOX_PYPI_URL", default_value = "https://pypi.org")]
+    pub pypi_url: String,
+    /// OSV's API base URL, asked about each exact package version.
+    #[arg(long, env = "MCPBOX_OSV_URL", default_value = "https://api.osv.dev")]
+    pub osv_url: String,
+    /// The Python whose pip resolves and installs packages: the sandbox's Python version.
+    #[arg(long, env = "MCPBOX_PACKAGES_PYTHON", default_value = "python3")]
+    pub packages_python: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

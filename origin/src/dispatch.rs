@@ -363,6 +363,7 @@ async fn spawn_supervisor(
         .arg("--key-file")
         .arg(&key_file)
         .env_remove("MCPBOX_SANDBOX_KEY")
+        .env("MCPBOX_SANDBOX_PACKAGES_DIR", data_dir.join("packages"))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())

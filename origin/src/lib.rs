@@ -57,6 +57,7 @@ pub mod listener;
 pub mod metrics;
 pub mod names;
 pub mod openapi;
+pub mod packages;
 pub mod pagination;
 pub mod ratelimit;
 pub mod secrets;

@@ -82,6 +82,7 @@ pub fn document() -> OpenApi {
         crate::tools::openapi(),
         crate::approvals::openapi(),
         crate::access::openapi(),
+        crate::packages::openapi(),
         crate::secrets::openapi(),
         crate::execution::openapi(),
         crate::settings::openapi(),

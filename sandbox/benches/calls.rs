@@ -166,6 +166,7 @@ fn call(stream: &mut UnixStream, x: i64) {
             allowed_modules: None,
             allowed_hosts: vec![],
             secrets: Default::default(),
+            packages: Vec::new(),
             limits: Limits::default(),
         }),
     );

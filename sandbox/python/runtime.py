@@ -608,6 +608,90 @@ def _public_attributes(module, name):
     return result
 
 
+# ---------------------------------------------------------------------------------------------
+# Installed packages (PyPI). The supervisor grants a call some package directories; the worker
+# adds them to the import path for that call only (it is single-use), after the standard
+# library so a package cannot shadow it. Their modules go through the same proxies as the
+# standard library's, with one more rule: a package's attributes never hand a tool something
+# of a never-importable module (`six.exec_` is the real `exec`, `six.get_function_globals` an
+# `operator.attrgetter("__globals__")`, a module's `os` or `sys`). What a package's own code
+# does with those inside stays the OS layers' business (no writes, no exec, no network).
+# ---------------------------------------------------------------------------------------------
+
+_PACKAGE_PATHS = []
+
+# Package entry points that run arbitrary Python from data, hidden on top of the general rule.
+_PACKAGE_EXCLUDE = {
+    "yaml": (
+        "unsafe_load", "unsafe_load_all", "full_load", "full_load_all", "Loader", "FullLoader",
+        "UnsafeLoader", "CLoader", "CFullLoader", "CUnsafeLoader", "Constructor",
+        "FullConstructor", "UnsafeConstructor",
+    ),
+}
+
+
+def add_package_paths(paths):
+    """Called in a worker before the tool loads, with the directories the supervisor granted."""
+    import sys as _sys
+    for path in paths:
+        if path not in _sys.path:
+            _sys.path.append(path)
+            _PACKAGE_PATHS.append(path.rstrip("/") + "/")
+
+
+def _is_package_module(module):
+    origin = getattr(module, "__file__", None) or ""
+    return any(origin.startswith(path) for path in _PACKAGE_PATHS)
+
+
+def _unsafe_value(value, depth=0):
+    """Whether a package attribute would give a tool a builtin it does not have, or an object
+    of a never-importable module (its functions, classes or instances); containers are looked
+    into one level deep (`six.class_types` holds `type`)."""
+    import builtins as _builtins
+    if isinstance(value, types.ModuleType):
+        return True
+    name = getattr(_builtins, getattr(value, "__name__", None) or "", None)
+    if name is value and getattr(value, "__name__", None) not in _SAFE_BUILTIN_NAMES:
+        return True
+    try:
+        owner = getattr(value, "__module__", None)
+    except Exception:
+        return True
+    if isinstance(owner, str):
+        top = owner.split(".")[0].lstrip("_")
+        if top == "builtins":
+            if not _is_safe_builtin(value):
+                return True
+        elif top in NEVER_IMPORTABLE:
+            return True
+    if depth == 0 and isinstance(value, (tuple, list, set, frozenset)):
+        return any(_unsafe_value(item, 1) for item in value)
+    if depth == 0 and isinstance(value, dict):
+        return any(_unsafe_value(item, 1) for item in value.values())
+    return False
+
+
+def _is_safe_builtin(value):
+    """Builtins tools already have (`str`), and plain data whose class is a builtin type."""
+    import builtins as _builtins
+    if isinstance(value, (str, bytes, int, float, complex, bool, tuple, list, dict, set,
+                          frozenset, bytearray, range, slice, type(None))):
+        return True
+    return any(getattr(_builtins, n, None) is value for n in _SAFE_BUILTIN_NAMES)
+
+
+def _exposed_attributes(module, name):
+    """The attributes a proxy of `module` carries: `_public_attributes`, less what a package
+    must not hand out."""
+    attributes = _public_attributes(module, name)
+    if not _is_package_module(module):
+        return attributes
+    exclude = _PACKAGE_EXCLUDE.get(name, ())
+    return {attr: value for attr, value in attributes.items()
+            if attr not in exclude and not _unsafe_value(value)}
+
+
 # Proxies built in the zygote (by `configure`) and inherited by every worker. Keyed by module
 # and the allowed submodules it exposes, since those are part of the proxy.
 _PROXY_CACHE = {}
@@ -637,7 +721,7 @@ class ModuleTable:
         proxy = types.ModuleType(name)
         if name in self.allowed:
             real = self.importer(name)
-            for attr, value in _public_attributes(real, name).items():
+            for attr, value in _exposed_attributes(real, name).items():
                 setattr(proxy, attr, value)
         prefix = name + "."
         for other in self.allowed:

@@ -29,6 +29,9 @@ pub enum Command {
     Zygote {
         #[arg(long, hide = true)]
         unguarded_python_for_layer_tests: bool,
+        /// Readable by workers (Landlock): installed PyPI packages live here.
+        #[arg(long, hide = true)]
+        packages_dir: Option<PathBuf>,
     },
 }
 
@@ -46,6 +49,10 @@ pub struct ServeArgs {
     /// Pre-forked idle workers kept ready.
     #[arg(long, env = "MCPBOX_SANDBOX_POOL", default_value_t = 4)]
     pub pool_size: usize,
+    /// Directory of installed PyPI packages (the origin's `<data>/packages`): workers may read
+    /// it, and a call may import from the package directories under it that its request grants.
+    #[arg(long, env = "MCPBOX_SANDBOX_PACKAGES_DIR")]
+    pub packages_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -80,6 +87,7 @@ fn config(pool_size: usize) -> anyhow::Result<Config> {
         pool_size,
         program: std::env::current_exe()?,
         unguarded_python: false,
+        packages_dir: None,
     })
 }
 
@@ -93,7 +101,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         key.len() >= 32,
         "the key must be at least 32 characters long"
     );
-    let supervisor = Supervisor::start(config(args.pool_size.max(1))?).await?;
+    let config = Config {
+        packages_dir: args.packages_dir.clone(),
+        ..config(args.pool_size.max(1))?
+    };
+    let supervisor = Supervisor::start(config).await?;
     supervisor.wait_ready().await?;
     let served = crate::server::serve(supervisor.clone(), &args.socket, key).await;
     supervisor.shutdown();
@@ -126,6 +138,7 @@ pub async fn exec(args: ExecArgs) -> i32 {
         allowed_modules: Some(modules),
         allowed_hosts: args.allow_host,
         secrets: args.secret.into_iter().collect::<BTreeMap<_, _>>(),
+        packages: Vec::new(),
         limits: Limits {
             timeout_ms: (args.timeout * 1000.0) as u64,
             ..Limits::default()

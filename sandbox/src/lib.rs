@@ -15,6 +15,7 @@ pub mod cli;
 pub mod error;
 pub mod frame;
 pub mod isolation;
+pub mod packages;
 pub mod protocol;
 pub mod python;
 pub mod regex_module;

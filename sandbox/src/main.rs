@@ -6,9 +6,10 @@ fn main() -> std::process::ExitCode {
     // The zygote must stay single-threaded: no runtime, no logging threads.
     if let Command::Zygote {
         unguarded_python_for_layer_tests,
+        packages_dir,
     } = cli.command
     {
-        sandbox::zygote::run(unguarded_python_for_layer_tests);
+        sandbox::zygote::run(unguarded_python_for_layer_tests, packages_dir);
     }
     tracing_subscriber::fmt()
         .with_env_filter(

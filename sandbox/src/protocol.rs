@@ -54,6 +54,9 @@ pub enum Job {
         /// The supervisor has seen this code and module list pass the static check before
         /// (a pure function of the two), so the worker may skip it.
         checked: bool,
+        /// Granted package directories, added to the import path for this job only.
+        #[serde(default)]
+        package_paths: Vec<String>,
     },
     Validate {
         code: String,

@@ -93,6 +93,11 @@ pub fn preload(py: Python<'_>) -> Result<(Py<PyModule>, Vec<String>), Error> {
         "xml.etree.ElementTree",
         "zlib",
         "zoneinfo",
+        // What installed packages commonly import at load time (`six` needs both): a package's
+        // code may import standard modules the Python directories' permissions hide from
+        // the unprivileged worker (e.g. a Python under /root), so the common ones are here.
+        "__future__",
+        "importlib.util",
     ];
     for name in contract::sandbox::DEFAULT_MODULES
         .iter()
@@ -213,6 +218,8 @@ pub struct ExecuteJob<'a> {
     pub checked: bool,
     /// Layer tests only: skip the Python-level guards (see `Config::unguarded_python`).
     pub unguarded: bool,
+    /// Granted package directories (already checked by the supervisor).
+    pub package_paths: &'a [String],
 }
 
 /// Runs a tool: static check, load, call, serialise. Never panics on tool behaviour.
@@ -287,6 +294,12 @@ fn execute_inner(
         secrets.set_item(key, value).map_err(internal)?;
     }
     let modules = PyList::new(py, job.modules).map_err(internal)?;
+    if !job.package_paths.is_empty() {
+        let paths = PyList::new(py, job.package_paths).map_err(internal)?;
+        runtime
+            .call_method1("add_package_paths", (paths,))
+            .map_err(internal)?;
+    }
     let main = runtime
         .call_method1("load", (job.code, modules, secrets))
         .map_err(|err| {

@@ -46,6 +46,9 @@ pub struct Config {
     /// Layer tests only: workers run tool code with full builtins and no static check, so tests
     /// can attack the OS layers directly. No command-line flag or variable sets this.
     pub unguarded_python: bool,
+    /// Installed PyPI packages (see `packages`): workers may read this directory, and a call
+    /// imports only from the package directories under it that its request grants.
+    pub packages_dir: Option<PathBuf>,
 }
 
 #[derive(Clone)]
@@ -220,6 +223,9 @@ impl Supervisor {
         command.arg("zygote");
         if self.inner.config.unguarded_python {
             command.arg("--unguarded-python-for-layer-tests");
+        }
+        if let Some(dir) = &self.inner.config.packages_dir {
+            command.arg("--packages-dir").arg(dir);
         }
         command
             .env_clear()
@@ -515,7 +521,17 @@ impl Supervisor {
                 );
             }
         };
-        let modules = request.allowed_modules.unwrap_or_else(default_modules);
+        let mut modules = request.allowed_modules.unwrap_or_else(default_modules);
+        let package_paths = match crate::packages::granted(
+            self.inner.config.packages_dir.as_deref(),
+            &request.packages,
+        ) {
+            Ok(granted) => {
+                modules.extend(granted.modules);
+                granted.paths
+            }
+            Err(message) => return failure(ErrorKind::Import, message, Usage::default()),
+        };
         let check_key = CheckedCodes::key(&request.code, &modules);
         let checked = self
             .inner
@@ -533,6 +549,7 @@ impl Supervisor {
             stdout_bytes: limits.stdout_bytes,
             result_bytes: limits.result_bytes,
             checked,
+            package_paths,
         };
         let scope = CallScope {
             allowed_hosts: request.allowed_hosts,

@@ -57,6 +57,7 @@ pub fn run(
             stdout_bytes,
             result_bytes,
             checked,
+            package_paths,
         } => {
             isolation::limit_memory(memory_mb.saturating_mul(1024 * 1024));
             python::execute(
@@ -72,6 +73,7 @@ pub fn run(
                     result_bytes,
                     checked,
                     unguarded,
+                    package_paths: &package_paths,
                 },
             )
         }

@@ -23,8 +23,8 @@ pub const CONTROL_FD: RawFd = 3;
 
 /// Entry point of `mcpbox-sandbox zygote`. Must run before any thread exists. `unguarded`
 /// (layer tests only) makes workers skip the Python-level guards; the OS layers stay.
-pub fn run(unguarded: bool) -> ! {
-    match serve(unguarded) {
+pub fn run(unguarded: bool, packages_dir: Option<std::path::PathBuf>) -> ! {
+    match serve(unguarded, packages_dir) {
         Ok(()) => unsafe { libc::_exit(0) },
         Err(err) => {
             eprintln!("mcpbox-sandbox zygote: {err}");
@@ -33,7 +33,7 @@ pub fn run(unguarded: bool) -> ! {
     }
 }
 
-fn serve(unguarded: bool) -> Result<(), Error> {
+fn serve(unguarded: bool, packages_dir: Option<std::path::PathBuf>) -> Result<(), Error> {
     // SAFETY: single-threaded process start-up; these calls touch only this process.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -42,7 +42,17 @@ fn serve(unguarded: bool) -> Result<(), Error> {
     let clean_environment = std::env::vars_os().next().is_none();
     let network_namespace = isolation::enter_network_namespace();
     python::initialize()?;
-    let (runtime, readable) = Python::attach(python::preload)?;
+    let (runtime, mut readable) = Python::attach(python::preload)?;
+    // Packages are not preloaded (one server's packages are not every server's): workers
+    // import a call's granted ones from here, so they must be able to read it.
+    // A missing directory is left out: Landlock refuses a rule on a path that does not exist.
+    if let Some(dir) = packages_dir
+        .filter(|dir| dir.is_dir())
+        .and_then(|dir| dir.to_str().map(str::to_owned))
+    {
+        crate::packages::preload_system_libraries();
+        readable.push(dir);
+    }
     let filter = isolation::worker_filter().ok();
     send(
         &ZygoteMessage::Ready {

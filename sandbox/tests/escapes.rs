@@ -65,6 +65,7 @@ impl Harness {
             pool_size: 4,
             program: PathBuf::from(env!("CARGO_BIN_EXE_mcpbox-sandbox")),
             unguarded_python: false,
+            packages_dir: None,
         })
         .await
         .expect("supervisor starts");
@@ -93,6 +94,7 @@ impl Harness {
             allowed_modules: None,
             allowed_hosts: case.hosts.iter().map(|h| self.code(h)).collect(),
             secrets: [("API_KEY".to_owned(), "tool-secret".to_owned())].into(),
+            packages: Vec::new(),
             limits: Limits {
                 timeout_ms: case.timeout_ms,
                 ..Limits::default()

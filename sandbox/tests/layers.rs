@@ -14,6 +14,7 @@ async fn unguarded() -> Supervisor {
         pool_size: 2,
         program: PathBuf::from(env!("CARGO_BIN_EXE_mcpbox-sandbox")),
         unguarded_python: true,
+        packages_dir: None,
     })
     .await
     .expect("supervisor starts")
@@ -27,6 +28,7 @@ async fn run(supervisor: &Supervisor, code: &str) -> ExecuteResponse {
             allowed_modules: None,
             allowed_hosts: vec![],
             secrets: Default::default(),
+            packages: Vec::new(),
             limits: Limits {
                 timeout_ms: 5_000,
                 ..Limits::default()

@@ -20,6 +20,7 @@ async fn supervisor(pool_size: usize) -> Supervisor {
         pool_size,
         program: PathBuf::from(BINARY),
         unguarded_python: false,
+        packages_dir: None,
     })
     .await
     .expect("supervisor starts")
@@ -32,6 +33,7 @@ fn request(code: &str, arguments: &str, timeout_ms: u64) -> ExecuteRequest {
         allowed_modules: None,
         allowed_hosts: vec![],
         secrets: Default::default(),
+        packages: Vec::new(),
         limits: Limits {
             timeout_ms,
             ..Limits::default()

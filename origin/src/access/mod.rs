@@ -152,7 +152,13 @@ pub async fn request(
             "give a justification of 1 to 2000 characters".into(),
         ));
     }
+    let mut resolution = None;
     let (target, port) = match new.kind {
+        Kind::Module if crate::packages::is_distribution(&state.packages, new.target) => {
+            let (target, resolved) = package_target(state, &tool.server_id, &new).await?;
+            resolution = Some(resolved);
+            (target, None)
+        }
         Kind::Module => {
             check_module(new.target)?;
             if new.port.is_some() {
@@ -214,7 +220,71 @@ pub async fn request(
         status: if auto { "approved" } else { "pending" },
         reviewer: auto.then_some(&policy),
     };
-    insert(state, audit, row).await
+    let request = insert(state, audit, row).await?;
+    if let Some(resolved) = resolution {
+        crate::packages::store_resolution(&state.db, &request.id, &target, &resolved).await?;
+        if auto {
+            crate::packages::enqueue(state, &resolved).await?;
+        }
+    }
+    Ok(request)
+}
+
+/// A module request naming a PyPI distribution: the pip requirement it stands for and what it
+/// resolves to now (the reviewer sees and approves exactly that; see `packages`).
+async fn package_target(
+    state: &AppState,
+    server_id: &str,
+    new: &NewRequest<'_>,
+) -> Result<(String, Vec<crate::packages::Resolved>)> {
+    if new.port.is_some() {
+        return Err(Error::Validation("a module request has no port".into()));
+    }
+    let spec = crate::packages::parse_spec(new.target)?;
+    let target = spec.requirement();
+    let approved: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM access_requests WHERE kind = 'module' AND server_id = $1 AND target = $2 AND status = 'approved'",
+    )
+    .bind(server_id)
+    .bind(&target)
+    .fetch_one(&state.db.pool)
+    .await?
+    .try_get("n")?;
+    if approved > 0 {
+        return Err(Error::Conflict(format!(
+            "the package {target} is already approved for this server"
+        )));
+    }
+    let config = state.packages.config()?;
+    let resolved = crate::packages::resolve::resolve(&config, &spec).await?;
+    Ok((target, resolved))
+}
+
+/// Before approving a package request: resolve again and refuse when the result differs from
+/// what the reviewer was shown (a new release, a changed dependency, another wheel), storing
+/// the new resolution for the next review. `Ok(None)` for plain module requests.
+async fn check_package_approval(
+    state: &AppState,
+    id: &str,
+) -> Result<Option<Vec<crate::packages::Resolved>>> {
+    let Some(shown) = crate::packages::resolution_of(&state.db, id).await? else {
+        return Ok(None);
+    };
+    let request = get(&state.db, Kind::Module, id).await?;
+    if request.status != "pending" {
+        return Ok(None); // `transition` gives the error
+    }
+    let spec = crate::packages::parse_spec(&request.target)?;
+    let config = state.packages.config()?;
+    let now = crate::packages::resolve::resolve(&config, &spec).await?;
+    if crate::packages::pins(&now) != crate::packages::pins(&shown) {
+        crate::packages::store_resolution(&state.db, id, &request.target, &now).await?;
+        return Err(Error::Conflict(format!(
+            "what {} resolves to changed since it was shown (versions or hashes); review the new              resolution and approve again",
+            request.target
+        )));
+    }
+    Ok(Some(shown))
 }
 
 /// A new row of the queue.
@@ -367,7 +437,15 @@ pub async fn approve(
     id: &str,
     reviewer: &Reviewer,
 ) -> Result<AccessRequest> {
-    transition(state, kind, id, ("pending", "approved"), reviewer, None).await
+    let package = match kind {
+        Kind::Module => check_package_approval(state, id).await?,
+        Kind::Network => None,
+    };
+    let request = transition(state, kind, id, ("pending", "approved"), reviewer, None).await?;
+    if let Some(resolved) = package {
+        crate::packages::enqueue(state, &resolved).await?;
+    }
+    Ok(request)
 }
 
 pub async fn reject(
@@ -498,7 +576,10 @@ pub async fn requests_of(
 /// requests.
 pub async fn allowed_modules(db: &Db, server_id: &str) -> Result<Vec<String>> {
     let (mut modules, _) = crate::settings::global_modules(db).await?;
-    let rows = sqlx::query("SELECT DISTINCT target FROM access_requests WHERE server_id = $1 AND kind = 'module' AND status = 'approved'")
+    modules.extend(crate::packages::approved_import_names(db, server_id).await?);
+    // Package requests grant their import names (above), not their targets.
+    let rows = sqlx::query("SELECT DISTINCT target FROM access_requests WHERE server_id = $1 AND kind = 'module' AND status = 'approved' \
+         AND id NOT IN (SELECT request_id FROM package_resolutions)")
         .bind(server_id)
         .fetch_all(&db.pool)
         .await?;

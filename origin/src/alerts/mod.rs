@@ -12,7 +12,8 @@
 //!   sources waiting longer than the setting `approval_wait_minutes`;
 //! - `SignInFailures`: `auth::sign_in` (`Alerts::sign_in_failed`): `sign_in_failures` failed
 //!   or throttled sign-ins within `sign_in_window_minutes`, from anywhere;
-//! - `PackageVulnerable`: the hook for the package audit (issue #14), which does not exist yet.
+//! - `PackageVulnerable`: `packages::recheck` (daily and on demand), for an installed package
+//!   version OSV lists a vulnerability for that it did not list before.
 //!
 //! `raise` never waits: it deduplicates (the same kind and subject within
 //! `dedup_window_minutes` raise once), then `try_send`s into a bounded queue; a full queue drops

@@ -256,12 +256,14 @@ async fn execute(
     allowed_modules: Vec<String>,
     allowed_hosts: Vec<String>,
 ) -> Result<contract::sandbox::ExecuteResponse> {
+    let packages = crate::packages::grants(state, &approved.server_id).await?;
     let request = ExecuteRequest {
         code: approved.code.clone(),
         arguments: arguments.to_string(),
         allowed_modules: Some(allowed_modules),
         allowed_hosts,
         secrets,
+        packages,
         limits: Limits {
             timeout_ms: approved.timeout_ms.max(1) as u64,
             ..Limits::default()

@@ -141,7 +141,7 @@ pub fn tools() -> Vec<Tool> {
         ),
         (
             "mcpbox_request_module",
-            "Ask a person to allow a Python module for a tool's server.",
+            "Ask a person to allow a Python module for a tool's server: a standard-library module (`csv`), or a PyPI distribution with an optional version (`pyyaml`, `feedparser==6.0.11`). A distribution is resolved now (exact versions, hashes, known vulnerabilities) and installed when approved; the tool then imports it under its import names (`import yaml`).",
             json!({"tool_id": {"type": "string"}, "module_name": {"type": "string"}, "justification": {"type": "string"}}),
             &["tool_id", "module_name", "justification"][..],
             false,

@@ -41,6 +41,8 @@ const QUEUE_LIMIT: i64 = 200;
 pub struct RequestRow {
     pub request: AccessRequest,
     pub server_name: String,
+    /// A package request: exactly what approving installs (versions, hashes, metadata, OSV).
+    pub resolution: Option<Vec<crate::packages::Resolved>>,
 }
 
 #[derive(Template)]
@@ -70,9 +72,11 @@ async fn with_servers(
                 name
             }
         };
+        let resolution = crate::packages::resolution_of(&state.db, &request.id).await?;
         rows.push(RequestRow {
             request,
             server_name,
+            resolution,
         });
     }
     Ok(rows)

@@ -22,6 +22,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/settings", get(show).post(update))
         .route("/ui/settings/preset", post(apply_preset))
         .route("/ui/settings/modules", post(change_modules))
+        .route("/ui/settings/packages/recheck", post(recheck_packages))
         .route("/ui/settings/rate-limits", post(change_rate_limits))
         .route("/ui/settings/edge", post(change_edge))
         .route("/ui/settings/edge/sync", post(sync_edge))
@@ -36,6 +37,8 @@ struct SettingsPage {
     policy: Policy,
     modules: Vec<String>,
     custom_modules: bool,
+    /// Installed PyPI packages with their versions and known vulnerabilities.
+    packages: Vec<crate::packages::Installed>,
     rate_limits: crate::ratelimit::Limits,
     /// The Worker's extra CORS origins and redirect URIs, one per line (admins only).
     edge: Option<(String, String, SyncStatus)>,
@@ -49,6 +52,7 @@ async fn show(State(state): State<AppState>, ui: Ui) -> Page {
         policy: settings::policy(&state.db).await?,
         modules,
         custom_modules,
+        packages: crate::packages::installed(&state).await?,
         rate_limits: crate::ratelimit::limits::stored(&state.db).await?,
         edge: if ui.can(Role::Admin) {
             let (settings, sync) = edge::settings(&state).await?;
@@ -162,6 +166,25 @@ async fn change_modules(State(state): State<AppState>, ui: Ui, form: Form) -> Re
     }
     .await;
     outcome("/ui/settings", result, "Module allowlist saved.")
+}
+
+/// Asks OSV about every installed package now (the same re-check as the daily one).
+async fn recheck_packages(State(state): State<AppState>, ui: Ui) -> Response {
+    let result = async {
+        ui.require(Role::Admin)?;
+        let packages = crate::packages::recheck(&state).await?;
+        let event = crate::activity::NewEvent::info(
+            "package.recheck",
+            format!("{} packages checked against OSV", packages.len()),
+        );
+        crate::activity::record_now(&state, &ui.audit(), event).await
+    }
+    .await;
+    outcome(
+        "/ui/settings#packages",
+        result,
+        "Packages checked against OSV.",
+    )
 }
 
 /// The rate limits: two numbers for each of the three limits.

@@ -184,6 +184,24 @@ impl TestApp {
         TestApp::assemble(self.state.db.clone(), sandbox, self._dir)
     }
 
+    /// The same app with a real sandbox supervisor started over `data_dir` (whose `packages`
+    /// directory its workers may read), for the package tests.
+    #[allow(dead_code)] // only the package tests
+    pub async fn with_sandbox_at(self, data_dir: &std::path::Path) -> TestApp {
+        let exe = std::env::current_exe().unwrap();
+        let binary = exe
+            .parent()
+            .and_then(|p| p.parent())
+            .unwrap()
+            .join("mcpbox-sandbox");
+        let source = SandboxSource::Spawn {
+            binary,
+            data_dir: data_dir.to_owned(),
+        };
+        let sandbox = Sandbox::open(source).await.unwrap();
+        TestApp::assemble(self.state.db.clone(), sandbox, self._dir)
+    }
+
     /// The same app with the Cloudflare wizard pointed at `config` (a stand-in API).
     pub fn with_cloudflare(self, config: origin::cloudflare::Config) -> TestApp {
         let state = AppState::with_cloudflare(
