@@ -60,6 +60,7 @@ impl Setup {
                 tool_id: &self.tool,
                 target,
                 port,
+                lan: None,
                 justification: "needed for the report",
             },
         )
