@@ -37,10 +37,7 @@ impl HostEntry {
         }
         if let Some(rest) = entry.strip_prefix(LAN_PREFIX) {
             let (host, port) = split_host_port(rest).ok()?;
-            return Some(HostEntry::Lan {
-                host,
-                port: port?,
-            });
+            return Some(HostEntry::Lan { host, port: port? });
         }
         let (host, port) = split_host_port(entry).ok()?;
         Some(HostEntry::Public { host, port })
@@ -92,7 +89,9 @@ pub fn split_host_port(text: &str) -> Result<(String, Option<u16>), String> {
             .split_once(']')
             .ok_or_else(|| format!("{text:?}: an IPv6 address in brackets needs its ']'"))?;
         if host.parse::<Ipv6Addr>().is_err() {
-            return Err(format!("{text:?}: {host:?} in brackets is not an IPv6 address"));
+            return Err(format!(
+                "{text:?}: {host:?} in brackets is not an IPv6 address"
+            ));
         }
         match tail {
             "" => (host, None),
@@ -118,7 +117,11 @@ pub fn split_host_port(text: &str) -> Result<(String, Option<u16>), String> {
         None => None,
         Some(port) => match port.parse::<u16>() {
             Ok(port) if port > 0 => Some(port),
-            _ => return Err(format!("{text:?}: the port must be a number from 1 to 65535")),
+            _ => {
+                return Err(format!(
+                    "{text:?}: the port must be a number from 1 to 65535"
+                ));
+            }
         },
     };
     if host.trim().is_empty() {
@@ -190,7 +193,8 @@ pub fn is_lan_address(ip: IpAddr) -> bool {
             Some(v4) => is_lan_v4(v4),
             None => {
                 let s = v6.segments();
-                (s[0] & 0xfe00) == 0xfc00 && v6 != Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+                (s[0] & 0xfe00) == 0xfc00
+                    && v6 != Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
             }
         },
     }
@@ -199,7 +203,9 @@ pub fn is_lan_address(ip: IpAddr) -> bool {
 fn is_lan_v4(ip: Ipv4Addr) -> bool {
     let [a, b, _, _] = ip.octets();
     let metadata = ip == Ipv4Addr::new(100, 100, 100, 200);
-    (a == 10 || (a == 172 && (b & 0xf0) == 16) || (a == 192 && b == 168)
+    (a == 10
+        || (a == 172 && (b & 0xf0) == 16)
+        || (a == 192 && b == 168)
         || (a == 100 && (b & 0xc0) == 64))
         && !metadata
 }
@@ -282,7 +288,15 @@ mod tests {
             split_host_port("[fd00::1]:80"),
             Ok(("fd00::1".into(), Some(80)))
         );
-        for bad in ["", ":80", "[fd00::1", "[nope]:80", "[fd00::1]80", "fd00::1:x", "a:b"] {
+        for bad in [
+            "",
+            ":80",
+            "[fd00::1",
+            "[nope]:80",
+            "[fd00::1]80",
+            "fd00::1:x",
+            "a:b",
+        ] {
             assert!(split_host_port(bad).is_err(), "{bad}");
         }
     }

@@ -28,13 +28,25 @@ fn the_target_grammar() {
         access::network_target(target, port, lan).unwrap_or_else(|err| panic!("{target}: {err}"))
     };
     let t = ok("192.168.1.20:8123", None, None);
-    assert_eq!((t.host.as_str(), t.port, t.lan), ("192.168.1.20", Some(8123), true));
+    assert_eq!(
+        (t.host.as_str(), t.port, t.lan),
+        ("192.168.1.20", Some(8123), true)
+    );
     let t = ok("NAS.lan.", Some(5000), Some(true));
-    assert_eq!((t.host.as_str(), t.port, t.lan), ("nas.lan", Some(5000), true));
+    assert_eq!(
+        (t.host.as_str(), t.port, t.lan),
+        ("nas.lan", Some(5000), true)
+    );
     let t = ok("[FD00::5]:1883", None, None);
-    assert_eq!((t.host.as_str(), t.port, t.lan), ("fd00::5", Some(1883), true));
+    assert_eq!(
+        (t.host.as_str(), t.port, t.lan),
+        ("fd00::5", Some(1883), true)
+    );
     let t = ok("api.example.com", None, None);
-    assert_eq!((t.host.as_str(), t.port, t.lan), ("api.example.com", None, false));
+    assert_eq!(
+        (t.host.as_str(), t.port, t.lan),
+        ("api.example.com", None, false)
+    );
     let t = ok("api.example.com:8443", Some(8443), None);
     assert_eq!((t.port, t.lan), (Some(8443), false));
     let t = ok("2606:4700::1111", None, None);
@@ -43,7 +55,12 @@ fn the_target_grammar() {
         ("nas.lan", None, Some(true), "needs a port"),
         ("192.168.1.20", None, None, "needs a port"),
         ("192.168.1.20:8123", None, Some(false), "private address"),
-        ("192.168.1.20:8123", Some(80), None, "the port field says 80"),
+        (
+            "192.168.1.20:8123",
+            Some(80),
+            None,
+            "the port field says 80",
+        ),
         ("127.0.0.1:8000", None, Some(true), "can never be allowed"),
         ("127.0.0.1", None, None, "can never be allowed"),
         ("[::1]:80", None, None, "can never be allowed"),
@@ -52,8 +69,18 @@ fn the_target_grammar() {
         ("100.100.100.200:80", None, None, "can never be allowed"),
         ("[::ffff:127.0.0.1]:80", None, None, "can never be allowed"),
         ("0.0.0.0:80", None, Some(true), "can never be allowed"),
-        ("localhost:8000", None, Some(true), "can never be a LAN host"),
-        ("metadata.google.internal:80", None, Some(true), "can never be a LAN host"),
+        (
+            "localhost:8000",
+            None,
+            Some(true),
+            "can never be a LAN host",
+        ),
+        (
+            "metadata.google.internal:80",
+            None,
+            Some(true),
+            "can never be a LAN host",
+        ),
         ("8.8.8.8:53", None, Some(true), "public address"),
         ("fd00::5:1883", None, None, "needs a port"),
         ("nas.lan:0", None, Some(true), "port must be"),
@@ -123,7 +150,11 @@ async fn lan_targets_are_checked_and_stored_as_lan(app: TestApp) {
     assert_eq!(named.status, StatusCode::CREATED, "{}", named.text);
     let public = s
         .app
-        .post(&base, Some(&s.admin), json!({"host": "nas.lan", "port": 80}))
+        .post(
+            &base,
+            Some(&s.admin),
+            json!({"host": "nas.lan", "port": 80}),
+        )
         .await;
     assert_eq!(public.body["scope"], "public");
     for bad in [
@@ -206,24 +237,36 @@ async fn lan_requests_over_mcp_and_approval(app: TestApp) {
             .map(|answer| answer.expect("a management tool"))
         }
     };
-    let asked = call(json!({"tool_id": s.tool, "host": "nas.lan:1883", "lan": true,
-                             "justification": "MQTT broker for the lights"}))
+    let asked = call(
+        json!({"tool_id": s.tool, "host": "nas.lan:1883", "lan": true,
+                             "justification": "MQTT broker for the lights"}),
+    )
     .await
     .unwrap();
     assert_eq!(asked["scope"], "lan", "{asked}");
     assert_eq!(asked["target"], "nas.lan", "{asked}");
     assert_eq!(asked["port"], 1883, "{asked}");
-    let refused = call(json!({"tool_id": s.tool, "host": "127.0.0.1:1883", "lan": true,
-                               "justification": "x"}))
+    let refused = call(
+        json!({"tool_id": s.tool, "host": "127.0.0.1:1883", "lan": true,
+                               "justification": "x"}),
+    )
     .await
     .unwrap_err();
     assert!(matches!(refused, origin::Error::Validation(_)), "{refused}");
-    assert!(refused.to_string().contains("can never be allowed"), "{refused}");
-    let wrong_type = call(json!({"tool_id": s.tool, "host": "nas.lan:1883", "lan": "yes",
-                                  "justification": "x"}))
+    assert!(
+        refused.to_string().contains("can never be allowed"),
+        "{refused}"
+    );
+    let wrong_type = call(
+        json!({"tool_id": s.tool, "host": "nas.lan:1883", "lan": "yes",
+                                  "justification": "x"}),
+    )
     .await
     .unwrap_err();
-    assert!(wrong_type.to_string().contains("must be true or false"), "{wrong_type}");
+    assert!(
+        wrong_type.to_string().contains("must be true or false"),
+        "{wrong_type}"
+    );
     // The tool's description tells an LLM how to ask.
     let listed = s.app.mcp("tools/list", json!({})).await;
     let tool = listed["result"]["tools"]
@@ -233,12 +276,18 @@ async fn lan_requests_over_mcp_and_approval(app: TestApp) {
         .find(|t| t["name"] == "mcpbox_request_network_access")
         .cloned()
         .unwrap_or(Value::Null);
-    assert_eq!(tool["inputSchema"]["properties"]["lan"]["type"], "boolean", "{tool}");
+    assert_eq!(
+        tool["inputSchema"]["properties"]["lan"]["type"], "boolean",
+        "{tool}"
+    );
     // Approved, the run's hosts carry it as a LAN entry.
     let approved = s
         .app
         .post(
-            &format!("/api/approvals/network/{}/action", asked["id"].as_str().unwrap()),
+            &format!(
+                "/api/approvals/network/{}/action",
+                asked["id"].as_str().unwrap()
+            ),
             Some(&s.admin),
             json!({"action": "approve"}),
         )

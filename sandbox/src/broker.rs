@@ -119,9 +119,9 @@ impl CallScope {
 
     /// `host` (normalised) and `port` are an approved LAN target.
     pub fn is_lan(&self, host: &str, port: u16) -> bool {
-        self.entries().any(|entry| {
-            matches!(entry, HostEntry::Lan { host: h, port: p } if h == host && p == port)
-        })
+        self.entries().any(
+            |entry| matches!(entry, HostEntry::Lan { host: h, port: p } if h == host && p == port),
+        )
     }
 
     /// `host:port` is covered by a public entry (`*`, `host`, `host:port`).

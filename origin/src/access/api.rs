@@ -365,12 +365,7 @@ async fn add_host(
     audited.auth.require(Role::Admin)?;
     let reviewer = Reviewer::from_audited(&audited)?;
     let added = super::allow_host(
-        &state,
-        &server_id,
-        &body.host,
-        body.port,
-        body.lan,
-        &reviewer,
+        &state, &server_id, &body.host, body.port, body.lan, &reviewer,
     )
     .await?;
     Ok((StatusCode::CREATED, Json(added.into())))

@@ -92,9 +92,9 @@ struct NothingElse;
 impl reqwest::dns::Resolve for NothingElse {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_owned();
-        Box::pin(async move {
-            Err(Box::new(Refused(format!("refused: {host} was not checked"))) as _)
-        })
+        Box::pin(
+            async move { Err(Box::new(Refused(format!("refused: {host} was not checked"))) as _) },
+        )
     }
 }
 
@@ -157,7 +157,13 @@ mod tests {
     #[test]
     fn lan_targets_reach_private_ranges_but_never_the_host_or_metadata() {
         let local: Vec<IpAddr> = vec!["192.168.1.5".parse().unwrap()];
-        for ok in ["192.168.1.20", "10.0.0.2", "100.64.1.1", "fd00::20", "1.1.1.1"] {
+        for ok in [
+            "192.168.1.20",
+            "10.0.0.2",
+            "100.64.1.1",
+            "fd00::20",
+            "1.1.1.1",
+        ] {
             assert!(lan_allows(ok.parse().unwrap(), &local).is_ok(), "{ok}");
         }
         for never in [
@@ -173,7 +179,10 @@ mod tests {
             "192.168.1.5",
             "::ffff:192.168.1.5",
         ] {
-            assert!(lan_allows(never.parse().unwrap(), &local).is_err(), "{never}");
+            assert!(
+                lan_allows(never.parse().unwrap(), &local).is_err(),
+                "{never}"
+            );
         }
     }
 

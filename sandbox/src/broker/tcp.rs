@@ -89,7 +89,11 @@ impl TcpSession {
         }
         self.attempts += 1;
         let addrs = broker.tcp_addresses(host, port, scope).await?;
-        let wait = until(scope, timeout_ms.map(Duration::from_millis), CONNECT_TIMEOUT)?;
+        let wait = until(
+            scope,
+            timeout_ms.map(Duration::from_millis),
+            CONNECT_TIMEOUT,
+        )?;
         let socket = tokio::time::timeout(wait, TcpStream::connect(&addrs[..]))
             .await
             .map_err(|_| format!("connecting to {host}:{port} timed out"))?
@@ -153,9 +157,7 @@ impl TcpSession {
                     .decode(text)
                     .map_err(|_| "invalid delimiter".to_owned())?;
                 if bytes.is_empty() || bytes.len() > MAX_DELIMITER {
-                    return Err(format!(
-                        "the delimiter must be 1 to {MAX_DELIMITER} bytes"
-                    ));
+                    return Err(format!("the delimiter must be 1 to {MAX_DELIMITER} bytes"));
                 }
                 Some(bytes)
             }
@@ -231,7 +233,11 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// How long an operation may wait: its own timeout or `default`, never past the deadline.
-fn until(scope: &CallScope, asked: Option<Duration>, default: Duration) -> Result<Duration, String> {
+fn until(
+    scope: &CallScope,
+    asked: Option<Duration>,
+    default: Duration,
+) -> Result<Duration, String> {
     let left = scope
         .deadline
         .checked_duration_since(Instant::now())
