@@ -60,7 +60,6 @@ impl Setup {
                 tool_id: &self.tool,
                 target,
                 port,
-                lan: None,
                 justification: "needed for the report",
             },
         )

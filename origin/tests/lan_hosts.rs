@@ -104,6 +104,7 @@ struct Setup {
 
 impl Setup {
     async fn new(app: TestApp) -> Setup {
+        let app = app.with_sandbox().await;
         let admin = app.admin().await.token("access_token");
         let server = app.create_server(&admin, "home").await;
         let code = "def main() -> str:\n    return 'plain'\n";
@@ -176,18 +177,19 @@ async fn lan_targets_are_checked_and_stored_as_lan(app: TestApp) {
     );
     // A tool's request for something already allowed is a conflict; the LAN one for another
     // port is new.
+    let llm = llm();
     let request = |target: &'static str, lan: Option<bool>| {
-        access::request(
+        access::request_scoped(
             &s.app.state,
-            &llm(),
+            &llm,
             NewRequest {
                 kind: Kind::Network,
                 tool_id: &s.tool,
                 target,
                 port: None,
-                lan,
                 justification: "the lights",
             },
+            lan,
         )
     };
     assert!(matches!(
@@ -201,8 +203,8 @@ async fn lan_targets_are_checked_and_stored_as_lan(app: TestApp) {
     let policy = s
         .app
         .call(
-            axum::http::Method::PUT,
-            "/api/settings/policy",
+            axum::http::Method::PATCH,
+            "/api/settings/security-policy",
             Some(&s.admin),
             json!({"network_access_policy": "allow_all_public"}),
         )

@@ -229,8 +229,6 @@ pub struct NewRequest<'a> {
     pub tool_id: &'a str,
     pub target: &'a str,
     pub port: Option<i64>,
-    /// Network requests: ask for a LAN host (`None`: a private IP literal is one, else public).
-    pub lan: Option<bool>,
     pub justification: &'a str,
 }
 
@@ -240,6 +238,17 @@ pub async fn request(
     state: &AppState,
     audit: &Audit,
     new: NewRequest<'_>,
+) -> Result<AccessRequest> {
+    request_scoped(state, audit, new, None).await
+}
+
+/// [`request`], saying whether a network request is for a LAN host (`lan`; `None`: a private
+/// IP address is one, anything else is public). Module requests take `None` only.
+pub async fn request_scoped(
+    state: &AppState,
+    audit: &Audit,
+    new: NewRequest<'_>,
+    lan: Option<bool>,
 ) -> Result<AccessRequest> {
     let db = &state.db;
     let tool = crate::tools::get(db, new.tool_id).await?;
@@ -251,7 +260,7 @@ pub async fn request(
     let (target, port, scope) = match new.kind {
         Kind::Module => {
             check_module(new.target)?;
-            if new.port.is_some() || new.lan.is_some() {
+            if new.port.is_some() || lan.is_some() {
                 return Err(Error::Validation(
                     "a module request has no port and no LAN flag".into(),
                 ));
@@ -266,7 +275,7 @@ pub async fn request(
             (new.target.to_owned(), None, "public")
         }
         Kind::Network => {
-            let target = network_target(new.target, new.port, new.lan)?;
+            let target = network_target(new.target, new.port, lan)?;
             let wanted = host_entry(&target);
             let covered = allowed_hosts(db, &tool.server_id)
                 .await?

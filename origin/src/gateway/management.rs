@@ -474,10 +474,9 @@ pub async fn call(
                 tool_id: text(args, "tool_id")?,
                 target: text(args, if module { "module_name" } else { "host" })?,
                 port,
-                lan,
                 justification: text(args, "justification")?,
             };
-            access_json(crate::access::request(state, audit, new).await?)
+            access_json(crate::access::request_scoped(state, audit, new, lan).await?)
         }
         "mcpbox_delete_server" => {
             let server_id = text(args, "server_id")?;
