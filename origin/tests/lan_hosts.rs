@@ -282,6 +282,13 @@ async fn lan_requests_over_mcp_and_approval(app: TestApp) {
         tool["inputSchema"]["properties"]["lan"]["type"], "boolean",
         "{tool}"
     );
+    // The approval page says which kind of host a person is approving.
+    let page = approvals_page(&s.app).await;
+    let row = page
+        .lines()
+        .find(|line| line.contains("nas.lan:1883"))
+        .unwrap_or_else(|| panic!("no row for nas.lan:1883 in {page}"));
+    assert!(row.contains("LAN host"), "{row}");
     // Approved, the run's hosts carry it as a LAN entry.
     let approved = s
         .app
@@ -296,4 +303,48 @@ async fn lan_requests_over_mcp_and_approval(app: TestApp) {
         .await;
     assert_eq!(approved.status, StatusCode::OK, "{}", approved.text);
     assert_eq!(s.hosts().await, json!(["lan:nas.lan:1883"]));
+}
+
+/// The admin's `/ui/approvals` page, signed in through the login form.
+async fn approvals_page(app: &TestApp) -> String {
+    use axum::body::Body;
+    use axum::http::{Method, header};
+    fn cookies(response: &Response, jar: &mut Vec<String>) {
+        for value in response.headers.get_all(header::SET_COOKIE) {
+            let pair = value
+                .to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_owned();
+            let name = pair.split('=').next().unwrap().to_owned();
+            jar.retain(|c| !c.starts_with(&format!("{name}=")));
+            jar.push(pair);
+        }
+    }
+    let mut jar = Vec::new();
+    let send = |method: Method, path: &str, jar: &[String], form: Option<String>| {
+        let mut builder = TestApp::request(method, path, None, LOCAL)
+            .header(header::HOST, "mcpbox.test")
+            .header(header::COOKIE, jar.join("; "));
+        if form.is_some() {
+            builder = builder.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        }
+        app.send(builder.body(Body::from(form.unwrap_or_default())).unwrap())
+    };
+    let login = send(Method::GET, "/ui/login", &jar, None).await;
+    cookies(&login, &mut jar);
+    let marker = "name=\"_csrf\" value=\"";
+    let start = login.text.find(marker).expect("a CSRF token") + marker.len();
+    let csrf = login.text[start..start + 64].to_owned();
+    let form = format!(
+        "_csrf={csrf}&username={ADMIN}&password={}",
+        PASSWORD.replace(' ', "+")
+    );
+    let signed_in = send(Method::POST, "/ui/login", &jar, Some(form)).await;
+    cookies(&signed_in, &mut jar);
+    let page = send(Method::GET, "/ui/approvals", &jar, None).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    page.text
 }
