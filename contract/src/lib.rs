@@ -8,6 +8,7 @@
 pub mod edge;
 pub mod error;
 pub mod headers;
+pub mod network;
 pub mod sandbox;
 
 pub use error::{ErrorBody, ErrorDetail};

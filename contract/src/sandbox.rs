@@ -220,7 +220,9 @@ pub struct ExecuteRequest {
     /// Importable modules; `None` means [`DEFAULT_MODULES`].
     #[serde(default)]
     pub allowed_modules: Option<Vec<String>>,
-    /// Hosts `http` may reach: `host` (any port) or `host:port`. Empty means no network.
+    /// Where `http` and `tcp` may go: `host` (any port), `host:port`, `*` (any public host), or
+    /// `lan:host:port` (an approved LAN host and port, which may be a private address). Grammar
+    /// and address rules: [`crate::network`]. Empty means no network.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
     /// Exposed to the tool as the read-only mapping `secrets`.

@@ -881,6 +881,114 @@ def make_http(send):
     return Client()
 
 
+class TCPError(Exception):
+    pass
+
+
+def make_tcp(send):
+    """The `tcp` global: raw TCP to approved `host:port` targets. The broker owns the sockets;
+    each method is one message to it (`protocol::TcpRequest`), so the tool never holds one."""
+    import base64 as _b64
+
+    def _call(message):
+        reply = send(message)
+        if "error" in reply:
+            raise TCPError(reply["error"])
+        return reply
+
+    def _bytes(data):
+        if isinstance(data, str):
+            return data.encode()
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            return bytes(data)
+        raise TypeError("data must be bytes or str")
+
+    def _ms(timeout):
+        return None if timeout is None else max(1, int(float(timeout) * 1000))
+
+    class Stream:
+        """A broker-owned TCP stream. Closed when the tool's call ends, whatever happens."""
+
+        __slots__ = ("_id", "peer", "_closed")
+
+        def __init__(self, id_, peer):
+            self._id = id_
+            self.peer = peer
+            self._closed = False
+
+        async def send(self, data):
+            return _call({"op": "send", "stream": self._id,
+                          "data": _b64.b64encode(_bytes(data)).decode()})["sent"]
+
+        async def sendall(self, data):
+            await self.send(data)
+
+        async def recv(self, max=65536, timeout=None):
+            """Up to `max` bytes as they arrive; b"" at the end of the stream."""
+            reply = _call({"op": "recv", "stream": self._id, "max": int(max), "until": None,
+                           "timeout_ms": _ms(timeout)})
+            return _b64.b64decode(reply["data"])
+
+        async def recv_until(self, delimiter=b"\n", max=65536, timeout=None):
+            """Bytes up to and including `delimiter` (or `max` bytes, or what came before the
+            end of the stream)."""
+            reply = _call({"op": "recv", "stream": self._id, "max": int(max),
+                           "until": _b64.b64encode(_bytes(delimiter)).decode(),
+                           "timeout_ms": _ms(timeout)})
+            return _b64.b64decode(reply["data"])
+
+        async def recv_exactly(self, n, timeout=None):
+            """Exactly `n` bytes, or TCPError if the stream ends first."""
+            out = b""
+            while len(out) < n:
+                chunk = await self.recv(n - len(out), timeout=timeout)
+                if not chunk:
+                    raise TCPError(f"the stream ended after {len(out)} of {n} bytes")
+                out += chunk
+            return out
+
+        def _close(self):
+            if not self._closed:
+                self._closed = True
+                _call({"op": "close", "stream": self._id})
+
+        async def close(self):
+            self._close()
+
+        async def __aenter__(self):
+            return self
+
+        async def __aexit__(self, *exc):
+            self._close()
+            return False
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._close()
+            return False
+
+        def __repr__(self):
+            return f"<tcp.Stream {self.peer}>"
+
+    class TCP:
+        __slots__ = ()
+
+        async def connect(self, host, port, timeout=None):
+            """A stream to an approved `host:port` (an approved LAN host, or a public host
+            approved with that port)."""
+            if not isinstance(host, str):
+                raise TypeError("host must be a string")
+            if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+                raise TypeError("port must be an integer from 1 to 65535")
+            reply = _call({"op": "connect", "host": host, "port": port,
+                           "timeout_ms": _ms(timeout)})
+            return Stream(reply["stream"], reply["peer"])
+
+    return TCP()
+
+
 def make_print(write):
     """`print` for tools: text goes to the capped capture buffer in Rust, never to a real fd."""
 
@@ -903,6 +1011,7 @@ def configure(send, write, overrides, default_modules):
     and the default modules' proxies, so a worker does not rebuild them for every call."""
     import builtins as real_builtins
     _SHARED["http"] = make_http(send)
+    _SHARED["tcp"] = make_tcp(send)
     _SHARED["print"] = make_print(write)
     _SHARED["importer"] = make_importer(overrides)
     base = {name: getattr(real_builtins, name) for name in _SAFE_BUILTIN_NAMES}
@@ -910,6 +1019,7 @@ def configure(send, write, overrides, default_modules):
     base["print"] = _SHARED["print"]
     base["HTTPError"] = HTTPError
     base["HTTPStatusError"] = HTTPStatusError
+    base["TCPError"] = TCPError
     _SHARED["builtins"] = base
     table = ModuleTable(default_modules, _SHARED["importer"])
     for name in default_modules:
@@ -926,6 +1036,7 @@ def make_globals(allowed, secrets):
         "__name__": "tool",
         "secrets": types.MappingProxyType(dict(secrets)),
         "http": _SHARED["http"],
+        "tcp": _SHARED["tcp"],
     }
     # The reference system gave tools `json` and `datetime` without an import; keep that.
     for name in ("json", "datetime"):

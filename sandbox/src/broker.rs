@@ -10,8 +10,15 @@
 //! * the connection goes to the address that was checked: resolution happens once, inside the
 //!   client's resolver, so DNS cannot answer differently between the check and the connect;
 //! * redirects are followed by hand, each hop checked again; sizes and times are capped.
+//!
+//! An approved LAN host (`lan:host:port` entries, [`contract::network`]) is the one exception
+//! to "public only": exactly that host and port may be a private address (`lan`), and raw TCP
+//! streams go to approved `host:port` targets only (`tcp`).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+mod lan;
+pub mod tcp;
+
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +26,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use tokio::time::Instant;
 use url::{Host, Url};
+
+use contract::network::HostEntry;
 
 use crate::protocol::{HttpReply, HttpRequest};
 
@@ -54,48 +63,9 @@ impl AddressPolicy {
     }
 }
 
+/// Public addresses only: the one definition is `contract::network::is_public`.
 pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => is_public_v6(v6),
-    }
-}
-
-fn is_public_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, c, _] = ip.octets();
-    let reserved = a == 0                       // "this network"
-        || a == 10                               // private
-        || a == 127                              // loopback
-        || (a == 100 && (b & 0xc0) == 64)        // CGNAT 100.64/10
-        || (a == 169 && b == 254)                // link-local, cloud metadata
-        || (a == 172 && (b & 0xf0) == 16)        // private
-        || (a == 192 && b == 0 && c == 0)        // IETF protocol assignments
-        || (a == 192 && b == 0 && c == 2)        // documentation
-        || (a == 192 && b == 88 && c == 99)      // 6to4 relay anycast
-        || (a == 192 && b == 168)                // private
-        || (a == 198 && (b & 0xfe) == 18)        // benchmarking 198.18/15
-        || (a == 198 && b == 51 && c == 100)     // documentation
-        || (a == 203 && b == 0 && c == 113)      // documentation
-        || a >= 224; // multicast, reserved, broadcast
-    !reserved
-}
-
-fn is_public_v6(ip: Ipv6Addr) -> bool {
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return is_public_v4(v4);
-    }
-    let s = ip.segments();
-    let reserved = s[..6] == [0; 6]              // ::, ::1 and IPv4-compatible ::a.b.c.d
-        || (s[0] & 0xff00) == 0xff00             // multicast
-        || (s[0] & 0xfe00) == 0xfc00             // unique local (incl. fd00:ec2::254 metadata)
-        || (s[0] & 0xffc0) == 0xfe80             // link-local
-        || (s[0] & 0xffc0) == 0xfec0             // site-local
-        || (s[0] == 0x2001 && s[1] == 0x0db8)    // documentation
-        || (s[0] == 0x2001 && s[1] == 0)         // Teredo (embeds an IPv4 address)
-        || s[0] == 0x2002                        // 6to4 (embeds an IPv4 address)
-        || (s[0] == 0x0064 && s[1] == 0xff9b)    // NAT64 (embeds an IPv4 address)
-        || (s[0] == 0x0100 && s[1..4] == [0, 0, 0]); // discard
-    !reserved
+    contract::network::is_public(ip)
 }
 
 /// Resolution inside the HTTP client: the addresses it returns are the ones connected to, so
@@ -129,13 +99,53 @@ impl reqwest::dns::Resolve for PolicyResolver {
     }
 }
 
-/// The limits of one tool call, for its HTTP requests.
+/// The limits of one tool call, for its HTTP requests and TCP streams.
 #[derive(Debug, Clone)]
 pub struct CallScope {
+    /// `ExecuteRequest::allowed_hosts` as sent (grammar in `contract::network`).
     pub allowed_hosts: Vec<String>,
+    /// Cap on each HTTP response body, and on the bytes of TCP data each way in the call.
     pub response_bytes: u64,
     pub max_requests: u32,
     pub deadline: Instant,
+}
+
+impl CallScope {
+    fn entries(&self) -> impl Iterator<Item = HostEntry> + '_ {
+        self.allowed_hosts
+            .iter()
+            .filter_map(|entry| HostEntry::parse(entry))
+    }
+
+    /// `host` (normalised) and `port` are an approved LAN target.
+    pub fn is_lan(&self, host: &str, port: u16) -> bool {
+        self.entries().any(
+            |entry| matches!(entry, HostEntry::Lan { host: h, port: p } if h == host && p == port),
+        )
+    }
+
+    /// `host:port` is covered by a public entry (`*`, `host`, `host:port`).
+    pub fn allows_public(&self, host: &str, port: u16) -> bool {
+        self.allowed_hosts
+            .iter()
+            .any(|entry| host_matches(entry, host, port))
+    }
+
+    /// `host:port` is covered by a public entry that names this port (`host:port`): the only
+    /// public targets raw TCP may reach.
+    pub fn allows_public_port(&self, host: &str, port: u16) -> bool {
+        self.entries().any(|entry| {
+            matches!(entry, HostEntry::Public { host: h, port: Some(p) } if h == host && p == port)
+        })
+    }
+}
+
+/// Where one connection goes, once its target has been checked.
+enum Route {
+    /// Through the shared client, whose resolver allows public addresses only.
+    Public,
+    /// An approved LAN target, already resolved and checked: connect to exactly these.
+    Lan(Vec<SocketAddr>),
 }
 
 pub struct Broker {
@@ -189,7 +199,10 @@ impl Broker {
             headers.append(name, value);
         }
         for hop in 0..=MAX_REDIRECTS {
-            self.check_url(&url, &scope.allowed_hosts)?;
+            let client = match self.route(&url, scope).await? {
+                Route::Public => self.client.clone(),
+                Route::Lan(addrs) => lan::pinned_client(url.host_str().unwrap_or(""), &addrs)?,
+            };
             let now = Instant::now();
             if now >= scope.deadline {
                 return Err("the tool's time ran out before the request".into());
@@ -198,8 +211,7 @@ impl Broker {
             if let Some(ms) = request.timeout_ms {
                 timeout = timeout.min(Duration::from_millis(ms));
             }
-            let send = self
-                .client
+            let send = client
                 .request(method.clone(), url.clone())
                 .headers(headers.clone())
                 .body(body.clone())
@@ -235,8 +247,9 @@ impl Broker {
         Err(format!("too many redirects (more than {MAX_REDIRECTS})"))
     }
 
-    /// Scheme, credentials, allowlist, and (for IP literals, which skip the resolver) address.
-    fn check_url(&self, url: &Url, allowed_hosts: &[String]) -> Result<(), String> {
+    /// Scheme, credentials, allowlist, and (for IP literals, which skip the resolver) address;
+    /// an approved LAN target is resolved and checked here, and the route pins the result.
+    async fn route(&self, url: &Url, scope: &CallScope) -> Result<Route, String> {
         if url.scheme() != "http" && url.scheme() != "https" {
             return Err(format!(
                 "only http and https URLs are allowed, not {}:",
@@ -249,10 +262,10 @@ impl Broker {
         let host = url.host().ok_or("the URL has no host")?;
         let port = url.port_or_known_default().unwrap_or(0);
         let name = normalise_host(&host_string(&host));
-        if !allowed_hosts
-            .iter()
-            .any(|entry| host_matches(entry, &name, port))
-        {
+        if scope.is_lan(&name, port) {
+            return lan::resolve(&name, port).await.map(Route::Lan);
+        }
+        if !scope.allows_public(&name, port) {
             return Err(format!(
                 "the host {name} is not in this tool's approved hosts; request network access for it"
             ));
@@ -267,7 +280,30 @@ impl Broker {
         {
             return Err(format!("refused: {ip} is not a public address"));
         }
-        Ok(())
+        Ok(Route::Public)
+    }
+
+    /// The checked addresses of a TCP target: an approved LAN target under the LAN rules, or a
+    /// public `host:port` entry under the public ones. Entries without a port, and `*`, do not
+    /// open raw TCP.
+    pub async fn tcp_addresses(
+        &self,
+        host: &str,
+        port: u16,
+        scope: &CallScope,
+    ) -> Result<Vec<SocketAddr>, String> {
+        let name = normalise_host(host);
+        if scope.is_lan(&name, port) {
+            return lan::resolve(&name, port).await;
+        }
+        if !scope.allows_public_port(&name, port) {
+            return Err(format!(
+                "{}:{port} is not an approved TCP target of this tool; request network access \
+                 for exactly that host and port",
+                contract::network::bracketed(&name)
+            ));
+        }
+        lan::resolve_public(&name, port, self.policy).await
     }
 }
 
@@ -280,42 +316,20 @@ fn host_string(host: &Host<&str>) -> String {
 }
 
 fn normalise_host(host: &str) -> String {
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .trim_end_matches('.')
-        .to_ascii_lowercase()
+    contract::network::normalise_host(host)
 }
 
 /// `host`, `host:port`, `[v6]`, `[v6]:port`, or `*` (any host: the origin's
-/// `allow_all_public` policy; the address policy still refuses non-public addresses).
+/// `allow_all_public` policy; the address policy still refuses non-public addresses). LAN
+/// entries never match here: they are [`CallScope::is_lan`]'s.
 fn host_matches(entry: &str, host: &str, port: u16) -> bool {
-    let entry = entry.trim();
-    if entry == "*" {
-        return true;
+    match HostEntry::parse(entry) {
+        Some(HostEntry::AnyPublic) => true,
+        Some(HostEntry::Public { host: h, port: p }) => {
+            h == normalise_host(host) && p.is_none_or(|p| p == port)
+        }
+        Some(HostEntry::Lan { .. }) | None => false,
     }
-    let (entry_host, entry_port) = if let Some(rest) = entry.strip_prefix('[') {
-        match rest.split_once(']') {
-            Some((h, tail)) => (
-                h.to_owned(),
-                tail.strip_prefix(':').and_then(|p| p.parse::<u16>().ok()),
-            ),
-            None => return false,
-        }
-    } else {
-        match entry.rsplit_once(':') {
-            Some((h, p)) if !h.contains(':') => match p.parse::<u16>() {
-                Ok(p) => (h.to_owned(), Some(p)),
-                Err(_) => return false,
-            },
-            _ => (entry.to_owned(), None),
-        }
-    };
-    // Entries may be written in any IP notation; compare parsed addresses when both are IPs.
-    let same_host = match (entry_host.parse::<IpAddr>(), host.parse::<IpAddr>()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => normalise_host(&entry_host) == host,
-    };
-    same_host && entry_port.is_none_or(|p| p == port)
 }
 
 fn describe(err: &reqwest::Error, url: &Url) -> String {

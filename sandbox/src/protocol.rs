@@ -73,6 +73,8 @@ pub enum WorkerMessage {
         layers: Layers,
     },
     Http(HttpRequest),
+    /// A raw TCP operation, answered by a [`TcpReply`] (`broker::tcp`).
+    Tcp(TcpRequest),
     Done(Outcome),
 }
 
@@ -114,4 +116,45 @@ pub enum HttpReply {
     Refused {
         error: String,
     },
+}
+
+// --- Raw TCP through the broker -------------------------------------------------------------
+
+/// Worker → supervisor: one operation on the call's broker-owned TCP streams. Streams are
+/// numbered per call; data is base64.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum TcpRequest {
+    Connect {
+        host: String,
+        port: u16,
+        timeout_ms: Option<u64>,
+    },
+    Send {
+        stream: u32,
+        data: String,
+    },
+    /// Up to `max` bytes; with `until`, read until that delimiter (returned with the data),
+    /// `max` bytes, or the end of the stream.
+    Recv {
+        stream: u32,
+        max: u32,
+        until: Option<String>,
+        timeout_ms: Option<u64>,
+    },
+    Close {
+        stream: u32,
+    },
+}
+
+/// Supervisor → worker, in reply to `Tcp`. Untagged like [`HttpReply`]: the Python side
+/// checks for `error`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum TcpReply {
+    Opened { stream: u32, peer: String },
+    Sent { sent: u64 },
+    Received { data: String, eof: bool },
+    Closed { closed: bool },
+    Refused { error: String },
 }

@@ -19,7 +19,7 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyModule, PyString, Py
 
 use crate::error::Error;
 use crate::frame;
-use crate::protocol::{HttpReply, HttpRequest, MAX_WORKER_FRAME, Outcome, WorkerMessage};
+use crate::protocol::{HttpRequest, MAX_WORKER_FRAME, Outcome, WorkerMessage};
 
 const RUNTIME_SOURCE: &str = include_str!("../python/runtime.py");
 /// Where the interpreter this binary was built against lives (see build.rs).
@@ -195,15 +195,23 @@ fn capture_write(text: &str) {
 #[pyfunction]
 fn broker_send(py: Python<'_>, request: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
     let json = to_json(request, 1 << 24).map_err(|err| PyValueError::new_err(err.0))?;
-    let request: HttpRequest = serde_json::from_str(&json)
-        .map_err(|err| PyValueError::new_err(format!("bad http request: {err}")))?;
+    // `tcp.*` sends operations tagged `op` (`protocol::TcpRequest`); `http.*` the rest.
+    let message = if json.starts_with("{\"op\":") {
+        WorkerMessage::Tcp(
+            serde_json::from_str(&json)
+                .map_err(|err| PyValueError::new_err(format!("bad tcp request: {err}")))?,
+        )
+    } else {
+        let request: HttpRequest = serde_json::from_str(&json)
+            .map_err(|err| PyValueError::new_err(format!("bad http request: {err}")))?;
+        WorkerMessage::Http(request)
+    };
     let mut file = supervisor_file();
-    frame::write_sync(&mut *file, &WorkerMessage::Http(request))
+    frame::write_sync(&mut *file, &message)
         .map_err(|err| PyValueError::new_err(format!("sandbox broker unavailable: {err}")))?;
-    let reply: HttpReply = frame::read_sync(&mut *file, MAX_WORKER_FRAME)
+    // Either reply shape (`HttpReply`, `TcpReply`) is handed to Python as it came.
+    let value: serde_json::Value = frame::read_sync(&mut *file, MAX_WORKER_FRAME)
         .map_err(|err| PyValueError::new_err(format!("sandbox broker unavailable: {err}")))?;
-    let value =
-        serde_json::to_value(reply).map_err(|err| PyValueError::new_err(err.to_string()))?;
     Ok(from_json(py, &value)?.unbind())
 }
 

@@ -627,6 +627,8 @@ impl Supervisor {
     ) -> Result<Outcome, FrameError> {
         frame::write_async(stream, job).await?;
         let mut requests = 0u32;
+        // The call's raw TCP streams: dropped (closed) when this conversation ends, however.
+        let mut tcp = crate::broker::tcp::TcpSession::new();
         loop {
             match frame::read_async::<WorkerMessage>(stream, MAX_WORKER_FRAME).await? {
                 WorkerMessage::Http(request) => {
@@ -641,6 +643,10 @@ impl Supervisor {
                     } else {
                         self.inner.broker.fetch(request, scope).await
                     };
+                    frame::write_async(stream, &reply).await?;
+                }
+                WorkerMessage::Tcp(request) => {
+                    let reply = tcp.handle(&self.inner.broker, request, scope).await;
                     frame::write_async(stream, &reply).await?;
                 }
                 WorkerMessage::Done(outcome) => return Ok(outcome),

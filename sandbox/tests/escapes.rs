@@ -695,3 +695,74 @@ async fn ssrf_in_every_notation() {
     harness.supervisor.shutdown();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+// --- LAN entries and raw TCP (issue #14) ------------------------------------------------------
+
+/// Raw TCP and LAN entries cannot reach this machine: the listener on 127.0.0.1:{PORT} stands
+/// for the origin. Every entry below is one a reviewer should never approve (the origin refuses
+/// them); the broker refuses them even so, by address, by DNS (`localhost`, a rebinding-style
+/// name), and in every loopback notation. Python-level ways at a real socket fail as before.
+#[tokio::test]
+async fn raw_tcp_and_lan_entries_cannot_reach_the_host() {
+    const CONNECT: &str = "async def main():\n    s = await tcp.connect(HOST, {PORT}, timeout=2)\n    await s.send(b'hi')\n    return s.peer\n";
+    let cases: Vec<(&str, String, &'static [&'static str])> = vec![
+        ("tcp loopback, lan entry", CONNECT.replace("HOST", "'127.0.0.1'"), &["lan:127.0.0.1:{PORT}"]),
+        ("tcp loopback, public host:port entry", CONNECT.replace("HOST", "'127.0.0.1'"), &["127.0.0.1:{PORT}"]),
+        ("tcp loopback, any public host", CONNECT.replace("HOST", "'127.0.0.1'"), &["*"]),
+        ("tcp localhost by DNS, lan entry", CONNECT.replace("HOST", "'localhost'"), &["lan:localhost:{PORT}"]),
+        ("tcp localhost, public entry", CONNECT.replace("HOST", "'localhost'"), &["localhost:{PORT}"]),
+        ("tcp ipv6 loopback", CONNECT.replace("HOST", "'::1'"), &["lan:[::1]:{PORT}"]),
+        ("tcp mapped loopback", CONNECT.replace("HOST", "'::ffff:127.0.0.1'"), &["lan:[::ffff:127.0.0.1]:{PORT}"]),
+        ("tcp unspecified", CONNECT.replace("HOST", "'0.0.0.0'"), &["lan:0.0.0.0:{PORT}"]),
+        ("tcp 127.1 short form", CONNECT.replace("HOST", "'127.1'"), &["lan:127.1:{PORT}"]),
+        ("tcp decimal loopback", CONNECT.replace("HOST", "'2130706433'"), &["lan:2130706433:{PORT}"]),
+        ("tcp trailing-dot localhost", CONNECT.replace("HOST", "'localhost.'"), &["lan:localhost:{PORT}"]),
+        (
+            "http lan entry, localhost by DNS",
+            "async def main():\n    return (await http.get('http://localhost:{PORT}/')).text\n".into(),
+            &["lan:localhost:{PORT}"],
+        ),
+        (
+            "http lan entry, mapped loopback",
+            "async def main():\n    return (await http.get('http://[::ffff:7f00:1]:{PORT}/')).text\n".into(),
+            &["lan:[::ffff:127.0.0.1]:{PORT}"],
+        ),
+        (
+            "http lan entry, 0.0.0.0",
+            "async def main():\n    return (await http.get('http://0.0.0.0:{PORT}/')).text\n".into(),
+            &["lan:0.0.0.0:{PORT}"],
+        ),
+        (
+            "tcp internals",
+            "async def main():\n    return str(tcp.connect.__closure__)\n".into(),
+            &["*"],
+        ),
+        (
+            "tcp stream internals",
+            "async def main():\n    s = tcp\n    return getattr(s, '_' + 'call')\n".into(),
+            &["*"],
+        ),
+        (
+            "asyncio socket with a lan entry",
+            "import asyncio\nasync def main():\n    r, w = await asyncio.open_connection('127.0.0.1', {PORT})\n    return 1\n".into(),
+            &["lan:127.0.0.1:{PORT}"],
+        ),
+    ];
+    let harness = Harness::new().await;
+    let mut failures = Vec::new();
+    for (name, code, hosts) in cases {
+        let attack = Case {
+            name,
+            code: Box::leak(code.into_boxed_str()),
+            hosts,
+            timeout_ms: 3_000,
+        };
+        let (response, took) = harness.run(&attack).await;
+        let impact = harness.impact(&response, took, attack.timeout_ms);
+        if !impact.is_empty() || response.ok {
+            failures.push(format!("{name}: {impact:?} {}", short(&response)));
+        }
+    }
+    harness.supervisor.shutdown();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -48,6 +48,10 @@ pub(crate) struct RequestBody {
     target: String,
     /// Network requests: the port, or null for any.
     port: Option<i64>,
+    /// Network requests: `public` (public addresses only), or `lan` (exactly this host and
+    /// port, which may be a private address). Module requests: `public`.
+    #[schema(pattern = "^(public|lan)$")]
+    scope: String,
     justification: String,
     requested_by: String,
     /// `pending`, `approved` or `rejected`.
@@ -67,6 +71,7 @@ impl From<AccessRequest> for RequestBody {
             tool_id: r.tool_id,
             target: r.target,
             port: r.port,
+            scope: r.scope,
             justification: r.justification,
             requested_by: r.requested_by,
             status: r.status,
@@ -328,11 +333,17 @@ async fn hosts(
 #[schema(as = access::HostCreate)]
 #[serde(deny_unknown_fields)]
 struct HostBody {
-    /// A DNS name or an IP address, without scheme or path.
+    /// A DNS name or an IP address, without scheme or path; may carry the port
+    /// (`192.168.1.20:8123`, `[fd00::5]:1883`).
     host: String,
-    /// 1 to 65535; null or absent for any port.
+    /// 1 to 65535; null or absent for any port (a LAN host needs one).
     #[schema(minimum = 1, maximum = 65535)]
+    #[serde(default, deserialize_with = "crate::integer::option_i64")]
     port: Option<i64>,
+    /// A LAN host: exactly this host and port, which may be a private address. Absent: a
+    /// private IP address is a LAN host, anything else a public one.
+    #[serde(default)]
+    lan: Option<bool>,
 }
 
 #[utoipa::path(post, path = "/api/servers/{id}/allowed-hosts", tag = "access", operation_id = "access_add_host", params(("id" = String, Path, description = "The server id")), request_body = HostBody, responses((status = 201, description = "The approved network request", body = RequestBody),
@@ -353,7 +364,10 @@ async fn add_host(
 ) -> Result<(StatusCode, Json<RequestBody>)> {
     audited.auth.require(Role::Admin)?;
     let reviewer = Reviewer::from_audited(&audited)?;
-    let added = super::allow_host(&state, &server_id, &body.host, body.port, &reviewer).await?;
+    let added = super::allow_host(
+        &state, &server_id, &body.host, body.port, body.lan, &reviewer,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(added.into())))
 }
 

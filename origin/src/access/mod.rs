@@ -41,6 +41,8 @@ pub struct AccessRequest {
     pub tool_id: Option<String>,
     pub target: String,
     pub port: Option<i64>,
+    /// Network requests: `public` or `lan` (an exact LAN host and port; see [`network_target`]).
+    pub scope: String,
     pub justification: String,
     pub requested_by: String,
     pub status: String,
@@ -50,7 +52,7 @@ pub struct AccessRequest {
     pub created_at: String,
 }
 
-const COLUMNS: &str = "id, kind, server_id, tool_id, target, port, justification, requested_by, status, reviewed_by, \
+const COLUMNS: &str = "id, kind, server_id, tool_id, target, port, scope, justification, requested_by, status, reviewed_by, \
      reviewed_at, rejection_reason, created_at";
 
 impl AccessRequest {
@@ -62,6 +64,7 @@ impl AccessRequest {
             tool_id: row.try_get("tool_id")?,
             target: row.try_get("target")?,
             port: row.try_get("port")?,
+            scope: row.try_get("scope")?,
             justification: row.try_get("justification")?,
             requested_by: row.try_get("requested_by")?,
             status: row.try_get("status")?,
@@ -70,6 +73,21 @@ impl AccessRequest {
             rejection_reason: row.try_get("rejection_reason")?,
             created_at: row.try_get("created_at")?,
         })
+    }
+
+    /// A network request for a LAN host.
+    pub fn is_lan(&self) -> bool {
+        self.scope == "lan"
+    }
+
+    /// The target as people read it: `host`, `host:port`, `[v6]:port`.
+    pub fn shown_target(&self) -> String {
+        let host = contract::network::bracketed(&self.target);
+        match self.port {
+            Some(port) if self.kind == "network" => format!("{host}:{port}"),
+            _ if self.kind == "network" => host,
+            _ => self.target.clone(),
+        }
     }
 }
 
@@ -130,6 +148,82 @@ pub fn normalise_host(host: &str) -> Result<String> {
     }
 }
 
+/// A checked network target: what a network request row stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkTarget {
+    pub host: String,
+    pub port: Option<i64>,
+    pub lan: bool,
+}
+
+/// The one rule for what a network request may name, for every front (REST, MCP, UI).
+///
+/// `target` is `host`, `host:port`, `a.b.c.d:port`, an IPv6 literal, or `[v6]:port`; `port`
+/// may say the port instead (both must agree). A LAN host (`lan`, or any private IP literal,
+/// which can only be one) always has a port: approved, tools reach exactly that host and
+/// port. Never allowed as a LAN host: loopback, link-local, metadata and other non-LAN
+/// addresses, and names that mean the MCPbox host or a metadata service (`localhost`,
+/// `metadata.google.internal`); `contract::network` holds those lists for the broker too.
+pub fn network_target(target: &str, port: Option<i64>, lan: Option<bool>) -> Result<NetworkTarget> {
+    use contract::network::{is_forbidden_name, is_lan_address, is_public, split_host_port};
+    let (host, written) = split_host_port(target).map_err(|why| {
+        Error::Validation(format!(
+            "invalid network target {why} (give a host like api.example.com, 192.168.1.20:8123 or [fd00::5]:1883)"
+        ))
+    })?;
+    let host = normalise_host(&host)?;
+    check_port(port)?;
+    let port = match (written.map(i64::from), port) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(Error::Validation(format!(
+                "the target says port {a} but the port field says {b}"
+            )));
+        }
+        (written, port) => written.or(port),
+    };
+    let ip = host.parse::<std::net::IpAddr>().ok();
+    if let Some(ip) = ip
+        && !is_public(ip)
+        && !is_lan_address(ip)
+    {
+        return Err(Error::Validation(format!(
+            "{ip} can never be allowed: loopback, link-local, metadata, multicast and reserved \
+             addresses reach the MCPbox host itself, a cloud's metadata service, or nothing"
+        )));
+    }
+    let private_literal = ip.is_some_and(is_lan_address);
+    let lan = match lan {
+        Some(false) if private_literal => {
+            return Err(Error::Validation(format!(
+                "{host} is a private address: request it as a LAN host (lan: true) with a port"
+            )));
+        }
+        Some(lan) => lan,
+        None => private_literal,
+    };
+    if lan {
+        if port.is_none() {
+            return Err(Error::Validation(format!(
+                "a LAN host needs a port ({}:PORT): tools reach exactly that host and port",
+                contract::network::bracketed(&host)
+            )));
+        }
+        if is_forbidden_name(&host) {
+            return Err(Error::Validation(format!(
+                "{host} can never be a LAN host: it names the MCPbox host or a metadata service"
+            )));
+        }
+        if let Some(ip) = ip
+            && !is_lan_address(ip)
+        {
+            return Err(Error::Validation(format!(
+                "{ip} is a public address: request it as a public host"
+            )));
+        }
+    }
+    Ok(NetworkTarget { host, port, lan })
+}
+
 pub struct NewRequest<'a> {
     pub kind: Kind,
     pub tool_id: &'a str,
@@ -145,6 +239,17 @@ pub async fn request(
     audit: &Audit,
     new: NewRequest<'_>,
 ) -> Result<AccessRequest> {
+    request_scoped(state, audit, new, None).await
+}
+
+/// [`request`], saying whether a network request is for a LAN host (`lan`; `None`: a private
+/// IP address is one, anything else is public). Module requests take `None` only.
+pub async fn request_scoped(
+    state: &AppState,
+    audit: &Audit,
+    new: NewRequest<'_>,
+    lan: Option<bool>,
+) -> Result<AccessRequest> {
     let db = &state.db;
     let tool = crate::tools::get(db, new.tool_id).await?;
     if new.justification.trim().is_empty() || new.justification.chars().count() > 2000 {
@@ -153,16 +258,23 @@ pub async fn request(
         ));
     }
     let mut resolution = None;
-    let (target, port) = match new.kind {
+    let (target, port, scope) = match new.kind {
         Kind::Module if crate::packages::is_distribution(&state.packages, new.target) => {
+            if lan.is_some() {
+                return Err(Error::Validation(
+                    "a module request has no port and no LAN flag".into(),
+                ));
+            }
             let (target, resolved) = package_target(state, &tool.server_id, &new).await?;
             resolution = Some(resolved);
-            (target, None)
+            (target, None, "public")
         }
         Kind::Module => {
             check_module(new.target)?;
-            if new.port.is_some() {
-                return Err(Error::Validation("a module request has no port".into()));
+            if new.port.is_some() || lan.is_some() {
+                return Err(Error::Validation(
+                    "a module request has no port and no LAN flag".into(),
+                ));
             }
             let allowed = allowed_modules(db, &tool.server_id).await?;
             if allowed.iter().any(|m| m == new.target) {
@@ -171,33 +283,35 @@ pub async fn request(
                     new.target
                 )));
             }
-            (new.target.to_owned(), None)
+            (new.target.to_owned(), None, "public")
         }
         Kind::Network => {
-            let host = normalise_host(new.target)?;
-            check_port(new.port)?;
+            let target = network_target(new.target, new.port, lan)?;
+            let wanted = host_entry(&target);
             let covered = allowed_hosts(db, &tool.server_id)
                 .await?
                 .iter()
-                .any(|entry| {
-                    *entry == host || new.port.is_some_and(|p| *entry == format!("{host}:{p}"))
-                });
+                .filter_map(|entry| contract::network::HostEntry::parse(entry))
+                .any(|entry| covers(&entry, &wanted));
             if covered {
                 return Err(Error::Conflict(format!(
-                    "{host} is already allowed for this server"
+                    "{} is already allowed for this server",
+                    wanted.to_entry()
                 )));
             }
-            (host, new.port)
+            let scope = if target.lan { "lan" } else { "public" };
+            (target.host, target.port, scope)
         }
     };
     let rejected: i64 = sqlx::query(
         "SELECT COUNT(*) AS n FROM access_requests WHERE kind = $1 AND tool_id = $2 AND target = $3 \
-         AND COALESCE(port, 0) = $4 AND status = 'rejected'",
+         AND COALESCE(port, 0) = $4 AND scope = $5 AND status = 'rejected'",
     )
     .bind(new.kind.as_str())
     .bind(&tool.id)
     .bind(&target)
     .bind(port.unwrap_or(0))
+    .bind(scope)
     .fetch_one(&db.pool)
     .await?
     .try_get("n")?;
@@ -216,6 +330,7 @@ pub async fn request(
         tool_id: Some(&tool.id),
         target: &target,
         port,
+        scope,
         justification: new.justification,
         status: if auto { "approved" } else { "pending" },
         reviewer: auto.then_some(&policy),
@@ -294,6 +409,7 @@ struct NewRow<'a> {
     tool_id: Option<&'a str>,
     target: &'a str,
     port: Option<i64>,
+    scope: &'a str,
     justification: &'a str,
     status: &'a str,
     reviewer: Option<&'a Reviewer>,
@@ -305,7 +421,7 @@ async fn insert(state: &AppState, audit: &Audit, new: NewRow<'_>) -> Result<Acce
     let mut tx = state.db.pool.begin().await?;
     let row = sqlx::query(&format!(
         "INSERT INTO access_requests (id, kind, server_id, tool_id, target, port, justification, requested_by, status, \
-         reviewed_by, reviewed_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) \
+         reviewed_by, reviewed_at, created_at, updated_at, scope) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13) \
          RETURNING {COLUMNS}"
     ))
     .bind(db::new_id())
@@ -320,6 +436,7 @@ async fn insert(state: &AppState, audit: &Audit, new: NewRow<'_>) -> Result<Acce
     .bind(new.reviewer.map(|r| r.name().to_owned()))
     .bind(new.reviewer.map(|_| now.clone()))
     .bind(&now)
+    .bind(new.scope)
     .fetch_one(&mut *tx)
     .await
     .on_conflict(|| format!("a request for {} is already pending", new.target))?;
@@ -327,7 +444,7 @@ async fn insert(state: &AppState, audit: &Audit, new: NewRow<'_>) -> Result<Acce
     let action = format!("{}.request", new.kind.as_str());
     let event = NewEvent::info(&action, format!("{} {} requested ({})", new.kind.as_str(), request.target, request.status))
         .server(new.server_id)
-        .details(serde_json::json!({"request_id": request.id, "target": request.target, "port": request.port, "status": request.status}));
+        .details(serde_json::json!({"request_id": request.id, "target": request.target, "port": request.port, "scope": request.scope, "status": request.status}));
     let event = match new.tool_id {
         Some(tool) => event.tool(tool),
         None => event,
@@ -344,17 +461,18 @@ pub async fn allow_host(
     server_id: &str,
     host: &str,
     port: Option<i64>,
+    lan: Option<bool>,
     reviewer: &Reviewer,
 ) -> Result<AccessRequest> {
     crate::servers::get(&state.db, server_id).await?;
-    check_port(port)?;
-    let host = normalise_host(host)?;
+    let target = network_target(host, port, lan)?;
     let row = NewRow {
         kind: Kind::Network,
         server_id,
         tool_id: None,
-        target: &host,
-        port,
+        target: &target.host,
+        port: target.port,
+        scope: if target.lan { "lan" } else { "public" },
         justification: "added by an admin",
         status: "approved",
         reviewer: Some(reviewer),
@@ -593,32 +711,62 @@ pub async fn allowed_modules(db: &Db, server_id: &str) -> Result<Vec<String>> {
     Ok(modules)
 }
 
-/// The hosts a server's tools may reach now (`host` = any port, `host:port`), sorted. Under
-/// `network_access_policy = allow_all_public` this is `*`: any host, still public addresses only.
+/// What a server's tools may reach now, as `ExecuteRequest::allowed_hosts` entries
+/// (`contract::network`), sorted: public hosts (`host` = any port, `host:port`), and approved
+/// LAN hosts as `lan:host:port`. Under `network_access_policy = allow_all_public` the public
+/// part is `*` (any host, still public addresses only); approved LAN hosts are added to it,
+/// since the policy covers public hosts only.
 pub async fn allowed_hosts(db: &Db, server_id: &str) -> Result<Vec<String>> {
-    if crate::settings::policy(db).await?.all_public_hosts() {
-        return Ok(vec!["*".to_owned()]);
-    }
-    let rows = sqlx::query("SELECT DISTINCT target, port FROM access_requests WHERE server_id = $1 AND kind = 'network' AND status = 'approved'")
+    let all_public = crate::settings::policy(db).await?.all_public_hosts();
+    let rows = sqlx::query("SELECT DISTINCT target, port, scope FROM access_requests WHERE server_id = $1 AND kind = 'network' AND status = 'approved'")
         .bind(server_id)
         .fetch_all(&db.pool)
         .await?;
     let mut hosts = Vec::new();
+    if all_public {
+        hosts.push("*".to_owned());
+    }
     for row in rows {
-        let host: String = row.try_get("target")?;
-        let port: Option<i64> = row.try_get("port")?;
-        // IPv6 literals need brackets before a port.
-        let shown = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host
+        let target = NetworkTarget {
+            host: row.try_get("target")?,
+            port: row.try_get("port")?,
+            lan: row.try_get::<String, _>("scope")? == "lan",
         };
-        hosts.push(match port {
-            Some(port) => format!("{shown}:{port}"),
-            None => shown,
-        });
+        if all_public && !target.lan {
+            continue;
+        }
+        hosts.push(host_entry(&target).to_entry());
     }
     hosts.sort();
     hosts.dedup();
     Ok(hosts)
+}
+
+/// A target as the sandbox reads it. A LAN row always has a port (`network_target`); one that
+/// somehow has none is written as port 0, which no connection uses.
+fn host_entry(target: &NetworkTarget) -> contract::network::HostEntry {
+    use contract::network::HostEntry;
+    let port = target.port.and_then(|p| u16::try_from(p).ok());
+    if target.lan {
+        HostEntry::Lan {
+            host: target.host.clone(),
+            port: port.unwrap_or(0),
+        }
+    } else {
+        HostEntry::Public {
+            host: target.host.clone(),
+            port,
+        }
+    }
+}
+
+/// `allowed` already lets tools reach what `wanted` asks for.
+fn covers(allowed: &contract::network::HostEntry, wanted: &contract::network::HostEntry) -> bool {
+    use contract::network::HostEntry;
+    match (allowed, wanted) {
+        (HostEntry::Lan { .. }, HostEntry::Lan { .. }) => allowed == wanted,
+        (HostEntry::Public { host, port: None }, HostEntry::Public { host: h, .. }) => host == h,
+        (HostEntry::Public { .. }, HostEntry::Public { .. }) => allowed == wanted,
+        _ => false,
+    }
 }

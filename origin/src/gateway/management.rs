@@ -148,8 +148,8 @@ pub fn tools() -> Vec<Tool> {
         ),
         (
             "mcpbox_request_network_access",
-            "Ask a person to allow a tool's server to reach a host (optionally one port).",
-            json!({"tool_id": {"type": "string"}, "host": {"type": "string"}, "port": {"type": "integer"}, "justification": {"type": "string"}}),
+            "Ask a person to allow a tool's server to reach a host (optionally one port). `host` may carry the port (`api.example.com:8443`, `192.168.1.20:8123`, `[fd00::5]:1883`). A LAN host (`lan: true`; any private IP address is one) needs a port: approved, the tools reach exactly that host and port over `http` and raw TCP (`tcp.connect(host, port)`); loopback, link-local and metadata addresses are never allowed. Public hosts stay public-only, even if their name resolves to a private address.",
+            json!({"tool_id": {"type": "string"}, "host": {"type": "string"}, "port": {"type": "integer"}, "lan": {"type": "boolean"}, "justification": {"type": "string"}}),
             &["tool_id", "host", "justification"][..],
             false,
         ),
@@ -456,6 +456,15 @@ pub async fn call(
                     Error::Validation("the argument \"port\" must be an integer".into())
                 })?),
             };
+            let lan = match args.get("lan") {
+                None | Some(Value::Null) => None,
+                Some(Value::Bool(lan)) => Some(*lan),
+                Some(_) => {
+                    return Err(Error::Validation(
+                        "the argument \"lan\" must be true or false".into(),
+                    ));
+                }
+            };
             let new = crate::access::NewRequest {
                 kind: if module {
                     crate::access::Kind::Module
@@ -467,7 +476,7 @@ pub async fn call(
                 port,
                 justification: text(args, "justification")?,
             };
-            access_json(crate::access::request(state, audit, new).await?)
+            access_json(crate::access::request_scoped(state, audit, new, lan).await?)
         }
         "mcpbox_delete_server" => {
             let server_id = text(args, "server_id")?;
