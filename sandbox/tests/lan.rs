@@ -244,6 +244,7 @@ impl Sandbox {
                 allowed_hosts: hosts.iter().map(|h| h.to_string()).collect(),
                 secrets: Default::default(),
                 limits,
+                packages: Vec::new(),
             }),
         );
         let mut len = [0u8; 4];
