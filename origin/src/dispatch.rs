@@ -25,7 +25,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 /// Extra time beyond a tool's own limit before the origin gives up on the answer.
-const EXECUTE_MARGIN: Duration = Duration::from_secs(5);
+pub const EXECUTE_MARGIN: Duration = Duration::from_secs(5);
 const VALIDATE_TIMEOUT: Duration = Duration::from_secs(15);
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);

@@ -832,6 +832,16 @@ def configure(send, write, overrides, default_modules):
         table.proxy(name)
 
 
+def configure_content(image, audio, resource):
+    """Called once in the zygote after `configure`: the rich-result helpers. Each is a Rust
+    function returning a frozen Rust object (see content.rs); nothing here wraps them, so a
+    tool has nothing of Python's to patch on the way."""
+    base = _SHARED["builtins"]
+    base["image"] = image
+    base["audio"] = audio
+    base["resource"] = resource
+
+
 def make_globals(allowed, secrets):
     """A fresh globals dict for one tool run."""
     table = ModuleTable(allowed, _SHARED["importer"])

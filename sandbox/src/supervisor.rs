@@ -492,18 +492,17 @@ impl Supervisor {
         let started = Instant::now();
         let limits = request.limits.clamped();
         let deadline = started + Duration::from_millis(limits.timeout_ms);
-        let failure = |kind, message: String, usage| ExecuteResponse {
+        // What the worker streamed of its output, kept when it is killed before it reports.
+        let mut streamed = Streamed::new(limits.stdout_bytes);
+        let failure = |kind, message: String, usage, streamed: Streamed| ExecuteResponse {
             ok: false,
             result: None,
-            error: Some(ToolError {
-                kind,
-                message,
-                line: None,
-            }),
-            stdout: String::new(),
-            stdout_truncated: false,
+            error: Some(ToolError::new(kind, message)),
+            stdout: streamed.text,
+            stdout_truncated: streamed.truncated,
             duration_ms: started.elapsed().as_millis() as u64,
             usage,
+            content: Vec::new(),
         };
         let mut worker = match self.take_worker().await {
             Ok(worker) => worker,
@@ -512,6 +511,7 @@ impl Supervisor {
                     ErrorKind::Internal,
                     format!("the sandbox is unavailable: {err}"),
                     Usage::default(),
+                    streamed,
                 );
             }
         };
@@ -540,12 +540,15 @@ impl Supervisor {
             max_requests: limits.http_requests,
             deadline,
         };
-        let talked =
-            tokio::time::timeout_at(deadline, self.converse(&mut worker.stream, &job, &scope))
-                .await;
+        let talked = tokio::time::timeout_at(
+            deadline,
+            self.converse(&mut worker.stream, &job, &scope, &mut streamed),
+        )
+        .await;
         match talked {
             Ok(Ok(Outcome::Executed {
                 result,
+                content,
                 stdout,
                 stdout_truncated,
                 usage,
@@ -571,6 +574,7 @@ impl Supervisor {
                     stdout_truncated,
                     duration_ms: started.elapsed().as_millis() as u64,
                     usage,
+                    content,
                 }
             }
             Ok(Ok(Outcome::Validated(_))) => {
@@ -579,13 +583,19 @@ impl Supervisor {
                     ErrorKind::Internal,
                     "the worker answered the wrong job".into(),
                     Usage::default(),
+                    streamed,
                 )
             }
             Ok(Err(err)) => {
                 kill(&worker);
                 let exit = self.wait_exit(worker.pid, Duration::from_millis(500)).await;
                 let (kind, message) = crash_message(exit.as_ref(), &err);
-                failure(kind, message, exit.map(|e| e.usage).unwrap_or_default())
+                failure(
+                    kind,
+                    message,
+                    exit.map(|e| e.usage).unwrap_or_default(),
+                    streamed,
+                )
             }
             Err(_) => {
                 kill(&worker);
@@ -597,6 +607,7 @@ impl Supervisor {
                         limits.timeout_ms
                     ),
                     exit.map(|e| e.usage).unwrap_or_default(),
+                    streamed,
                 )
             }
         }
@@ -607,6 +618,7 @@ impl Supervisor {
         stream: &mut UnixStream,
         job: &Job,
         scope: &CallScope,
+        streamed: &mut Streamed,
     ) -> Result<Outcome, FrameError> {
         frame::write_async(stream, job).await?;
         let mut requests = 0u32;
@@ -626,6 +638,7 @@ impl Supervisor {
                     };
                     frame::write_async(stream, &reply).await?;
                 }
+                WorkerMessage::Stdout { text } => streamed.push(&text),
                 WorkerMessage::Done(outcome) => return Ok(outcome),
                 WorkerMessage::Ready { .. } => {
                     return Err(FrameError::Io(std::io::Error::other(
@@ -686,6 +699,38 @@ impl Supervisor {
                 .remove(&pid);
         }
         found
+    }
+}
+
+/// A worker's streamed output, capped like the worker caps it (a worker cannot make the
+/// supervisor hold more than the call's `stdout_bytes`).
+struct Streamed {
+    text: String,
+    cap: usize,
+    truncated: bool,
+}
+
+impl Streamed {
+    fn new(cap: u64) -> Streamed {
+        Streamed {
+            text: String::new(),
+            cap: usize::try_from(cap).unwrap_or(usize::MAX),
+            truncated: false,
+        }
+    }
+
+    fn push(&mut self, chunk: &str) {
+        let room = self.cap.saturating_sub(self.text.len());
+        if chunk.len() <= room {
+            self.text.push_str(chunk);
+            return;
+        }
+        let mut end = room;
+        while !chunk.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.text.push_str(&chunk[..end]);
+        self.truncated = true;
     }
 }
 

@@ -1,0 +1,190 @@
+//! Tools that do real work, on the real binaries: errors an author can fix (category, the tool's
+//! own frames, output so far) on every front and in the log, and test runs longer than the
+//! 30 s that other requests get.
+
+use std::time::{Duration, Instant};
+
+use mcpbox_e2e::mcp::{
+    Mcp, admin_token, api, approve_and_start, client, draft_tool, get_json, submit_and_approve,
+    tool_error,
+};
+use mcpbox_e2e::{Origin, ServeOptions};
+use serde_json::{Value, json};
+
+const FAILING: &str = "def helper(x):\n    return 1 / x\n\n\nasync def main(n: int = 0) -> int:\n    print('working on', n)\n    return helper(n)\n";
+
+/// Sets a tool's timeout (before approval: the approved version is then the one that runs).
+async fn set_timeout(url: &str, token: &str, tool_id: &str, timeout_ms: i64) {
+    let response = client()
+        .patch(format!("{url}/api/tools/{tool_id}"))
+        .bearer_auth(token)
+        .json(&json!({"timeout_ms": timeout_ms}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+}
+
+fn frames(error: &Value) -> Vec<(u64, String, String)> {
+    error["traceback"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no traceback in {error}"))
+        .iter()
+        .map(|f| {
+            (
+                f["line"].as_u64().unwrap(),
+                f["function"].as_str().unwrap().to_owned(),
+                f["source"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn expected_frames() -> Vec<(u64, String, String)> {
+    vec![
+        (7, "main".into(), "return helper(n)".into()),
+        (2, "helper".into(), "return 1 / x".into()),
+    ]
+}
+
+/// One failure, read on every front: the REST test run, the log (REST and MCP), an MCP call,
+/// `mcpbox_test_code`, and `validate-code` / `mcpbox_validate_code` for code that fails the
+/// check.
+#[tokio::test]
+async fn a_failing_tool_reports_what_an_author_needs_on_every_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(ServeOptions::new(dir.path())).unwrap();
+    let url = origin.url.clone();
+    let token = admin_token(&url).await;
+    let (server, tool) = draft_tool(&url, &token, "calc", "divide", FAILING).await;
+    approve_and_start(&url, &token, &server, &tool).await;
+
+    let (status, ran) = api(
+        &format!("{url}/api/tools/test-code"),
+        json!({"tool_id": tool, "arguments": {"n": 0}}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 200, "{ran}");
+    assert_eq!(ran["success"], false);
+    let error = &ran["error"];
+    assert_eq!(error["kind"], "runtime", "{ran}");
+    assert_eq!(error["category"], "code");
+    assert_eq!(error["error_type"], "ZeroDivisionError");
+    assert_eq!(error["line"], 2);
+    assert_eq!(error["message"], "ZeroDivisionError: division by zero");
+    assert_eq!(frames(error), expected_frames());
+    assert_eq!(ran["stdout"], "working on 0\n");
+    let text = ran.to_string();
+    assert!(
+        !text.contains("mcpbox_runtime") && !text.contains(".rs"),
+        "{text}"
+    );
+
+    // The log row holds the same detail.
+    let log = get_json(
+        &format!("{url}/api/logs/{}", ran["log_id"].as_str().unwrap()),
+        &token,
+    )
+    .await;
+    assert_eq!(log["error_kind"], "runtime", "{log}");
+    assert_eq!(log["error_category"], "code");
+    assert_eq!(log["error_detail"]["error_type"], "ZeroDivisionError");
+    assert_eq!(frames(&log["error_detail"]), expected_frames());
+    assert_eq!(log["stdout"], "working on 0\n");
+
+    // An MCP call: the text an LLM reads has the category, the frames and the output.
+    let mut session = Mcp::session(&format!("{url}/mcp")).await;
+    let answer = session
+        .call(
+            "tools/call",
+            json!({"name": "calc__divide", "arguments": {"n": 0}}),
+        )
+        .await;
+    let text = tool_error(&answer);
+    assert!(
+        text.starts_with("Runtime error (code) at line 2: ZeroDivisionError: division by zero"),
+        "{text}"
+    );
+    assert!(text.contains("line 7, in main: return helper(n)"), "{text}");
+    assert!(text.contains("line 2, in helper: return 1 / x"), "{text}");
+    assert!(text.contains("Output so far:\nworking on 0"), "{text}");
+    let structured = &answer["result"]["structuredContent"]["error"];
+    assert_eq!(structured["category"], "code", "{answer}");
+    assert_eq!(frames(structured), expected_frames());
+
+    // The management tools answer in that shape too.
+    let tested = session
+        .call(
+            "tools/call",
+            json!({"name": "mcpbox_test_code", "arguments": {"tool_id": tool, "arguments": {"n": 0}}}),
+        )
+        .await;
+    let tested = &tested["result"]["structuredContent"];
+    assert_eq!(tested["error"]["category"], "code", "{tested}");
+    assert_eq!(frames(&tested["error"]), expected_frames());
+    let logs = session
+        .call(
+            "tools/call",
+            json!({"name": "mcpbox_get_tool_logs", "arguments": {"tool_id": tool}}),
+        )
+        .await;
+    let rows = logs["result"]["structuredContent"].to_string();
+    assert!(rows.contains("\"error_category\":\"code\""), "{rows}");
+    assert!(rows.contains("return helper(n)"), "{rows}");
+
+    let bad = "import os\n\n\ndef main():\n    return os.getcwd()\n";
+    let (status, checked) = api(
+        &format!("{url}/api/tools/validate-code"),
+        json!({"code": bad}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 200, "{checked}");
+    assert_eq!(checked["valid"], false);
+    assert_eq!(checked["errors"][0]["source"], "import os");
+    assert_eq!(checked["error"]["category"], "validation", "{checked}");
+    assert_eq!(checked["error"]["line"], 1);
+    assert_eq!(checked["error"]["traceback"][0]["source"], "import os");
+    let validated = session
+        .call(
+            "tools/call",
+            json!({"name": "mcpbox_validate_code", "arguments": {"code": bad}}),
+        )
+        .await;
+    let validated = &validated["result"]["structuredContent"];
+    assert_eq!(validated["error"], checked["error"], "{validated}");
+    assert_eq!(validated["errors"][0]["source"], "import os");
+}
+
+/// A test run of a tool that takes longer than the 30 s other requests get returns when the
+/// tool does (REST), and its stdout and the timing are the tool's; an ordinary route keeps 30 s
+/// (checked by the unit test of `http::request_timeout`).
+#[tokio::test]
+async fn a_test_run_longer_than_30_seconds_returns_when_the_tool_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(ServeOptions::new(dir.path())).unwrap();
+    let url = origin.url.clone();
+    let token = admin_token(&url).await;
+    let code = "import asyncio\n\n\nasync def main() -> dict:\n    print('started')\n    await asyncio.sleep(32)\n    return {'slept': 32}\n";
+    let (_, tool) = draft_tool(&url, &token, "slow", "nap", code).await;
+    set_timeout(&url, &token, &tool, 45_000).await;
+    submit_and_approve(&url, &token, &tool).await;
+    let started = Instant::now();
+    let (status, ran) = api(
+        &format!("{url}/api/tools/test-code"),
+        json!({"tool_id": tool}),
+        Some(&token),
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{ran}");
+    assert_eq!(ran["success"], true, "{ran}");
+    assert_eq!(ran["result"], json!({"slept": 32}));
+    assert_eq!(ran["stdout"], "started\n");
+    assert!(
+        took >= Duration::from_secs(32) && took < Duration::from_secs(40),
+        "{took:?}"
+    );
+    println!("a 32 s test run over REST answered after {took:.1?}");
+}
