@@ -188,3 +188,50 @@ async fn a_test_run_longer_than_30_seconds_returns_when_the_tool_does() {
     );
     println!("a 32 s test run over REST answered after {took:.1?}");
 }
+
+/// An image and a text resource reach MCP clients as their own content blocks on both protocol
+/// revisions; the log and the REST test run keep markers with type and size, never the bytes.
+#[tokio::test]
+async fn rich_results_are_mcp_content_blocks_and_logged_without_their_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(ServeOptions::new(dir.path())).unwrap();
+    let url = origin.url.clone();
+    let token = admin_token(&url).await;
+    let code = "import base64\n\n\ndef main() -> list:\n    png = base64.b64decode('iVBORw0KGgo=')\n    return ['the chart', image(png, 'image/png'), resource('mcpbox://report.csv', text='a,b\\n1,2\\n', mime_type='text/csv')]\n";
+    let (server, tool) = draft_tool(&url, &token, "charts", "draw", code).await;
+    approve_and_start(&url, &token, &server, &tool).await;
+    for mut client in [
+        Mcp::session(&format!("{url}/mcp")).await,
+        Mcp::stateless(&format!("{url}/mcp")),
+    ] {
+        let answer = client
+            .call("tools/call", json!({"name": "charts__draw", "arguments": {}}))
+            .await;
+        let content = &answer["result"]["content"];
+        assert_eq!(answer["result"]["isError"], false, "{answer}");
+        assert_eq!(content[0], json!({"type": "text", "text": "\"the chart\""}));
+        assert_eq!(content[1]["type"], "image", "{answer}");
+        assert_eq!(content[1]["mimeType"], "image/png");
+        assert_eq!(content[1]["data"], "iVBORw0KGgo=");
+        assert_eq!(content[2]["type"], "resource");
+        assert_eq!(content[2]["resource"]["uri"], "mcpbox://report.csv");
+        assert_eq!(content[2]["resource"]["mimeType"], "text/csv");
+        assert_eq!(content[2]["resource"]["text"], "a,b\n1,2\n");
+    }
+    let logs = get_json(&format!("{url}/api/tools/{tool}/logs"), &token).await;
+    let row = &logs["items"][0];
+    assert_eq!(row["success"], true, "{logs}");
+    assert_eq!(
+        row["result"][1],
+        json!({"$content": 0, "type": "image", "mime_type": "image/png", "size_bytes": 8})
+    );
+    assert!(!logs.to_string().contains("iVBORw0KGgo"), "{logs}");
+    let (_, ran) = api(
+        &format!("{url}/api/tools/test-code"),
+        json!({"tool_id": tool}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(ran["result"][2]["uri"], "mcpbox://report.csv", "{ran}");
+    assert!(!ran.to_string().contains("iVBORw0KGgo"), "{ran}");
+}
