@@ -206,7 +206,12 @@ pub struct Hello {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Request {
+    /// Closing the connection while an execute runs cancels it: the supervisor kills the
+    /// worker at once (the origin closes it when its caller went away or cancelled).
     Execute(ExecuteRequest),
+    /// An execute whose progress reports (`progress()` in the runtime) come back as
+    /// [`Response::Progress`] frames before its [`Response::Execute`].
+    ExecuteStreaming(ExecuteRequest),
     Validate(ValidateRequest),
     Health,
 }
@@ -296,11 +301,28 @@ pub enum Response {
     Execute(ExecuteResponse),
     Validate(ValidateResponse),
     Health(HealthResponse),
+    /// A progress report of the running `ExecuteStreaming` (never the answer itself).
+    Progress(Progress),
     /// The request itself was refused (malformed, or the sandbox cannot serve it now).
     Error {
         message: String,
     },
 }
+
+/// A tool's `progress(done, total, message)`. The worker sends at most one every
+/// [`PROGRESS_INTERVAL_MS`] (the last, where `done == total`, always).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Progress {
+    pub done: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+pub const PROGRESS_INTERVAL_MS: u64 = 100;
+/// Longest progress message (characters); longer ones are cut.
+pub const MAX_PROGRESS_MESSAGE_CHARS: usize = 500;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ExecuteResponse {

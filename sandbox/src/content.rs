@@ -188,6 +188,68 @@ fn exact_str(value: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
         .map(str::to_owned)
 }
 
+/// When the last progress report left this worker (it runs one job, so one clock).
+static LAST_PROGRESS: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+
+/// A number from a tool: an exact `int` or `float` (not `bool`), finite.
+fn number(value: &Bound<'_, PyAny>, what: &str) -> PyResult<f64> {
+    use pyo3::types::{PyFloat, PyInt};
+    let x = if let Ok(i) = value.cast_exact::<PyInt>() {
+        i.extract::<f64>()?
+    } else if let Ok(f) = value.cast_exact::<PyFloat>() {
+        f.value()
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be an int or a float"
+        )));
+    };
+    if x.is_finite() {
+        Ok(x)
+    } else {
+        Err(PyValueError::new_err(format!("{what} must be finite")))
+    }
+}
+
+/// `progress(done, total=None, message=None)`: reported to the caller (MCP clients that asked
+/// get `notifications/progress`). At most one every `PROGRESS_INTERVAL_MS`; the final one
+/// (`done == total`) always goes.
+#[pyfunction]
+#[pyo3(signature = (done, total = None, message = None))]
+pub fn report_progress(
+    done: &Bound<'_, PyAny>,
+    total: Option<&Bound<'_, PyAny>>,
+    message: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let done = number(done, "done")?;
+    let total = total.map(|t| number(t, "total")).transpose()?;
+    let message = message
+        .map(|m| exact_str(m, "message"))
+        .transpose()?
+        .map(|m| {
+            m.chars()
+                .take(contract::sandbox::MAX_PROGRESS_MESSAGE_CHARS)
+                .collect()
+        });
+    let now = std::time::Instant::now();
+    {
+        let mut last = LAST_PROGRESS.lock().unwrap_or_else(|p| p.into_inner());
+        let interval = std::time::Duration::from_millis(contract::sandbox::PROGRESS_INTERVAL_MS);
+        let due = last.is_none_or(|at| now.duration_since(at) >= interval);
+        if !due && total != Some(done) {
+            return Ok(());
+        }
+        *last = Some(now);
+    }
+    crate::python::send_to_supervisor(&crate::protocol::WorkerMessage::Progress(
+        contract::sandbox::Progress {
+            done,
+            total,
+            message,
+        },
+    ));
+    Ok(())
+}
+
 /// Whether `value` is a rich result (for `write_json`, which refuses one in any other place).
 pub fn is_content(value: &Bound<'_, PyAny>) -> bool {
     value.cast_exact::<Content>().is_ok()

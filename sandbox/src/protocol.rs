@@ -75,6 +75,8 @@ pub enum WorkerMessage {
     Stdout {
         text: String,
     },
+    /// `progress(done, total, message)`, already rate-limited by the worker.
+    Progress(contract::sandbox::Progress),
     Done(Outcome),
 }
 

@@ -138,6 +138,7 @@ pub fn preload(py: Python<'_>) -> Result<(Py<PyModule>, Vec<String>), Error> {
                 wrap_pyfunction!(crate::content::make_image, py).map_err(py_error)?,
                 wrap_pyfunction!(crate::content::make_audio, py).map_err(py_error)?,
                 wrap_pyfunction!(crate::content::make_resource, py).map_err(py_error)?,
+                wrap_pyfunction!(crate::content::report_progress, py).map_err(py_error)?,
             ),
         )
         .map_err(py_error)?;
@@ -226,11 +227,16 @@ fn capture_write(text: &str) {
     }
     let chunk = capture.due();
     drop(capture);
-    if let Some(text) = chunk
-        && SUPERVISOR_FD.load(Ordering::SeqCst) >= 0
-    {
-        // Best effort: a supervisor that stopped reading has killed this worker anyway.
-        let _ = frame::write_sync(&mut *supervisor_file(), &WorkerMessage::Stdout { text });
+    if let Some(text) = chunk {
+        send_to_supervisor(&WorkerMessage::Stdout { text });
+    }
+}
+
+/// A message the supervisor reads while the job runs (output, progress). Best effort: a
+/// supervisor that stopped reading has killed this worker anyway.
+pub(crate) fn send_to_supervisor(message: &WorkerMessage) {
+    if SUPERVISOR_FD.load(Ordering::SeqCst) >= 0 {
+        let _ = frame::write_sync(&mut *supervisor_file(), message);
     }
 }
 

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use contract::sandbox::{
-    DEFAULT_MODULES, ErrorKind, ExecuteRequest, ExecuteResponse, HealthResponse, Layers, ToolError,
-    Usage, ValidateRequest, ValidateResponse,
+    DEFAULT_MODULES, ErrorKind, ExecuteRequest, ExecuteResponse, HealthResponse, Layers, Progress,
+    ToolError, Usage, ValidateRequest, ValidateResponse,
 };
 use nix::sys::socket::{
     AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg, socketpair,
@@ -118,12 +118,16 @@ impl CheckedCodes {
     }
 }
 
-/// A worker taken for one call; dropping it asks for its replacement if that was deferred.
+/// A worker taken for one call; dropping it asks for its replacement if that was deferred,
+/// and kills the worker unless it reported (a call dropped midway, i.e. cancelled, must not
+/// leave its tool running).
 struct Lease {
     worker: Worker,
     supervisor: Supervisor,
     /// Whether the replacement was already requested when the worker was taken.
     replaced: bool,
+    /// The worker reported its outcome (it exits by itself).
+    settled: bool,
 }
 
 impl std::ops::Deref for Lease {
@@ -141,6 +145,9 @@ impl std::ops::DerefMut for Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        if !self.settled {
+            kill(&self.worker);
+        }
         if !self.replaced {
             self.supervisor.request_spawn();
         }
@@ -406,6 +413,7 @@ impl Supervisor {
                     worker,
                     supervisor: self.clone(),
                     replaced: low,
+                    settled: false,
                 });
             }
             if tokio::time::timeout_at(give_up, self.inner.available.notified())
@@ -489,6 +497,17 @@ impl Supervisor {
     }
 
     pub async fn execute(&self, request: ExecuteRequest) -> ExecuteResponse {
+        self.execute_observed(request, None).await
+    }
+
+    /// `execute`, handing the tool's progress reports to `progress` as they come (dropped when
+    /// it is full: reports are a view of the run, never a reason to slow it). Dropping the
+    /// future kills the worker at once (`Lease`): that is how a call is cancelled.
+    pub async fn execute_observed(
+        &self,
+        request: ExecuteRequest,
+        progress: Option<mpsc::Sender<Progress>>,
+    ) -> ExecuteResponse {
         let started = Instant::now();
         let limits = request.limits.clamped();
         let deadline = started + Duration::from_millis(limits.timeout_ms);
@@ -542,7 +561,13 @@ impl Supervisor {
         };
         let talked = tokio::time::timeout_at(
             deadline,
-            self.converse(&mut worker.stream, &job, &scope, &mut streamed),
+            self.converse(
+                &mut worker.stream,
+                &job,
+                &scope,
+                &mut streamed,
+                progress.as_ref(),
+            ),
         )
         .await;
         match talked {
@@ -553,6 +578,7 @@ impl Supervisor {
                 stdout_truncated,
                 usage,
             })) => {
+                worker.settled = true;
                 let passed_check =
                     !matches!(&result, Err(error) if error.kind == ErrorKind::Validation);
                 if !checked && passed_check {
@@ -619,6 +645,7 @@ impl Supervisor {
         job: &Job,
         scope: &CallScope,
         streamed: &mut Streamed,
+        progress: Option<&mpsc::Sender<Progress>>,
     ) -> Result<Outcome, FrameError> {
         frame::write_async(stream, job).await?;
         let mut requests = 0u32;
@@ -639,6 +666,11 @@ impl Supervisor {
                     frame::write_async(stream, &reply).await?;
                 }
                 WorkerMessage::Stdout { text } => streamed.push(&text),
+                WorkerMessage::Progress(report) => {
+                    if let Some(progress) = progress {
+                        let _ = progress.try_send(report);
+                    }
+                }
                 WorkerMessage::Done(outcome) => return Ok(outcome),
                 WorkerMessage::Ready { .. } => {
                     return Err(FrameError::Io(std::io::Error::other(

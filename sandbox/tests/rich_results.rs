@@ -38,7 +38,8 @@ async fn blocks_come_back_in_order_with_markers_in_the_result() {
     let code = "def main():\n    return ['a chart', image(b'\\x89PNG', 'image/png'), audio(bytearray(b'RIFF'), 'Audio/WAV'), resource('file:///r.txt', text='hello'), resource('mcpbox://x', blob=b'\\x00\\x01', mime_type='application/pdf')]\n";
     let answer = supervisor.execute(request(code)).await;
     assert!(answer.ok, "{:?}", answer.error);
-    let result: serde_json::Value = serde_json::from_str(answer.result.as_deref().unwrap()).unwrap();
+    let result: serde_json::Value =
+        serde_json::from_str(answer.result.as_deref().unwrap()).unwrap();
     assert_eq!(result[0], "a chart");
     assert_eq!(
         result[1],
@@ -64,7 +65,9 @@ async fn blocks_come_back_in_order_with_markers_in_the_result() {
         }
     );
     let single = supervisor
-        .execute(request("def main():\n    return image(b'GIF89a', 'image/gif')\n"))
+        .execute(request(
+            "def main():\n    return image(b'GIF89a', 'image/gif')\n",
+        ))
         .await;
     assert_eq!(single.content.len(), 1);
     assert!(single.result.unwrap().contains("\"$content\":0"));
@@ -79,23 +82,42 @@ async fn bad_types_sizes_and_places_are_refused_with_a_reason() {
         ("return image('not bytes', 'image/png')", "must be bytes"),
         ("return resource('no-scheme', text='x')", "absolute URI"),
         ("return resource('a:b', text='x', blob=b'y')", "exactly one"),
-        ("return resource('a:b', text='x', mime_type='text/html')", "not allowed"),
-        ("return {'chart': image(b'x', 'image/png')}", "alone or as items"),
+        (
+            "return resource('a:b', text='x', mime_type='text/html')",
+            "not allowed",
+        ),
+        (
+            "return {'chart': image(b'x', 'image/png')}",
+            "alone or as items",
+        ),
         ("return [[image(b'x', 'image/png')]]", "alone or as items"),
-        ("return image(bytes(4 * 1024 * 1024 + 1), 'image/png')", "over the limit"),
+        (
+            "return image(bytes(4 * 1024 * 1024 + 1), 'image/png')",
+            "over the limit",
+        ),
     ];
     for (body, expected) in cases {
         let code = format!("def main():\n    {body}\n");
         let answer = supervisor.execute(request(&code)).await;
-        let error = answer.error.unwrap_or_else(|| panic!("{body} was accepted"));
-        assert!(error.message.contains(expected), "{body}: {}", error.message);
+        let error = answer
+            .error
+            .unwrap_or_else(|| panic!("{body} was accepted"));
+        assert!(
+            error.message.contains(expected),
+            "{body}: {}",
+            error.message
+        );
         assert!(answer.content.is_empty());
     }
     // The result cap counts the blocks: 2 × 700 KB of image is over the default 1 MB.
     let code = "def main():\n    return [image(bytes(700000), 'image/png'), image(bytes(700000), 'image/png')]\n";
     let error = supervisor.execute(request(code)).await.error.unwrap();
     assert_eq!(error.kind, ErrorKind::Result);
-    assert!(error.message.contains("larger than the limit"), "{}", error.message);
+    assert!(
+        error.message.contains("larger than the limit"),
+        "{}",
+        error.message
+    );
 }
 
 #[tokio::test]
@@ -104,16 +126,34 @@ async fn a_content_object_cannot_be_made_or_changed_by_the_tool() {
     let cases = [
         // The type is out of reach (no `type`, no `__class__`), so nothing can construct or
         // subclass it; and it holds no attribute a tool can set.
-        ("c = image(b'x', 'image/png')\n    return type(c)(b'y')", "type() is not available"),
-        ("c = image(b'x', 'image/png')\n    return c.__class__", "__class__"),
-        ("c = image(b'x', 'image/png')\n    c.block = 1\n    return c", "AttributeError"),
-        ("c = image(b'x', 'image/png')\n    c.mime_type = 'text/html'\n    return c", "AttributeError"),
+        (
+            "c = image(b'x', 'image/png')\n    return type(c)(b'y')",
+            "type() is not available",
+        ),
+        (
+            "c = image(b'x', 'image/png')\n    return c.__class__",
+            "__class__",
+        ),
+        (
+            "c = image(b'x', 'image/png')\n    c.block = 1\n    return c",
+            "AttributeError",
+        ),
+        (
+            "c = image(b'x', 'image/png')\n    c.mime_type = 'text/html'\n    return c",
+            "AttributeError",
+        ),
     ];
     for (body, expected) in cases {
         let code = format!("def main():\n    {body}\n");
         let answer = supervisor.execute(request(&code)).await;
-        let error = answer.error.unwrap_or_else(|| panic!("{body} was accepted"));
-        assert!(error.message.contains(expected), "{body}: {}", error.message);
+        let error = answer
+            .error
+            .unwrap_or_else(|| panic!("{body} was accepted"));
+        assert!(
+            error.message.contains(expected),
+            "{body}: {}",
+            error.message
+        );
         assert!(answer.content.is_empty());
     }
 }

@@ -205,7 +205,10 @@ async fn rich_results_are_mcp_content_blocks_and_logged_without_their_bytes() {
         Mcp::stateless(&format!("{url}/mcp")),
     ] {
         let answer = client
-            .call("tools/call", json!({"name": "charts__draw", "arguments": {}}))
+            .call(
+                "tools/call",
+                json!({"name": "charts__draw", "arguments": {}}),
+            )
             .await;
         let content = &answer["result"]["content"];
         assert_eq!(answer["result"]["isError"], false, "{answer}");
