@@ -238,3 +238,135 @@ async fn rich_results_are_mcp_content_blocks_and_logged_without_their_bytes() {
     assert_eq!(ran["result"][2]["uri"], "mcpbox://report.csv", "{ran}");
     assert!(!ran.to_string().contains("iVBORw0KGgo"), "{ran}");
 }
+
+/// CPU time (clock ticks) used so far by the descendants of `root`.
+fn descendants_cpu(root: u32) -> u64 {
+    let mut stats = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            && let Some((_, rest)) = stat.rsplit_once(')')
+        {
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let ppid = fields
+                .get(1)
+                .and_then(|f| f.parse::<u32>().ok())
+                .unwrap_or(0);
+            let ticks = fields
+                .get(11)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+                + fields
+                    .get(12)
+                    .and_then(|f| f.parse::<u64>().ok())
+                    .unwrap_or(0);
+            stats.push((pid, ppid, ticks));
+        }
+    }
+    let mut inside = vec![root];
+    let mut total = 0;
+    let mut grew = true;
+    while grew {
+        grew = false;
+        for (pid, ppid, ticks) in &stats {
+            if inside.contains(ppid) && !inside.contains(pid) {
+                inside.push(*pid);
+                total += ticks;
+                grew = true;
+            }
+        }
+    }
+    total
+}
+
+/// The official Python SDK on both revisions: a tool's `progress()` reaches the client's
+/// progress callback (increasing, ending at the total), and abandoning a call of a tool that
+/// spins forever stops its worker at once and logs the call as cancelled.
+#[tokio::test]
+async fn progress_reaches_sdk_clients_and_a_cancelled_call_stops_its_worker() {
+    let (python, sdk) = mcpbox_e2e::mcp::python_sdk();
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(ServeOptions::new(dir.path())).unwrap();
+    let url = origin.url.clone();
+    let token = admin_token(&url).await;
+    let steps = "import time\n\n\ndef main() -> str:\n    for i in range(1, 11):\n        time.sleep(0.15)\n        progress(i, 10, f'step {i}')\n    return 'ten steps'\n";
+    let (server, tool) = draft_tool(&url, &token, "work", "steps", steps).await;
+    approve_and_start(&url, &token, &server, &tool).await;
+    let (status, created) = api(
+        &format!("{url}/api/servers/{server}/tools"),
+        json!({"name": "spin", "python_code": "def main():\n    while True:\n        pass\n"}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let spin = created["id"].as_str().unwrap().to_owned();
+    set_timeout(&url, &token, &spin, 120_000).await;
+    submit_and_approve(&url, &token, &spin).await;
+
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/clients/python_sdk_progress.py"
+    );
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(&python)
+            .arg(script)
+            .arg(&url)
+            .arg("work__steps")
+            .arg("work__spin")
+            .env("PYTHONPATH", &sdk)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the SDK client did not finish in 60 s")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the SDK client failed: {stderr}");
+    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    for mode in ["legacy", "modern"] {
+        let run = &seen[mode];
+        assert_eq!(run["is_error"], false, "{mode}: {seen}");
+        assert_eq!(run["text"], "\"ten steps\"");
+        let reports = run["reports"].as_array().unwrap();
+        assert!(reports.len() >= 3, "{mode}: {seen}");
+        let done: Vec<f64> = reports.iter().map(|r| r[0].as_f64().unwrap()).collect();
+        assert!(done.windows(2).all(|w| w[0] < w[1]), "{mode}: {seen}");
+        assert_eq!(
+            reports.last().unwrap(),
+            &json!([10.0, 10.0, "step 10"]),
+            "{mode}"
+        );
+        assert_eq!(run["abandoned"], "cancelled", "{mode}: {seen}");
+    }
+    // No worker is left spinning: the sandbox's processes use (almost) no CPU now.
+    let pid = origin.child.id();
+    let before = descendants_cpu(pid);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let used = descendants_cpu(pid) - before;
+    assert!(
+        used < 30,
+        "a cancelled worker still runs: {used} ticks in 1 s"
+    );
+    // Both abandoned calls are in the log as cancelled, after about 1.5 s.
+    let mut rows = Value::Null;
+    for _ in 0..50 {
+        rows = get_json(&format!("{url}/api/tools/{spin}/logs"), &token).await;
+        if rows["total"] == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rows["total"], 2, "{rows}");
+    for row in rows["items"].as_array().unwrap() {
+        assert_eq!(row["error_kind"], "cancelled", "{row}");
+        assert_eq!(row["error_category"], "cancelled");
+        assert!(row["duration_ms"].as_i64().unwrap() < 5_000, "{row}");
+    }
+}

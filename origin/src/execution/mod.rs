@@ -6,6 +6,7 @@
 //! cut) and sizes capped.
 
 mod api;
+mod cancel;
 mod content;
 mod detail;
 mod redact;
@@ -13,6 +14,7 @@ mod redact;
 pub(crate) use api::{LogBody, TestAnswer, openapi};
 
 pub use api::router;
+use cancel::{CancelGuard, PendingLog};
 pub use content::mcp_blocks;
 pub use detail::ErrorDetail;
 use detail::redact_error;
@@ -86,6 +88,20 @@ pub async fn run(
     actor: &str,
     is_test: bool,
 ) -> Result<Outcome> {
+    run_observed(state, approved, arguments, actor, is_test, None).await
+}
+
+/// `run`, handing the tool's progress reports to `progress`. Dropping the future midway (the
+/// caller cancelled or went away) kills the worker (`dispatch`) and logs the run as
+/// `cancelled` (`CancelGuard`).
+pub async fn run_observed(
+    state: &AppState,
+    approved: &Approved,
+    arguments: Value,
+    actor: &str,
+    is_test: bool,
+    progress: Option<tokio::sync::mpsc::Sender<contract::sandbox::Progress>>,
+) -> Result<Outcome> {
     if !arguments.is_object() {
         return Err(Error::Validation("arguments must be a JSON object".into()));
     }
@@ -120,15 +136,26 @@ pub async fn run(
     }
     let redactor = Redactor::new(secrets.values().map(String::as_str));
     let started = std::time::Instant::now();
+    let mut guard = CancelGuard {
+        state: state.clone(),
+        log: Some(PendingLog::new(
+            approved, &arguments, &redactor, actor, is_test,
+        )),
+        started,
+    };
     let dispatched = match approved.kind {
         Kind::Python => {
             let (modules, hosts) = access.unwrap_or_default();
-            execute(state, approved, &arguments, secrets, modules, hosts).await
+            execute(
+                state, approved, &arguments, secrets, modules, hosts, progress,
+            )
+            .await
         }
         Kind::Passthrough => crate::external::forward(state, approved, &arguments, &secrets, actor)
             .await
             .map(|remote| passthrough_response(remote, started)),
     };
+    guard.log = None;
     let elapsed = started.elapsed();
     // Counted here, before the log write, so a call is counted even if logging it fails.
     // Test runs are a person or an LLM trying a tool, not a client's call: not counted.
@@ -256,6 +283,7 @@ async fn execute(
     secrets: std::collections::BTreeMap<String, String>,
     allowed_modules: Vec<String>,
     allowed_hosts: Vec<String>,
+    progress: Option<tokio::sync::mpsc::Sender<contract::sandbox::Progress>>,
 ) -> Result<contract::sandbox::ExecuteResponse> {
     let request = ExecuteRequest {
         code: approved.code.clone(),
@@ -270,7 +298,7 @@ async fn execute(
     };
     state
         .sandbox
-        .execute(request)
+        .execute(request, progress)
         .await
         .map_err(|err| Error::Unavailable(err.to_string()))
 }

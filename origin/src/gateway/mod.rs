@@ -11,6 +11,7 @@
 //! `tunnel`.
 
 pub mod management;
+mod progress;
 pub mod sessions;
 pub mod tunnel;
 mod visible;
@@ -388,7 +389,30 @@ impl Gateway {
                 return Ok(refusal(&err).into());
             }
         };
-        let outcome = match execution::run(&self.state, &approved, arguments, &actor, false).await {
+        let forwarder = context
+            .meta
+            .get_progress_token()
+            .map(|token| progress::Forwarder::start(context.peer.clone(), token));
+        let run = execution::run_observed(
+            &self.state,
+            &approved,
+            arguments,
+            &actor,
+            false,
+            forwarder.as_ref().map(|f| f.sender.clone()),
+        );
+        // The client's `notifications/cancelled` ends the run: dropping it kills the worker
+        // and logs the call as cancelled.
+        let ran = tokio::select! {
+            ran = run => ran,
+            () = context.ct.cancelled() => {
+                return Err(McpError::invalid_request("the call was cancelled", None));
+            }
+        };
+        if let Some(forwarder) = forwarder {
+            forwarder.finish().await;
+        }
+        let outcome = match ran {
             Ok(outcome) => outcome,
             Err(err) => return Ok(refusal(&err).into()),
         };
