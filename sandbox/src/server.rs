@@ -142,7 +142,13 @@ async fn run_execute(
     let mut byte = [0u8; 1];
     loop {
         tokio::select! {
-            response = &mut call => return Ok(Some(Response::Execute(response))),
+            response = &mut call => {
+                // Reports still queued go first (the last one, `done == total`, among them).
+                while let Ok(report) = reports.try_recv() {
+                    frame::write_async(&mut writer, &Response::Progress(report)).await?;
+                }
+                return Ok(Some(Response::Execute(response)));
+            }
             Some(report) = reports.recv() => {
                 frame::write_async(&mut writer, &Response::Progress(report)).await?;
             }

@@ -239,8 +239,8 @@ async fn rich_results_are_mcp_content_blocks_and_logged_without_their_bytes() {
     assert!(!ran.to_string().contains("iVBORw0KGgo"), "{ran}");
 }
 
-/// CPU time (clock ticks) used so far by the descendants of `root`.
-fn descendants_cpu(root: u32) -> u64 {
+/// CPU time (clock ticks) used so far by each descendant of `root`.
+fn descendants_cpu(root: u32) -> std::collections::HashMap<u32, u64> {
     let mut stats = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = entry
@@ -269,25 +269,36 @@ fn descendants_cpu(root: u32) -> u64 {
             stats.push((pid, ppid, ticks));
         }
     }
-    let mut inside = vec![root];
-    let mut total = 0;
+    let mut inside = std::collections::HashMap::from([(root, 0)]);
     let mut grew = true;
     while grew {
         grew = false;
         for (pid, ppid, ticks) in &stats {
-            if inside.contains(ppid) && !inside.contains(pid) {
-                inside.push(*pid);
-                total += ticks;
+            if inside.contains_key(ppid) && !inside.contains_key(pid) {
+                inside.insert(*pid, *ticks);
                 grew = true;
             }
         }
     }
-    total
+    inside.remove(&root);
+    inside
+}
+
+/// CPU ticks the descendants of `root` use during `window` (a process that exits meanwhile
+/// counts for nothing: it is not spinning).
+async fn cpu_used(root: u32, window: Duration) -> u64 {
+    let before = descendants_cpu(root);
+    tokio::time::sleep(window).await;
+    descendants_cpu(root)
+        .into_iter()
+        .map(|(pid, ticks)| ticks.saturating_sub(before.get(&pid).copied().unwrap_or(0)))
+        .sum()
 }
 
 /// The official Python SDK on both revisions: a tool's `progress()` reaches the client's
 /// progress callback (increasing, ending at the total), and abandoning a call of a tool that
-/// spins forever stops its worker at once and logs the call as cancelled.
+/// spins forever (over MCP, or a REST test run whose HTTP client gives up) stops its worker at
+/// once and logs the call as cancelled.
 #[tokio::test]
 async fn progress_reaches_sdk_clients_and_a_cancelled_call_stops_its_worker() {
     let (python, sdk) = mcpbox_e2e::mcp::python_sdk();
@@ -345,25 +356,31 @@ async fn progress_reaches_sdk_clients_and_a_cancelled_call_stops_its_worker() {
         );
         assert_eq!(run["abandoned"], "cancelled", "{mode}: {seen}");
     }
+    // A REST test run whose HTTP client gives up is cancelled the same way.
+    let gave_up = client()
+        .post(format!("{url}/api/tools/test-code"))
+        .bearer_auth(&token)
+        .json(&json!({"tool_id": spin}))
+        .timeout(Duration::from_millis(1500))
+        .send()
+        .await;
+    assert!(gave_up.is_err_and(|err| err.is_timeout()));
     // No worker is left spinning: the sandbox's processes use (almost) no CPU now.
-    let pid = origin.child.id();
-    let before = descendants_cpu(pid);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let used = descendants_cpu(pid) - before;
+    let used = cpu_used(origin.child.id(), Duration::from_secs(1)).await;
     assert!(
         used < 30,
         "a cancelled worker still runs: {used} ticks in 1 s"
     );
-    // Both abandoned calls are in the log as cancelled, after about 1.5 s.
+    // The three abandoned calls are in the log as cancelled, after about 1.5 s.
     let mut rows = Value::Null;
     for _ in 0..50 {
         rows = get_json(&format!("{url}/api/tools/{spin}/logs"), &token).await;
-        if rows["total"] == 2 {
+        if rows["total"] == 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(rows["total"], 2, "{rows}");
+    assert_eq!(rows["total"], 3, "{rows}");
     for row in rows["items"].as_array().unwrap() {
         assert_eq!(row["error_kind"], "cancelled", "{row}");
         assert_eq!(row["error_category"], "cancelled");
