@@ -206,7 +206,12 @@ pub struct Hello {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Request {
+    /// Closing the connection while an execute runs cancels it: the supervisor kills the
+    /// worker at once (the origin closes it when its caller went away or cancelled).
     Execute(ExecuteRequest),
+    /// An execute whose progress reports (`progress()` in the runtime) come back as
+    /// [`Response::Progress`] frames before its [`Response::Execute`].
+    ExecuteStreaming(ExecuteRequest),
     Validate(ValidateRequest),
     Health,
 }
@@ -313,11 +318,28 @@ pub enum Response {
     Execute(ExecuteResponse),
     Validate(ValidateResponse),
     Health(HealthResponse),
+    /// A progress report of the running `ExecuteStreaming` (never the answer itself).
+    Progress(Progress),
     /// The request itself was refused (malformed, or the sandbox cannot serve it now).
     Error {
         message: String,
     },
 }
+
+/// A tool's `progress(done, total, message)`. The worker sends at most one every
+/// [`PROGRESS_INTERVAL_MS`] (the last, where `done == total`, always).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Progress {
+    pub done: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+pub const PROGRESS_INTERVAL_MS: u64 = 100;
+/// Longest progress message (characters); longer ones are cut.
+pub const MAX_PROGRESS_MESSAGE_CHARS: usize = 500;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ExecuteResponse {
@@ -329,16 +351,194 @@ pub struct ExecuteResponse {
     pub stdout_truncated: bool,
     pub duration_ms: u64,
     pub usage: Usage,
+    /// Rich results (`image`, `audio`, `resource` in the runtime), in the order `main` returned
+    /// them; `result` holds a [`CONTENT_MARKER`] object (type, MIME type, size, no bytes) in
+    /// each one's place.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content: Vec<ContentBlock>,
+}
+
+/// The key of the object that stands for a [`ContentBlock`] in a result: its value is the
+/// block's index in `ExecuteResponse::content`.
+pub const CONTENT_MARKER: &str = "$content";
+
+/// Largest rich result block (its raw bytes, or its text).
+pub const MAX_CONTENT_BYTES: usize = 4 * 1024 * 1024;
+
+/// MIME types a tool may return as an image, as audio, or as an embedded resource (a type
+/// a client would render as active content, such as SVG or HTML, is not among them).
+pub const IMAGE_MIME_TYPES: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/webp"];
+pub const AUDIO_MIME_TYPES: &[&str] = &[
+    "audio/wav",
+    "audio/mpeg",
+    "audio/ogg",
+    "audio/webm",
+    "audio/flac",
+    "audio/aac",
+];
+pub const RESOURCE_MIME_TYPES: &[&str] = &[
+    "text/plain",
+    "text/markdown",
+    "text/csv",
+    "application/json",
+    "application/pdf",
+    "application/octet-stream",
+];
+
+/// One rich result block; bytes travel as base64.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ContentBlock {
+    Image {
+        mime_type: String,
+        data: String,
+    },
+    Audio {
+        mime_type: String,
+        data: String,
+    },
+    Resource {
+        uri: String,
+        mime_type: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        blob: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ToolError {
     pub kind: ErrorKind,
+    /// What an author does about it (derived from `kind`, and from the exception for network
+    /// failures). Absent from older supervisors: `ToolError::category_of` fills it in.
+    #[serde(default = "ErrorCategory::unknown")]
+    pub category: ErrorCategory,
     pub message: String,
     /// Line in the tool's source, when the error points at one.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub line: Option<u32>,
+    /// The exception's class name (`KeyError`), when the tool raised one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error_type: Option<String>,
+    /// The traceback restricted to the tool's own code, outermost first (never the runtime's
+    /// or the sandbox's frames), each with its line and the source line that ran.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub traceback: Vec<TraceFrame>,
+}
+
+impl ToolError {
+    /// An error without a line or traceback, its category derived from `kind`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ToolError {
+        ToolError {
+            kind,
+            category: kind.category(),
+            message: message.into(),
+            line: None,
+            error_type: None,
+            traceback: Vec::new(),
+        }
+    }
+
+    pub fn at_line(mut self, line: Option<u32>) -> ToolError {
+        self.line = line;
+        self
+    }
+
+    /// The error as text an author reads (the MCP tool error, the UI's message): kind,
+    /// category and line, the message, then the tool's own frames with their source lines.
+    pub fn describe(&self) -> String {
+        let kind = self.kind.as_str();
+        let category = self.clone().with_known_category().category;
+        let label = format!(
+            "{}{} error ({})",
+            kind[..1].to_uppercase(),
+            &kind[1..],
+            category.as_str()
+        );
+        let mut text = match self.line {
+            Some(line) => format!("{label} at line {line}: {}", self.message),
+            None => format!("{label}: {}", self.message),
+        };
+        let frames: Vec<&TraceFrame> = self
+            .traceback
+            .iter()
+            .filter(|f| f.function != CHECK_FRAME)
+            .collect();
+        if !frames.is_empty() {
+            text.push_str("\nTraceback (the tool's own code, most recent call last):");
+            for frame in frames {
+                text.push_str(&format!("\n  line {}, in {}", frame.line, frame.function));
+                if !frame.source.is_empty() {
+                    text.push_str(&format!(": {}", frame.source));
+                }
+            }
+        }
+        text
+    }
+
+    /// Fills in a category an older peer did not send.
+    pub fn with_known_category(mut self) -> ToolError {
+        if self.category == ErrorCategory::Unknown {
+            self.category = self.kind.category();
+        }
+        self
+    }
+}
+
+/// One frame of a tool's traceback.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TraceFrame {
+    pub line: u32,
+    /// The function (`main`, `<module>` for top-level code).
+    pub function: String,
+    /// The source line, stripped; empty when the line is not in the source.
+    pub source: String,
+}
+
+/// The error categories an author (often an LLM) acts on.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCategory {
+    /// The tool's code raised, or returned something that is not a result: fix the code.
+    Code,
+    /// The code failed the static check, or the arguments do not fit: fix the code or call.
+    Validation,
+    /// The tool ran past its timeout: make it faster or raise the tool's timeout.
+    Timeout,
+    /// An HTTP request failed or was refused (host not allowed, upstream down, bad status).
+    Network,
+    /// The sandbox stopped the tool (memory, CPU, crash) or failed itself.
+    Sandbox,
+    /// MCPbox refused the call before it ran (not approved, disabled, server stopped, a
+    /// module not allowed).
+    Refused,
+    /// The caller cancelled the call; the worker was stopped.
+    Cancelled,
+    /// Sent by nothing current: a peer older than categories.
+    Unknown,
+}
+
+impl ErrorCategory {
+    fn unknown() -> ErrorCategory {
+        ErrorCategory::Unknown
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCategory::Code => "code",
+            ErrorCategory::Validation => "validation",
+            ErrorCategory::Timeout => "timeout",
+            ErrorCategory::Network => "network",
+            ErrorCategory::Sandbox => "sandbox",
+            ErrorCategory::Refused => "refused",
+            ErrorCategory::Cancelled => "cancelled",
+            ErrorCategory::Unknown => "unknown",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -363,6 +563,41 @@ pub enum ErrorKind {
     Crashed,
     /// The sandbox itself failed; the tool may not have run.
     Internal,
+    /// MCPbox refused the call before anything ran (not approved, disabled, server stopped).
+    Refused,
+    /// The caller cancelled the call (or went away); the worker was killed.
+    Cancelled,
+}
+
+impl ErrorKind {
+    /// The category of an error of this kind. `Runtime` is `Code` unless the exception says
+    /// network (the sandbox decides that, from the exception's class).
+    pub fn category(self) -> ErrorCategory {
+        match self {
+            ErrorKind::Validation | ErrorKind::Arguments => ErrorCategory::Validation,
+            ErrorKind::Runtime | ErrorKind::Result => ErrorCategory::Code,
+            ErrorKind::Import | ErrorKind::Refused => ErrorCategory::Refused,
+            ErrorKind::Timeout => ErrorCategory::Timeout,
+            ErrorKind::Memory | ErrorKind::Crashed | ErrorKind::Internal => ErrorCategory::Sandbox,
+            ErrorKind::Cancelled => ErrorCategory::Cancelled,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Validation => "validation",
+            ErrorKind::Arguments => "arguments",
+            ErrorKind::Runtime => "runtime",
+            ErrorKind::Import => "import",
+            ErrorKind::Result => "result",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Memory => "memory",
+            ErrorKind::Crashed => "crashed",
+            ErrorKind::Internal => "internal",
+            ErrorKind::Refused => "refused",
+            ErrorKind::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// Resource use of the worker process, as its parent saw it.
@@ -389,7 +624,48 @@ pub struct CodeError {
     pub line: u32,
     pub col: u32,
     pub message: String,
+    /// The source line the error points at, stripped (absent from older supervisors).
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub source: String,
 }
+
+/// Most static-check errors one [`ToolError`] lists as frames.
+const MAX_CHECK_FRAMES: usize = 20;
+
+impl ValidateResponse {
+    /// A failed validation in the shape a failed run has (category `validation`, the first
+    /// error's line, each error a frame with its source line), so an author reads one shape.
+    pub fn as_tool_error(&self) -> Option<ToolError> {
+        if self.valid {
+            return None;
+        }
+        let message = if self.errors.is_empty() {
+            "the code is not valid".to_owned()
+        } else {
+            self.errors
+                .iter()
+                .map(|e| format!("line {}: {}", e.line, e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let mut error = ToolError::new(ErrorKind::Validation, message)
+            .at_line(self.errors.first().map(|e| e.line));
+        error.traceback = self
+            .errors
+            .iter()
+            .take(MAX_CHECK_FRAMES)
+            .map(|e| TraceFrame {
+                line: e.line,
+                function: CHECK_FRAME.to_owned(),
+                source: e.source.clone(),
+            })
+            .collect();
+        Some(error)
+    }
+}
+
+/// The `function` of a frame that stands for a static-check error rather than a call.
+pub const CHECK_FRAME: &str = "<static check>";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HealthResponse {

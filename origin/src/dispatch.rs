@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use contract::sandbox::{
-    ExecuteRequest, ExecuteResponse, HealthResponse, Hello, MAX_FRAME_BYTES, Request, Response,
-    ValidateRequest, ValidateResponse,
+    ExecuteRequest, ExecuteResponse, HealthResponse, Hello, MAX_FRAME_BYTES, Progress, Request,
+    Response, ValidateRequest, ValidateResponse,
 };
 use rand::RngCore;
 use serde::Serialize;
@@ -25,7 +25,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 /// Extra time beyond a tool's own limit before the origin gives up on the answer.
-const EXECUTE_MARGIN: Duration = Duration::from_secs(5);
+pub const EXECUTE_MARGIN: Duration = Duration::from_secs(5);
 const VALIDATE_TIMEOUT: Duration = Duration::from_secs(15);
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -175,9 +175,25 @@ impl Sandbox {
         error.type = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     ))]
-    pub async fn execute(&self, request: ExecuteRequest) -> Result<ExecuteResponse, DispatchError> {
+    pub async fn execute(
+        &self,
+        request: ExecuteRequest,
+        progress: Option<tokio::sync::mpsc::Sender<Progress>>,
+    ) -> Result<ExecuteResponse, DispatchError> {
         let timeout = Duration::from_millis(request.limits.clamped().timeout_ms) + EXECUTE_MARGIN;
-        let answer = self.send(&Request::Execute(request), timeout).await;
+        // Dropping this future (the caller cancelled or went away) drops the connection, which
+        // tells the supervisor to kill the worker.
+        let answer = match progress {
+            Some(progress) => {
+                self.send_observed(
+                    &Request::ExecuteStreaming(request),
+                    timeout,
+                    Some(&progress),
+                )
+                .await
+            }
+            None => self.send(&Request::Execute(request), timeout).await,
+        };
         let span = tracing::Span::current();
         if let Err(err) = &answer {
             span.record("error.type", err.kind());
@@ -251,6 +267,17 @@ impl Sandbox {
     }
 
     async fn send(&self, request: &Request, timeout: Duration) -> Result<Response, DispatchError> {
+        self.send_observed(request, timeout, None).await
+    }
+
+    /// `send`, passing `Response::Progress` frames that come before the answer to `progress`
+    /// (dropped when it is full).
+    async fn send_observed(
+        &self,
+        request: &Request,
+        timeout: Duration,
+        progress: Option<&tokio::sync::mpsc::Sender<Progress>>,
+    ) -> Result<Response, DispatchError> {
         if let Some(why) = &self.missing {
             return Err(DispatchError::Unavailable(why.clone()));
         }
@@ -272,7 +299,16 @@ impl Sandbox {
         };
         let exchange = async {
             write_frame(&mut stream, request).await?;
-            read_frame(&mut stream).await
+            loop {
+                match read_frame(&mut stream).await? {
+                    Response::Progress(report) => {
+                        if let Some(progress) = progress {
+                            let _ = progress.try_send(report);
+                        }
+                    }
+                    answer => return Ok::<_, std::io::Error>(answer),
+                }
+            }
         };
         match tokio::time::timeout(timeout, exchange).await {
             Ok(Ok(response)) => {

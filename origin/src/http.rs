@@ -11,7 +11,6 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, OnResponse, TraceLayer};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
@@ -20,8 +19,45 @@ use crate::error::Error;
 
 /// Largest request body accepted (the reference caps /mcp at 1 MB too).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-/// A request taking longer than this gets 408 (long-lived streams will opt out per route).
+/// A request whose response has not started within this gets 408. Streams are not cut by it
+/// (MCP over SSE, `/api/activity/stream`): the limit ends when the response's head is sent.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Routes that run a tool to completion before they answer (test runs, REST and UI). They get
+/// the longest tool timeout plus the dispatch's margin and a little more, so no front cuts a
+/// run shorter than the tool's own timeout; the run itself is bounded by that tool's timeout
+/// plus `dispatch::EXECUTE_MARGIN` (the sandbox kills the worker at the tool's timeout).
+const LONG_CALL_ROUTES: &[&str] = &["/api/tools/test-code", "/ui/tools/{id}/test"];
+
+/// The limit of [`LONG_CALL_ROUTES`].
+pub const LONG_CALL_TIMEOUT: Duration = Duration::from_millis(
+    contract::sandbox::Limits::MAX.timeout_ms
+        + crate::dispatch::EXECUTE_MARGIN.as_millis() as u64
+        + 5_000,
+);
+
+/// The time a request on `route` (its template) may take before its response starts.
+pub fn request_timeout(route: Option<&str>) -> Duration {
+    match route {
+        Some(route) if LONG_CALL_ROUTES.contains(&route) => LONG_CALL_TIMEOUT,
+        _ => REQUEST_TIMEOUT,
+    }
+}
+
+/// 408 when the handler has not answered within the route's [`request_timeout`]. Runs after
+/// routing (`Router::layer`), so the route template is known.
+async fn timeout_by_route(request: Request, next: Next) -> Response {
+    let limit = request_timeout(
+        request
+            .extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
+    );
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
+    }
+}
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -33,10 +69,7 @@ pub fn with_layers<S: Clone + Send + Sync + 'static>(
 ) -> Router<S> {
     router
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
+        .layer(middleware::from_fn(timeout_by_route))
         // Outside the timeout, so a 408 is counted as what the client got; `Router::layer` runs
         // after routing, so the route template is known.
         .layer(middleware::from_fn_with_state(
@@ -248,4 +281,22 @@ fn plain_error(status: StatusCode, code: &str, message: &str) -> Response {
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(body))
         .unwrap_or_else(|_| status.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_test_runs_outlast_the_request_timeout_and_they_outlast_any_tool() {
+        assert_eq!(request_timeout(None), REQUEST_TIMEOUT);
+        for route in ["/api/tools/{id}", "/mcp", "/api/tools/validate-code"] {
+            assert_eq!(request_timeout(Some(route)), REQUEST_TIMEOUT, "{route}");
+        }
+        let longest_run = Duration::from_millis(contract::sandbox::Limits::MAX.timeout_ms)
+            + crate::dispatch::EXECUTE_MARGIN;
+        for route in LONG_CALL_ROUTES {
+            assert!(request_timeout(Some(route)) > longest_run, "{route}");
+        }
+    }
 }

@@ -703,7 +703,9 @@ async fn secrets_never_leave_a_run_in_any_encoding(app: TestApp) {
                     &stdout[stdout.len() - 40..]
                 );
                 let error = result["content"][0]["text"].as_str().unwrap();
-                assert!(error.ends_with("[REDACTED]…"), "{error}");
+                // The message's line (the traceback and the output follow it).
+                let message = error.lines().next().unwrap();
+                assert!(message.ends_with("[REDACTED]…"), "{error}");
             }
             "big" => assert_eq!(result["isError"], false, "{mode}: {}", short(&body)),
             _ => assert_eq!(result["isError"], true, "{mode}: {}", short(&body)),

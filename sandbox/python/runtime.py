@@ -1026,6 +1026,17 @@ def configure(send, write, overrides, default_modules):
         table.proxy(name)
 
 
+def configure_content(image, audio, resource, progress):
+    """Called once in the zygote after `configure`: the rich-result helpers and `progress`.
+    Each is a Rust function (see content.rs), the first three returning a frozen Rust object;
+    nothing here wraps them, so a tool has nothing of Python's to patch on the way."""
+    base = _SHARED["builtins"]
+    base["image"] = image
+    base["audio"] = audio
+    base["resource"] = resource
+    base["progress"] = progress
+
+
 def make_globals(allowed, secrets):
     """A fresh globals dict for one tool run."""
     table = ModuleTable(allowed, _SHARED["importer"])

@@ -12,6 +12,7 @@
 
 pub mod broker;
 pub mod cli;
+pub mod content;
 pub mod error;
 pub mod frame;
 pub mod isolation;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use contract::sandbox::{Layers, ToolError, Usage, ValidateResponse};
+use contract::sandbox::{ContentBlock, Layers, ToolError, Usage, ValidateResponse};
 use serde::{Deserialize, Serialize};
 
 /// Largest frame a worker may send (its result and stdout are capped well below this).
@@ -75,6 +75,13 @@ pub enum WorkerMessage {
     Http(HttpRequest),
     /// A raw TCP operation, answered by a [`TcpReply`] (`broker::tcp`).
     Tcp(TcpRequest),
+    /// Output printed since the last such message (streamed so a killed worker's output so far
+    /// is not lost; `Done` carries the whole output again).
+    Stdout {
+        text: String,
+    },
+    /// `progress(done, total, message)`, already rate-limited by the worker.
+    Progress(contract::sandbox::Progress),
     Done(Outcome),
 }
 
@@ -84,6 +91,9 @@ pub enum Outcome {
     Executed {
         /// JSON text of the result, or the error.
         result: Result<String, ToolError>,
+        /// Rich result blocks (`ExecuteResponse::content`).
+        #[serde(default)]
+        content: Vec<ContentBlock>,
         stdout: String,
         stdout_truncated: bool,
         usage: Usage,

@@ -12,7 +12,10 @@ use std::os::fd::FromRawFd;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use contract::sandbox::{CodeError, ErrorKind, ToolError, Usage, ValidateResponse};
+use contract::sandbox::{
+    CodeError, ContentBlock, ErrorCategory, ErrorKind, ToolError, TraceFrame, Usage,
+    ValidateResponse,
+};
 use pyo3::exceptions::{PyImportError, PyMemoryError, PyRecursionError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyModule, PyString, PyTuple};
@@ -133,6 +136,17 @@ pub fn preload(py: Python<'_>) -> Result<(Py<PyModule>, Vec<String>), Error> {
             ),
         )
         .map_err(py_error)?;
+    runtime
+        .call_method1(
+            "configure_content",
+            (
+                wrap_pyfunction!(crate::content::make_image, py).map_err(py_error)?,
+                wrap_pyfunction!(crate::content::make_audio, py).map_err(py_error)?,
+                wrap_pyfunction!(crate::content::make_resource, py).map_err(py_error)?,
+                wrap_pyfunction!(crate::content::report_progress, py).map_err(py_error)?,
+            ),
+        )
+        .map_err(py_error)?;
     // Move everything loaded so far out of the collector's reach: a forked worker's GC then
     // never walks (and so never copies-on-write) the inherited heap.
     py.import("gc")
@@ -154,12 +168,39 @@ static CAPTURE: Mutex<Capture> = Mutex::new(Capture {
     text: String::new(),
     cap: 0,
     truncated: false,
+    sent: 0,
+    last_sent: None,
 });
 
 struct Capture {
     text: String,
     cap: usize,
     truncated: bool,
+    /// Bytes of `text` already streamed to the supervisor, and when: what it holds of the
+    /// output if the worker is killed (timeout, crash, cancellation) before it reports.
+    sent: usize,
+    last_sent: Option<std::time::Instant>,
+}
+
+/// Output is streamed to the supervisor at most this often (a tight `print` loop costs one
+/// frame per interval, not one per call).
+const STDOUT_STREAM_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl Capture {
+    /// The output not yet streamed, if it is time to stream it.
+    fn due(&mut self) -> Option<String> {
+        let now = std::time::Instant::now();
+        let due = self
+            .last_sent
+            .is_none_or(|last| now.duration_since(last) >= STDOUT_STREAM_INTERVAL);
+        if !due || self.sent >= self.text.len() {
+            return None;
+        }
+        let chunk = self.text[self.sent..].to_owned();
+        self.sent = self.text.len();
+        self.last_sent = Some(now);
+        Some(chunk)
+    }
 }
 
 pub fn set_supervisor_fd(fd: i32) {
@@ -188,6 +229,19 @@ fn capture_write(text: &str) {
         }
         capture.text.push_str(&text[..end]);
         capture.truncated = true;
+    }
+    let chunk = capture.due();
+    drop(capture);
+    if let Some(text) = chunk {
+        send_to_supervisor(&WorkerMessage::Stdout { text });
+    }
+}
+
+/// A message the supervisor reads while the job runs (output, progress). Best effort: a
+/// supervisor that stopped reading has killed this worker anyway.
+pub(crate) fn send_to_supervisor(message: &WorkerMessage) {
+    if SUPERVISOR_FD.load(Ordering::SeqCst) >= 0 {
+        let _ = frame::write_sync(&mut *supervisor_file(), message);
     }
 }
 
@@ -241,10 +295,14 @@ pub fn execute(
         let mut capture = CAPTURE.lock().unwrap_or_else(|p| p.into_inner());
         capture.cap = usize::try_from(job.stdout_bytes).unwrap_or(usize::MAX);
     }
-    let result = execute_inner(py, runtime, event_loop, &job);
+    let (result, content) = match execute_inner(py, runtime, event_loop, &job) {
+        Ok((json, content)) => (Ok(json), content),
+        Err(error) => (Err(error), Vec::new()),
+    };
     let capture = CAPTURE.lock().unwrap_or_else(|p| p.into_inner());
     Outcome::Executed {
         result,
+        content,
         stdout: capture.text.clone(),
         stdout_truncated: capture.truncated,
         usage: self_usage(),
@@ -256,7 +314,7 @@ fn execute_inner(
     runtime: &Bound<'_, PyModule>,
     event_loop: &Bound<'_, PyAny>,
     job: &ExecuteJob<'_>,
-) -> Result<String, ToolError> {
+) -> Result<(String, Vec<ContentBlock>), ToolError> {
     if job.unguarded {
         return execute_unguarded(py, runtime, event_loop, job);
     }
@@ -271,32 +329,27 @@ fn execute_inner(
             .map(|e| format!("line {}: {}", e.line, e.message))
             .collect::<Vec<_>>()
             .join("; ");
-        return Err(ToolError {
-            kind: ErrorKind::Validation,
-            message,
-            line: Some(first.line),
-        });
+        let mut error = ToolError::new(ErrorKind::Validation, message).at_line(Some(first.line));
+        error.traceback = check_frames(&errors);
+        return Err(error);
     }
-    let arguments: serde_json::Value =
-        serde_json::from_str(job.arguments).map_err(|err| ToolError {
-            kind: ErrorKind::Arguments,
-            message: format!("the arguments are not valid JSON: {err}"),
-            line: None,
-        })?;
-    if !arguments.is_object() {
-        return Err(ToolError {
-            kind: ErrorKind::Arguments,
-            message: "the arguments must be a JSON object".into(),
-            line: None,
-        });
-    }
-    let internal = |err: PyErr| tool_error(py, err);
-    let arguments = from_json(py, &arguments).map_err(internal)?;
-    let arguments = arguments.cast_into::<PyDict>().map_err(|_| ToolError {
-        kind: ErrorKind::Internal,
-        message: "arguments did not convert to a dict".into(),
-        line: None,
+    let arguments: serde_json::Value = serde_json::from_str(job.arguments).map_err(|err| {
+        ToolError::new(
+            ErrorKind::Arguments,
+            format!("the arguments are not valid JSON: {err}"),
+        )
     })?;
+    if !arguments.is_object() {
+        return Err(ToolError::new(
+            ErrorKind::Arguments,
+            "the arguments must be a JSON object",
+        ));
+    }
+    let internal = |err: PyErr| tool_error(py, err, "");
+    let arguments = from_json(py, &arguments).map_err(internal)?;
+    let arguments = arguments
+        .cast_into::<PyDict>()
+        .map_err(|_| ToolError::new(ErrorKind::Internal, "arguments did not convert to a dict"))?;
     let secrets = PyDict::new(py);
     for (key, value) in job.secrets {
         secrets.set_item(key, value).map_err(internal)?;
@@ -311,25 +364,24 @@ fn execute_inner(
     let main = runtime
         .call_method1("load", (job.code, modules, secrets))
         .map_err(|err| {
-            let mut error = tool_error(py, err);
+            let mut error = tool_error(py, err, job.code);
             if error
                 .message
                 .starts_with("LookupError: the code defines no main")
             {
-                error.kind = ErrorKind::Validation;
-                error.message = "the code must define a function named main".into();
+                error = ToolError::new(
+                    ErrorKind::Validation,
+                    "the code must define a function named main",
+                );
             }
             error
         })?;
     let result = runtime
         .call_method1("call", (main, arguments, event_loop))
-        .map_err(|err| tool_error(py, err))?;
+        .map_err(|err| tool_error(py, err, job.code))?;
     let limit = usize::try_from(job.result_bytes).unwrap_or(usize::MAX);
-    to_json(&result, limit).map_err(|err| ToolError {
-        kind: ErrorKind::Result,
-        message: err.0,
-        line: None,
-    })
+    crate::content::to_result(&result, limit)
+        .map_err(|err| ToolError::new(ErrorKind::Result, err.0))
 }
 
 /// Runs a one-line tool through exactly the path every call takes (load, call on the event
@@ -358,18 +410,16 @@ fn execute_unguarded(
     runtime: &Bound<'_, PyModule>,
     event_loop: &Bound<'_, PyAny>,
     job: &ExecuteJob<'_>,
-) -> Result<String, ToolError> {
+) -> Result<(String, Vec<ContentBlock>), ToolError> {
     let main = runtime
         .call_method1("load_unguarded", (job.code,))
-        .map_err(|e| tool_error(py, e))?;
+        .map_err(|e| tool_error(py, e, job.code))?;
     let result = runtime
         .call_method1("call", (main, PyDict::new(py), event_loop))
-        .map_err(|e| tool_error(py, e))?;
-    to_json(&result, 1 << 20).map_err(|err| ToolError {
-        kind: ErrorKind::Result,
-        message: err.0,
-        line: None,
-    })
+        .map_err(|e| tool_error(py, e, job.code))?;
+    to_json(&result, 1 << 20)
+        .map(|json| (json, Vec::new()))
+        .map_err(|err| ToolError::new(ErrorKind::Result, err.0))
 }
 
 fn static_check(
@@ -383,14 +433,19 @@ fn static_check(
             "check",
             (
                 code,
-                PyList::new(py, modules).map_err(|e| tool_error(py, e))?,
+                PyList::new(py, modules).map_err(|e| tool_error(py, e, ""))?,
             ),
         )
-        .map_err(|err| tool_error(py, err))?;
-    let found: Vec<(u32, u32, String)> = found.extract().map_err(|err| tool_error(py, err))?;
+        .map_err(|err| tool_error(py, err, ""))?;
+    let found: Vec<(u32, u32, String)> = found.extract().map_err(|err| tool_error(py, err, ""))?;
     Ok(found
         .into_iter()
-        .map(|(line, col, message)| CodeError { line, col, message })
+        .map(|(line, col, message)| CodeError {
+            line,
+            col,
+            message,
+            source: source_line(code, line),
+        })
         .collect())
 }
 
@@ -403,6 +458,7 @@ pub fn validate(runtime: &Bound<'_, PyModule>, code: &str, modules: &[String]) -
             line: err.line.unwrap_or(1),
             col: 1,
             message: err.message,
+            source: String::new(),
         }],
     };
     let described = runtime
@@ -420,6 +476,7 @@ pub fn validate(runtime: &Bound<'_, PyModule>, code: &str, modules: &[String]) -
             line: 1,
             col: 1,
             message: "the code must define a function named main".into(),
+            source: String::new(),
         });
     }
     Outcome::Validated(ValidateResponse {
@@ -431,8 +488,9 @@ pub fn validate(runtime: &Bound<'_, PyModule>, code: &str, modules: &[String]) -
     })
 }
 
-/// A tool's exception as a `ToolError` with its kind and the line in the tool's source.
-fn tool_error(py: Python<'_>, err: PyErr) -> ToolError {
+/// A tool's exception as a `ToolError`: its kind and category, the exception's class, and the
+/// traceback through the tool's own source (`code`; empty when the error is not the tool's).
+fn tool_error(py: Python<'_>, err: PyErr, code: &str) -> ToolError {
     let kind = if err.is_instance_of::<PyMemoryError>(py) {
         ErrorKind::Memory
     } else if err.is_instance_of::<PyImportError>(py) {
@@ -440,8 +498,8 @@ fn tool_error(py: Python<'_>, err: PyErr) -> ToolError {
     } else {
         ErrorKind::Runtime
     };
-    let type_name = err
-        .get_type(py)
+    let exception_type = err.get_type(py);
+    let type_name = exception_type
         .name()
         .map(|n| n.to_string())
         .unwrap_or_else(|_| "Exception".to_owned());
@@ -454,46 +512,110 @@ fn tool_error(py: Python<'_>, err: PyErr) -> ToolError {
             .unwrap_or_default()
     };
     let mut message = if detail.is_empty() {
-        type_name
+        type_name.clone()
     } else {
         format!("{type_name}: {detail}")
     };
-    if message.len() > 4000 {
-        let mut end = 4000;
-        while !message.is_char_boundary(end) {
+    cut_text(&mut message, 4000);
+    let traceback = tool_frames(py, &err, code);
+    let mut error = ToolError::new(kind, message).at_line(traceback.last().map(|f| f.line));
+    if kind == ErrorKind::Runtime && is_network_error(&exception_type) {
+        error.category = ErrorCategory::Network;
+    }
+    error.error_type = Some(type_name);
+    error.traceback = traceback;
+    error
+}
+
+/// Cuts `text` to at most `limit` bytes (on a character boundary), marking the cut with `…`.
+fn cut_text(text: &mut String, limit: usize) {
+    if text.len() > limit {
+        let mut end = limit;
+        while !text.is_char_boundary(end) {
             end -= 1;
         }
-        message.truncate(end);
-        message.push('…');
-    }
-    ToolError {
-        kind,
-        message,
-        line: tool_line(py, &err),
+        text.truncate(end);
+        text.push('…');
     }
 }
 
-/// The innermost traceback line that is in the tool's own source.
-fn tool_line(py: Python<'_>, err: &PyErr) -> Option<u32> {
-    let mut line = None;
+/// The runtime's own HTTP exceptions (a refused host, a failed request, `raise_for_status`).
+/// Read from the class's `__module__` in its type dict: a tool's class of the same name lives
+/// in module `tool`.
+fn is_network_error(exception_type: &Bound<'_, pyo3::types::PyType>) -> bool {
+    let module = exception_type
+        .getattr("__module__")
+        .and_then(|m| m.extract::<String>())
+        .unwrap_or_default();
+    let name = exception_type
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    module == "mcpbox_runtime" && matches!(name.as_str(), "HTTPError" | "HTTPStatusError")
+}
+
+/// Frames kept of a deep traceback (the innermost ones: where it failed).
+const MAX_FRAMES: usize = 20;
+/// Longest source line quoted in a frame.
+const MAX_SOURCE_CHARS: usize = 200;
+
+/// The traceback's frames that run the tool's own source (`<tool>`), outermost first. Walks the
+/// C-level traceback objects (their attributes are not the tool's to redefine).
+fn tool_frames(py: Python<'_>, err: &PyErr, code: &str) -> Vec<TraceFrame> {
+    let mut frames = Vec::new();
     let mut current = err.traceback(py).map(Bound::into_any);
     while let Some(tb) = current {
-        let in_tool = tb
-            .getattr("tb_frame")
-            .and_then(|f| f.getattr("f_code"))
-            .and_then(|c| c.getattr("co_filename"))
-            .and_then(|n| n.extract::<String>())
-            .is_ok_and(|name| name == "<tool>");
-        if in_tool {
-            line = tb
-                .getattr("tb_lineno")
-                .and_then(|l| l.extract::<u32>())
-                .ok()
-                .or(line);
+        let f_code = tb.getattr("tb_frame").and_then(|f| f.getattr("f_code"));
+        let in_tool = f_code
+            .as_ref()
+            .ok()
+            .and_then(|c| c.getattr("co_filename").ok())
+            .and_then(|n| n.extract::<String>().ok())
+            .is_some_and(|name| name == "<tool>");
+        if in_tool && let Ok(line) = tb.getattr("tb_lineno").and_then(|l| l.extract::<u32>()) {
+            let function = f_code
+                .and_then(|c| c.getattr("co_name"))
+                .and_then(|n| n.extract::<String>())
+                .unwrap_or_default();
+            frames.push(TraceFrame {
+                line,
+                function,
+                source: source_line(code, line),
+            });
         }
         current = tb.getattr("tb_next").ok().filter(|next| !next.is_none());
     }
-    line
+    if frames.len() > MAX_FRAMES {
+        frames.drain(..frames.len() - MAX_FRAMES);
+    }
+    frames
+}
+
+/// Line `line` (1-based) of `code`, stripped and cut to a readable length.
+fn source_line(code: &str, line: u32) -> String {
+    let text = code
+        .lines()
+        .nth((line as usize).saturating_sub(1))
+        .filter(|_| line > 0)
+        .unwrap_or("")
+        .trim();
+    match text.char_indices().nth(MAX_SOURCE_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// Static-check errors as frames (what `ValidateResponse::as_tool_error` builds too).
+fn check_frames(errors: &[CodeError]) -> Vec<TraceFrame> {
+    errors
+        .iter()
+        .take(MAX_FRAMES)
+        .map(|e| TraceFrame {
+            line: e.line,
+            function: contract::sandbox::CHECK_FRAME.to_owned(),
+            source: e.source.clone(),
+        })
+        .collect()
 }
 
 fn self_usage() -> Usage {
@@ -530,7 +652,7 @@ pub fn to_json(value: &Bound<'_, PyAny>, limit: usize) -> Result<String, JsonErr
     Ok(out)
 }
 
-fn write_json(
+pub(crate) fn write_json(
     value: &Bound<'_, PyAny>,
     depth: usize,
     limit: usize,
@@ -608,6 +730,10 @@ fn write_json(
             write_json(&item, depth + 1, limit, out)?;
         }
         out.push(']');
+    } else if crate::content::is_content(value) {
+        return Err(JsonError(
+            "image(), audio() and resource() may be returned alone or as items of the list main returns, not inside other values".into(),
+        ));
     } else {
         let type_name = value
             .get_type()

@@ -98,7 +98,18 @@ async fn handle(
             Err(other) => return Err(other),
         };
         let response = match request {
-            Request::Execute(execute) => Response::Execute(supervisor.execute(execute).await),
+            Request::Execute(execute) => {
+                match run_execute(&mut stream, &supervisor, execute, false).await? {
+                    Some(response) => response,
+                    None => return Ok(()),
+                }
+            }
+            Request::ExecuteStreaming(execute) => {
+                match run_execute(&mut stream, &supervisor, execute, true).await? {
+                    Some(response) => response,
+                    None => return Ok(()),
+                }
+            }
             Request::Validate(validate) => match supervisor.validate(validate).await {
                 Ok(validated) => Response::Validate(validated),
                 Err(err) => Response::Error {
@@ -108,6 +119,46 @@ async fn handle(
             Request::Health => Response::Health(supervisor.health()),
         };
         frame::write_async(&mut stream, &response).await?;
+    }
+}
+
+/// Progress reports held for a slow origin before newer ones are dropped.
+const PROGRESS_BUFFER: usize = 16;
+
+/// Runs one execute while watching the connection: progress reports go out as
+/// `Response::Progress` frames when `streaming`, and the origin closing the connection (its
+/// caller cancelled or went away) drops the call, which kills the worker. `None`: cancelled.
+async fn run_execute(
+    stream: &mut UnixStream,
+    supervisor: &Supervisor,
+    execute: contract::sandbox::ExecuteRequest,
+    streaming: bool,
+) -> Result<Option<Response>, FrameError> {
+    use tokio::io::AsyncReadExt;
+    let (sender, mut reports) = tokio::sync::mpsc::channel(PROGRESS_BUFFER);
+    let call = supervisor.execute_observed(execute, streaming.then_some(sender));
+    let mut call = std::pin::pin!(call);
+    let (mut reader, mut writer) = stream.split();
+    let mut byte = [0u8; 1];
+    loop {
+        tokio::select! {
+            response = &mut call => {
+                // Reports still queued go first (the last one, `done == total`, among them).
+                while let Ok(report) = reports.try_recv() {
+                    frame::write_async(&mut writer, &Response::Progress(report)).await?;
+                }
+                return Ok(Some(Response::Execute(response)));
+            }
+            Some(report) = reports.recv() => {
+                frame::write_async(&mut writer, &Response::Progress(report)).await?;
+            }
+            // The origin sends nothing while a call runs: a read that ends is a closed
+            // connection (anything else is a broken peer).
+            _ = reader.read(&mut byte) => {
+                tracing::info!("the origin closed the connection: call cancelled");
+                return Ok(None);
+            }
+        }
     }
 }
 

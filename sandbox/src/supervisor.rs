@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use contract::sandbox::{
-    DEFAULT_MODULES, ErrorKind, ExecuteRequest, ExecuteResponse, HealthResponse, Layers, ToolError,
-    Usage, ValidateRequest, ValidateResponse,
+    DEFAULT_MODULES, ErrorKind, ExecuteRequest, ExecuteResponse, HealthResponse, Layers, Progress,
+    ToolError, Usage, ValidateRequest, ValidateResponse,
 };
 use nix::sys::socket::{
     AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg, socketpair,
@@ -121,12 +121,16 @@ impl CheckedCodes {
     }
 }
 
-/// A worker taken for one call; dropping it asks for its replacement if that was deferred.
+/// A worker taken for one call; dropping it asks for its replacement if that was deferred,
+/// and kills the worker unless it reported (a call dropped midway, i.e. cancelled, must not
+/// leave its tool running).
 struct Lease {
     worker: Worker,
     supervisor: Supervisor,
     /// Whether the replacement was already requested when the worker was taken.
     replaced: bool,
+    /// The worker reported its outcome (it exits by itself).
+    settled: bool,
 }
 
 impl std::ops::Deref for Lease {
@@ -144,6 +148,9 @@ impl std::ops::DerefMut for Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        if !self.settled {
+            kill(&self.worker);
+        }
         if !self.replaced {
             self.supervisor.request_spawn();
         }
@@ -412,6 +419,7 @@ impl Supervisor {
                     worker,
                     supervisor: self.clone(),
                     replaced: low,
+                    settled: false,
                 });
             }
             if tokio::time::timeout_at(give_up, self.inner.available.notified())
@@ -495,21 +503,31 @@ impl Supervisor {
     }
 
     pub async fn execute(&self, request: ExecuteRequest) -> ExecuteResponse {
+        self.execute_observed(request, None).await
+    }
+
+    /// `execute`, handing the tool's progress reports to `progress` as they come (dropped when
+    /// it is full: reports are a view of the run, never a reason to slow it). Dropping the
+    /// future kills the worker at once (`Lease`): that is how a call is cancelled.
+    pub async fn execute_observed(
+        &self,
+        request: ExecuteRequest,
+        progress: Option<mpsc::Sender<Progress>>,
+    ) -> ExecuteResponse {
         let started = Instant::now();
         let limits = request.limits.clamped();
         let deadline = started + Duration::from_millis(limits.timeout_ms);
-        let failure = |kind, message: String, usage| ExecuteResponse {
+        // What the worker streamed of its output, kept when it is killed before it reports.
+        let mut streamed = Streamed::new(limits.stdout_bytes);
+        let failure = |kind, message: String, usage, streamed: Streamed| ExecuteResponse {
             ok: false,
             result: None,
-            error: Some(ToolError {
-                kind,
-                message,
-                line: None,
-            }),
-            stdout: String::new(),
-            stdout_truncated: false,
+            error: Some(ToolError::new(kind, message)),
+            stdout: streamed.text,
+            stdout_truncated: streamed.truncated,
             duration_ms: started.elapsed().as_millis() as u64,
             usage,
+            content: Vec::new(),
         };
         let mut worker = match self.take_worker().await {
             Ok(worker) => worker,
@@ -518,6 +536,7 @@ impl Supervisor {
                     ErrorKind::Internal,
                     format!("the sandbox is unavailable: {err}"),
                     Usage::default(),
+                    streamed,
                 );
             }
         };
@@ -557,16 +576,26 @@ impl Supervisor {
             max_requests: limits.http_requests,
             deadline,
         };
-        let talked =
-            tokio::time::timeout_at(deadline, self.converse(&mut worker.stream, &job, &scope))
-                .await;
+        let talked = tokio::time::timeout_at(
+            deadline,
+            self.converse(
+                &mut worker.stream,
+                &job,
+                &scope,
+                &mut streamed,
+                progress.as_ref(),
+            ),
+        )
+        .await;
         match talked {
             Ok(Ok(Outcome::Executed {
                 result,
+                content,
                 stdout,
                 stdout_truncated,
                 usage,
             })) => {
+                worker.settled = true;
                 let passed_check =
                     !matches!(&result, Err(error) if error.kind == ErrorKind::Validation);
                 if !checked && passed_check {
@@ -588,6 +617,7 @@ impl Supervisor {
                     stdout_truncated,
                     duration_ms: started.elapsed().as_millis() as u64,
                     usage,
+                    content,
                 }
             }
             Ok(Ok(Outcome::Validated(_))) => {
@@ -596,13 +626,19 @@ impl Supervisor {
                     ErrorKind::Internal,
                     "the worker answered the wrong job".into(),
                     Usage::default(),
+                    streamed,
                 )
             }
             Ok(Err(err)) => {
                 kill(&worker);
                 let exit = self.wait_exit(worker.pid, Duration::from_millis(500)).await;
                 let (kind, message) = crash_message(exit.as_ref(), &err);
-                failure(kind, message, exit.map(|e| e.usage).unwrap_or_default())
+                failure(
+                    kind,
+                    message,
+                    exit.map(|e| e.usage).unwrap_or_default(),
+                    streamed,
+                )
             }
             Err(_) => {
                 kill(&worker);
@@ -614,6 +650,7 @@ impl Supervisor {
                         limits.timeout_ms
                     ),
                     exit.map(|e| e.usage).unwrap_or_default(),
+                    streamed,
                 )
             }
         }
@@ -624,6 +661,8 @@ impl Supervisor {
         stream: &mut UnixStream,
         job: &Job,
         scope: &CallScope,
+        streamed: &mut Streamed,
+        progress: Option<&mpsc::Sender<Progress>>,
     ) -> Result<Outcome, FrameError> {
         frame::write_async(stream, job).await?;
         let mut requests = 0u32;
@@ -648,6 +687,12 @@ impl Supervisor {
                 WorkerMessage::Tcp(request) => {
                     let reply = tcp.handle(&self.inner.broker, request, scope).await;
                     frame::write_async(stream, &reply).await?;
+                }
+                WorkerMessage::Stdout { text } => streamed.push(&text),
+                WorkerMessage::Progress(report) => {
+                    if let Some(progress) = progress {
+                        let _ = progress.try_send(report);
+                    }
                 }
                 WorkerMessage::Done(outcome) => return Ok(outcome),
                 WorkerMessage::Ready { .. } => {
@@ -709,6 +754,38 @@ impl Supervisor {
                 .remove(&pid);
         }
         found
+    }
+}
+
+/// A worker's streamed output, capped like the worker caps it (a worker cannot make the
+/// supervisor hold more than the call's `stdout_bytes`).
+struct Streamed {
+    text: String,
+    cap: usize,
+    truncated: bool,
+}
+
+impl Streamed {
+    fn new(cap: u64) -> Streamed {
+        Streamed {
+            text: String::new(),
+            cap: usize::try_from(cap).unwrap_or(usize::MAX),
+            truncated: false,
+        }
+    }
+
+    fn push(&mut self, chunk: &str) {
+        let room = self.cap.saturating_sub(self.text.len());
+        if chunk.len() <= room {
+            self.text.push_str(chunk);
+            return;
+        }
+        let mut end = room;
+        while !chunk.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.text.push_str(&chunk[..end]);
+        self.truncated = true;
     }
 }
 

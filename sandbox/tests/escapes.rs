@@ -221,6 +221,7 @@ async fn detectors_see_real_impact() {
         stdout_truncated: false,
         duration_ms: 0,
         usage: Default::default(),
+        content: Vec::new(),
     };
     let impact = harness.impact(&leaked, Duration::from_secs(30), 1000);
     harness.supervisor.shutdown();

@@ -98,6 +98,10 @@ pub(crate) struct LogBody {
     result: Option<serde_json::Value>,
     error: Option<String>,
     error_kind: Option<String>,
+    /// `code`, `validation`, `timeout`, `network`, `sandbox`, `refused` or `cancelled`.
+    error_category: Option<String>,
+    /// The exception's class and the tool's own frames (null on success and on old rows).
+    error_detail: Option<super::ErrorDetail>,
     stdout: String,
     duration_ms: i64,
     success: bool,
@@ -118,6 +122,11 @@ impl From<LogRow> for LogBody {
             result: row.result.and_then(|r| serde_json::from_str(&r).ok()),
             error: row.error,
             error_kind: row.error_kind,
+            error_category: row.error_category,
+            error_detail: row
+                .error_detail
+                .as_deref()
+                .map(|text| super::ErrorDetail::from_text(Some(text))),
             stdout: row.stdout,
             duration_ms: row.duration_ms,
             success: row.success,

@@ -6,11 +6,18 @@
 //! cut) and sizes capped.
 
 mod api;
+mod cancel;
+mod content;
+mod detail;
 mod redact;
 
 pub(crate) use api::{LogBody, TestAnswer, openapi};
 
 pub use api::router;
+use cancel::{CancelGuard, PendingLog};
+pub use content::mcp_blocks;
+pub use detail::ErrorDetail;
+use detail::redact_error;
 pub use redact::{REDACTED, Redactor};
 
 use contract::sandbox::{ErrorKind, ExecuteRequest, Limits, ToolError};
@@ -61,6 +68,8 @@ pub struct Outcome {
     /// A passthrough tool's answer as the external source gave it (redacted like `result`,
     /// which holds the same answer as JSON), so MCP clients get its content blocks unchanged.
     pub remote: Option<CallToolResult>,
+    /// Rich result blocks (`content::mcp_blocks`); `result` holds their markers.
+    pub content: Vec<contract::sandbox::ContentBlock>,
 }
 
 /// Runs an approved version with `arguments` and logs it. A sandbox that cannot be reached is
@@ -78,6 +87,20 @@ pub async fn run(
     arguments: Value,
     actor: &str,
     is_test: bool,
+) -> Result<Outcome> {
+    run_observed(state, approved, arguments, actor, is_test, None).await
+}
+
+/// `run`, handing the tool's progress reports to `progress`. Dropping the future midway (the
+/// caller cancelled or went away) kills the worker (`dispatch`) and logs the run as
+/// `cancelled` (`CancelGuard`).
+pub async fn run_observed(
+    state: &AppState,
+    approved: &Approved,
+    arguments: Value,
+    actor: &str,
+    is_test: bool,
+    progress: Option<tokio::sync::mpsc::Sender<contract::sandbox::Progress>>,
 ) -> Result<Outcome> {
     if !arguments.is_object() {
         return Err(Error::Validation("arguments must be a JSON object".into()));
@@ -113,15 +136,26 @@ pub async fn run(
     }
     let redactor = Redactor::new(secrets.values().map(String::as_str));
     let started = std::time::Instant::now();
+    let mut guard = CancelGuard {
+        state: state.clone(),
+        log: Some(PendingLog::new(
+            approved, &arguments, &redactor, actor, is_test,
+        )),
+        started,
+    };
     let dispatched = match approved.kind {
         Kind::Python => {
             let (modules, hosts) = access.unwrap_or_default();
-            execute(state, approved, &arguments, secrets, modules, hosts).await
+            execute(
+                state, approved, &arguments, secrets, modules, hosts, progress,
+            )
+            .await
         }
         Kind::Passthrough => crate::external::forward(state, approved, &arguments, &secrets, actor)
             .await
             .map(|remote| passthrough_response(remote, started)),
     };
+    guard.log = None;
     let elapsed = started.elapsed();
     // Counted here, before the log write, so a call is counted even if logging it fails.
     // Test runs are a person or an LLM trying a tool, not a client's call: not counted.
@@ -148,11 +182,7 @@ pub async fn run(
         Err(err) => {
             // Nothing answered (the sandbox or the external source is down): logged as a failed
             // run, and a clear error for the caller.
-            let error = ToolError {
-                kind: ErrorKind::Internal,
-                message: redactor.text(&err.to_string()),
-                line: None,
-            };
+            let error = ToolError::new(ErrorKind::Internal, redactor.text(&err.to_string()));
             let log = LogEntry::new(approved, &arguments, &redactor, actor, is_test);
             log.write(
                 &state.db,
@@ -170,6 +200,7 @@ pub async fn run(
         }
     };
     let ok = response.ok;
+    let mut content = response.content;
     tracing::Span::current().record("mcpbox.ok", ok);
     let duration_ms = response.duration_ms;
     // The result travels as JSON text: redacted as a value (its strings, keys and numbers), so
@@ -185,10 +216,10 @@ pub async fn run(
         (None, Some(text)) => Some(redactor.text(text)),
         (None, None) => None,
     };
-    let redacted_error = response.error.clone().map(|mut error| {
-        error.message = redact_error_message(&redactor, &error.message);
-        error
-    });
+    let redacted_error = response
+        .error
+        .clone()
+        .map(|error| redact_error(&redactor, error.with_known_category()));
     // The sandbox caps stdout and may have cut it inside a secret.
     let redacted_stdout = if response.stdout_truncated {
         redactor.cut_text(&response.stdout)
@@ -216,9 +247,14 @@ pub async fn run(
         duration_ms,
     ));
     let (result, error, stdout) = if policy.redact_output() {
+        content = content::redact(&redactor, content);
         (redacted_result, redacted_error, redacted_stdout)
     } else {
-        (result, response.error, response.stdout)
+        (
+            result,
+            response.error.map(ToolError::with_known_category),
+            response.stdout,
+        )
     };
     let remote = match approved.kind {
         Kind::Passthrough => result
@@ -228,6 +264,7 @@ pub async fn run(
     };
     Ok(Outcome {
         remote,
+        content,
         ok,
         result,
         error,
@@ -238,15 +275,6 @@ pub async fn run(
     })
 }
 
-/// A tool's error message without secrets. The sandbox cuts long messages and marks the cut
-/// with a trailing `…`: a secret's beginning before it is hidden too.
-fn redact_error_message(redactor: &Redactor, message: &str) -> String {
-    match message.strip_suffix('…') {
-        Some(cut) => format!("{}…", redactor.cut_text(cut)),
-        None => redactor.text(message),
-    }
-}
-
 /// Sends a Python tool's run to the sandbox with the server's modules, hosts and secrets.
 async fn execute(
     state: &AppState,
@@ -255,6 +283,7 @@ async fn execute(
     secrets: std::collections::BTreeMap<String, String>,
     allowed_modules: Vec<String>,
     allowed_hosts: Vec<String>,
+    progress: Option<tokio::sync::mpsc::Sender<contract::sandbox::Progress>>,
 ) -> Result<contract::sandbox::ExecuteResponse> {
     let packages = crate::packages::grants(state, &approved.server_id).await?;
     let request = ExecuteRequest {
@@ -271,7 +300,7 @@ async fn execute(
     };
     state
         .sandbox
-        .execute(request)
+        .execute(request, progress)
         .await
         .map_err(|err| Error::Unavailable(err.to_string()))
 }
@@ -289,15 +318,14 @@ fn passthrough_response(
             .iter()
             .filter_map(|block| block.as_text().map(|t| t.text.as_str()))
             .collect();
-        ToolError {
-            kind: ErrorKind::Runtime,
-            message: if text.is_empty() {
+        ToolError::new(
+            ErrorKind::Runtime,
+            if text.is_empty() {
                 "the external tool reported an error without a message".to_owned()
             } else {
                 text.join("\n")
             },
-            line: None,
-        }
+        )
     });
     contract::sandbox::ExecuteResponse {
         ok,
@@ -307,6 +335,7 @@ fn passthrough_response(
         duration_ms: started.elapsed().as_millis() as u64,
         stdout_truncated: false,
         usage: contract::sandbox::Usage::default(),
+        content: Vec::new(),
     }
 }
 
@@ -342,11 +371,10 @@ pub async fn log_refusal(
         actor,
         is_test: false,
     };
-    let error = ToolError {
-        kind: ErrorKind::Internal,
-        message: format!("refused: {}", refusal.public_message()),
-        line: None,
-    };
+    let error = ToolError::new(
+        ErrorKind::Refused,
+        format!("refused: {}", refusal.public_message()),
+    );
     entry
         .write(&state.db, false, None, Some(&error), "", 0)
         .await
@@ -428,7 +456,7 @@ pub fn cap_result(text: &str) -> String {
         .to_string()
 }
 
-fn cap(text: &str, limit: usize) -> String {
+pub(crate) fn cap(text: &str, limit: usize) -> String {
     if text.len() <= limit {
         return text.to_owned();
     }
@@ -480,16 +508,14 @@ impl<'a> LogEntry<'a> {
         duration_ms: u64,
     ) -> Result<String> {
         let id = db::new_id();
-        let error_kind = error.map(|e| {
-            serde_json::to_value(e.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        });
+        let error_kind = error.map(|e| e.kind.as_str());
+        let error_category = error.map(|e| e.category.as_str());
+        let error_detail = error.map(ErrorDetail::of).map(|d| d.to_text());
         sqlx::query(
             "INSERT INTO execution_logs (id, tool_id, server_id, tool_name, version, arguments, result, error, \
-             error_kind, stdout, duration_ms, success, is_test, executed_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             error_kind, stdout, duration_ms, success, is_test, executed_by, created_at, error_category, \
+             error_detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(&id)
         .bind(self.tool_id)
@@ -506,6 +532,8 @@ impl<'a> LogEntry<'a> {
         .bind(i64::from(self.is_test))
         .bind(self.actor)
         .bind(db::now())
+        .bind(error_category)
+        .bind(error_detail)
         .execute(&db.pool)
         .await?;
         Ok(id)
@@ -523,6 +551,9 @@ pub struct LogRow {
     pub result: Option<String>,
     pub error: Option<String>,
     pub error_kind: Option<String>,
+    pub error_category: Option<String>,
+    /// JSON text of an [`ErrorDetail`].
+    pub error_detail: Option<String>,
     pub stdout: String,
     pub duration_ms: i64,
     pub success: bool,
@@ -532,9 +563,27 @@ pub struct LogRow {
 }
 
 const LOG_COLUMNS: &str = "id, tool_id, server_id, tool_name, version, arguments, result, error, error_kind, stdout, \
-     duration_ms, success, is_test, executed_by, created_at";
+     duration_ms, success, is_test, executed_by, created_at, error_category, error_detail";
 
 impl LogRow {
+    /// A failed run's category and the tool's frames, one per line, for the log views
+    /// (`[code] ZeroDivisionError` then `line 3, in main: return 1 / x`).
+    pub fn error_trace(&self) -> Option<String> {
+        let category = self.error_category.as_deref()?;
+        let detail = ErrorDetail::from_text(self.error_detail.as_deref());
+        let mut text = format!("[{category}]");
+        if let Some(error_type) = &detail.error_type {
+            text.push_str(&format!(" {error_type}"));
+        }
+        for frame in &detail.traceback {
+            text.push_str(&format!("\nline {}, in {}", frame.line, frame.function));
+            if !frame.source.is_empty() {
+                text.push_str(&format!(": {}", frame.source));
+            }
+        }
+        Some(text)
+    }
+
     fn from_row(row: &AnyRow) -> Result<LogRow> {
         Ok(LogRow {
             id: row.try_get("id")?,
@@ -546,6 +595,8 @@ impl LogRow {
             result: row.try_get("result")?,
             error: row.try_get("error")?,
             error_kind: row.try_get("error_kind")?,
+            error_category: row.try_get("error_category")?,
+            error_detail: row.try_get("error_detail")?,
             stdout: row.try_get("stdout")?,
             duration_ms: row.try_get("duration_ms")?,
             success: row.try_get::<i64, _>("success")? != 0,

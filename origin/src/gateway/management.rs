@@ -532,7 +532,8 @@ pub async fn call(
             let checked = tools::check_code(&state.sandbox, code, allowed_modules).await?;
             json!({
                 "valid": checked.valid, "has_main": checked.has_main,
-                "errors": checked.errors.iter().map(|e| json!({"line": e.line, "col": e.col, "message": e.message})).collect::<Vec<_>>(),
+                "errors": checked.errors.iter().map(|e| json!({"line": e.line, "col": e.col, "message": e.message, "source": e.source})).collect::<Vec<_>>(),
+                "error": checked.as_tool_error(),
                 "input_schema": checked.input_schema.and_then(|t| serde_json::from_str::<Value>(&t).ok()),
                 "description": checked.description,
             })

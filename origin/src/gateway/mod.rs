@@ -11,6 +11,7 @@
 //! `tunnel`.
 
 pub mod management;
+mod progress;
 pub mod sessions;
 pub mod tunnel;
 mod visible;
@@ -388,7 +389,30 @@ impl Gateway {
                 return Ok(refusal(&err).into());
             }
         };
-        let outcome = match execution::run(&self.state, &approved, arguments, &actor, false).await {
+        let forwarder = context
+            .meta
+            .get_progress_token()
+            .map(|token| progress::Forwarder::start(context.peer.clone(), token));
+        let run = execution::run_observed(
+            &self.state,
+            &approved,
+            arguments,
+            &actor,
+            false,
+            forwarder.as_ref().map(|f| f.sender.clone()),
+        );
+        // The client's `notifications/cancelled` ends the run: dropping it kills the worker
+        // and logs the call as cancelled.
+        let ran = tokio::select! {
+            ran = run => ran,
+            () = context.ct.cancelled() => {
+                return Err(McpError::invalid_request("the call was cancelled", None));
+            }
+        };
+        if let Some(forwarder) = forwarder {
+            forwarder.finish().await;
+        }
+        let outcome = match ran {
             Ok(outcome) => outcome,
             Err(err) => return Ok(refusal(&err).into()),
         };
@@ -458,20 +482,30 @@ fn tool_result(outcome: execution::Outcome) -> CallToolResult {
         result
     } else if outcome.ok {
         let value = outcome.result.unwrap_or(Value::Null);
-        let mut result = CallToolResult::success(vec![ContentBlock::text(value.to_string())]);
-        if value.is_object() {
-            result.structured_content = Some(value);
+        if let Some(blocks) = execution::mcp_blocks(&value, &outcome.content) {
+            // Images, audio, resources: their own blocks (the markers stay in the log).
+            CallToolResult::success(blocks)
+        } else {
+            let mut result = CallToolResult::success(vec![ContentBlock::text(value.to_string())]);
+            if value.is_object() {
+                result.structured_content = Some(value);
+            }
+            result
         }
-        result
     } else {
         let message = match &outcome.error {
-            Some(error) => match error.line {
-                Some(line) => format!("{:?} error at line {line}: {}", error.kind, error.message),
-                None => format!("{:?} error: {}", error.kind, error.message),
-            },
+            Some(error) => error.describe(),
             None => "the tool failed without a message".to_owned(),
         };
-        CallToolResult::error(vec![ContentBlock::text(message)])
+        let message = with_output(message, &outcome.stdout);
+        let mut result = CallToolResult::error(vec![ContentBlock::text(message)]);
+        // The same error as data, for clients that read it rather than the text.
+        result.structured_content = outcome
+            .error
+            .as_ref()
+            .and_then(|error| serde_json::to_value(error).ok())
+            .map(|error| json!({ "error": error }));
+        result
     };
     let meta = json!({
         "mcpbox/stdout": outcome.stdout,
@@ -483,6 +517,27 @@ fn tool_result(outcome: execution::Outcome) -> CallToolResult {
         result.meta = Some(MetaObject(meta));
     }
     result
+}
+
+/// Most characters of a failed run's output quoted in its error text (all of it is in `_meta`).
+const ERROR_OUTPUT_CHARS: usize = 2000;
+
+/// A failed run's error text followed by what it printed (the end of it, where it failed).
+fn with_output(message: String, stdout: &str) -> String {
+    if stdout.trim().is_empty() {
+        return message;
+    }
+    let count = stdout.chars().count();
+    let tail: String = stdout
+        .chars()
+        .skip(count.saturating_sub(ERROR_OUTPUT_CHARS))
+        .collect();
+    let cut = if count > ERROR_OUTPUT_CHARS {
+        "…"
+    } else {
+        ""
+    };
+    format!("{message}\nOutput so far:\n{cut}{}", tail.trim_end())
 }
 
 /// A storage failure while serving a protocol request: logged, and reported without internals.

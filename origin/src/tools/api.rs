@@ -370,6 +370,8 @@ struct ValidateAnswer {
     errors: Vec<contract::sandbox::CodeError>,
     description: Option<String>,
     input_schema: Option<serde_json::Value>,
+    /// When not valid: the errors in the shape a failed run has (category `validation`).
+    error: Option<contract::sandbox::ToolError>,
 }
 
 /// Checks code without saving it (same check as create/update).
@@ -382,6 +384,7 @@ async fn validate_code(
     auth.require(Role::Approver)?;
     let checked = super::check_code(&state.sandbox, &body.code, None).await?;
     Ok(Json(ValidateAnswer {
+        error: checked.as_tool_error(),
         valid: checked.valid,
         has_main: checked.has_main,
         errors: checked.errors,

@@ -202,7 +202,7 @@ async fn test_run(
         Ok(outcome) => {
             let message = outcome
                 .error
-                .map(|e| e.message)
+                .map(|e| e.describe())
                 .unwrap_or_else(|| "the tool failed".into());
             failed(
                 &back,
