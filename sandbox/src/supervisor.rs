@@ -549,7 +549,7 @@ impl Supervisor {
                 modules.extend(granted.modules);
                 granted.paths
             }
-            Err(message) => return failure(ErrorKind::Import, message, Usage::default()),
+            Err(message) => return failure(ErrorKind::Import, message, Usage::default(), streamed),
         };
         let check_key = CheckedCodes::key(&request.code, &modules);
         let checked = self
