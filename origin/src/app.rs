@@ -389,8 +389,9 @@ async fn prune_tokens_periodically(db: Db, jobs: crate::db::locks::Lease) {
             Err(err) => tracing::warn!(error = %err, "could not prune expired tokens"),
         }
         // Ended sign-in windows and full rate-limit buckets carry no information.
+        let throttle = SignInThrottle::new(db.clone());
         let ended = tokio::try_join!(
-            SignInThrottle::new(db.clone()).prune(),
+            throttle.prune(),
             crate::ratelimit::shared::prune(&db),
         );
         if let Err(err) = ended {

@@ -25,6 +25,7 @@ CALL_TIMEOUT = 30.0
 
 
 async def load(url, tool, first, count, concurrency, mode):
+    connect_mode = "legacy" if mode == "legacy" else "2026-07-28"
     ids = iter(range(first, first + count))
     ok, errors = [], {}
     reinitialized = 0
@@ -36,7 +37,7 @@ async def load(url, tool, first, count, concurrency, mode):
             for n in ids:
                 if client is None:
                     try:
-                        client = Client(url, mode=mode, read_timeout_seconds=CALL_TIMEOUT)
+                        client = Client(url, mode=connect_mode, read_timeout_seconds=CALL_TIMEOUT)
                         await client.__aenter__()
                     except Exception as err:  # the replica may be down: this call is an error
                         errors[n] = "connect: " + repr(err)[:200]
