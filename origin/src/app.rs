@@ -288,17 +288,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     // Several replicas on one PostgreSQL: events cross between them, the jobs run on one.
-    let replication =
-        crate::db::events::start(&db, &args.storage.database_url(), &state.activity);
+    let replication = crate::db::events::start(&db, &args.storage.database_url(), &state.activity)
+        .await
+        .context("could not set up the events shared with other replicas")?;
     let lease = crate::db::locks::contend(&db, crate::db::locks::LockId::Jobs, &state.jobs);
-    let pruner = tokio::spawn(prune_tokens_periodically(
-        db.clone(),
-        state.jobs.clone(),
-    ));
-    let retention = tokio::spawn(apply_retention_periodically(
-        db.clone(),
-        state.jobs.clone(),
-    ));
+    let pruner = tokio::spawn(prune_tokens_periodically(db.clone(), state.jobs.clone()));
+    let retention = tokio::spawn(apply_retention_periodically(db.clone(), state.jobs.clone()));
     let alerts = crate::alerts::start(&state).await;
     let mcp = args.mcp_access(addr);
     let app = router_with(state, &mcp, changes);
@@ -390,10 +385,7 @@ async fn prune_tokens_periodically(db: Db, jobs: crate::db::locks::Lease) {
         }
         // Ended sign-in windows and full rate-limit buckets carry no information.
         let throttle = SignInThrottle::new(db.clone());
-        let ended = tokio::try_join!(
-            throttle.prune(),
-            crate::ratelimit::shared::prune(&db),
-        );
+        let ended = tokio::try_join!(throttle.prune(), crate::ratelimit::shared::prune(&db),);
         if let Err(err) = ended {
             tracing::warn!(error = %err, "could not prune throttle and rate-limit rows");
         }

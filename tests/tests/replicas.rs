@@ -4,7 +4,8 @@
 //! on both protocol revisions.
 //!
 //! One test, because every part needs the same expensive set-up: the two replicas start together
-//! on a fresh database (the migrations' advisory lock), one of them takes the jobs' lease, a tool
+//! on a fresh database (the migrations' advisory lock), one of them takes the jobs' lease, the
+//! sign-in throttle counts across both, a tool
 //! approved through A is announced to clients and live views on B, the tunnel's per-user rate
 //! limit holds across both, a session whose replica is gone gets 404, and 10 000 calls at 32
 //! concurrency survive replica A's SIGKILL and restart mid-run with every call answered, none
@@ -18,8 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mcpbox_e2e::mcp::{
-    Mcp, Stream, admin_token, approve_and_start, client, draft_tool, python_sdk,
-    raise_rate_limits, stateless_meta,
+    Mcp, Stream, admin_token, approve_and_start, client, draft_tool, python_sdk, raise_rate_limits,
+    stateless_meta,
 };
 use mcpbox_e2e::{Origin, ServeOptions};
 use serde_json::{Value, json};
@@ -39,7 +40,10 @@ const PROCESSES: [&str; 4] = ["legacy", "modern", "legacy", "modern"];
 const PER_PROCESS: usize = 8;
 /// Replica A is killed once this share of the calls is in the execution log.
 const KILL_AFTER_SHARE: f64 = 0.3;
-const CODE: &str = "async def main(n: int) -> dict:\n    \"\"\"Echo n.\"\"\"\n    return {'n': n}\n";
+/// The idle sessions' arguments, apart from the load's.
+const IDLE_FIRST: i64 = 1_000_000;
+const CODE: &str =
+    "async def main(n: int) -> dict:\n    \"\"\"Echo n.\"\"\"\n    return {'n': n}\n";
 
 fn postgres_base() -> String {
     std::env::var("MCPBOX_TEST_POSTGRES_URL")
@@ -178,7 +182,9 @@ struct Haproxy {
 impl Haproxy {
     fn start(a: &Replica, b: &Replica) -> Haproxy {
         let binary = which("haproxy").unwrap_or_else(|| {
-            panic!("haproxy is not installed: scripts/test installs Debian's (apt-get install haproxy)")
+            panic!(
+                "haproxy is not installed: scripts/test installs Debian's (apt-get install haproxy)"
+            )
         });
         let port = free_port();
         let mut config = tempfile::NamedTempFile::new().unwrap();
@@ -255,7 +261,11 @@ async fn two_replicas_behind_haproxy_are_one_product() {
     // Both start at once on the empty database: sqlx's migrator takes an advisory lock, so one
     // applies the migrations and the other waits, then finds them applied.
     let started = {
-        let (url, dir_a, dir_b) = (database.url.clone(), a.dir.path().to_owned(), b.dir.path().to_owned());
+        let (url, dir_a, dir_b) = (
+            database.url.clone(),
+            a.dir.path().to_owned(),
+            b.dir.path().to_owned(),
+        );
         let (pa, ta, pb, tb) = (a.port, a.tunnel_port, b.port, b.tunnel_port);
         let url_b = url.clone();
         let one = std::thread::spawn(move || Replica::start(&url, &dir_a, pa, ta));
@@ -264,20 +274,35 @@ async fn two_replicas_behind_haproxy_are_one_product() {
     };
     a.origin = Some(started.0);
     b.origin = Some(started.1);
-    let migrations = database.query("SELECT COUNT(*), COUNT(DISTINCT version), BOOL_AND(success) FROM _sqlx_migrations");
-    let applied = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/postgres"))
-        .unwrap()
-        .count();
-    assert_eq!(migrations, format!("{applied}|{applied}|t"), "each migration applied once");
+    let migrations = database
+        .query("SELECT COUNT(*), COUNT(DISTINCT version), BOOL_AND(success) FROM _sqlx_migrations");
+    let applied =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/postgres"))
+            .unwrap()
+            .count();
+    assert_eq!(
+        migrations,
+        format!("{applied}|{applied}|t"),
+        "each migration applied once"
+    );
 
     // The jobs run on one replica: exactly one takes the lease.
     let deadline = Instant::now() + Duration::from_secs(15);
     let leader = loop {
-        let (la, lb) = (a.logged("runs the background jobs"), b.logged("runs the background jobs"));
+        let (la, lb) = (
+            a.logged("runs the background jobs"),
+            b.logged("runs the background jobs"),
+        );
         if la || lb {
             std::thread::sleep(Duration::from_secs(6));
-            let (la, lb) = (a.logged("runs the background jobs"), b.logged("runs the background jobs"));
-            assert!(la != lb, "exactly one replica holds the jobs' lease (a: {la}, b: {lb})");
+            let (la, lb) = (
+                a.logged("runs the background jobs"),
+                b.logged("runs the background jobs"),
+            );
+            assert!(
+                la != lb,
+                "exactly one replica holds the jobs' lease (a: {la}, b: {lb})"
+            );
             break if la { "a" } else { "b" };
         }
         assert!(Instant::now() < deadline, "no replica took the jobs' lease");
@@ -287,6 +312,18 @@ async fn two_replicas_behind_haproxy_are_one_product() {
     // One product: the account made on A signs in on B, and B's limits follow A's settings.
     let token = admin_token(&a.url()).await;
     raise_rate_limits(&b.url(), &token).await;
+
+    // The sign-in throttle is shared: five wrong passwords from this address on A, and the
+    // sixth attempt on B is refused before its password is checked.
+    for replica in [&a, &b, &a, &b, &a] {
+        let (status, _) = login(&replica.url(), "mallory").await;
+        assert_eq!(status, 401);
+    }
+    let (status, refused) = login(&b.url(), "mallory").await;
+    assert_eq!(
+        status, 429,
+        "the sixth failure across both replicas: {refused}"
+    );
     let haproxy = Haproxy::start(&a, &b);
 
     // A change made through A reaches B's list_changed streams (both revisions, the SDK) and
@@ -327,14 +364,21 @@ async fn two_replicas_behind_haproxy_are_one_product() {
         panic!("announce failed: {heard} {err}")
     });
     let _ = announce.wait();
-    assert_eq!(heard["versions"], json!(["2025-11-25", "2026-07-28"]), "{heard}");
+    assert_eq!(
+        heard["versions"],
+        json!(["2025-11-25", "2026-07-28"]),
+        "{heard}"
+    );
     assert_eq!(heard["tools"], json!(["load__echo"]), "{heard}");
     assert!(heard["modern_event"].as_str().is_some(), "{heard}");
     live.wait_for("\"action\":\"server.start\"").await;
     // A call on A is a live event on B too.
     let mut on_a = Mcp::session(&format!("{}/mcp", a.url())).await;
     let answer = on_a
-        .call("tools/call", json!({"name": "load__echo", "arguments": {"n": -1}}))
+        .call(
+            "tools/call",
+            json!({"name": "load__echo", "arguments": {"n": -1}}),
+        )
         .await;
     assert_eq!(answer["result"]["structuredContent"]["n"], -1, "{answer}");
     live.wait_for("\"action\":\"tool.call\"").await;
@@ -367,11 +411,37 @@ async fn two_replicas_behind_haproxy_are_one_product() {
         (6..=7).contains(&allowed),
         "{allowed} of 20 allowed across two replicas (limit: 6 at once)"
     );
-    assert_eq!(refused_by.len(), 2, "both replicas refused once the shared bucket was empty");
+    assert_eq!(
+        refused_by.len(),
+        2,
+        "both replicas refused once the shared bucket was empty"
+    );
 
     // A 2025-11-25 session whose replica is gone: the spec's 404, whichever replica answers.
     let orphan = Mcp::session(&format!("{}/mcp", a.url())).await;
     let orphan_id = orphan.session.clone().unwrap();
+
+    // Two idle SDK sessions through HAProxy, one on each replica, used again after A's death.
+    let mut idle = sdk_command(&python, &sdk)
+        .args([
+            "idle",
+            &haproxy.mcp(),
+            "load__echo",
+            &IDLE_FIRST.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut idle_out = BufReader::new(idle.stdout.take().unwrap());
+    let mut idle_line = String::new();
+    idle_out.read_line(&mut idle_line).unwrap();
+    assert_eq!(
+        idle_line.trim(),
+        "ready",
+        "the idle SDK sessions did not open"
+    );
 
     // The load: 10 000 calls at 32 concurrency through HAProxy; A is killed with SIGKILL once
     // 30 % are logged, and restarted.
@@ -407,7 +477,11 @@ async fn two_replicas_behind_haproxy_are_one_product() {
             .unwrap()
     };
     while logged() < kill_after {
-        let running = children.iter_mut().map(|c| c.try_wait().unwrap().is_none()).filter(|r| *r).count();
+        let running = children
+            .iter_mut()
+            .map(|c| c.try_wait().unwrap().is_none())
+            .filter(|r| *r)
+            .count();
         if running == 0 || load_started.elapsed() > Duration::from_secs(600) {
             let outputs: Vec<String> = children
                 .into_iter()
@@ -417,7 +491,10 @@ async fn two_replicas_behind_haproxy_are_one_product() {
                     format!(
                         "{} | {}",
                         text.chars().take(600).collect::<String>(),
-                        String::from_utf8_lossy(&output.stderr).chars().take(1500).collect::<String>()
+                        String::from_utf8_lossy(&output.stderr)
+                            .chars()
+                            .take(1500)
+                            .collect::<String>()
                     )
                 })
                 .collect();
@@ -437,7 +514,12 @@ async fn two_replicas_behind_haproxy_are_one_product() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let restarted_at = load_started.elapsed();
-    a.origin = Some(Replica::start(&database.url, a.dir.path(), a.port, a.tunnel_port));
+    a.origin = Some(Replica::start(
+        &database.url,
+        a.dir.path(),
+        a.port,
+        a.tunnel_port,
+    ));
     let outputs: Vec<Value> = children
         .into_iter()
         .map(|child| {
@@ -453,6 +535,29 @@ async fn two_replicas_behind_haproxy_are_one_product() {
         .collect();
     let load_elapsed = load_started.elapsed();
 
+    // The idle sessions: the one on A gets the spec's 404, initializes again on a live replica
+    // and its call runs once; the one on B just works.
+    idle.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    idle_line.clear();
+    let idle_answer = tokio::task::spawn_blocking(move || {
+        idle_out.read_line(&mut idle_line).unwrap();
+        let _ = idle.wait();
+        idle_line
+    })
+    .await
+    .unwrap();
+    let idle_answer: Value = serde_json::from_str(&idle_answer)
+        .unwrap_or_else(|_| panic!("the idle sessions failed: {idle_answer}"));
+    assert_eq!(
+        idle_answer["results"],
+        json!([IDLE_FIRST, IDLE_FIRST + 1]),
+        "{idle_answer}"
+    );
+    assert_eq!(
+        idle_answer["terminated"], 1,
+        "exactly the session on A was gone: {idle_answer}"
+    );
+
     // Every call answered: as a result or as an error, exactly once.
     let mut ok: HashSet<i64> = HashSet::new();
     let mut errors: HashMap<i64, String> = HashMap::new();
@@ -467,7 +572,11 @@ async fn two_replicas_behind_haproxy_are_one_product() {
         }
         reinitialized += output["reinitialized"].as_i64().unwrap();
     }
-    assert_eq!(ok.len() + errors.len(), calls, "every call came back to its client");
+    assert_eq!(
+        ok.len() + errors.len(),
+        calls,
+        "every call came back to its client"
+    );
 
     // None ran twice; every call that succeeded is logged; the log holds nothing else.
     let mut rows: BTreeMap<i64, usize> = BTreeMap::new();
@@ -475,14 +584,29 @@ async fn two_replicas_behind_haproxy_are_one_product() {
         .query("SELECT arguments FROM execution_logs WHERE tool_name = 'load__echo'")
         .lines()
     {
-        let n = serde_json::from_str::<Value>(arguments).unwrap()["n"].as_i64().unwrap();
+        let n = serde_json::from_str::<Value>(arguments).unwrap()["n"]
+            .as_i64()
+            .unwrap();
         *rows.entry(n).or_default() += 1;
     }
     rows.remove(&-1);
+    for n in [IDLE_FIRST, IDLE_FIRST + 1] {
+        assert_eq!(
+            rows.remove(&n),
+            Some(1),
+            "the idle session's call {n} ran once"
+        );
+    }
     let twice: Vec<_> = rows.iter().filter(|(_, count)| **count > 1).collect();
     assert!(twice.is_empty(), "calls that ran twice: {twice:?}");
-    assert!(ok.iter().all(|n| rows.contains_key(n)), "a successful call is missing from the log");
-    assert!(rows.keys().all(|n| (0..calls as i64).contains(n)), "a log row of a call never made");
+    assert!(
+        ok.iter().all(|n| rows.contains_key(n)),
+        "a successful call is missing from the log"
+    );
+    assert!(
+        rows.keys().all(|n| (0..calls as i64).contains(n)),
+        "a log row of a call never made"
+    );
     let ran_answer_lost = errors.keys().filter(|n| rows.contains_key(n)).count();
     assert_eq!(
         rows.len(),
@@ -515,7 +639,10 @@ async fn two_replicas_behind_haproxy_are_one_product() {
     if leader == "a" {
         let deadline = Instant::now() + Duration::from_secs(15);
         while !b.logged("runs the background jobs") {
-            assert!(Instant::now() < deadline, "B did not take over the jobs after A died");
+            assert!(
+                Instant::now() < deadline,
+                "B did not take over the jobs after A died"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -524,7 +651,7 @@ async fn two_replicas_behind_haproxy_are_one_product() {
     println!(
         "replicas: {calls} calls at {} concurrency in {:.1} s ({calls_per_second:.0}/s); A killed at \
          {:.1} s, restarted at {:.1} s; {} succeeded, {} errors ({} of them ran, answer lost), \
-         {} legacy sessions re-initialized after 404; log rows {}; none twice; rate limit: {allowed} \
+         {} clients re-initialized after an error; log rows {}; none twice; rate limit: {allowed} \
          of 20 across both in {} ms; jobs' lease first on {leader}",
         PROCESSES.len() * PER_PROCESS,
         load_elapsed.as_secs_f64(),
@@ -543,6 +670,17 @@ async fn two_replicas_behind_haproxy_are_one_product() {
         *kinds.entry(kind).or_default() += 1;
     }
     println!("replicas: errors by kind: {kinds:?}");
+}
+
+async fn login(url: &str, username: &str) -> (u16, Value) {
+    let response = client()
+        .post(format!("{url}/auth/login"))
+        .json(&json!({"username": username, "password": "not the password at all"}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 async fn api_patch(url: &str, body: Value, token: &str) -> (u16, Value) {

@@ -28,8 +28,11 @@ use tokio::sync::mpsc;
 use super::Db;
 use crate::activity::{Event, Hub};
 
-/// The one channel every replica listens on.
-pub const CHANNEL: &str = "mcpbox_events";
+/// The channel's name before the schema: `mcpbox_events:{schema}`, so two installations in
+/// different schemas of one database never hear each other.
+pub const CHANNEL_PREFIX: &str = "mcpbox_events:";
+/// PostgreSQL's identifier limit (NAMEDATALEN - 1), which channel names obey.
+const CHANNEL_MAX: usize = 63;
 /// Below PostgreSQL's 8000-byte NOTIFY limit, with room for the envelope.
 pub const PAYLOAD_BUDGET: usize = 7_600;
 /// Events waiting to be sent; past this they are dropped and receivers told to resync.
@@ -79,10 +82,18 @@ impl Outbound {
 /// Starts replication of `hub` over `url` when the database is PostgreSQL: the publisher (the
 /// outbound queue to NOTIFY) and the listener (NOTIFY to the local hub). Returns the tasks, or
 /// none on SQLite.
-pub fn start(db: &Db, url: &str, hub: &Hub) -> Vec<tokio::task::JoinHandle<()>> {
+pub async fn start(
+    db: &Db,
+    url: &str,
+    hub: &Hub,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     if db.backend != super::Backend::Postgres {
-        return Vec::new();
+        return Ok(Vec::new());
     }
+    let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
+        .fetch_one(&db.pool)
+        .await?;
+    let channel = channel_name(&schema);
     let id = super::new_id();
     let (queue, receiver) = mpsc::channel(QUEUE);
     let dropped = Arc::new(AtomicBool::new(false));
@@ -92,17 +103,42 @@ pub fn start(db: &Db, url: &str, hub: &Hub) -> Vec<tokio::task::JoinHandle<()>> 
         dropped_total: Arc::new(AtomicU64::new(0)),
     };
     if !hub.replicate_to(outbound) {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    tracing::info!(replica = id, "activity events are shared with other replicas (LISTEN/NOTIFY)");
-    vec![
-        tokio::spawn(publish(db.clone(), id.clone(), receiver, dropped)),
-        tokio::spawn(listen(db.clone(), url.to_owned(), id, hub.clone())),
-    ]
+    tracing::info!(
+        replica = id,
+        channel,
+        "activity events are shared with other replicas (LISTEN/NOTIFY)"
+    );
+    Ok(vec![
+        tokio::spawn(publish(
+            db.clone(),
+            channel.clone(),
+            id.clone(),
+            receiver,
+            dropped,
+        )),
+        tokio::spawn(listen(db.clone(), url.to_owned(), channel, id, hub.clone())),
+    ])
+}
+
+/// `mcpbox_events:{schema}`, cut to PostgreSQL's identifier limit on a character boundary.
+fn channel_name(schema: &str) -> String {
+    let mut channel = format!("{CHANNEL_PREFIX}{schema}");
+    while channel.len() > CHANNEL_MAX {
+        channel.pop();
+    }
+    channel
 }
 
 /// Drains the queue into NOTIFY payloads, as many events per payload as fit.
-async fn publish(db: Db, id: String, mut queue: mpsc::Receiver<Event>, dropped: Arc<AtomicBool>) {
+async fn publish(
+    db: Db,
+    channel: String,
+    id: String,
+    mut queue: mpsc::Receiver<Event>,
+    dropped: Arc<AtomicBool>,
+) {
     let mut carried: Option<Event> = None;
     loop {
         let first = match carried.take() {
@@ -142,7 +178,7 @@ async fn publish(db: Db, id: String, mut queue: mpsc::Receiver<Event>, dropped: 
             }
         };
         let sent = sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
+            .bind(&channel)
             .bind(&payload)
             .execute(&db.pool)
             .await;
@@ -161,10 +197,10 @@ fn envelope_size(batch: &Batch) -> usize {
 
 /// Receives other replicas' batches and publishes them on the local hub (locally only). On a
 /// lost connection, or before the first one, listeners are told to resync.
-async fn listen(db: Db, url: String, id: String, hub: Hub) {
+async fn listen(db: Db, url: String, channel: String, id: String, hub: Hub) {
     let mut wait = RECONNECT_FIRST;
     loop {
-        let mut listener = match connect(&url).await {
+        let mut listener = match connect(&url, &channel).await {
             Ok(listener) => listener,
             Err(err) => {
                 tracing::warn!(error = %err, "could not listen for other replicas' events; retrying");
@@ -194,11 +230,11 @@ async fn listen(db: Db, url: String, id: String, hub: Hub) {
     }
 }
 
-async fn connect(url: &str) -> Result<PgListener, sqlx::Error> {
+async fn connect(url: &str, channel: &str) -> Result<PgListener, sqlx::Error> {
     // Not `eager_reconnect`: try_recv reconnects and re-listens by itself on its next call,
     // reporting the gap first as `None`.
     let mut listener = PgListener::connect(url).await?;
-    listener.listen(CHANNEL).await?;
+    listener.listen(channel).await?;
     Ok(listener)
 }
 
@@ -235,6 +271,13 @@ async fn receive(db: &Db, id: &str, hub: &Hub, payload: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_channel_is_per_schema_and_a_valid_identifier() {
+        assert_eq!(channel_name("public"), "mcpbox_events:public");
+        let long = channel_name(&"é".repeat(40));
+        assert!(long.len() <= CHANNEL_MAX && long.starts_with(CHANNEL_PREFIX));
+    }
 
     #[test]
     fn the_envelope_reads_back_and_omits_what_is_empty() {

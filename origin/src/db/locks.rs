@@ -21,13 +21,14 @@ use sqlx::Connection as _;
 
 use super::{Backend, Db};
 
-/// Advisory lock ids (64-bit keys of the database's one lock space; `mcpbox` in ASCII and a
-/// number, so they cannot be mistaken for sqlx's migration lock or another application's).
+/// Advisory lock ids. A lock is the pair (id, `hashtext(current_schema())`) of PostgreSQL's
+/// two-key lock space: apart from sqlx's migration lock (one 64-bit key), and per schema, so two
+/// installations in one database do not share a lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(i64)]
+#[repr(i32)]
 pub enum LockId {
-    /// The periodic jobs: retention, token pruning, the approvals alert.
-    Jobs = 0x6d63_7062_6f78_0001,
+    /// The periodic jobs: retention, token pruning, the approvals alert (`mcp` and 1).
+    Jobs = 0x6d63_7001,
 }
 
 /// How often a replica without the lease tries to take it, and the holder checks it still holds.
@@ -85,10 +86,12 @@ async fn keep(db: Db, lock: LockId, lease: Lease) {
                     .await
                     .map(|_| true)
             } else {
-                sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
-                    .bind(lock as i64)
-                    .fetch_one(&mut connection)
-                    .await
+                sqlx::query_scalar::<_, bool>(
+                    "SELECT pg_try_advisory_lock($1, hashtext(current_schema()))",
+                )
+                .bind(lock as i32)
+                .fetch_one(&mut connection)
+                .await
             };
             match outcome {
                 Ok(true) if !lease.held() => {

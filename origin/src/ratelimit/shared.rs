@@ -47,7 +47,9 @@ pub async fn check(db: &Db, key: &str, policy: &'static str, rule: Rule) -> Resu
                     .await?;
             let ahead = ahead(tat.unwrap_or(now));
             Verdict::Refused {
-                retry_after: ahead.saturating_sub(rule.tolerance()).max(Duration::from_millis(1)),
+                retry_after: ahead
+                    .saturating_sub(rule.tolerance())
+                    .max(Duration::from_millis(1)),
                 standings: vec![standing(policy, rule, ahead)],
             }
         }
