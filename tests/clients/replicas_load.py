@@ -9,12 +9,6 @@ Usage:
       with its message. A legacy worker whose session is gone ("Session terminated", the SDK's
       reading of the spec's 404) or whose call failed opens a new session, possibly on the other
       replica, before its next call. Prints one JSON object: ok ids, errors by id, re-initializations, seconds.
-  replicas_load.py idle URL TOOL FIRST
-      Two 2025-11-25 sessions opened one after the other (so round-robin puts one on each
-      replica); prints "ready", waits for a line on stdin, then each calls TOOL once with
-      {"n": FIRST+i}. A session whose replica went away meanwhile gets "Session terminated" (the
-      spec's 404): that call never ran, so the client initializes again (on the replica that is
-      there) and sends it once more. Prints one JSON object.
   replicas_load.py announce URL
       A legacy session and a modern `subscriptions/listen` on URL; prints "ready", then waits
       for notifications/tools/list_changed on both and prints one JSON object.
@@ -107,44 +101,8 @@ async def announce(url):
     print(json.dumps(seen), flush=True)
 
 
-async def idle(url, tool, first):
-    clients = []
-    for _ in range(2):
-        client = Client(url, mode="legacy", read_timeout_seconds=CALL_TIMEOUT)
-        await client.__aenter__()
-        clients.append(client)
-    print("ready", flush=True)
-    await asyncio.to_thread(sys.stdin.readline)
-    seen = {"terminated": 0, "results": []}
-    for i, client in enumerate(clients):
-        n = first + i
-        try:
-            result = await client.call_tool(tool, {"n": n})
-        except Exception as err:
-            if "Session terminated" not in repr(err):
-                raise
-            seen["terminated"] += 1
-            try:
-                await client.__aexit__(None, None, None)
-            except Exception:
-                pass
-            client = Client(url, mode="legacy", read_timeout_seconds=CALL_TIMEOUT)
-            await client.__aenter__()
-            clients[i] = client
-            result = await client.call_tool(tool, {"n": n})
-        seen["results"].append((result.structured_content or {}).get("n"))
-    for client in clients:
-        try:
-            await client.__aexit__(None, None, None)
-        except Exception:
-            pass
-    print(json.dumps(seen), flush=True)
-
-
 if sys.argv[1] == "load":
     _, _, url, tool, first, count, concurrency, mode = sys.argv
     asyncio.run(load(url, tool, int(first), int(count), int(concurrency), mode))
-elif sys.argv[1] == "idle":
-    asyncio.run(idle(sys.argv[2], sys.argv[3], int(sys.argv[4])))
 else:
     asyncio.run(announce(sys.argv[2]))

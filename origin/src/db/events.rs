@@ -157,7 +157,7 @@ async fn publish(
         let mut next = Some(first);
         while let Some(event) = next.take() {
             let event_size = serde_json::to_string(&event).map_or(usize::MAX, |text| text.len());
-            if size + event_size + 1 <= PAYLOAD_BUDGET {
+            if size + event_size < PAYLOAD_BUDGET {
                 size += event_size + 1;
                 batch.events.push(event);
             } else if batch.events.is_empty() && batch.refs.is_empty() {
