@@ -2,8 +2,8 @@
 //! 0012), for limits that must hold across replicas: the tunnel's per-user MCP limit on
 //! PostgreSQL. One key per check; the check and the charge are one conditional upsert (the row
 //! lock serialises concurrent requests on a key, on any replica), so the cost is one round trip
-//! per request (figures in tests/tests/replicas.rs's report). A refusal costs a second read, for
-//! `Retry-After`.
+//! and a commit per request (figures in the README, "Running several origins"). A refusal costs
+//! a second read, for `Retry-After`.
 
 use std::time::Duration;
 
