@@ -415,8 +415,15 @@ async fn two_replicas_behind_haproxy_are_one_product() {
         "both replicas refused once the shared bucket was empty"
     );
 
+    // The replica killed mid-load is the one holding the jobs' lease, so the lease must move.
+    let (victim, survivor) = if leader == "a" {
+        (&mut a, &b)
+    } else {
+        (&mut b, &a)
+    };
+
     // A 2025-11-25 session whose replica is gone: the spec's 404, whichever replica answers.
-    let orphan = Mcp::session(&format!("{}/mcp", a.url())).await;
+    let orphan = Mcp::session(&format!("{}/mcp", victim.url())).await;
     let orphan_id = orphan.session.clone().unwrap();
 
     // The load: 10 000 calls at 32 concurrency through HAProxy; A is killed with SIGKILL once
@@ -483,18 +490,19 @@ async fn two_replicas_behind_haproxy_are_one_product() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let killed_at = load_started.elapsed();
-    if let Some(mut origin) = a.origin.take() {
-        a.log.lock().unwrap().extend(origin.log.try_iter());
+    if let Some(mut origin) = victim.origin.take() {
         origin.child.kill().unwrap(); // SIGKILL
         origin.child.wait().unwrap();
     }
+    // From here on, only what the restarted process logs.
+    victim.log.lock().unwrap().clear();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let restarted_at = load_started.elapsed();
-    a.origin = Some(Replica::start(
+    victim.origin = Some(Replica::start(
         &database.url,
-        a.dir.path(),
-        a.port,
-        a.tunnel_port,
+        victim.dir.path(),
+        victim.port,
+        victim.tunnel_port,
     ));
     let outputs: Vec<Value> = children
         .into_iter()
@@ -566,7 +574,8 @@ async fn two_replicas_behind_haproxy_are_one_product() {
         errors.values().take(3).collect::<Vec<_>>()
     );
 
-    // The orphaned session: A (restarted) and B both answer 404, whichever HAProxy picks.
+    // The orphaned session: the restarted replica and the other both answer 404, whichever
+    // HAProxy picks.
     for _ in 0..2 {
         let status = client()
             .post(haproxy.mcp())
@@ -581,26 +590,44 @@ async fn two_replicas_behind_haproxy_are_one_product() {
         assert_eq!(status, 404, "a session whose replica is gone");
     }
 
-    // The lease moves: if A held it, B takes it over.
-    if leader == "a" {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !b.logged("runs the background jobs") {
-            assert!(
-                Instant::now() < deadline,
-                "B did not take over the jobs after A died"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+    // The lease was released with the killed holder's connection: one replica (the survivor,
+    // or the restarted one if it asked first) holds it again, and only one.
+    let holds = || {
+        (
+            survivor.logged("runs the background jobs"),
+            victim.logged("runs the background jobs"),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while holds() == (false, false) {
+        assert!(
+            Instant::now() < deadline,
+            "nobody took the jobs' lease over after its holder died"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (by_survivor, by_restarted) = holds();
+    assert!(
+        by_survivor != by_restarted,
+        "exactly one replica holds the lease again"
+    );
+    let lease_after = if by_survivor {
+        survivor.name
+    } else {
+        victim.name
+    };
 
     let calls_per_second = calls as f64 / load_elapsed.as_secs_f64();
     println!(
-        "replicas: {calls} calls at {} concurrency in {:.1} s ({calls_per_second:.0}/s); A killed at \
+        "replicas: {calls} calls at {} concurrency in {:.1} s ({calls_per_second:.0}/s); {} (the lease holder) killed at \
          {:.1} s, restarted at {:.1} s; {} succeeded, {} errors ({} of them ran, answer lost), \
          {} clients re-initialized after an error; log rows {}; none twice; rate limit: {allowed} \
-         of 20 across both in {} ms; jobs' lease first on {leader}",
+         of 20 across both in {} ms; jobs' lease first on {leader}, then on \
+         {lease_after}",
         PROCESSES.len() * PER_PROCESS,
         load_elapsed.as_secs_f64(),
+        victim.name,
         killed_at.as_secs_f64(),
         restarted_at.as_secs_f64(),
         ok.len(),
