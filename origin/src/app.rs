@@ -12,7 +12,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::auth::password::Passwords;
-use crate::auth::throttle::LoginThrottle;
+use crate::auth::throttle::SignInThrottle;
 use crate::auth::tokens::{self, JwtKeys};
 use crate::config::{ServeArgs, StorageArgs};
 use crate::crypto::{KeySource, Keyring};
@@ -33,8 +33,8 @@ pub struct AppInner {
     /// Encrypts values at rest; also the root of derived keys.
     pub keys: Keyring,
     pub jwt: JwtKeys,
-    /// Failed sign-in counters (in memory, per replica).
-    pub throttle: LoginThrottle,
+    /// Failed sign-in counters (in the database, shared by replicas).
+    pub throttle: SignInThrottle,
     /// The bounded pool every password hash and verification runs in.
     pub passwords: Passwords,
     /// The sandbox supervisor (every tool run and code validation goes through it).
@@ -54,6 +54,8 @@ pub struct AppInner {
     /// The Cloudflare wizard: its flags, its one-step-at-a-time lock, the tunnel credentials
     /// cache.
     pub remote: crate::cloudflare::Remote,
+    /// Whether this replica runs the periodic jobs (`db::locks`; always on SQLite).
+    pub jobs: crate::db::locks::Lease,
     /// PyPI packages: where they come from and go, and the install queue.
     pub packages: crate::packages::Packages,
 }
@@ -80,11 +82,12 @@ impl AppState {
         let jwt = JwtKeys::from_keyring(&keys);
         let alerts = crate::alerts::Alerts::default();
         sandbox.raise_alerts_to(alerts.clone());
+        let throttle = SignInThrottle::new(db.clone());
         AppState(Arc::new(AppInner {
             db,
             keys,
             jwt,
-            throttle: LoginThrottle::default(),
+            throttle,
             passwords: Passwords::default(),
             sandbox,
             activity: crate::activity::Hub::default(),
@@ -94,6 +97,7 @@ impl AppState {
             alerts,
             rate_limits: crate::ratelimit::RateLimits::default(),
             remote: crate::cloudflare::Remote::new(cloudflare),
+            jobs: crate::db::locks::Lease::always(),
             packages: crate::packages::Packages::default(),
         }))
     }
@@ -296,8 +300,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             None
         }
     };
-    let pruner = tokio::spawn(prune_tokens_periodically(db.clone()));
-    let retention = tokio::spawn(apply_retention_periodically(db.clone()));
+    // Several replicas on one PostgreSQL: events cross between them, the jobs run on one.
+    let replication = crate::db::events::start(&db, &args.storage.database_url(), &state.activity)
+        .await
+        .context("could not set up the events shared with other replicas")?;
+    let lease = crate::db::locks::contend(&db, crate::db::locks::LockId::Jobs, &state.jobs);
+    let pruner = tokio::spawn(prune_tokens_periodically(db.clone(), state.jobs.clone()));
+    let retention = tokio::spawn(apply_retention_periodically(db.clone(), state.jobs.clone()));
     let alerts = crate::alerts::start(&state).await;
     let mcp = args.mcp_access(addr);
     let app = router_with(state, &mcp, changes);
@@ -319,6 +328,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     pruner.abort();
     retention.abort();
+    for task in replication.into_iter().chain(lease) {
+        task.abort();
+    }
     for task in package_tasks {
         task.abort();
     }
@@ -375,23 +387,32 @@ fn display_addr(addr: SocketAddr) -> String {
     }
 }
 
-async fn prune_tokens_periodically(db: Db) {
-    let mut interval = tokio::time::interval(Duration::from_secs(600));
-    loop {
-        interval.tick().await;
+/// How often the periodic jobs look whether they are due (and whether this replica runs them).
+const JOB_CHECK: Duration = Duration::from_secs(60);
+
+/// Every ten minutes on the replica holding the jobs' lease: delete expired tokens, ended
+/// sign-in windows and full rate-limit buckets.
+async fn prune_tokens_periodically(db: Db, jobs: crate::db::locks::Lease) {
+    run_when_due(&jobs, Duration::from_secs(600), || async {
         match tokens::prune_expired(&db).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(rows = n, "pruned expired tokens"),
             Err(err) => tracing::warn!(error = %err, "could not prune expired tokens"),
         }
-    }
+        // Ended sign-in windows and full rate-limit buckets carry no information.
+        let throttle = SignInThrottle::new(db.clone());
+        let ended = tokio::try_join!(throttle.prune(), crate::ratelimit::shared::prune(&db),);
+        if let Err(err) = ended {
+            tracing::warn!(error = %err, "could not prune throttle and rate-limit rows");
+        }
+    })
+    .await
 }
 
-/// Hourly: delete execution and activity logs older than the policy's `log_retention_days`.
-async fn apply_retention_periodically(db: Db) {
-    let mut interval = tokio::time::interval(Duration::from_secs(3600));
-    loop {
-        interval.tick().await;
+/// Hourly on the replica holding the jobs' lease: delete execution and activity logs older than
+/// the policy's `log_retention_days`.
+async fn apply_retention_periodically(db: Db, jobs: crate::db::locks::Lease) {
+    run_when_due(&jobs, Duration::from_secs(3600), || async {
         for (what, pruned) in [
             (
                 "execution logs",
@@ -404,6 +425,30 @@ async fn apply_retention_periodically(db: Db) {
                 Ok(n) => tracing::info!(rows = n, what, "old rows deleted (retention policy)"),
                 Err(err) => tracing::warn!(error = %err, what, "could not apply log retention"),
             }
+        }
+    })
+    .await
+}
+
+/// Runs `job` every `every` while this replica holds `jobs`; a replica that takes the lease over
+/// runs it within `JOB_CHECK`, since it has not run it yet.
+async fn run_when_due<F, Fut>(jobs: &crate::db::locks::Lease, every: Duration, job: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut check = tokio::time::interval(JOB_CHECK.min(every));
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<tokio::time::Instant> = None;
+    loop {
+        check.tick().await;
+        if !jobs.held() {
+            last = None;
+            continue;
+        }
+        if last.is_none_or(|at| at.elapsed() >= every) {
+            job().await;
+            last = Some(tokio::time::Instant::now());
         }
     }
 }

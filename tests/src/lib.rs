@@ -59,6 +59,9 @@ pub struct ServeOptions<'a> {
     pub data_dir: &'a Path,
     pub env: Vec<(&'a str, String)>,
     pub args: Vec<String>,
+    /// The admin listener's address (default `127.0.0.1:0`, a free port); a fixed one lets a
+    /// killed process come back where a load balancer expects it.
+    pub listen: Option<String>,
 }
 
 impl<'a> ServeOptions<'a> {
@@ -67,6 +70,7 @@ impl<'a> ServeOptions<'a> {
             data_dir,
             env: Vec::new(),
             args: Vec::new(),
+            listen: None,
         }
     }
 }
@@ -86,7 +90,7 @@ impl Origin {
             .arg("--data-dir")
             .arg(options.data_dir)
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(options.listen.as_deref().unwrap_or("127.0.0.1:0"))
             .args(&options.args)
             .env_remove("MCPBOX_ENCRYPTION_KEY")
             .env_remove("DATABASE_URL")

@@ -165,6 +165,10 @@ pub fn live(
                 () = tokio::time::sleep_until(live.expires) => return None,
             };
             let message = match received {
+                // Another replica's events may have been missed: the view may have gaps.
+                Ok(event) if event.action == super::RESYNC_ACTION => {
+                    SseEvent::default().event("lagged").data("0")
+                }
                 Ok(event) if live.filter.matches(&event) => {
                     let data = serde_json::to_string(&event).unwrap_or_default();
                     SseEvent::default().event("activity").data(data)

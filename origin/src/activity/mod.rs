@@ -102,7 +102,7 @@ pub fn request_id_of(headers: &axum::http::HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[schema(as = activity::Event)]
 pub struct Event {
     pub id: String,
@@ -213,27 +213,86 @@ impl<'a> NewEvent<'a> {
 }
 
 /// Live listeners. Capacity bounds memory; a lagging listener skips events.
+///
+/// With several replicas on one PostgreSQL (`db::events`), what is published here also goes to
+/// the other replicas' hubs, and theirs arrives here (`publish_locally`); a gap in that feed
+/// reaches listeners as a `RESYNC_ACTION` event. Cloning shares the same hub.
+#[derive(Clone)]
 pub struct Hub {
     sender: broadcast::Sender<Event>,
+    outbound: std::sync::Arc<std::sync::OnceLock<crate::db::events::Outbound>>,
 }
 
 impl Default for Hub {
     fn default() -> Self {
         Hub {
             sender: broadcast::channel(1024).0,
+            outbound: Default::default(),
         }
     }
 }
+
+/// The action of the live-only event a hub hands its listeners when events from other replicas
+/// may have been missed (a lost listener connection, a full queue): "anything may have changed".
+/// Never stored; the tool-list watcher re-reads the visible set, live views say they lagged.
+pub const RESYNC_ACTION: &str = "hub.resync";
 
 impl Hub {
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.sender.subscribe()
     }
 
+    /// To local listeners, and to the other replicas when replication is on.
     pub fn publish(&self, event: Event) {
+        if let Some(outbound) = self.outbound.get() {
+            outbound.send(&event);
+        }
+        self.publish_locally(event);
+    }
+
+    /// To this replica's listeners only (events that came from another replica).
+    pub fn publish_locally(&self, event: Event) {
         // No listener is not an error.
         let _ = self.sender.send(event);
     }
+
+    /// Tells this replica's listeners that they may have missed events.
+    pub fn resync_locally(&self) {
+        self.publish_locally(Event {
+            id: db::new_id(),
+            created_at: db::now(),
+            actor: "mcpbox".into(),
+            action: RESYNC_ACTION.into(),
+            level: "info".into(),
+            server_id: None,
+            tool_id: None,
+            request_id: None,
+            message: "events from other replicas may have been missed".into(),
+            details: serde_json::json!({}),
+        });
+    }
+
+    /// Turns replication on (once; `db::events::start`). False if it already was.
+    pub fn replicate_to(&self, outbound: crate::db::events::Outbound) -> bool {
+        self.outbound.set(outbound).is_ok()
+    }
+
+    /// Events not sent to other replicas because the outbound queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.outbound.get().map_or(0, |outbound| outbound.dropped())
+    }
+}
+
+/// One stored event by id (what a replica reads back when an event was too large to travel).
+pub async fn get(db: &Db, id: &str) -> Result<Option<Event>> {
+    let row = sqlx::query(
+        "SELECT id, created_at, actor, action, level, server_id, tool_id, request_id, message, details \
+         FROM activity_logs WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&db.pool)
+    .await?;
+    row.as_ref().map(Event::from_row).transpose()
 }
 
 /// Writes an event (inside the caller's transaction when given one) and returns it; the caller

@@ -152,7 +152,11 @@ pub(super) async fn run(state: AppState) {
                 Ok(settings) => state.alerts.apply_settings(settings),
                 Err(err) => tracing::warn!(error = %err, "could not reload the alert settings"),
             }
-            if let Err(err) = check_approvals(&state).await {
+            // One replica raises it (the jobs' lease, `db::locks`): the sandbox checks above
+            // stay per replica, since each replica has its own sandbox.
+            if state.jobs.held()
+                && let Err(err) = check_approvals(&state).await
+            {
                 tracing::warn!(error = %err, "could not check for waiting approvals");
             }
         }

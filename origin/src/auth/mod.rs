@@ -11,7 +11,6 @@ pub mod throttle;
 pub mod tokens;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::StatusCode;
@@ -232,7 +231,8 @@ pub async fn sign_in(
     let account = username.to_ascii_lowercase();
     let attempt = state
         .throttle
-        .reserve(ip, &account, Instant::now())
+        .reserve(ip, &account)
+        .await?
         .map_err(|wait| {
             // A refused guess is a failure too: a spike shows in either count.
             state.alerts.sign_in_failed();
@@ -247,23 +247,23 @@ pub async fn sign_in(
         Ok(matches) => matches,
         Err(busy @ Error::Busy { .. }) => {
             // Nothing was checked: the attempt is given back.
-            state.throttle.released(attempt);
+            state.throttle.released(attempt).await;
             return Err(busy);
         }
         Err(other) => return Err(other),
     };
     let user = match user {
         Some(user) if matches && user.is_active => {
-            state.throttle.succeeded(attempt);
+            state.throttle.succeeded(attempt).await;
             user
         }
         Some(_) if matches => {
             // The right password of a disabled account is not a guess.
-            state.throttle.released(attempt);
+            state.throttle.released(attempt).await;
             return Err(Error::Unauthorized("this account is disabled"));
         }
         _ => {
-            state.throttle.failed(attempt);
+            state.throttle.failed(attempt).await;
             state.alerts.sign_in_failed();
             tracing::info!(%ip, "failed sign-in");
             // Recorded as anonymous: the name tried may not exist (and is kept only in details).
@@ -399,19 +399,20 @@ pub async fn change_password_of(
     let account = auth.user().username.to_ascii_lowercase();
     let attempt = state
         .throttle
-        .reserve(ip, &account, Instant::now())
+        .reserve(ip, &account)
+        .await?
         .map_err(too_many_attempts)?;
     let (_, hash) = users::find_for_login(&state.db, &account)
         .await?
         .ok_or(Error::Unauthorized("this account no longer exists"))?;
     match state.passwords.verify(current, Some(hash)).await {
-        Ok(true) => state.throttle.succeeded(attempt),
+        Ok(true) => state.throttle.succeeded(attempt).await,
         Ok(false) => {
-            state.throttle.failed(attempt);
+            state.throttle.failed(attempt).await;
             return Err(Error::Unauthorized("the current password is wrong"));
         }
         Err(busy @ Error::Busy { .. }) => {
-            state.throttle.released(attempt);
+            state.throttle.released(attempt).await;
             return Err(busy);
         }
         Err(other) => return Err(other),

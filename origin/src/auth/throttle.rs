@@ -1,17 +1,26 @@
 //! Failed-login throttling, per client IP and per account.
 //!
-//! Each attempt is counted *before* the password is checked (`reserve`, one lock for the check
-//! and the count), so attempts sent at the same moment cannot all pass the check before any of
+//! Each attempt is counted *before* the password is checked (`reserve`: the check and the count
+//! are one step), so attempts sent at the same moment cannot all pass the check before any of
 //! them is counted. An attempt whose password was right gives its count back (`succeeded`), so a
 //! person who types the password right is never slowed down, while guessing is capped at a few
-//! tries a minute from one address and a few more per account from anywhere. State is in
-//! memory: it resets on restart and is per replica, which is acceptable for a bound on guessing
-//! speed (it is not an audit record).
+//! tries a minute from one address and a few more per account from anywhere.
+//!
+//! Two stores of the one rule: `SignInThrottle` (sign-in and password change) keeps its windows
+//! in the database (`login_throttle`, migration 0012), so the limits hold across replicas and a
+//! restart; each check-and-count is one transaction of conditional upserts, the row locks
+//! serialising concurrent attempts on a key. `LoginThrottle` keeps them in memory, for the
+//! tunnel's wrong-service-token counter (per replica: it only slows a flood that the token
+//! itself already refuses).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use sqlx::Row;
+
+use crate::db::Db;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limit {
@@ -155,6 +164,158 @@ impl LoginThrottle {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The sign-in throttle of `AppState`: the same limits as `LoginThrottle`, in the database.
+#[derive(Debug, Clone)]
+pub struct SignInThrottle {
+    db: Db,
+    per_ip: Limit,
+    per_account: Limit,
+}
+
+/// A sign-in attempt counted in the database; settle it like an `Attempt`.
+#[derive(Debug)]
+#[must_use = "an attempt stays counted as a failure unless it is settled"]
+pub struct StoredAttempt {
+    ip_key: String,
+    account_key: String,
+    ip_window: i64,
+    account_window: i64,
+}
+
+impl SignInThrottle {
+    /// The default limits (those of `LoginThrottle::default`) over `db`.
+    pub fn new(db: Db) -> SignInThrottle {
+        let defaults = LoginThrottle::default();
+        SignInThrottle {
+            db,
+            per_ip: defaults.per_ip,
+            per_account: defaults.per_account,
+        }
+    }
+
+    pub fn with_limits(db: Db, per_ip: Limit, per_account: Limit) -> SignInThrottle {
+        SignInThrottle {
+            db,
+            per_ip,
+            per_account,
+        }
+    }
+
+    /// Counts an attempt from `ip` on `account`, or `Ok(Err(wait))` when either is locked out
+    /// for `wait` longer (then nothing is counted: the transaction is rolled back).
+    pub async fn reserve(
+        &self,
+        ip: IpAddr,
+        account: &str,
+    ) -> crate::error::Result<Result<StoredAttempt, Duration>> {
+        let now = now_us();
+        let ip_key = format!("ip:{ip}");
+        let account_key = format!("account:{account}");
+        let mut tx = self.db.pool.begin().await?;
+        let mut windows = [0i64; 2];
+        let mut wait: Option<Duration> = None;
+        // Always the address first, then the account: concurrent attempts lock in one order.
+        for (slot, (key, limit)) in [(&ip_key, self.per_ip), (&account_key, self.per_account)]
+            .into_iter()
+            .enumerate()
+        {
+            let window_us = i64::try_from(limit.window.as_micros()).unwrap_or(i64::MAX);
+            let row = sqlx::query(
+                "INSERT INTO login_throttle (key, window_start_us, failures) VALUES ($1, $2, 1) \
+                 ON CONFLICT (key) DO UPDATE SET \
+                   failures = CASE WHEN login_throttle.window_start_us <= $3 THEN 1 \
+                                   ELSE login_throttle.failures + 1 END, \
+                   window_start_us = CASE WHEN login_throttle.window_start_us <= $3 THEN $2 \
+                                          ELSE login_throttle.window_start_us END \
+                 RETURNING window_start_us, failures",
+            )
+            .bind(key)
+            .bind(now)
+            .bind(now.saturating_sub(window_us))
+            .fetch_one(&mut *tx)
+            .await?;
+            let started: i64 = row.try_get("window_start_us")?;
+            let failures: i64 = row.try_get("failures")?;
+            windows[slot] = started;
+            if failures > i64::from(limit.max_failures) {
+                let left = started.saturating_add(window_us).saturating_sub(now).max(1);
+                let left = Duration::from_micros(u64::try_from(left).unwrap_or(1));
+                wait = Some(wait.map_or(left, |w| w.max(left)));
+            }
+        }
+        if let Some(wait) = wait {
+            tx.rollback().await?;
+            return Ok(Err(wait));
+        }
+        tx.commit().await?;
+        Ok(Ok(StoredAttempt {
+            ip_key,
+            account_key,
+            ip_window: windows[0],
+            account_window: windows[1],
+        }))
+    }
+
+    /// The password was wrong: the attempt stays counted.
+    pub async fn failed(&self, attempt: StoredAttempt) {
+        let _ = attempt;
+    }
+
+    /// The password was right: the address gets its attempt back and the account's count is
+    /// cleared (see `LoginThrottle::succeeded`).
+    pub async fn succeeded(&self, attempt: StoredAttempt) {
+        self.give_back(&attempt.ip_key, attempt.ip_window).await;
+        let cleared = sqlx::query("DELETE FROM login_throttle WHERE key = $1")
+            .bind(&attempt.account_key)
+            .execute(&self.db.pool)
+            .await;
+        if let Err(err) = cleared {
+            tracing::warn!(error = %err, "could not clear an account's sign-in failures");
+        }
+    }
+
+    /// Nothing was verified, or the account is disabled: both counts are given back.
+    pub async fn released(&self, attempt: StoredAttempt) {
+        self.give_back(&attempt.ip_key, attempt.ip_window).await;
+        self.give_back(&attempt.account_key, attempt.account_window)
+            .await;
+    }
+
+    /// One failure back, in the window it was counted in only. A failure to give back leaves
+    /// the attempt counted (failing closed).
+    async fn give_back(&self, key: &str, window: i64) {
+        let given = sqlx::query(
+            "UPDATE login_throttle SET failures = failures - 1 \
+             WHERE key = $1 AND window_start_us = $2 AND failures > 0",
+        )
+        .bind(key)
+        .bind(window)
+        .execute(&self.db.pool)
+        .await;
+        if let Err(err) = given {
+            tracing::warn!(error = %err, "could not give a sign-in attempt back");
+        }
+    }
+
+    /// Deletes windows that ended (the periodic jobs); returns how many.
+    pub async fn prune(&self) -> crate::error::Result<u64> {
+        let longest = self.per_ip.window.max(self.per_account.window);
+        let cutoff =
+            now_us().saturating_sub(i64::try_from(longest.as_micros()).unwrap_or(i64::MAX));
+        let deleted = sqlx::query("DELETE FROM login_throttle WHERE window_start_us <= $1")
+            .bind(cutoff)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(deleted.rows_affected())
+    }
+}
+
+/// Wall-clock microseconds since the Unix epoch: replicas compare windows by the clock (NTP),
+/// since they share no `Instant`.
+pub(crate) fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
 }
 
 fn give_back(windows: &mut HashMap<Key, Window>, key: Key, counted_in: Instant) {

@@ -6,7 +6,8 @@
 //! The rules are re-checked here even though the Worker applies them (defence in depth):
 //! a caller without an email may only initialise; callers with one are rate-limited per user by
 //! the policy's `mcp_rate_limit_rpm` (`crate::ratelimit`'s limiter, bursts of a tenth of it, at
-//! least 5; a 429 is a JSON-RPC error with `Retry-After` and the `RateLimit` headers).
+//! least 5; a 429 is a JSON-RPC error with `Retry-After` and the `RateLimit` headers). On
+//! PostgreSQL the per-user bucket is `ratelimit::shared`'s, so the limit holds across replicas.
 //!
 //! The service token is `--service-token`'s, or the one the Remote wizard generated for the
 //! Worker it deployed (stored encrypted; `cloudflare::tunnel_auth`); with neither, every request
@@ -183,10 +184,27 @@ async fn check(State(guard): State<Guard>, mut request: Request, next: Next) -> 
                 Ok(policy) => policy.mcp_rate_limit_rpm,
                 Err(err) => return err.into_response(),
             };
-            match guard
-                .limiter
-                .check(&[(email.clone(), "mcp-user", per_user(rpm))], now)
-            {
+            // Several replicas share one PostgreSQL: the bucket is in the database, so the
+            // limit holds across them. SQLite is one process: the bucket stays in memory.
+            let verdict = if guard.state.db.backend == crate::db::Backend::Postgres {
+                let key = format!("mcp-user:{email}");
+                match crate::ratelimit::shared::check(
+                    &guard.state.db,
+                    &key,
+                    "mcp-user",
+                    per_user(rpm),
+                )
+                .await
+                {
+                    Ok(verdict) => verdict,
+                    Err(err) => return err.into_response(),
+                }
+            } else {
+                guard
+                    .limiter
+                    .check(&[(email.clone(), "mcp-user", per_user(rpm))], now)
+            };
+            match verdict {
                 Verdict::Allowed(charged) => standings = charged,
                 Verdict::Refused {
                     retry_after,

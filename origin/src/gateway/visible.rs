@@ -140,8 +140,9 @@ async fn fingerprint(db: &Db) -> Result<[u8; 32]> {
     }
 }
 
-/// Watches recorded activity (every change to servers, tools, approvals and policy is recorded)
-/// and bumps the returned counter when the visible set actually changed. Holds only the
+/// Watches recorded activity (every change to servers, tools, approvals and policy is recorded;
+/// other replicas' changes arrive on the same hub, `db::events`) and bumps the returned counter
+/// when the visible set actually changed. Holds only the
 /// database and the activity receiver, so it stops when the app is dropped.
 pub fn watch_changes(state: &AppState) -> watch::Receiver<u64> {
     let (sender, receiver) = watch::channel(0u64);
@@ -151,6 +152,8 @@ pub fn watch_changes(state: &AppState) -> watch::Receiver<u64> {
         let mut last = fingerprint(&db).await.ok();
         loop {
             match events.recv().await {
+                // Events from other replicas may have been missed (`db::events`): look.
+                Ok(event) if event.action == crate::activity::RESYNC_ACTION => {}
                 Ok(event) if event.server_id.is_none() && event.tool_id.is_none() => continue,
                 // A call changes no tool (and there may be thousands a second).
                 Ok(event) if event.action == crate::activity::CALL_ACTION => continue,

@@ -7,11 +7,16 @@
 //! time it will be full again), so a full bucket carries no information and can be forgotten.
 //! The table is capped (`Limiter::new`): past the cap, full buckets go first, then the fullest
 //! tenth (the least throttled clients, whose loss gives them back at most one burst). State is
-//! in memory and per replica. Limits live in the settings (`limits`, REST in `api`).
+//! in memory and per replica, except the tunnel's per-user limit on PostgreSQL, which several
+//! replicas share through `shared` (the same rule, in the database). Behind a load balancer the
+//! admin listener's per-address limits see the balancer's address and count per replica: each
+//! replica allows the whole limit, so N replicas allow N times it (README, "Running several
+//! origins"). Limits live in the settings (`limits`, REST in `api`).
 
 pub mod api;
 pub mod guard;
 pub mod limits;
+pub mod shared;
 
 use std::collections::HashMap;
 use std::hash::Hash;
