@@ -556,21 +556,21 @@ async fn a_dead_sandbox_gives_clear_errors_and_opens_the_breaker(app: TestApp) {
 /// and a backslash, control characters, a PEM block, non-ASCII (one character outside the BMP,
 /// which `json.dumps` writes as a surrogate pair).
 const LEAKY: [(&str, &str); 4] = [
-    ("QUOTE", "pa\"ss\\word-9876"),
-    ("CTRL", "Qx7v\tHd9w\nMk3z\r\u{1}-5521"),
+    ("QUOTE", "pa\"ss\\word-9x8q"),
+    ("CTRL", "Qx7v\tHd9w\nMk3z\r\u{1}-5y2w"),
     (
         "PEM",
         "-----BEGIN PRIVATE KEY-----\nMIIBVgIBADANBgkqhkiG9w0BAQEFAASC\nAUAwggE8AgEAAkEAq7BFUpkGp3LQmlQ\n-----END PRIVATE KEY-----\n",
     ),
-    ("UNI", "zürich-Straße-✓-𝄞-7781"),
+    ("UNI", "zürich-Straße-✓-𝄞-7k7j"),
 ];
 
 /// Pieces of `LEAKY` that survive every encoding a tool produces by accident (JSON escapes at
 /// any depth, `\uXXXX`, `repr`) and a cut through the secret: finding none of them in a text
 /// means no secret is in it in any of those forms, whole or in part.
 const FRAGMENTS: [&str; 12] = [
-    "word", "9876", "Qx7v", "Hd9w", "Mk3z", "5521", "BEGIN", "PRIVATE", "MIIBVgIB", "AUAwggE8",
-    "rich", "7781",
+    "word", "9x8q", "Qx7v", "Hd9w", "Mk3z", "5y2w", "BEGIN", "PRIVATE", "MIIBVgIB", "AUAwggE8",
+    "rich", "7k7j",
 ];
 
 /// A long answer cut for a failure message (around the first leak, if any).

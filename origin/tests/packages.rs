@@ -397,6 +397,42 @@ async fn packages_resolve_install_and_import_only_where_approved(app: TestApp) {
         "{six_row}"
     );
     assert_eq!(vulnerable_alerts(&app), raised_before + 1);
+
+    // Another replica (its own data dir, the same database): what the first installed is not
+    // granted there until its sync installed it there too, from the same pinned wheel.
+    let replica = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(replica.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    origin::packages::prepare_dir(replica.path()).unwrap();
+    app.state.packages.configure(origin::packages::Config::new(
+        replica.path(),
+        "python3".into(),
+        "https://pypi.org",
+        &osv,
+    ));
+    let installed: Vec<String> = sqlx::query_scalar(
+        "SELECT name || '-' || version FROM packages WHERE status = 'installed' ORDER BY 1",
+    )
+    .fetch_all(db)
+    .await
+    .unwrap();
+    assert!(!installed.is_empty());
+    let replica_dir = replica.path().join("packages");
+    let granted_before = origin::packages::grants(&app.state, &server).await.unwrap();
+    assert!(granted_before.is_empty(), "{granted_before:?}");
+    assert!(entries(&replica_dir).is_empty());
+    origin::packages::sync_local(&app.state).await.unwrap();
+    assert_eq!(
+        entries(&replica_dir),
+        installed.iter().cloned().collect::<BTreeSet<_>>()
+    );
+    let granted = origin::packages::grants(&app.state, &server).await.unwrap();
+    assert!(
+        !granted.is_empty()
+            && granted
+                .iter()
+                .all(|g| g.path.starts_with(&*replica_dir.to_string_lossy())),
+        "{granted:?}"
+    );
 }
 
 fn vulnerable_alerts(app: &TestApp) -> u64 {

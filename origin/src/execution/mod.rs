@@ -74,13 +74,6 @@ pub struct Outcome {
 
 /// Runs an approved version with `arguments` and logs it. A sandbox that cannot be reached is
 /// an error (503) and is logged too; a tool that fails is an `Outcome` with `ok = false`.
-#[tracing::instrument(name = "run", skip_all, fields(
-    mcpbox.server = %approved.server_name,
-    mcpbox.tool = %approved.tool_name,
-    mcpbox.version = approved.version,
-    mcpbox.test = is_test,
-    mcpbox.ok = tracing::field::Empty,
-))]
 pub async fn run(
     state: &AppState,
     approved: &Approved,
@@ -94,6 +87,14 @@ pub async fn run(
 /// `run`, handing the tool's progress reports to `progress`. Dropping the future midway (the
 /// caller cancelled or went away) kills the worker (`dispatch`) and logs the run as
 /// `cancelled` (`CancelGuard`).
+// The span is here, not on `run`: the gateway calls this directly (for progress).
+#[tracing::instrument(name = "run", skip_all, fields(
+    mcpbox.server = %approved.server_name,
+    mcpbox.tool = %approved.tool_name,
+    mcpbox.version = approved.version,
+    mcpbox.test = is_test,
+    mcpbox.ok = tracing::field::Empty,
+))]
 pub async fn run_observed(
     state: &AppState,
     approved: &Approved,

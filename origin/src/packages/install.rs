@@ -83,18 +83,80 @@ async fn one(state: &AppState, name: &str, version: &str) -> Result<Option<Insta
     row.as_ref().map(from_row).transpose()
 }
 
-/// Starts the installer and the daily OSV re-check (`serve`).
+/// Starts the installer, the daily OSV re-check (on the replica holding the jobs' lease) and
+/// the local sync (`serve`).
 pub fn start(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let _ = queue(state);
     let checker = state.clone();
-    vec![tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(RECHECK_EVERY).await;
-            if let Err(err) = recheck(&checker).await {
-                tracing::warn!(error = %err, "the package vulnerability re-check failed");
+    let syncer = state.clone();
+    vec![
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RECHECK_EVERY).await;
+                if !checker.jobs.held() {
+                    continue;
+                }
+                if let Err(err) = recheck(&checker).await {
+                    tracing::warn!(error = %err, "the package vulnerability re-check failed");
+                }
             }
+        }),
+        tokio::spawn(async move {
+            loop {
+                if let Err(err) = sync_local(&syncer).await {
+                    tracing::warn!(error = %err, "could not sync the installed packages");
+                }
+                let _ = tokio::time::timeout(SYNC_EVERY, syncer.packages.sync.notified()).await;
+            }
+        }),
+    ]
+}
+
+/// How often a replica looks for packages another replica installed.
+const SYNC_EVERY: Duration = Duration::from_secs(30);
+
+/// Several replicas share one database but each has its own data dir: a package whose row says
+/// `installed` (by whichever replica ran the install) but whose directory is missing here is
+/// installed here too, from the same pinned wheel and hash, with the same checks. Runs in one
+/// task only (started by `start`), so it never races itself; the installer sets `installed`
+/// only after its directory is in place, so the two never write the same directory. A failure
+/// here is logged and retried; the shared row keeps what the first install recorded.
+pub async fn sync_local(state: &AppState) -> Result<()> {
+    let Ok(config) = state.packages.config() else {
+        return Ok(());
+    };
+    for package in installed(state).await? {
+        if package.status != "installed"
+            || install_dir(&config, &package.name, &package.version).exists()
+        {
+            continue;
         }
-    })]
+        let item = Resolved {
+            name: package.name.clone(),
+            version: package.version.clone(),
+            url: String::new(),
+            sha256: package.sha256.clone(),
+            requested: false,
+            summary: None,
+            license: None,
+            released: None,
+            links: Vec::new(),
+            vulnerabilities: Vec::new(),
+        };
+        let staging = config.dir.join(format!(".staging-{}", crate::db::new_id()));
+        let outcome = match pip_install(&config, &item, &staging).await {
+            Ok(tree) => finish(&config, &item, &tree).map_err(|err| err.to_string()),
+            Err(reason) => Err(reason),
+        };
+        let _ = std::fs::remove_dir_all(&staging);
+        match outcome {
+            Ok(_) => tracing::info!(package = %item.name, version = %item.version,
+                "installed a package another replica installed"),
+            Err(reason) => tracing::warn!(package = %item.name, version = %item.version,
+                %reason, "could not install a package another replica installed"),
+        }
+    }
+    Ok(())
 }
 
 fn queue(state: &AppState) -> &mpsc::Sender<Resolved> {
@@ -367,9 +429,14 @@ pub async fn grants(state: &AppState, server_id: &str) -> Result<Vec<PackageGran
             if installed.status != "installed" || installed.sha256 != item.sha256 {
                 continue;
             }
-            let path = install_dir(&config, &item.name, &item.version)
-                .to_string_lossy()
-                .into_owned();
+            let dir = install_dir(&config, &item.name, &item.version);
+            if !dir.exists() {
+                // Installed by another replica and not yet here: the sync installs it; until
+                // then this call gets nothing of it.
+                state.packages.sync.notify_one();
+                continue;
+            }
+            let path = dir.to_string_lossy().into_owned();
             let modules = if item.requested {
                 installed.import_names.clone()
             } else {

@@ -24,7 +24,9 @@ pub mod resolve;
 pub(crate) use api::openapi;
 pub use api::router;
 pub use install::enqueue;
-pub use install::{Installed, approved_import_names, grants, installed, recheck, start};
+pub use install::{
+    Installed, approved_import_names, grants, installed, recheck, start, sync_local,
+};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -69,6 +71,9 @@ pub struct Packages {
     config: RwLock<Option<Config>>,
     queue: OnceLock<install::Queue>,
     stdlib: OnceLock<Arc<Vec<String>>>,
+    /// Wakes the local sync (`install::sync_local`): a call's grant found a package another
+    /// replica installed missing here.
+    sync: tokio::sync::Notify,
 }
 
 impl Packages {
