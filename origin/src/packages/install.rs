@@ -143,13 +143,7 @@ pub async fn sync_local(state: &AppState) -> Result<()> {
             links: Vec::new(),
             vulnerabilities: Vec::new(),
         };
-        let staging = config.dir.join(format!(".staging-{}", crate::db::new_id()));
-        let outcome = match pip_install(&config, &item, &staging).await {
-            Ok(tree) => finish(&config, &item, &tree).map_err(|err| err.to_string()),
-            Err(reason) => Err(reason),
-        };
-        let _ = std::fs::remove_dir_all(&staging);
-        match outcome {
+        match install_tree(&config, &item).await {
             Ok(_) => tracing::info!(package = %item.name, version = %item.version,
                 "installed a package another replica installed"),
             Err(reason) => tracing::warn!(package = %item.name, version = %item.version,
@@ -260,14 +254,7 @@ async fn install_one(state: &AppState, item: &Resolved) -> Result<()> {
     )
     .await?;
     let started = Instant::now();
-    let staging = config.dir.join(format!(".staging-{}", crate::db::new_id()));
-    let outcome = pip_install(&config, item, &staging).await;
-    let outcome = match outcome {
-        Ok(tree) => finish(&config, item, &tree).map_err(|err| err.to_string()),
-        Err(reason) => Err(reason),
-    };
-    let _ = std::fs::remove_dir_all(&staging);
-    match outcome {
+    match install_tree(&config, item).await {
         Err(reason) => set_failed(state, item, &reason).await,
         Ok((names, size)) => {
             sqlx::query("UPDATE packages SET status = 'installed', progress = 'installed', error = NULL, import_names = $1, size_bytes = $2, install_ms = $3, updated_at = $4 WHERE name = $5 AND version = $6")
@@ -287,6 +274,21 @@ async fn install_one(state: &AppState, item: &Resolved) -> Result<()> {
             activity::record_now(state, &system(), event).await
         }
     }
+}
+
+/// pip into a fresh staging directory, then `finish` renames the tree into place; the staging
+/// directory is gone afterwards whatever happened. Returns the import names and the size.
+async fn install_tree(
+    config: &Config,
+    item: &Resolved,
+) -> std::result::Result<(Vec<String>, u64), String> {
+    let staging = config.dir.join(format!(".staging-{}", crate::db::new_id()));
+    let outcome = match pip_install(config, item, &staging).await {
+        Ok(tree) => finish(config, item, &tree).map_err(|err| err.to_string()),
+        Err(reason) => Err(reason),
+    };
+    let _ = std::fs::remove_dir_all(&staging);
+    outcome
 }
 
 /// pip, pinned to the approved version and hash, into `<staging>/tree`.
