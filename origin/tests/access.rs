@@ -22,7 +22,90 @@ on_both_backends!(
     dangerous_or_malformed_modules_cannot_be_requested,
     network_requests_decide_what_tools_may_reach,
     request_lifecycle_rules,
+    the_rest_twin_asks_as_the_management_tools_do,
 );
+
+/// `POST /api/tools/{id}/access-requests` goes through the same rule as `mcpbox_request_module`
+/// and `mcpbox_request_network_access`: pending, conflicts and bad fields refused readably.
+async fn the_rest_twin_asks_as_the_management_tools_do(app: TestApp) {
+    let app = app.with_sandbox().await;
+    let admin = app.admin().await.token("access_token");
+    let server = app.create_server(&admin, "twin").await;
+    let tool = app
+        .create_tool(
+            &admin,
+            &server,
+            "asker",
+            "def main() -> str:\n    return 'x'\n",
+        )
+        .await;
+    let path = format!("/api/tools/{tool}/access-requests");
+    let asked = app
+        .post(
+            &path,
+            Some(&admin),
+            json!({"kind": "module", "module_name": "csv", "justification": "parse exports"}),
+        )
+        .await;
+    assert_eq!(asked.status, StatusCode::CREATED, "{}", asked.text);
+    assert_eq!(
+        (
+            &asked.body["status"],
+            &asked.body["target"],
+            &asked.body["kind"]
+        ),
+        (&json!("pending"), &json!("csv"), &json!("module"))
+    );
+    assert_eq!(asked.body["requested_by"], "admin");
+    let again = app
+        .post(
+            &path,
+            Some(&admin),
+            json!({"kind": "module", "module_name": "csv", "justification": "again"}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text);
+    let lan = app
+        .post(
+            &path,
+            Some(&admin),
+            json!({"kind": "network", "host": "192.168.1.20:8123", "justification": "home assistant"}),
+        )
+        .await;
+    assert_eq!(lan.status, StatusCode::CREATED, "{}", lan.text);
+    assert_eq!(
+        (&lan.body["scope"], &lan.body["port"], &lan.body["status"]),
+        (&json!("lan"), &json!(8123), &json!("pending"))
+    );
+    for bad in [
+        json!({"kind": "module", "justification": "no name"}),
+        json!({"kind": "module", "module_name": "csv", "host": "a.example", "justification": "both"}),
+        json!({"kind": "teleport", "host": "a.example", "justification": "what"}),
+        json!({"kind": "module", "module_name": "os", "justification": "never"}),
+        json!({"kind": "network", "host": "127.0.0.1:80", "lan": true, "justification": "loopback"}),
+    ] {
+        let refused = app.post(&path, Some(&admin), bad.clone()).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}: {}",
+            refused.text
+        );
+    }
+    let nobody = app
+        .post(
+            "/api/tools/0190a0a0-0000-7000-8000-000000000000/access-requests",
+            Some(&admin),
+            json!({"kind": "module", "module_name": "csv", "justification": "x"}),
+        )
+        .await;
+    assert_eq!(nobody.status, StatusCode::NOT_FOUND, "{}", nobody.text);
+    let requests: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM access_requests")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(requests, 2, "nothing half-made by the refused ones");
+}
 
 struct Setup {
     app: TestApp,

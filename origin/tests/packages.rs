@@ -445,3 +445,47 @@ fn vulnerable_alerts(app: &TestApp) -> u64 {
         .map(|(_, n)| *n)
         .unwrap_or(0)
 }
+
+/// Resolutions in flight are bounded (`resolve::MAX_RESOLVING` pip processes): with that many
+/// hanging on an index that never answers, one more waits its bounded turn and gets a 503.
+#[tokio::test]
+async fn resolutions_in_flight_are_bounded() {
+    use origin::packages::resolve::{MAX_RESOLVING, resolve};
+    let index = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = index.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = index.accept().await {
+            held.push(socket);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = origin::packages::Config::new(
+        dir.path(),
+        "python3".into(),
+        &format!("http://127.0.0.1:{port}"),
+        "http://127.0.0.1:9",
+    );
+    let spec = origin::packages::parse_spec("six").unwrap();
+    let hanging: Vec<_> = (0..MAX_RESOLVING)
+        .map(|_| {
+            let (config, spec) = (config.clone(), spec.clone());
+            tokio::spawn(async move { resolve(&config, &spec).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let one_more = resolve(&config, &spec).await;
+    assert!(
+        matches!(one_more, Err(origin::Error::Busy { .. })),
+        "{one_more:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(9));
+    for task in &hanging {
+        assert!(
+            !task.is_finished(),
+            "the held resolutions are still waiting on the index"
+        );
+        task.abort();
+    }
+}

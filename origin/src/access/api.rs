@@ -24,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/approvals/{kind}/{id}/revoke", post(revoke))
         .route("/api/approvals/{kind}/{id}", delete(remove))
         .route("/api/servers/{id}/allowed-hosts", get(hosts).post(add_host))
+        .route("/api/tools/{id}/access-requests", post(create_request))
 }
 
 fn kind(segment: &str) -> Result<Kind> {
@@ -371,10 +372,86 @@ async fn add_host(
     Ok((StatusCode::CREATED, Json(added.into())))
 }
 
+/// A tool's module or network request over REST: the twin of `mcpbox_request_module` and
+/// `mcpbox_request_network_access`, with the same fields and the same domain function, so the
+/// request is pending (or auto-approved by the policy) exactly as when an LLM asks.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = access::RequestCreate)]
+#[serde(deny_unknown_fields)]
+struct RequestCreate {
+    /// `module` or `network`.
+    #[schema(pattern = "^(module|network)$")]
+    kind: String,
+    /// Module requests: a standard-library module, or a PyPI distribution with an optional
+    /// version specifier (`pyyaml`, `feedparser==6.0.11`).
+    #[serde(default)]
+    module_name: Option<String>,
+    /// Network requests: a DNS name or an IP address, which may carry the port.
+    #[serde(default)]
+    host: Option<String>,
+    /// Network requests: 1 to 65535; absent for any port (a LAN host needs one).
+    #[schema(minimum = 1, maximum = 65535)]
+    #[serde(default, deserialize_with = "crate::integer::option_i64")]
+    port: Option<i64>,
+    /// Network requests: a LAN host (exactly this host and port, which may be private).
+    #[serde(default)]
+    lan: Option<bool>,
+    /// Why the tool needs it: 1 to 2000 characters, shown to the reviewer.
+    justification: String,
+}
+
+#[utoipa::path(post, path = "/api/tools/{id}/access-requests", tag = "access", operation_id = "access_create_request", params(("id" = String, Path, description = "The tool id")), request_body = RequestCreate, responses((status = 201, description = "The request, pending review (or approved by the policy)", body = RequestBody),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "This account's role may not do this", body = ErrorBody),
+        (status = 404, description = "No such tool", body = ErrorBody),
+        (status = 409, description = "Already allowed, already pending, or rejected before for this tool", body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
+        (status = 422, description = "A field is missing or of the wrong type, or the module, distribution, host or port is not valid", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody),
+        (status = 503, description = "PyPI could not be asked about a distribution now", body = ErrorBody)), security(("bearer" = [])))]
+async fn create_request(
+    State(state): State<AppState>,
+    audited: Audited,
+    Path(tool_id): Path<String>,
+    ApiJson(body): ApiJson<RequestCreate>,
+) -> Result<(StatusCode, Json<RequestBody>)> {
+    audited.auth.require(Role::Admin)?;
+    let (kind, target) = match (body.kind.as_str(), &body.module_name, &body.host) {
+        ("module", Some(module), None) => (Kind::Module, module),
+        ("network", None, Some(host)) => (Kind::Network, host),
+        ("module", _, _) => {
+            return Err(Error::Validation(
+                "a module request names module_name and no host".into(),
+            ));
+        }
+        ("network", _, _) => {
+            return Err(Error::Validation(
+                "a network request names host and no module_name".into(),
+            ));
+        }
+        _ => {
+            return Err(Error::Validation(
+                "kind must be \"module\" or \"network\"".into(),
+            ));
+        }
+    };
+    let new = super::NewRequest {
+        kind,
+        tool_id: &tool_id,
+        target,
+        port: body.port,
+        justification: &body.justification,
+    };
+    let created = super::request_scoped(&state, &audited.audit, new, body.lan).await?;
+    Ok((StatusCode::CREATED, Json(created.into())))
+}
+
 /// This module's routes in the OpenAPI document (`crate::openapi`).
 pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
     #[derive(utoipa::OpenApi)]
-    #[openapi(paths(queue, bulk, action, revoke, remove, hosts, add_host))]
+    #[openapi(paths(queue, bulk, action, revoke, remove, hosts, add_host, create_request))]
     struct Doc;
     <Doc as utoipa::OpenApi>::openapi()
 }

@@ -60,8 +60,22 @@ struct Metadata {
     home_page: Option<String>,
 }
 
+/// Resolutions running at once, at most (each is a pip process for seconds): a client that
+/// asks for many packages at once waits its turn for up to `RESOLVE_WAIT`, then gets a 503.
+pub const MAX_RESOLVING: usize = 2;
+const RESOLVE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+static RESOLVING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_RESOLVING);
+
 /// Resolves `spec` against the index: exact versions, hashes, metadata, vulnerabilities.
 pub async fn resolve(config: &Config, spec: &Spec) -> Result<Vec<Resolved>> {
+    let busy = crate::error::Error::Busy {
+        message: "other package resolutions are running; try again shortly",
+        retry_after_secs: 5,
+    };
+    let _permit = match tokio::time::timeout(RESOLVE_WAIT, RESOLVING.acquire()).await {
+        Ok(Ok(permit)) => permit,
+        _ => return Err(busy),
+    };
     let mut resolved = pip_report(config, spec).await?;
     let client = super::osv::http_client()?;
     for item in &mut resolved {
