@@ -23,7 +23,69 @@ on_both_backends!(
     a_file_claiming_approval_makes_nothing_callable,
     a_bad_server_is_left_out_whole_and_names_clash,
     files_are_bounded,
+    lan_hosts_keep_their_scope_through_export_and_import,
 );
+
+/// A LAN host leaves as `scope: "lan"` (a public one with no scope, as in the reference's files)
+/// and comes back as a pending LAN request (checked by the same LAN rule as any request).
+async fn lan_hosts_keep_their_scope_through_export_and_import(app: TestApp) {
+    let app = app.with_sandbox().await;
+    let admin = app.admin().await.token("access_token");
+    let server = app.create_server(&admin, "home").await;
+    for host in [
+        json!({"host": "192.168.1.20:8123"}),
+        json!({"host": "tiles.example"}),
+    ] {
+        let added = app
+            .post(
+                &format!("/api/servers/{server}/allowed-hosts"),
+                Some(&admin),
+                host,
+            )
+            .await;
+        assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
+    }
+    let exported = app.get("/api/export", Some(&admin)).await;
+    assert_eq!(exported.status, StatusCode::OK, "{}", exported.text);
+    let entries = exported.body["servers"][0]["admin_network_requests"].clone();
+    let lan = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["host"] == "192.168.1.20")
+        .unwrap_or_else(|| panic!("{entries}"));
+    assert_eq!((&lan["port"], &lan["scope"]), (&json!(8123), &json!("lan")));
+    let public = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["host"] == "tiles.example")
+        .unwrap();
+    assert!(public.get("scope").is_none(), "{public}");
+
+    let other = fresh_like(&app).await;
+    let other_admin = other.admin().await.token("access_token");
+    let report = import(&other, &other_admin, exported.body.clone()).await;
+    assert_eq!(report.status, StatusCode::OK, "{}", report.text);
+    assert_eq!(
+        report.body["network_access_requests_created"], 2,
+        "{}",
+        report.text
+    );
+    let rows = statuses(
+        &other,
+        "SELECT target || ' ' || COALESCE(CAST(port AS TEXT), '-') || ' ' || scope || ' ' || status \
+         FROM access_requests ORDER BY target",
+    )
+    .await;
+    assert_eq!(
+        rows,
+        [
+            "192.168.1.20 8123 lan pending",
+            "tiles.example - public pending"
+        ]
+    );
+}
 
 /// The reference's key in `fixtures/make_reference_exports.py`.
 const REFERENCE_KEY: &str = "5f3c9a0e7d1b2468ace0fdb97531eca86420bdf97531eca86420bdf97531eca8";

@@ -89,7 +89,7 @@ pub async fn export(state: &AppState) -> Result<Export> {
 
     let rows = sqlx::query(
         "SELECT kind, server_id, tool_id, target, port, justification, status, requested_by, \
-         reviewed_by, rejection_reason FROM access_requests ORDER BY created_at, id",
+         reviewed_by, rejection_reason, scope FROM access_requests ORDER BY created_at, id",
     )
     .fetch_all(&mut *tx)
     .await?;
@@ -106,6 +106,7 @@ pub async fn export(state: &AppState) -> Result<Export> {
         let reviewed_by: Option<String> = row.try_get("reviewed_by")?;
         let rejection_reason: Option<String> = row.try_get("rejection_reason")?;
         let tool: Option<String> = row.try_get("tool_id")?;
+        let scope: String = row.try_get("scope")?;
         let server = &mut servers[s];
         if kind == "network" && status == "approved" {
             server.allowed_hosts.push(shown_host(&target, port));
@@ -140,6 +141,7 @@ pub async fn export(state: &AppState) -> Result<Export> {
                 requested_by,
                 reviewed_by,
                 rejection_reason,
+                scope: (scope == "lan").then(|| scope.clone()),
             };
             match place {
                 Some(t) => server.tools[t].network_access_requests.push(entry),

@@ -131,6 +131,11 @@ pub struct NetworkEntry {
     pub reviewed_by: Option<String>,
     #[serde(default)]
     pub rejection_reason: Option<String>,
+    /// `lan` for a LAN host (exactly this host and port, which may be private); absent for a
+    /// public one, so files of the reference's shape (which has no LAN hosts) read and sign
+    /// as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -262,7 +267,7 @@ fn networks(entries: &[NetworkEntry]) -> Value {
         entries
             .iter()
             .map(|n| {
-                json!({
+                let mut entry = json!({
                     "host": n.host,
                     "port": n.port,
                     "justification": n.justification,
@@ -270,7 +275,12 @@ fn networks(entries: &[NetworkEntry]) -> Value {
                     "requested_by": n.requested_by,
                     "reviewed_by": n.reviewed_by,
                     "rejection_reason": n.rejection_reason,
-                })
+                });
+                // Signed only when present: a public entry signs as the reference's does.
+                if let Some(scope) = &n.scope {
+                    entry["scope"] = json!(scope);
+                }
+                entry
             })
             .collect(),
     )

@@ -244,6 +244,8 @@ struct Request {
     kind: Kind,
     target: String,
     port: Option<i64>,
+    /// `public`, or `lan` (network requests of a LAN host).
+    scope: &'static str,
     justification: String,
 }
 
@@ -396,6 +398,7 @@ fn server_requests(entry: &ServerEntry, version: &str, warnings: &mut Vec<String
                 requested_by: None,
                 reviewed_by: None,
                 rejection_reason: None,
+                scope: None,
             };
             requests.extend(network_request(&network, &label, warnings));
         }
@@ -436,6 +439,7 @@ fn module_request(entry: &ModuleEntry, label: &str, warnings: &mut Vec<String>) 
             kind: Kind::Module,
             target: entry.module_name.clone(),
             port: None,
+            scope: "public",
             justification: justification(&entry.justification),
         }),
         Err(err) => {
@@ -453,13 +457,23 @@ fn network_request(
     label: &str,
     warnings: &mut Vec<String>,
 ) -> Option<Request> {
-    let checked = access::normalise_host(&entry.host)
-        .and_then(|host| access::check_port(entry.port).map(|()| host));
+    // A LAN host goes through the LAN rule (a port, a private address or a name; never
+    // loopback or metadata); anything else stays a public host, as in the reference's files.
+    let checked = match entry.scope.as_deref() {
+        Some("lan") => access::network_target(&entry.host, entry.port, Some(true))
+            .map(|target| (target.host, target.port, "lan")),
+        None | Some("public") => access::normalise_host(&entry.host)
+            .and_then(|host| access::check_port(entry.port).map(|()| (host, entry.port, "public"))),
+        Some(_) => Err(crate::error::Error::Validation(
+            "its scope is neither public nor lan".into(),
+        )),
+    };
     match checked {
-        Ok(host) => Some(Request {
+        Ok((host, port, scope)) => Some(Request {
             kind: Kind::Network,
             target: host,
-            port: entry.port,
+            port,
+            scope,
             justification: justification(&entry.justification),
         }),
         Err(err) => {
@@ -730,8 +744,8 @@ async fn insert_request(
     counts: &mut Counts,
 ) -> Result<()> {
     let inserted = sqlx::query(
-        "INSERT INTO access_requests (id, kind, server_id, tool_id, target, port, justification, requested_by, status, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'import', 'pending', $8, $8) ON CONFLICT DO NOTHING",
+        "INSERT INTO access_requests (id, kind, server_id, tool_id, target, port, justification, requested_by, status, created_at, updated_at, scope) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'import', 'pending', $8, $8, $9) ON CONFLICT DO NOTHING",
     )
     .bind(db::new_id())
     .bind(request.kind.as_str())
@@ -741,6 +755,7 @@ async fn insert_request(
     .bind(request.port)
     .bind(&request.justification)
     .bind(now)
+    .bind(request.scope)
     .execute(&mut *conn)
     .await?;
     let n = inserted.rows_affected() as usize;
