@@ -153,7 +153,7 @@ async fn packages_resolve_install_and_import_only_where_approved(app: TestApp) {
     let osv = osv_stand_in(vulnerable.clone()).await;
     app.state.packages.configure(origin::packages::Config::new(
         data.path(),
-        "python3".into(),
+        python(),
         "https://pypi.org",
         &osv,
     ));
@@ -405,7 +405,7 @@ async fn packages_resolve_install_and_import_only_where_approved(app: TestApp) {
     origin::packages::prepare_dir(replica.path()).unwrap();
     app.state.packages.configure(origin::packages::Config::new(
         replica.path(),
-        "python3".into(),
+        python(),
         "https://pypi.org",
         &osv,
     ));
@@ -462,7 +462,7 @@ async fn resolutions_in_flight_are_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let config = origin::packages::Config::new(
         dir.path(),
-        "python3".into(),
+        python(),
         &format!("http://127.0.0.1:{port}"),
         "http://127.0.0.1:9",
     );
@@ -488,4 +488,13 @@ async fn resolutions_in_flight_are_bounded() {
         );
         task.abort();
     }
+}
+
+/// The interpreter itself (the test command exports it as PYO3_PYTHON), not a version manager's
+/// `python3` shim: pyenv's shim rehashes on every run, and two tests running pip through it at
+/// once can make it fail ("cannot rehash: … isn't writable").
+fn python() -> std::path::PathBuf {
+    std::env::var_os("PYO3_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "python3".into())
 }

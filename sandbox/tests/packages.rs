@@ -32,7 +32,10 @@ struct Harness {
 /// `pip install --no-deps --only-binary=:all: --target <root>/<dir> <spec>`, as the origin does.
 fn pip_install(root: &Path, dir: &str, spec: &str) -> PathBuf {
     let target = root.join(dir);
-    let status = Command::new("python3")
+    // The interpreter itself (PYO3_PYTHON, as the test command exports it), not pyenv's shim,
+    // which can fail when several tests run pip through it at once.
+    let python = std::env::var_os("PYO3_PYTHON").unwrap_or_else(|| "python3".into());
+    let status = Command::new(python)
         .args(["-m", "pip", "install", "--quiet", "--no-deps"])
         .args([
             "--only-binary=:all:",
