@@ -58,6 +58,8 @@ pub struct AppInner {
     pub jobs: crate::db::locks::Lease,
     /// PyPI packages: where they come from and go, and the install queue.
     pub packages: crate::packages::Packages,
+    /// Local MCP client keys: whether `/mcp` requires one, and the cache of valid ones.
+    pub mcp_keys: crate::mcp_keys::Keys,
 }
 
 impl Deref for AppState {
@@ -83,6 +85,8 @@ impl AppState {
         let alerts = crate::alerts::Alerts::default();
         sandbox.raise_alerts_to(alerts.clone());
         let throttle = SignInThrottle::new(db.clone());
+        let activity = crate::activity::Hub::default();
+        let mcp_keys = crate::mcp_keys::Keys::new(&activity);
         AppState(Arc::new(AppInner {
             db,
             keys,
@@ -90,7 +94,7 @@ impl AppState {
             throttle,
             passwords: Passwords::default(),
             sandbox,
-            activity: crate::activity::Hub::default(),
+            activity,
             external: crate::external::Pool::default(),
             mcp_sessions: crate::gateway::sessions::Registry::default(),
             metrics: crate::metrics::Metrics::default(),
@@ -99,6 +103,7 @@ impl AppState {
             remote: crate::cloudflare::Remote::new(cloudflare),
             jobs: crate::db::locks::Lease::always(),
             packages: crate::packages::Packages::default(),
+            mcp_keys,
         }))
     }
 }
@@ -117,7 +122,11 @@ pub fn router_with(
     changes: tokio::sync::watch::Receiver<u64>,
 ) -> Router {
     let routes = Router::new()
-        .merge(crate::gateway::router(state.clone(), mcp, changes))
+        // The client-key check is this listener's only (the tunnel has its own guard).
+        .merge(crate::gateway::keys::guarded(
+            crate::gateway::router(state.clone(), mcp, changes),
+            state.clone(),
+        ))
         .merge(health::router())
         .merge(auth::router())
         .merge(users::router())
@@ -135,6 +144,7 @@ pub fn router_with(
         .merge(crate::alerts::router())
         .merge(crate::packages::router())
         .merge(crate::transfer::router())
+        .merge(crate::mcp_keys::router())
         .merge(crate::openapi::router())
         .merge(crate::ui::router(state.clone()))
         .merge(crate::ratelimit::api::router())
@@ -309,6 +319,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let retention = tokio::spawn(apply_retention_periodically(db.clone(), state.jobs.clone()));
     let alerts = crate::alerts::start(&state).await;
     let mcp = args.mcp_access(addr);
+    // Decided from the address actually bound: anything but loopback (0.0.0.0 and :: too) is
+    // reachable from other hosts, which must not get local rights without a key.
+    let keys_required = args.mcp_require_key || !addr.ip().is_loopback();
+    state.mcp_keys.set_required(keys_required);
+    if keys_required {
+        tracing::info!(%addr, "local /mcp requires a client key (Settings → MCP client keys)");
+    }
     let app = router_with(state, &mcp, changes);
     crate::listener::serve(listener, app, args.listener_limits(), shutdown_signal()).await;
     if let Some(tunnel) = tunnel

@@ -139,6 +139,12 @@ pub struct ServeArgs {
     )]
     pub mcp_allowed_origins: Vec<String>,
 
+    /// Require a client key (`Authorization: Bearer mcpbox_k_…`, issued under Settings → MCP
+    /// client keys) on the local listener's `/mcp` even on loopback. Always on when `--listen`
+    /// is not a loopback address.
+    #[arg(long, env = "MCPBOX_MCP_REQUIRE_KEY")]
+    pub mcp_require_key: bool,
+
     /// Address of the tunnel listener: `/mcp` for remote clients through the Cloudflare Worker
     /// (cloudflared points here). Every request must carry the service token (this flag's, or
     /// the one the Remote wizard generated); until one exists every request is refused. Off by

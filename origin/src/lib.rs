@@ -29,6 +29,7 @@
 //! - `ratelimit`: request rate limits (one limiter for both listeners, limits in the settings).
 //! - `settings`, `pagination`, `health`: small shared pieces.
 //! - `transfer`: signed export and import (`/api/export`, `/api/import`).
+//! - `mcp_keys`: local MCP client keys (issued, hashed, revocable; the `/mcp` check's cache).
 //! - `cli`: `mcpbox admin …`.
 
 pub mod access;
@@ -54,6 +55,7 @@ pub mod health;
 pub mod http;
 pub mod integer;
 pub mod listener;
+pub mod mcp_keys;
 pub mod metrics;
 pub mod names;
 pub mod openapi;

@@ -92,6 +92,7 @@ pub fn document() -> OpenApi {
         crate::dashboard::openapi(),
         crate::alerts::openapi(),
         crate::transfer::openapi(),
+        crate::mcp_keys::openapi(),
     ] {
         doc.merge(part);
     }
@@ -274,6 +275,12 @@ const LINKS: &[(&str, &str, &str, LinkParameters)] = &[
         "200",
         "execution_one_log",
         &[("id", "$response.body#/log_id")],
+    ),
+    (
+        "mcp_keys_create",
+        "201",
+        "mcp_keys_revoke",
+        &[("id", "$response.body#/id")],
     ),
 ];
 

@@ -10,6 +10,7 @@
 //! stream and the 2026-07-28 `subscriptions/listen`). The tunnel listener for remote clients is
 //! `tunnel`.
 
+pub mod keys;
 pub mod management;
 mod progress;
 pub mod sessions;
@@ -70,10 +71,14 @@ impl Default for McpAccess {
 }
 
 /// Who is calling, set by the listener's guard into the HTTP request's extensions. Requests on
-/// the local listener carry none and are `Local`.
+/// the local listener without a client key carry none and are `Local`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     Local,
+    /// On the local listener with a valid client key (`keys`): local rights, named in the log.
+    Key {
+        name: String,
+    },
     /// Through the Worker and the tunnel listener; `None`: not signed in.
     Remote {
         email: Option<String>,
@@ -89,11 +94,12 @@ impl Caller {
             .unwrap_or(Caller::Local)
     }
 
-    /// Whose execution-log rows this caller may read: all for the local caller, only its own
-    /// for a remote one (an anonymous remote caller has made no calls, and reads none).
+    /// Whose execution-log rows this caller may read: all for a local caller (keyed or not),
+    /// only its own for a remote one (an anonymous remote caller has made no calls, and reads none).
     pub fn log_scope(&self) -> Option<String> {
         match self {
-            Caller::Local => None,
+            // A keyed client is a local one that says who it is: it reads what local reads.
+            Caller::Local | Caller::Key { .. } => None,
             Caller::Remote { .. } => Some(self.actor()),
         }
     }
@@ -102,6 +108,7 @@ impl Caller {
     fn actor(&self) -> String {
         match self {
             Caller::Local => "mcp:local".to_owned(),
+            Caller::Key { name } => format!("mcp:key:{name}"),
             Caller::Remote { email: Some(email) } => email.clone(),
             Caller::Remote { email: None } => "mcp:anonymous".to_owned(),
         }
