@@ -22,6 +22,7 @@ mod approvals;
 mod auth;
 mod dashboard;
 mod format;
+mod mcp_keys;
 mod remote;
 mod render;
 mod servers;
@@ -69,6 +70,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(activity::routes())
         .merge(settings::routes())
         .merge(alerts::routes())
+        .merge(mcp_keys::routes())
         .merge(sources::routes())
         .merge(remote::routes())
         .merge(transfer::routes())
