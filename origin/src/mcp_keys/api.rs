@@ -52,7 +52,11 @@ async fn list(State(state): State<AppState>, auth: AuthUser) -> Result<Json<KeyL
 struct IssueBody {
     /// 1 to 64 of lowercase letters, digits, `-`, `_` and `.`, starting with a letter or digit;
     /// unique (revoked keys keep theirs). The execution log shows `mcp:key:{name}`.
-    #[schema(min_length = 1, max_length = 64, pattern = "^[a-z0-9][a-z0-9._-]{0,63}$")]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[a-z0-9][a-z0-9._-]{0,63}$"
+    )]
     name: String,
 }
 

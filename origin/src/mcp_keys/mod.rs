@@ -165,7 +165,10 @@ pub async fn get(db: &Db, id: &str) -> Result<McpKey> {
 pub async fn issue_recorded(state: &AppState, name: &str, audit: &Audit) -> Result<Issued> {
     let name = check_name(name)?;
     let secret = generate();
-    let prefix: String = secret.chars().take(KEY_PREFIX.len() + SHOWN_CHARS).collect();
+    let prefix: String = secret
+        .chars()
+        .take(KEY_PREFIX.len() + SHOWN_CHARS)
+        .collect();
     let id = db::new_id();
     let now = db::now();
     let mut tx = state.db.pool.begin().await?;
@@ -469,7 +472,13 @@ mod tests {
 
     #[test]
     fn names_are_plain_words() {
-        for good in ["laptop", "claude-desktop", "ci_runner.2", "a", &"x".repeat(64)] {
+        for good in [
+            "laptop",
+            "claude-desktop",
+            "ci_runner.2",
+            "a",
+            &"x".repeat(64),
+        ] {
             assert!(check_name(good).is_ok(), "{good}");
         }
         for bad in [

@@ -83,7 +83,10 @@ async fn revoke(
     }
     .await;
     let notice = match &result {
-        Ok(key) => format!("Key {} revoked: clients using it are refused from now on.", key.name),
+        Ok(key) => format!(
+            "Key {} revoked: clients using it are refused from now on.",
+            key.name
+        ),
         Err(_) => String::new(),
     };
     outcome(PAGE, result, notice)
