@@ -322,7 +322,7 @@ async fn a_revoked_key_is_refused_at_once(app: TestApp) {
         .clone();
     assert!(row["revoked_at"].is_string(), "{row}");
     let events = app
-        .get("/api/activity?action=mcp_keys.revoke", Some(&admin))
+        .get("/api/activity/logs?action=mcp_keys.revoke", Some(&admin))
         .await;
     assert_eq!(events.body["total"], 1, "{}", events.text);
     assert_eq!(events.body["items"][0]["actor"], ADMIN);
@@ -355,7 +355,7 @@ async fn the_key_is_shown_once_and_only_its_hash_is_stored(app: TestApp) {
     assert!(!listed.text.contains(&key[prefix.len()..]));
     assert_eq!(listed.body["keys"][0]["prefix"], prefix.as_str());
     assert!(listed.body["keys"][0].get("key").is_none());
-    let activity = app.get("/api/activity", Some(&admin)).await;
+    let activity = app.get("/api/activity/logs", Some(&admin)).await;
     assert!(!activity.text.contains(&key[prefix.len()..]));
     // Every stored value of the row, as text: the SHA-256, never the key or its secret part.
     use sqlx::Row;
@@ -650,7 +650,7 @@ async fn executed_by_names_the_key(app: TestApp) {
         created.text
     );
     let events = app
-        .get("/api/activity?actor=mcp:key:laptop", Some(&admin))
+        .get("/api/activity/logs?actor=mcp:key:laptop", Some(&admin))
         .await;
     assert_eq!(events.body["total"], 1, "{}", events.text);
     // Without the key the same call is refused before it reaches the tool (nothing logged).
