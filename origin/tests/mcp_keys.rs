@@ -23,6 +23,7 @@ on_both_backends!(
     a_session_opened_with_a_key_needs_that_key,
     last_use_is_noted_without_a_write_per_call,
     the_settings_page_issues_shows_once_and_revokes,
+    a_revocation_on_another_replica_reaches_this_cache_through_the_hub,
 );
 
 on_both_backends!(executed_by_names_the_key);
@@ -859,6 +860,102 @@ async fn the_settings_page_issues_shows_once_and_revokes(app: TestApp) {
     let refused = mcp(
         &app,
         Some(&bearer(&key)),
+        None,
+        "tools/list",
+        json!({}),
+        true,
+    )
+    .await;
+    assert_refused(&refused, "not valid");
+}
+
+/// Another replica revoked the key (the row changed under this process, which only hears of it
+/// through the activity hub): the cached key is refused once the event arrives, and a resync
+/// (events may have been missed) forgets every cached key.
+async fn a_revocation_on_another_replica_reaches_this_cache_through_the_hub(app: TestApp) {
+    let admin = admin(&app).await;
+    let (id, key) = issue(&app, &admin, "laptop").await;
+    let (other_id, other) = issue(&app, &admin, "desktop").await;
+    for key in [&key, &other] {
+        let ok = mcp(
+            &app,
+            Some(&bearer(key)),
+            None,
+            "tools/list",
+            json!({}),
+            true,
+        )
+        .await;
+        assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    }
+    let revoke_elsewhere = |id: String| {
+        let db = app.state.db.clone();
+        async move {
+            sqlx::query("UPDATE mcp_client_keys SET revoked_at = $1 WHERE id = $2")
+                .bind(origin::db::now())
+                .bind(id)
+                .execute(&db.pool)
+                .await
+                .unwrap();
+        }
+    };
+    revoke_elsewhere(id.clone()).await;
+    // Not heard of yet: the cache still answers (bounded by CACHE_TTL).
+    let cached = mcp(
+        &app,
+        Some(&bearer(&key)),
+        None,
+        "tools/list",
+        json!({}),
+        true,
+    )
+    .await;
+    assert_eq!(cached.status, StatusCode::OK, "{}", cached.text);
+    let event = |action: &str, details: Value| origin::activity::Event {
+        id: origin::db::new_id(),
+        created_at: origin::db::now(),
+        actor: "admin".into(),
+        action: action.into(),
+        level: "warning".into(),
+        server_id: None,
+        tool_id: None,
+        request_id: None,
+        message: "from another replica".into(),
+        details,
+    };
+    app.state.activity.publish_locally(event(
+        origin::mcp_keys::REVOKE_ACTION,
+        json!({"key_id": id}),
+    ));
+    let refused = mcp(
+        &app,
+        Some(&bearer(&key)),
+        None,
+        "tools/list",
+        json!({}),
+        true,
+    )
+    .await;
+    assert_refused(&refused, "not valid");
+    let ok = mcp(
+        &app,
+        Some(&bearer(&other)),
+        None,
+        "tools/list",
+        json!({}),
+        true,
+    )
+    .await;
+    assert_eq!(
+        ok.status,
+        StatusCode::OK,
+        "the other key is still cached and valid"
+    );
+    revoke_elsewhere(other_id).await;
+    app.state.activity.resync_locally();
+    let refused = mcp(
+        &app,
+        Some(&bearer(&other)),
         None,
         "tools/list",
         json!({}),
