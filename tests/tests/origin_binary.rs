@@ -432,6 +432,8 @@ fn help_explains_every_flag_and_its_variable() {
         "MCPBOX_HEADER_READ_TIMEOUT",
         "--max-connections",
         "MCPBOX_MAX_CONNECTIONS",
+        "--mcp-require-key",
+        "MCPBOX_MCP_REQUIRE_KEY",
     ] {
         assert!(
             serve.contains(needle),
@@ -674,4 +676,87 @@ async fn backup_while_serving_and_restore_into_a_fresh_data_dir() {
     let (status, _) = run_tool(url, token, tool).await;
     assert_eq!(status, 200);
     assert!(origin.terminate().unwrap().success());
+}
+
+/// An `initialize` (2025-11-25) to `/mcp` with `authorization`: the status, the
+/// `WWW-Authenticate` header and the body.
+async fn initialize(url: &str, authorization: Option<&str>) -> (u16, Option<String>, Value) {
+    let mut request = client()
+        .post(format!("{url}/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "keys-e2e", "version": "1"},
+            }}),
+        );
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let text = response.text().await.unwrap();
+    let body = mcpbox_e2e::mcp::message_with_id(&text, &json!(1)).unwrap_or(Value::Null);
+    (status, challenge, body)
+}
+
+/// Bound to 0.0.0.0 the local listener is reachable from the whole network, so `/mcp` requires
+/// a client key, even from this machine; on loopback it does not, unless
+/// `MCPBOX_MCP_REQUIRE_KEY` says so.
+#[tokio::test]
+async fn a_listener_off_loopback_requires_an_mcp_client_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut options = ServeOptions::new(&data);
+    options.listen = Some("0.0.0.0:0".into());
+    let origin = Origin::start(options).unwrap();
+    // Reached over loopback (the Host /mcp accepts), but the listener is bound to every address.
+    let url = origin.url.replace("0.0.0.0", "127.0.0.1");
+    let (status, challenge, body) = initialize(&url, None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(challenge.as_deref(), Some("Bearer"));
+    assert_eq!(body["error"]["code"], "unauthorized", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("requires a client key"),
+        "{body}"
+    );
+    let token = admin_token(&url).await;
+    let (status, _, body) = initialize(&url, Some("Bearer mcpbox_k_not-a-real-key")).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, issued) = post(
+        &format!("{url}/api/mcp-keys"),
+        json!({"name": "laptop"}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 201, "{issued}");
+    let key = issued["key"].as_str().unwrap();
+    let (status, _, body) = initialize(&url, Some(&format!("Bearer {key}"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["result"]["serverInfo"].is_object(), "{body}");
+    assert!(origin.terminate().unwrap().success());
+
+    // Loopback: no key needed by default…
+    let loopback = Origin::start(ServeOptions::new(&data)).unwrap();
+    let (status, _, body) = initialize(&loopback.url, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(loopback.terminate().unwrap().success());
+    // …unless asked for.
+    let mut options = ServeOptions::new(&data);
+    options.env.push(("MCPBOX_MCP_REQUIRE_KEY", "true".into()));
+    let required = Origin::start(options).unwrap();
+    let (status, _, body) = initialize(&required.url, None).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, _, body) = initialize(&required.url, Some(&format!("Bearer {key}"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(required.terminate().unwrap().success());
 }
