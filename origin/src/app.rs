@@ -114,7 +114,7 @@ pub fn router(state: AppState) -> Router {
 pub fn router_with(
     state: AppState,
     mcp: &McpAccess,
-    changes: tokio::sync::watch::Receiver<u64>,
+    changes: tokio::sync::watch::Receiver<crate::gateway::VisibleSet>,
 ) -> Router {
     let routes = Router::new()
         .merge(crate::gateway::router(state.clone(), mcp, changes))
