@@ -396,3 +396,60 @@ async fn the_tunnel_serves_per_server_endpoints_behind_the_service_token() {
     assert_eq!(status, 404, "{body}");
     drop(origin);
 }
+
+/// The official MCP Python SDK, pointed at a per-server endpoint, on both revisions: it lists
+/// that server's tools under their own names and calls them; a prefixed name is refused.
+#[tokio::test]
+async fn the_official_python_sdk_uses_a_per_server_endpoint_on_both_revisions() {
+    let (python, sdk) = mcpbox_e2e::mcp::python_sdk();
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(ServeOptions::new(dir.path())).unwrap();
+    let url = origin.url.clone();
+    let token = admin_token(&url).await;
+    server_with_tools(&url, &token, "alpha", &["greet", "echo"]).await;
+    server_with_tools(&url, &token, "beta", &["greet"]).await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/clients/python_sdk_per_server.py"
+    );
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(&python)
+            .arg(script)
+            .arg(format!("{url}/servers/alpha/mcp"))
+            .env("PYTHONPATH", &sdk)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the SDK client did not finish in 60 s")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the SDK client failed: {stderr}");
+    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        seen["versions"],
+        json!(["2025-11-25", mcpbox_e2e::mcp::NEW]),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["listed"],
+        json!([["echo", "greet"], ["echo", "greet"]])
+    );
+    for result in seen["results"].as_array().unwrap() {
+        assert_eq!(result["is_error"], false, "{seen}");
+        assert_eq!(result["text"], "\"alpha/greet\"", "{seen}");
+    }
+    for refused in seen["refused"].as_array().unwrap() {
+        assert!(
+            refused
+                .as_str()
+                .unwrap_or_default()
+                .contains("unknown tool"),
+            "{seen}"
+        );
+    }
+    let logs = get_json(&format!("{url}/api/execution-logs"), &token).await;
+    assert_eq!(logs["total"], 2, "{logs}");
+    drop(origin);
+}
