@@ -8,6 +8,7 @@
 pub mod edge;
 pub mod error;
 pub mod headers;
+pub mod names;
 pub mod network;
 pub mod sandbox;
 

@@ -119,7 +119,7 @@ pub fn router(state: AppState) -> Router {
 pub fn router_with(
     state: AppState,
     mcp: &McpAccess,
-    changes: tokio::sync::watch::Receiver<u64>,
+    changes: tokio::sync::watch::Receiver<crate::gateway::VisibleSet>,
 ) -> Router {
     let routes = Router::new()
         // The client-key check is this listener's only (the tunnel has its own guard).

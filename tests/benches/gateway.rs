@@ -1,6 +1,6 @@
 //! MCP gateway benchmark on the real binaries: prints `tools/call` latency (p50/p99) for a
-//! trivial approved tool, sequential over one keep-alive connection, on both protocol revisions;
-//! `tools/list` latency; and calls/s with 32 concurrent clients, with the error count and a check
+//! trivial approved tool, sequential over one keep-alive connection, on both protocol revisions,
+//! on `/mcp` and on the per-server endpoint `/servers/bench/mcp`; `tools/list` latency; and calls/s with 32 concurrent clients, with the error count and a check
 //! that the execution log has one row per call.
 //!
 //! Run: `cargo build --release --bins && cargo bench -p mcpbox-e2e --bench gateway`.
@@ -32,18 +32,31 @@ async fn main() {
     let mut calls = 0usize;
     let mut session = Mcp::session(&mcp_url).await;
     let mut stateless = Mcp::stateless(&mcp_url);
-    for (label, client) in [
-        ("2025-11-25 session", &mut session),
-        ("2026-07-28 stateless", &mut stateless),
+    let server_url = format!("{url}/servers/bench/mcp");
+    let mut server_session = Mcp::session(&server_url).await;
+    let mut server_stateless = Mcp::stateless(&server_url);
+    for (label, name, client) in [
+        ("2025-11-25 session", "bench__echo", &mut session),
+        ("2026-07-28 stateless", "bench__echo", &mut stateless),
+        (
+            "per-server, 2025-11-25 session",
+            "echo",
+            &mut server_session,
+        ),
+        (
+            "per-server, 2026-07-28 stateless",
+            "echo",
+            &mut server_stateless,
+        ),
     ] {
         for n in 0..100 {
-            call(client, n).await.expect("warm-up call");
+            call_named(client, name, n).await.expect("warm-up call");
         }
         calls += 100;
         let mut latencies = Vec::with_capacity(SEQUENTIAL);
         for n in 0..SEQUENTIAL {
             let began = Instant::now();
-            call(client, n as i64).await.expect("call");
+            call_named(client, name, n as i64).await.expect("call");
             latencies.push(began.elapsed());
         }
         calls += SEQUENTIAL;
@@ -110,13 +123,15 @@ async fn main() {
     drop(origin);
 }
 
-/// One `tools/call` of `bench__echo`; an error result is an error.
+/// One `tools/call` of `bench__echo` on `/mcp`; an error result is an error.
 async fn call(client: &mut Mcp, n: i64) -> Result<(), String> {
+    call_named(client, "bench__echo", n).await
+}
+
+/// One `tools/call` of the echo tool by `name` (`echo` on `/servers/bench/mcp`).
+async fn call_named(client: &mut Mcp, name: &str, n: i64) -> Result<(), String> {
     let answer = client
-        .call(
-            "tools/call",
-            json!({"name": "bench__echo", "arguments": {"n": n}}),
-        )
+        .call("tools/call", json!({"name": name, "arguments": {"n": n}}))
         .await;
     if answer["result"]["structuredContent"]["n"] == json!(n) {
         Ok(())

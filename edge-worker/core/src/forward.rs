@@ -1,8 +1,10 @@
-//! `/mcp` and `/`: check the bearer token, then hand the request to the origin with our identity
+//! `/mcp`, `/` and `/servers/{name}/mcp`: check the bearer token (issued for that endpoint's
+//! resource, `endpoint`), then hand the request to the origin's same path with our identity
 //! headers instead of the client's.
 
 use url::Url;
 
+use crate::endpoint::Endpoint;
 use crate::http::{EdgeRequest, EdgeResponse, Forward, Headers, Outcome};
 use crate::store::{self, AccessRecord, GrantProps, GrantRecord};
 use crate::{Clock, Cx, Error, HttpClient, Kv, Random, respond};
@@ -63,11 +65,12 @@ impl Forward {
 impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
     pub(crate) async fn forward(
         &self,
+        endpoint: &Endpoint,
         url: &Url,
         request: EdgeRequest,
         cors: &Headers,
     ) -> Result<Outcome, Error> {
-        let email = match self.bearer_identity(&request.headers).await? {
+        let email = match self.bearer_identity(endpoint, &request.headers).await? {
             Ok(email) => email,
             Err(unauthorized) => return Ok(Outcome::Respond(unauthorized)),
         };
@@ -89,7 +92,7 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
             config.service_token.expose(),
         );
         headers.set(contract::headers::USER_EMAIL, email);
-        let mut target = format!("{}/mcp", config.origin_url);
+        let mut target = format!("{}{}", config.origin_url, endpoint.path());
         if let Some(query) = url.query() {
             target.push('?');
             target.push_str(query);
@@ -106,40 +109,47 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
     /// The verified email behind the request's bearer token, or the 401 to send.
     async fn bearer_identity(
         &self,
+        endpoint: &Endpoint,
         headers: &Headers,
     ) -> Result<Result<String, EdgeResponse>, Error> {
+        let resource = endpoint.resource(self.config());
         let token = headers.get("Authorization").and_then(|value| {
             let (scheme, token) = value.split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
         let Some(token) = token.filter(|token| !token.is_empty()) else {
-            return Ok(Err(self.unauthorized(None)));
+            return Ok(Err(self.unauthorized(&resource, None)));
         };
         let now = self.ports.clock.now();
         let kv = &self.ports.kv;
         let Some(access) = store::get::<AccessRecord>(kv, &store::access_key(token)).await? else {
-            return Ok(Err(self.unauthorized(Some("unknown token"))));
+            return Ok(Err(self.unauthorized(&resource, Some("unknown token"))));
         };
         if now >= access.expires_at {
-            return Ok(Err(self.unauthorized(Some("token expired"))));
+            return Ok(Err(self.unauthorized(&resource, Some("token expired"))));
         }
-        // RFC 8707: a token minted for another resource is not valid here.
-        if access.resource != self.config().mcp_url {
-            return Ok(Err(self.unauthorized(Some("token is for another resource"))));
+        // RFC 8707: a token minted for another resource is not valid here (one server's
+        // token is not `/mcp`'s, nor another server's, nor is `/mcp`'s one server's).
+        if access.resource != resource {
+            return Ok(Err(
+                self.unauthorized(&resource, Some("token is for another resource"))
+            ));
         }
         let Some(grant) = store::get::<GrantRecord>(kv, &store::grant_key(&access.grant_id))
             .await?
             .filter(|grant| now < grant.expires_at)
         else {
-            return Ok(Err(self.unauthorized(Some("grant revoked or expired"))));
+            return Ok(Err(
+                self.unauthorized(&resource, Some("grant revoked or expired"))
+            ));
         };
         let props: GrantProps = self.open_grant_props(&access.grant_id, &grant)?;
         Ok(Ok(props.email))
     }
 
-    /// 401 with the RFC 9728 pointer to our protected-resource metadata.
-    fn unauthorized(&self, error: Option<&str>) -> EdgeResponse {
-        let metadata = resource_metadata_url(&self.config().mcp_url);
+    /// 401 with the RFC 9728 pointer to the endpoint's protected-resource metadata.
+    fn unauthorized(&self, resource: &str, error: Option<&str>) -> EdgeResponse {
+        let metadata = resource_metadata_url(resource);
         let challenge = match error {
             None => format!("Bearer resource_metadata=\"{metadata}\""),
             Some(description) => format!(

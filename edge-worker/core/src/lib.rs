@@ -11,7 +11,8 @@
 //!   verified against JWKS) that supplies the user's email;
 //! - CORS and redirect-URI rules (redirects: the hosted clients' exact callback URLs and
 //!   loopback), with extra entries from the KV config document (`contract::edge`);
-//! - the forwarding decision for `/mcp`: which requests reach the origin, with which headers.
+//! - the forwarding decision for `/mcp` and the per-server `/servers/{name}/mcp` (each its own
+//!   protected resource, `endpoint`): which requests reach the origin, with which headers.
 //!
 //! Entry point: [`Edge::new`] once per isolate, then [`Edge::handle`] per request.
 //!
@@ -45,6 +46,7 @@ use url::Url;
 pub mod config;
 mod cors;
 mod crypto;
+mod endpoint;
 mod error;
 mod forward;
 pub mod http;
@@ -59,6 +61,7 @@ mod testing;
 #[cfg(test)]
 mod tests;
 
+use endpoint::Endpoint;
 use rules::Rules;
 
 pub use config::{AccessConfig, EdgeConfig, Lifetimes, Secret};
@@ -127,9 +130,10 @@ impl Edge {
     /// answer plus a log line.
     ///
     /// Routes: `OPTIONS *` (CORS preflight), `/health`, `/.well-known/oauth-protected-resource`
-    /// and `…/mcp`, `/.well-known/oauth-authorization-server`, `/register`, `/authorize` (GET and
-    /// the consent POST), `/callback`, `/token`, `/revoke`, and `/mcp` and `/` (GET, POST,
-    /// DELETE; forwarded after token validation). Everything else is 404.
+    /// and `…/mcp` and `…/servers/{name}/mcp`, `/.well-known/oauth-authorization-server`,
+    /// `/register`, `/authorize` (GET and the consent POST), `/callback`, `/token`, `/revoke`,
+    /// and `/mcp`, `/` and `/servers/{name}/mcp` (GET, POST, DELETE; forwarded after token
+    /// validation; `{name}` must be a server name). Everything else is 404.
     pub async fn handle<K: Kv, C: Clock, R: Random, H: HttpClient>(
         &self,
         ports: &Ports<K, C, R, H>,
@@ -227,7 +231,7 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
             | "/.well-known/oauth-protected-resource/mcp"
                 if *method == Method::Get =>
             {
-                respond(self.resource_metadata())
+                respond(self.resource_metadata(&Endpoint::All))
             }
             "/.well-known/oauth-authorization-server" if *method == Method::Get => {
                 respond(self.server_metadata())
@@ -248,7 +252,7 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
             "/revoke" if *method == Method::Post => respond(self.revoke(&request).await?),
             "/mcp" | "/" => match method {
                 Method::Get | Method::Post | Method::Delete => {
-                    self.forward(&url, request, cors).await
+                    self.forward(&Endpoint::All, &url, request, cors).await
                 }
                 _ => respond(respond::method_not_allowed("GET, POST, DELETE, OPTIONS")),
             },
@@ -261,6 +265,36 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
                 respond(respond::method_not_allowed("POST, OPTIONS"))
             }
             "/authorize" => respond(respond::method_not_allowed("GET, POST, OPTIONS")),
+            path => self.server_route(path, &url, request, cors).await,
+        }
+    }
+
+    /// `/servers/{name}/mcp` and its protected-resource metadata; anything else is 404 (an
+    /// invalid server name too: such a path is never forwarded).
+    async fn server_route(
+        &self,
+        path: &str,
+        url: &Url,
+        request: EdgeRequest,
+        cors: &Headers,
+    ) -> Result<Outcome, Error> {
+        let respond = |response| Ok(Outcome::Respond(response));
+        if let Some(metadata) = path.strip_prefix("/.well-known/oauth-protected-resource") {
+            return match Endpoint::at(metadata) {
+                Some(endpoint @ Endpoint::Server(_)) if request.method == Method::Get => {
+                    respond(self.resource_metadata(&endpoint))
+                }
+                Some(Endpoint::Server(_)) => respond(respond::method_not_allowed("GET, OPTIONS")),
+                _ => respond(respond::not_found()),
+            };
+        }
+        match Endpoint::at(path) {
+            Some(endpoint @ Endpoint::Server(_)) => match request.method {
+                Method::Get | Method::Post | Method::Delete => {
+                    self.forward(&endpoint, url, request, cors).await
+                }
+                _ => respond(respond::method_not_allowed("GET, POST, DELETE, OPTIONS")),
+            },
             _ => respond(respond::not_found()),
         }
     }
@@ -283,18 +317,23 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
         )
     }
 
-    /// RFC 9728 protected-resource metadata. `resource` is exactly the MCP URL clients use, so
-    /// clients that compare it with the URL they connected to accept it.
-    fn resource_metadata(&self) -> EdgeResponse {
+    /// RFC 9728 protected-resource metadata of one endpoint. `resource` is exactly the MCP URL
+    /// clients use (`/mcp`'s, or one server's), so clients that compare it with the URL they
+    /// connected to accept it, and ask for a token for it.
+    fn resource_metadata(&self, endpoint: &Endpoint) -> EdgeResponse {
         let config = self.config();
+        let name = match endpoint {
+            Endpoint::All => "MCPbox".to_owned(),
+            Endpoint::Server(server) => format!("MCPbox: {server}"),
+        };
         respond::json(
             200,
             &serde_json::json!({
-                "resource": config.mcp_url,
+                "resource": endpoint.resource(config),
                 "authorization_servers": [config.public_url],
                 "bearer_methods_supported": ["header"],
                 "scopes_supported": [],
-                "resource_name": "MCPbox",
+                "resource_name": name,
             }),
         )
     }

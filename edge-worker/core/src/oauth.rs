@@ -453,12 +453,20 @@ impl<K: Kv, C: Clock, R: Random, H: HttpClient> Cx<'_, K, C, R, H> {
         {
             return fail("invalid_request", "code_challenge is not an S256 challenge");
         }
-        let mcp_url = &self.config().mcp_url;
+        let config = self.config();
         let resource = match params.single("resource") {
-            // Clients that predate RFC 8707 get the only resource we have.
-            None => mcp_url.clone(),
-            Some(resource) if same_resource(resource, mcp_url) => mcp_url.clone(),
-            Some(_) => return fail("invalid_target", "resource is not this server's MCP URL"),
+            // Clients that predate RFC 8707 get `/mcp`'s (a per-server endpoint's token needs
+            // its resource named, as MCP clients do: they send the URL they connected to).
+            None => config.mcp_url.clone(),
+            Some(resource) => match crate::Endpoint::of_resource(resource, config) {
+                Some(endpoint) => endpoint.resource(config),
+                None => {
+                    return fail(
+                        "invalid_target",
+                        "resource is not this server's MCP URL (/mcp or /servers/{name}/mcp)",
+                    );
+                }
+            },
         };
         Ok(Ok((
             AuthRequest {

@@ -2094,3 +2094,246 @@ fn metadata_document_fetches_count_against_the_address_limit() {
     assert!(handled.log.iter().any(|l| l.message.contains("rate limit")));
     assert_eq!(w.ports.http.count(url), 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Per-server endpoints (`/servers/{name}/mcp`)
+
+const WEATHER: &str = "https://edge.example.com/servers/weather/mcp";
+
+impl World {
+    /// A full login asking for `resource` at `/authorize` and `/token`, as a client that did
+    /// discovery on that endpoint does: (client id, access token, refresh token).
+    fn tokens_for(&self, resource: &str) -> (String, String, String) {
+        let client_id = self.register();
+        let page = self.authorize(&client_id, &[("resource", resource)], None);
+        assert_eq!(page.status, 200, "{}", body_json(&page));
+        let (sealed, csrf) = World::consent_parts(&page);
+        let upstream = self.approve(&sealed, &csrf);
+        assert_eq!(upstream.status, 302, "{}", body_json(&upstream));
+        let location = upstream.headers.get("Location").unwrap().to_owned();
+        self.upstream_answers(&location, |nonce| {
+            id_token(Key::Rsa, Some("rsa1"), nonce, |_| {})
+        });
+        let back = self.callback(&location, Some(&login_cookie(&upstream)));
+        assert_eq!(back.status, 302, "{}", body_json(&back));
+        let code = param(back.headers.get("Location").unwrap(), "code").unwrap();
+        let answer = self.token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", &client_id),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+            ("resource", resource),
+        ]);
+        assert_eq!(answer.status, 200, "{}", body_json(&answer));
+        let body = body_json(&answer);
+        (
+            client_id,
+            body["access_token"].as_str().unwrap().to_owned(),
+            body["refresh_token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    fn post_mcp(&self, path: &str, access_token: &str) -> Outcome {
+        let bearer = format!("Bearer {access_token}");
+        self.handle(request(
+            Method::Post,
+            path,
+            &[
+                ("Authorization", &bearer),
+                ("Content-Type", "application/json"),
+                ("X-MCPbox-User-Email", "mallory@example.com"),
+                ("x-mcpbox-service-token", "guess"),
+            ],
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        ))
+        .outcome
+    }
+}
+
+fn challenge_of(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Respond(response) if response.status == 401 => {
+            response.headers.get("WWW-Authenticate").unwrap().to_owned()
+        }
+        other => panic!("expected a 401, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_per_server_endpoint_is_its_own_protected_resource() {
+    let w = world();
+    let response = w.respond(request(Method::Post, "/servers/weather/mcp", &[], "{}"));
+    assert_eq!(response.status, 401);
+    assert_eq!(
+        response.headers.get("WWW-Authenticate"),
+        Some(
+            r#"Bearer resource_metadata="https://edge.example.com/.well-known/oauth-protected-resource/servers/weather/mcp""#
+        )
+    );
+    let metadata = w.respond(request(
+        Method::Get,
+        "/.well-known/oauth-protected-resource/servers/weather/mcp",
+        &[],
+        "",
+    ));
+    assert_eq!(metadata.status, 200);
+    let body = body_json(&metadata);
+    assert_eq!(body["resource"], WEATHER);
+    assert_eq!(body["authorization_servers"], json!([BASE]));
+    // `/mcp`'s own metadata is unchanged.
+    let all = w.respond(request(
+        Method::Get,
+        "/.well-known/oauth-protected-resource/mcp",
+        &[],
+        "",
+    ));
+    assert_eq!(body_json(&all)["resource"], MCP);
+    assert_eq!(
+        w.respond(request(
+            Method::Post,
+            "/.well-known/oauth-protected-resource/servers/weather/mcp",
+            &[],
+            ""
+        ))
+        .status,
+        405
+    );
+    assert_eq!(
+        w.respond(request(Method::Put, "/servers/weather/mcp", &[], ""))
+            .status,
+        405
+    );
+    // Paths that name no server are not endpoints: 404, never forwarded, token or not.
+    let (_, access, _) = w.tokens();
+    for path in [
+        "/servers/Weather/mcp",
+        "/servers/mcpbox/mcp",
+        "/servers/a__b/mcp",
+        "/servers//mcp",
+        "/servers/a/b/mcp",
+        "/servers/a%2Fb/mcp",
+        "/servers/weather",
+        "/servers/weather/mcp/x",
+        &format!("/servers/{}/mcp", "a".repeat(31)),
+    ] {
+        assert_eq!(
+            w.respond(request(Method::Post, path, &[], "{}")).status,
+            404,
+            "{path}"
+        );
+        assert!(
+            matches!(w.post_mcp(path, &access), Outcome::Respond(r) if r.status == 404),
+            "{path}"
+        );
+        let metadata = format!("/.well-known/oauth-protected-resource{path}");
+        assert_eq!(
+            w.respond(request(Method::Get, &metadata, &[], "")).status,
+            404,
+            "{metadata}"
+        );
+    }
+}
+
+#[test]
+fn a_token_is_valid_exactly_for_the_endpoint_it_was_issued_for() {
+    let w = world();
+    let (client_id, weather, refresh) = w.tokens_for(WEATHER);
+    let Outcome::Forward(forward) = w.post_mcp("/servers/weather/mcp?x=1", &weather) else {
+        panic!("expected a forward");
+    };
+    assert_eq!(
+        forward.url,
+        "http://mcp-gateway:8002/servers/weather/mcp?x=1"
+    );
+    let h = &forward.headers;
+    assert_eq!(
+        h.get(contract::headers::USER_EMAIL),
+        Some("alice@example.com")
+    );
+    assert_eq!(
+        h.get(contract::headers::SERVICE_TOKEN),
+        Some("service-token-value")
+    );
+    assert_eq!(h.get("Authorization"), None);
+    for name in contract::headers::IDENTITY_HEADERS {
+        assert_eq!(
+            h.iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .count(),
+            1
+        );
+    }
+    // One server's token reaches neither `/mcp` nor another server; each 401 points at the
+    // metadata of the endpoint asked for.
+    let refused = w.post_mcp("/mcp", &weather);
+    assert!(challenge_of(&refused).contains("token is for another resource"));
+    assert!(challenge_of(&refused).contains("oauth-protected-resource/mcp\""));
+    let refused = w.post_mcp("/servers/news/mcp", &weather);
+    assert!(challenge_of(&refused).contains("oauth-protected-resource/servers/news/mcp\""));
+    assert!(challenge_of(&refused).contains("token is for another resource"));
+    // And `/mcp`'s token is not one server's.
+    let (_, all, _) = w.tokens();
+    assert!(matches!(w.post_mcp("/mcp", &all), Outcome::Forward(_)));
+    assert!(challenge_of(&w.post_mcp("/servers/weather/mcp", &all)).contains("another resource"));
+    // A refreshed token keeps its resource.
+    let refreshed = w.refresh(&client_id, &refresh);
+    assert_eq!(refreshed.status, 200, "{}", body_json(&refreshed));
+    let renewed = body_json(&refreshed)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(matches!(
+        w.post_mcp("/servers/weather/mcp", &renewed),
+        Outcome::Forward(_)
+    ));
+    assert!(is_unauthorized(&w.post_mcp("/mcp", &renewed)));
+}
+
+#[test]
+fn only_this_workers_server_endpoints_are_resources() {
+    let w = world();
+    let client_id = w.register();
+    for resource in [
+        "https://other.example.com/servers/weather/mcp",
+        "https://edge.example.com/servers/Bad-Name/mcp",
+        "https://edge.example.com/servers/mcpbox/mcp",
+        "https://edge.example.com/servers/weather/mcp?x=1",
+        "https://edge.example.com/servers/weather",
+        "https://edge.example.com/servers/a/b/mcp",
+        "https://edge.example.com/",
+        "https://edge.example.com",
+    ] {
+        assert_redirect_error(
+            &w.authorize(&client_id, &[("resource", resource)], None),
+            "invalid_target",
+        );
+    }
+    // A trailing slash is the same resource, as for `/mcp`; the token is for the canonical URL.
+    let (_, access, _) = w.tokens_for("https://edge.example.com/servers/weather/mcp/");
+    assert!(matches!(
+        w.post_mcp("/servers/weather/mcp", &access),
+        Outcome::Forward(_)
+    ));
+    // The code is bound to its resource: redeeming it for `/mcp` is refused (and spends it).
+    let client_id = w.register();
+    let page = w.authorize(&client_id, &[("resource", WEATHER)], None);
+    assert_eq!(page.status, 200);
+    let (sealed, csrf) = World::consent_parts(&page);
+    let upstream = w.approve(&sealed, &csrf);
+    let location = upstream.headers.get("Location").unwrap().to_owned();
+    w.upstream_answers(&location, |nonce| {
+        id_token(Key::Rsa, Some("rsa1"), nonce, |_| {})
+    });
+    let back = w.callback(&location, Some(&login_cookie(&upstream)));
+    let code = param(back.headers.get("Location").unwrap(), "code").unwrap();
+    let answer = w.token(&[
+        ("grant_type", "authorization_code"),
+        ("client_id", &client_id),
+        ("code", &code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+        ("resource", MCP),
+    ]);
+    assert_oauth_error(&answer, 400, "invalid_target");
+}

@@ -8,11 +8,12 @@
 //! and every call is logged), the 28 `mcpbox_*` management tools (`management`), and
 //! `notifications/tools/list_changed` on both protocol revisions (the 2025-11-25 session GET
 //! stream and the 2026-07-28 `subscriptions/listen`). The tunnel listener for remote clients is
-//! `tunnel`.
+//! `tunnel`. `/servers/{name}/mcp` serves one server's tools under their own names (`scoped`).
 
 pub mod keys;
 pub mod management;
 mod progress;
+pub mod scoped;
 pub mod sessions;
 pub mod tunnel;
 mod visible;
@@ -43,7 +44,7 @@ use crate::execution;
 use crate::tools;
 
 use visible::visible_tools;
-pub use visible::watch_changes;
+pub use visible::{VisibleSet, watch_changes};
 
 /// Who may reach `/mcp`: `Host` and `Origin` allowlists (DNS-rebinding and cross-site defence).
 /// `None` turns a check off (the tunnel listener, where the service token is the guard).
@@ -115,16 +116,17 @@ impl Caller {
     }
 }
 
-/// The `/mcp` routes, sharing `state` with the rest of the app. `changes` comes from
-/// `watch_changes`, started once and shared by both listeners.
+/// The `/mcp` and `/servers/{name}/mcp` routes, sharing `state` with the rest of the app.
+/// `changes` comes from `watch_changes`, started once and shared by both listeners.
 pub fn router(
     state: AppState,
     access: &McpAccess,
-    changes: watch::Receiver<u64>,
+    changes: watch::Receiver<VisibleSet>,
 ) -> Router<AppState> {
     let handler = Gateway {
         state: state.clone(),
         changes,
+        scope: None,
     };
     let mut config = StreamableHttpServerConfig::default();
     config = match &access.allowed_hosts {
@@ -145,9 +147,11 @@ pub fn router(
     manager.session_config.keep_alive = None;
     let manager = Arc::new(manager);
     let sessions = state.mcp_sessions.listener(&manager);
+    let scoped = scoped::router(handler.clone(), manager.clone(), config.clone());
     let service = StreamableHttpService::new(move || Ok(handler.clone()), manager, config);
     Router::new()
         .route_service("/mcp", service)
+        .merge(scoped)
         .layer(axum::middleware::from_fn_with_state(
             sessions,
             sessions::guard,
@@ -178,8 +182,10 @@ const EMPTY_LIST_TTL_MS: u64 = 3_600_000;
 #[derive(Clone)]
 struct Gateway {
     state: AppState,
-    /// Bumped whenever the set of visible tools (names, descriptions, schemas) changes.
-    changes: watch::Receiver<u64>,
+    /// Changes whenever the set of visible tools (names, descriptions, schemas) changes.
+    changes: watch::Receiver<VisibleSet>,
+    /// `Some` on `/servers/{name}/mcp`: that server's tools only, under their own names.
+    scope: Option<scoped::ServerScope>,
 }
 
 impl ServerHandler for Gateway {
@@ -193,10 +199,16 @@ impl ServerHandler for Gateway {
                 .build(),
         )
         .with_server_info(Implementation::new("mcpbox", env!("CARGO_PKG_VERSION")))
-        .with_instructions(
-            "MCPbox: the tools here are Python tools that a person approved. Tool names are \
-             {server}__{tool}.",
-        )
+        .with_instructions(match &self.scope {
+            None => "MCPbox: the tools here are Python tools that a person approved. Tool names \
+                     are {server}__{tool}."
+                .to_owned(),
+            Some(scope) => format!(
+                "MCPbox: the tools of its server {:?}, Python tools that a person approved, \
+                 under their own names.",
+                scope.name
+            ),
+        })
     }
 
     async fn list_tools(
@@ -205,12 +217,14 @@ impl ServerHandler for Gateway {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         let cursor = request.and_then(|r| r.cursor);
-        let page = visible_tools(&self.state.db, cursor.as_deref())
+        let server = self.scope.as_ref().map(|scope| scope.name.as_str());
+        let page = visible_tools(&self.state.db, server, cursor.as_deref())
             .await
             .map_err(to_protocol_error)?;
         let next_cursor = page.next_cursor;
-        // The management tools are always there, at the head of the first page.
-        let mut listed = if cursor.is_none() {
+        // The management tools are always there, at the head of the first page; never on a
+        // per-server endpoint (`scoped`).
+        let mut listed = if cursor.is_none() && self.scope.is_none() {
             management::tools()
         } else {
             Vec::new()
@@ -229,7 +243,7 @@ impl ServerHandler for Gateway {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let span = call_span(&request, &context);
+        let span = call_span(&request, &context, self.scope.as_ref());
         self.call_tool_in_span(request, context)
             .instrument(span)
             .await
@@ -242,15 +256,16 @@ impl ServerHandler for Gateway {
         // transport is gone.
         let peer = context.peer;
         let mut changes = self.changes.clone();
-        changes.mark_unchanged();
+        let scope = self.scope.clone();
+        let mut last = scoped::start(&mut changes, scope.as_ref());
         let watcher = self.state.mcp_sessions.watcher();
         tokio::spawn(async move {
             let _counted = watcher;
             let mut check = tokio::time::interval(SESSION_GONE_CHECK);
             loop {
                 tokio::select! {
-                    changed = changes.changed() => {
-                        if changed.is_err() || peer.notify_tool_list_changed().await.is_err() {
+                    changed = scoped::changed(&mut changes, scope.as_ref(), &mut last) => {
+                        if !changed || peer.notify_tool_list_changed().await.is_err() {
                             return;
                         }
                     }
@@ -318,12 +333,12 @@ impl ServerHandler for Gateway {
     async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
         // 2026-07-28: one open `subscriptions/listen` request per interested client.
         let mut changes = self.changes.clone();
-        changes.mark_unchanged();
+        let mut last = scoped::start(&mut changes, self.scope.as_ref());
         loop {
             tokio::select! {
                 _ = context.cancelled() => return Ok(()),
-                changed = changes.changed() => {
-                    if changed.is_err() || context.sink().notify_tool_list_changed().await.is_err() {
+                changed = scoped::changed(&mut changes, self.scope.as_ref(), &mut last) => {
+                    if !changed || context.sink().notify_tool_list_changed().await.is_err() {
                         return Ok(());
                     }
                 }
@@ -341,7 +356,7 @@ impl Gateway {
     ) -> Result<CallToolResponse, McpError> {
         let caller = Caller::of(&context);
         let actor = caller.actor();
-        if request.name.starts_with(management::PREFIX) {
+        if self.scope.is_none() && request.name.starts_with(management::PREFIX) {
             let audit = Audit {
                 actor,
                 request_id: context
@@ -369,10 +384,11 @@ impl Gateway {
                 Err(err) => Ok(refusal(&err).into()),
             };
         }
-        let Some(tool_id) = visible::tool_id(&self.state.db, &request.name)
-            .await
-            .map_err(to_protocol_error)?
-        else {
+        let tool_id = match &self.scope {
+            None => visible::tool_id(&self.state.db, &request.name).await,
+            Some(scope) => visible::tool_id_in(&self.state.db, &scope.name, &request.name).await,
+        };
+        let Some(tool_id) = tool_id.map_err(to_protocol_error)? else {
             return Err(McpError::invalid_params(
                 format!(
                     "unknown tool {:?}; call tools/list to see the tools",
@@ -431,9 +447,16 @@ impl Gateway {
 /// request's span, or of the `traceparent` in the request's `_meta` (SEP-414) when it has one:
 /// that names the client's own span of this MCP request, which the transport's header may not
 /// (a proxy's hop, or a session's connection). The HTTP request's span is then linked.
-fn call_span(request: &CallToolRequestParams, context: &RequestContext<RoleServer>) -> Span {
+fn call_span(
+    request: &CallToolRequestParams,
+    context: &RequestContext<RoleServer>,
+    scope: Option<&scoped::ServerScope>,
+) -> Span {
     let name = request.name.as_ref();
-    let server = name.split_once("__").map_or("mcpbox", |(server, _)| server);
+    let server = match scope {
+        Some(scope) => scope.name.as_str(),
+        None => name.split_once("__").map_or("mcpbox", |(server, _)| server),
+    };
     let request_span = context
         .extensions
         .get::<axum::http::request::Parts>()

@@ -12,7 +12,9 @@
 //!   session), every other body at most `http::MAX_BODY_BYTES`;
 //! - a session answers only the caller that opened it (the local caller, or the remote email the
 //!   Worker vouched for): anyone else gets the same 404 as for an unknown session, so a leaked
-//!   or guessed session id is worth nothing.
+//!   or guessed session id is worth nothing;
+//! - and only on the endpoint it was opened on (`/mcp` or one `/servers/{name}/mcp`), so a
+//!   per-server session never reaches other tools, nor an `/mcp` session those of one server.
 //!
 //! 2026-07-28 stateless requests hold nothing between requests and pass through untouched, apart
 //! from the body limit.
@@ -149,6 +151,9 @@ struct Entry {
     /// Who opened it; `None` for a session adopted from rmcp's table whose opener this table
     /// never saw (nobody may use it: it can only expire).
     owner: Option<Caller>,
+    /// The path of the endpoint that opened it (`/mcp`, `/servers/{name}/mcp`); with the
+    /// route's shape and server names' bound, it is short.
+    endpoint: Box<str>,
     last_seen: Instant,
     /// Open GET streams of this session: a client listening is not idle.
     streams: Arc<AtomicUsize>,
@@ -206,10 +211,10 @@ impl Sessions {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn access(&self, id: &str, caller: &Caller) -> Access {
+    fn access(&self, id: &str, caller: &Caller, endpoint: &str) -> Access {
         let mut entries = self.lock();
         match entries.get_mut(id) {
-            Some(entry) if entry.owner.as_ref() == Some(caller) => {
+            Some(entry) if entry.owner.as_ref() == Some(caller) && *entry.endpoint == *endpoint => {
                 entry.last_seen = Instant::now();
                 Access::Granted(entry.streams.clone())
             }
@@ -240,6 +245,7 @@ impl Sessions {
             for id in &live {
                 entries.entry(id.clone()).or_insert_with(|| Entry {
                     owner: None,
+                    endpoint: Box::from(""),
                     last_seen: now,
                     streams: Arc::new(AtomicUsize::new(0)),
                 });
@@ -262,7 +268,8 @@ impl Sessions {
     }
 }
 
-/// The middleware in front of rmcp's service on `/mcp` (see the module comment).
+/// The middleware in front of rmcp's service on `/mcp` and `/servers/{name}/mcp` (see the
+/// module comment).
 pub async fn guard(
     State(sessions): State<Arc<Sessions>>,
     request: Request,
@@ -278,8 +285,9 @@ pub async fn guard(
         .get(SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let endpoint: Box<str> = request.uri().path().into();
     if let Some(id) = session {
-        return within_session(&sessions, &id, &caller, request, next).await;
+        return within_session(&sessions, &id, &caller, &endpoint, request, next).await;
     }
     if request.method() != Method::POST {
         return next.run(request).await;
@@ -338,6 +346,7 @@ pub async fn guard(
             id.to_owned(),
             Entry {
                 owner: Some(caller),
+                endpoint,
                 last_seen: Instant::now(),
                 streams: Arc::new(AtomicUsize::new(0)),
             },
@@ -369,14 +378,19 @@ async fn within_session(
     sessions: &Sessions,
     id: &str,
     caller: &Caller,
+    endpoint: &str,
     request: Request,
     next: Next,
 ) -> Response {
-    let streams = match sessions.access(id, caller) {
+    let streams = match sessions.access(id, caller, endpoint) {
         Access::Granted(streams) => Some(streams),
         Access::Unknown => None,
         Access::Foreign => {
-            tracing::warn!("an MCP session id was used by a caller other than its owner");
+            tracing::warn!(
+                endpoint,
+                "an MCP session id was used by a caller other than its owner, or on another \
+                 endpoint than the one that opened it"
+            );
             return refusal(StatusCode::NOT_FOUND, "session not found");
         }
     };

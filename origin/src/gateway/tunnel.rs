@@ -1,4 +1,5 @@
-//! The tunnel listener (`--tunnel-listen`): `/mcp` for remote clients, reached only through the
+//! The tunnel listener (`--tunnel-listen`): `/mcp` and the per-server `/servers/{name}/mcp`
+//! (`scoped`) for remote clients, reached only through the
 //! Cloudflare Worker. Every request must carry the Worker's service token (constant-time
 //! compare; a request with the right token is never throttled, failures are: past a few a
 //! minute from one address they get 429 without a log line); the user's email comes from the
@@ -82,12 +83,12 @@ struct Guard {
     limiter: Arc<Limiter<String>>,
 }
 
-/// `/mcp` behind the guard; nothing else is served on this listener.
+/// `/mcp` and `/servers/{name}/mcp` behind the guard; nothing else is served on this listener.
 pub fn router(
     state: AppState,
     service_token: Option<&str>,
     allowlist: EmailAllowlist,
-    changes: tokio::sync::watch::Receiver<u64>,
+    changes: tokio::sync::watch::Receiver<super::VisibleSet>,
 ) -> Router {
     let guard = Guard {
         state: state.clone(),

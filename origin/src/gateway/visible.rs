@@ -1,5 +1,8 @@
-//! Which tools MCP clients see, and noticing when that set changes.
+//! Which tools MCP clients see, and noticing when that set changes: on `/mcp` every server's
+//! under `{server}__{tool}`, on `/servers/{name}/mcp` (`scoped`) one server's under the tool's
+//! own name.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use rmcp::model::{JsonObject, Tool};
@@ -43,23 +46,35 @@ pub struct Page {
 const PUBLIC_NAME: &str = "(s.name || '__' || t.name)";
 
 /// One page of visible tools after `cursor` (the last public name of the previous page).
+/// `server`: only that server's tools, named by their tool name alone (`/servers/{name}/mcp`);
+/// `None`: every server's, as `{server}__{tool}`.
 /// Tools of a server named before `names` reserved `mcpbox`/`mcpbox_…` are left out: their
 /// public names are read as management tools, so they could be listed but never called.
-pub async fn visible_tools(db: &Db, cursor: Option<&str>) -> Result<Page> {
+pub async fn visible_tools(db: &Db, server: Option<&str>, cursor: Option<&str>) -> Result<Page> {
     // A constant of `names`, not input: safe to write into the SQL text.
     let prefix = names::MANAGEMENT_PREFIX;
     let prefix_len = prefix.len();
-    let rows = sqlx::query(&format!(
-        "SELECT {PUBLIC_NAME} AS public_name, v.description, v.input_schema \
+    // The server's name is bound ($3), never written into the text.
+    let (listed, only) = match server {
+        Some(_) => ("t.name", "AND s.name = $3"),
+        None => (PUBLIC_NAME, ""),
+    };
+    let sql = format!(
+        "SELECT {listed} AS public_name, v.description, v.input_schema \
          FROM tools t JOIN servers s ON s.id = t.server_id \
          JOIN tool_versions v ON v.tool_id = t.id AND v.version = \
            (SELECT MAX(version) FROM tool_versions a WHERE a.tool_id = t.id AND a.status = 'approved') \
-         WHERE s.status = 'running' AND t.enabled <> 0 AND {PUBLIC_NAME} > $1 \
+         WHERE s.status = 'running' AND t.enabled <> 0 AND {listed} > $1 {only} \
            AND substr({PUBLIC_NAME}, 1, {prefix_len}) <> '{prefix}' \
-         ORDER BY {PUBLIC_NAME} LIMIT $2"
-    ))
-    .bind(cursor.unwrap_or(""))
-    .bind(PAGE_SIZE + 1)
+         ORDER BY {listed} LIMIT $2"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(cursor.unwrap_or(""))
+        .bind(PAGE_SIZE + 1);
+    let rows = match server {
+        Some(server) => rows.bind(server),
+        None => rows,
+    }
     .fetch_all(&db.pool)
     .await?;
     let mut tools = Vec::with_capacity(rows.len());
@@ -118,24 +133,71 @@ pub async fn tool_id(db: &Db, public_name: &str) -> Result<Option<String>> {
     })
 }
 
-/// A digest of the whole visible set, to tell a change that clients should hear about from one
+/// The id of the tool named `tool` on server `server` (`/servers/{server}/mcp`'s names),
+/// whatever its state, like `tool_id`. A `{server}__{tool}` name is no tool name, so it is
+/// `None` here.
+pub async fn tool_id_in(db: &Db, server: &str, tool: &str) -> Result<Option<String>> {
+    if names::Name::tool(tool).is_err() {
+        return Ok(None);
+    }
+    tool_id(db, &names::public_name(server, tool)).await
+}
+
+/// What clients are shown, as digests: of the whole set (`/mcp`) and of each server's part of
+/// it (`/servers/{name}/mcp`, which hears only of changes to its own server's tools).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VisibleSet {
+    /// Bumped whenever `all` changes.
+    pub generation: u64,
+    all: [u8; 32],
+    /// Servers with at least one visible tool; a server absent here shows none.
+    servers: Arc<HashMap<String, [u8; 32]>>,
+}
+
+impl VisibleSet {
+    /// The digest of one server's visible tools (`None`: it shows none).
+    pub fn server(&self, name: &str) -> Option<[u8; 32]> {
+        self.servers.get(name).copied()
+    }
+}
+
+/// The digests of the visible set, to tell a change that clients should hear about from one
 /// they should not (a draft edit, a log row).
-async fn fingerprint(db: &Db) -> Result<[u8; 32]> {
+async fn fingerprint(db: &Db) -> Result<VisibleSet> {
     let mut hasher = Sha256::new();
+    let mut servers: HashMap<String, Sha256> = HashMap::new();
     let mut cursor: Option<String> = None;
     loop {
-        let page = visible_tools(db, cursor.as_deref()).await?;
+        let page = visible_tools(db, None, cursor.as_deref()).await?;
         for tool in &page.tools {
             let schema =
                 serde_json::to_string(&tool.input_schema).map_err(|e| Error::Internal(e.into()))?;
+            let server = tool
+                .public_name
+                .split_once("__")
+                .map_or("", |(server, _)| server);
+            let per_server = servers.entry(server.to_owned()).or_default();
             for part in [&tool.public_name, &tool.description, &schema] {
-                hasher.update((part.len() as u64).to_le_bytes());
-                hasher.update(part.as_bytes());
+                for hasher in [&mut hasher, &mut *per_server] {
+                    hasher.update((part.len() as u64).to_le_bytes());
+                    hasher.update(part.as_bytes());
+                }
             }
         }
         match page.next_cursor {
             Some(next) => cursor = Some(next),
-            None => return Ok(hasher.finalize().into()),
+            None => {
+                return Ok(VisibleSet {
+                    generation: 0,
+                    all: hasher.finalize().into(),
+                    servers: Arc::new(
+                        servers
+                            .into_iter()
+                            .map(|(name, hasher)| (name, hasher.finalize().into()))
+                            .collect(),
+                    ),
+                });
+            }
         }
     }
 }
@@ -144,12 +206,26 @@ async fn fingerprint(db: &Db) -> Result<[u8; 32]> {
 /// other replicas' changes arrive on the same hub, `db::events`) and bumps the returned counter
 /// when the visible set actually changed. Holds only the
 /// database and the activity receiver, so it stops when the app is dropped.
-pub fn watch_changes(state: &AppState) -> watch::Receiver<u64> {
-    let (sender, receiver) = watch::channel(0u64);
+pub fn watch_changes(state: &AppState) -> watch::Receiver<VisibleSet> {
+    let (sender, receiver) = watch::channel(VisibleSet::default());
     let db = state.db.clone();
     let mut events = state.activity.subscribe();
     tokio::spawn(async move {
-        let mut last = fingerprint(&db).await.ok();
+        let mut last = match fingerprint(&db).await {
+            Ok(set) => {
+                let all = set.all;
+                // The starting point, not a change: nobody is told.
+                sender.send_if_modified(|current| {
+                    *current = set;
+                    false
+                });
+                Some(all)
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "could not read the visible tools");
+                None
+            }
+        };
         loop {
             match events.recv().await {
                 // Events from other replicas may have been missed (`db::events`): look.
@@ -162,9 +238,12 @@ pub fn watch_changes(state: &AppState) -> watch::Receiver<u64> {
                 Err(RecvError::Closed) => return,
             }
             match fingerprint(&db).await {
-                Ok(now) if Some(now) != last => {
-                    last = Some(now);
-                    sender.send_modify(|generation| *generation += 1);
+                Ok(mut now) if Some(now.all) != last => {
+                    last = Some(now.all);
+                    sender.send_modify(|set| {
+                        now.generation = set.generation + 1;
+                        *set = now;
+                    });
                 }
                 Ok(_) => {}
                 Err(err) => tracing::warn!(error = %err, "could not check the visible tools"),

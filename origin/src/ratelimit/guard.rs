@@ -1,7 +1,7 @@
 //! The admin listener's rate-limit middleware (`app::router_with`): `/api/…` and `/auth/…` per
 //! client address, and also per account when the request carries an API bearer token that
-//! verifies (signature, audience, expiry; the database check is the handler's), and `/mcp` per
-//! client address. Everything else (the UI, `/health`, static files) is not limited here: the
+//! verifies (signature, audience, expiry; the database check is the handler's), and `/mcp` and
+//! the per-server `/servers/{name}/mcp` per client address (one bucket for both). Everything else (the UI, `/health`, static files) is not limited here: the
 //! UI's sign-in has its own throttle, and a UI page is not a scriptable API.
 //!
 //! The address is the TCP peer's. There is no trusted-proxy support: `X-Forwarded-For` is never
@@ -26,7 +26,7 @@ use crate::metrics::RateLimitScope;
 pub enum Key {
     /// `/api/…`, `/auth/…` from one address (IPv6: its /64).
     Api(IpAddr),
-    /// The local `/mcp` from one address.
+    /// The local `/mcp` and `/servers/{name}/mcp` from one address.
     Mcp(IpAddr),
     /// An account's API bearer tokens, from anywhere (its user id).
     Account(String),
@@ -42,7 +42,7 @@ fn scope(path: &str) -> Option<Scope> {
         path.strip_prefix(prefix)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     };
-    if under("/mcp") {
+    if under("/mcp") || crate::gateway::scoped::is_server_endpoint(path) {
         Some(Scope::Mcp)
     } else if under("/api") || under("/auth") {
         Some(Scope::Api)
@@ -150,10 +150,24 @@ mod tests {
         for api in ["/api", "/api/servers", "/auth/login", "/auth"] {
             assert!(matches!(scope(api), Some(Scope::Api)), "{api}");
         }
-        for mcp in ["/mcp", "/mcp/"] {
+        for mcp in [
+            "/mcp",
+            "/mcp/",
+            "/servers/weather/mcp",
+            "/servers/Unknown-Name/mcp",
+        ] {
             assert!(matches!(scope(mcp), Some(Scope::Mcp)), "{mcp}");
         }
-        for other in ["/", "/ui/settings", "/health", "/apix", "/mcpx", "/authors"] {
+        for other in [
+            "/",
+            "/ui/settings",
+            "/health",
+            "/apix",
+            "/mcpx",
+            "/authors",
+            "/servers/a/mcpx",
+            "/ui/servers/a/mcp",
+        ] {
             assert!(scope(other).is_none(), "{other}");
         }
     }
