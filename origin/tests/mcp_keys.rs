@@ -141,6 +141,23 @@ async fn without_a_key_a_required_listener_refuses_every_mcp_request(app: TestAp
         )
         .await;
     assert_eq!(stream.status, StatusCode::UNAUTHORIZED, "{}", stream.text);
+    // A per-server endpoint is the same listener's MCP: the key check comes before the server
+    // lookup, so it neither serves nor reveals which servers exist.
+    for path in ["/servers/alpha/mcp", "/servers/no_such_server/mcp"] {
+        let scoped = app
+            .send(
+                TestApp::request(Method::POST, path, None, LOCAL)
+                    .header("host", "127.0.0.1")
+                    .header("accept", "application/json, text/event-stream")
+                    .header("content-type", "application/json")
+                    .body(Body::from(
+                        json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string(),
+                    ))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(scoped.status, StatusCode::UNAUTHORIZED, "{path}: {}", scoped.text);
+    }
     // An admin's API bearer token is not an MCP client key.
     let api_token = mcp(&app, Some(&bearer(&admin)), None, INIT, json!({}), false).await;
     assert_refused(&api_token, "not valid");
