@@ -52,17 +52,17 @@ pub const LOCAL_ONLY: [&str; 8] = [
 const PAGE_SIZE_MAX: i64 = 100;
 
 /// What a management tool runs with: who calls, and what its recorded changes are audited as.
-pub struct Context<'a> {
-    pub state: &'a AppState,
-    pub caller: &'a Caller,
-    pub audit: &'a Audit,
+struct Context<'a> {
+    state: &'a AppState,
+    caller: &'a Caller,
+    audit: &'a Audit,
 }
 
 /// One management tool: the struct of its arguments. Its schema is the struct's, so a parameter
 /// cannot be listed one way and read another.
 trait ManagementTool: DeserializeOwned + JsonSchema + Send {
     const NAME: &'static str;
-    /// What the LLM reads: said as the tool's contract, kept word for word.
+    /// What the LLM reads: a contract, kept word for word (tests/management.rs holds it).
     const DESCRIPTION: &'static str;
     const READ_ONLY: bool;
 
