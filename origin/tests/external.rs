@@ -32,7 +32,7 @@ async fn a_passthrough_tool_is_approved_versioned_and_run_like_any_tool(app: Tes
         .post(&format!("{base}/discover"), Some(&token), json!({}))
         .await;
     assert_eq!(found.status, StatusCode::OK, "{}", found.text);
-    assert_eq!(found.body["source"]["tool_count"], 28, "{}", found.text);
+    assert_eq!(found.body["source"]["tool_count"], 29, "{}", found.text);
     assert_eq!(found.body["source"]["protocol_version"], "2026-07-28");
     let imported = app
         .post(

@@ -5,7 +5,7 @@
 //! `initialize`/`server/discover`, `ping`, `tools/list` of the approved, enabled tools of running
 //! servers (paginated; Python and passthrough tools alike), `tools/call` through `execution::run`
 //! (the one path into the sandbox and to external sources, so approval is checked at call time
-//! and every call is logged), the 28 `mcpbox_*` management tools (`management`), and
+//! and every call is logged), the 29 `mcpbox_*` management tools (`management`), and
 //! `notifications/tools/list_changed` on both protocol revisions (the 2025-11-25 session GET
 //! stream and the 2026-07-28 `subscriptions/listen`). The tunnel listener for remote clients is
 //! `tunnel`. `/servers/{name}/mcp` serves one server's tools under their own names (`scoped`).
@@ -354,6 +354,11 @@ impl Gateway {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        // `mcpbox_call_tool` is the call it names, from here on down the same path.
+        let request = match management::forwarded(request) {
+            Ok(request) => request,
+            Err(err) => return Ok(refusal(&err).into()),
+        };
         let caller = Caller::of(&context);
         let actor = caller.actor();
         if self.scope.is_none() && request.name.starts_with(management::PREFIX) {
