@@ -137,12 +137,21 @@ async fn a_per_server_endpoint_serves_one_servers_tools_under_their_own_names() 
             "alpha__greet",
             "beta__greet",
             "mcpbox_list_servers",
+            "mcpbox_call_tool",
         ] {
             let answer = client
                 .call("tools/call", json!({"name": name, "arguments": {}}))
                 .await;
             unknown_tool(&answer, name);
         }
+        // Not even as the fallback's target: the fallback does not exist here.
+        let answer = client
+            .call(
+                "tools/call",
+                json!({"name": "mcpbox_call_tool", "arguments": {"name": "greet"}}),
+            )
+            .await;
+        unknown_tool(&answer, "mcpbox_call_tool");
     }
     let mut on_beta = Mcp::stateless(&beta_url);
     assert_eq!(

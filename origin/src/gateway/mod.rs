@@ -354,10 +354,14 @@ impl Gateway {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        // `mcpbox_call_tool` is the call it names, from here on down the same path.
-        let request = match management::forwarded(request) {
-            Ok(request) => request,
-            Err(err) => return Ok(refusal(&err).into()),
+        // `mcpbox_call_tool` is the call it names, from here on down the same path. It is a
+        // management tool, so a per-server endpoint (which serves none) does not know it.
+        let request = match &self.scope {
+            Some(_) => request,
+            None => match management::forwarded(request) {
+                Ok(request) => request,
+                Err(err) => return Ok(refusal(&err).into()),
+            },
         };
         let caller = Caller::of(&context);
         let actor = caller.actor();
