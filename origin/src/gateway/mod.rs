@@ -21,10 +21,10 @@ use std::sync::Arc;
 use axum::Router;
 use opentelemetry::trace::TraceContextExt as _;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    InitializeResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
-    ListToolsResult, MetaObject, PaginatedRequestParams, ReadResourceRequestParams,
-    ReadResourceResponse, ServerCapabilities, SubscriptionFilter,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
+    ContentBlock, Implementation, InitializeResult, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, MetaObject, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, SubscriptionFilter,
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -181,6 +181,7 @@ impl ServerHandler for Gateway {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_tool_list_changed()
+                .enable_completions()
                 .enable_prompts()
                 .enable_resources()
                 .build(),
@@ -272,6 +273,17 @@ impl ServerHandler for Gateway {
 
     // MCPbox offers tools only. Prompts and resources are declared (empty), so clients that
     // probe them get a well-formed, cacheable empty answer rather than an undeclared feature.
+    // Completions likewise: rmcp (since 3.11) refuses a method whose capability is not
+    // declared, and today's clients got an empty completion before, so it is declared and
+    // always empty (there is no prompt or resource template argument to complete).
+    async fn complete(
+        &self,
+        _request: CompleteRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, McpError> {
+        Ok(CompleteResult::default())
+    }
+
     async fn list_prompts(
         &self,
         _request: Option<PaginatedRequestParams>,
