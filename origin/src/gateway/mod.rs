@@ -10,6 +10,7 @@
 //! stream and the 2026-07-28 `subscriptions/listen`). The tunnel listener for remote clients is
 //! `tunnel`.
 
+mod headers;
 pub mod management;
 mod progress;
 pub mod sessions;
@@ -196,8 +197,9 @@ impl ServerHandler for Gateway {
     async fn list_tools(
         &self,
         request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
+        let standard_headers = headers::standard_headers(&context);
         let cursor = request.and_then(|r| r.cursor);
         let page = visible_tools(&self.state.db, cursor.as_deref())
             .await
@@ -209,13 +211,35 @@ impl ServerHandler for Gateway {
         } else {
             Vec::new()
         };
-        listed.extend(page.tools.into_iter().map(|t| t.into_mcp()));
+        let stored = page.tools.into_iter().map(|t| t.into_mcp());
+        if standard_headers {
+            // 2026-07-28: only annotations rmcp checks are listed (`headers`).
+            listed = listed
+                .into_iter()
+                .map(headers::annotate_management)
+                .collect();
+            listed.extend(stored.map(headers::unannotated));
+        } else {
+            listed.extend(stored);
+        }
         let mut result = ListToolsResult::with_all_items(listed)
             // Never cached past a change: clients that ignore list_changed must still see
             // new tools on their next tools/list.
             .with_ttl_ms(0);
         result.next_cursor = next_cursor;
         Ok(result)
+    }
+
+    /// What rmcp checks a 2026-07-28 `tools/call`'s `Mcp-Param-*` headers against: the
+    /// management tools' schemas, as listed; a stored tool is listed unannotated (`headers`).
+    fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
+        if !name.starts_with(management::PREFIX) {
+            return None;
+        }
+        management::tools()
+            .into_iter()
+            .find(|tool| tool.name == name)
+            .map(headers::annotate_management)
     }
 
     async fn call_tool(
