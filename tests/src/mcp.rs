@@ -78,6 +78,13 @@ impl Mcp {
                 if let Some(name) = params["name"].as_str() {
                     request = request.header("mcp-name", name);
                 }
+                // The management tools' `x-mcp-header: Server-Id`, mirrored as a 2026-07-28
+                // client does from the listed schema.
+                if method == "tools/call"
+                    && let Some(server_id) = params["arguments"]["server_id"].as_str()
+                {
+                    request = request.header("mcp-param-server-id", server_id);
+                }
             }
         }
         request

@@ -5,6 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+
 use mcpbox_e2e::mcp::{
     Mcp, NEW, Stream, admin_token, api, approve_and_start, client, draft_tool, get_json,
     python_sdk, stateless_meta, submit_and_approve, tool_error,
@@ -1348,4 +1350,213 @@ async fn remote_users_cannot_use_each_others_sessions_or_read_each_others_calls(
     assert!(seen_by_alice.to_string().contains("alice-private-words"));
     let all = get_json(&format!("{url}/api/tools/{tool}/logs"), &token).await;
     assert_eq!(all["total"], 1, "{all}");
+}
+
+/// SEP-2243 on 2026-07-28 requests: `Mcp-Method` and `Mcp-Name` must be there and agree with
+/// the body, and a management tool's `server_id` (annotated `x-mcp-header: Server-Id`) must
+/// travel as `Mcp-Param-Server-Id` too; a refusal is HTTP 400 with JSON-RPC -32020 and runs
+/// nothing. 2025-11-25 sessions need none of it, and see the schemas as before.
+#[tokio::test]
+async fn stateless_requests_whose_headers_disagree_with_the_body_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(ServeOptions::new(dir.path())).unwrap();
+    let url = origin.url.clone();
+    let token = admin_token(&url).await;
+    let code = "def main(word: str) -> dict:\n    \"\"\"Echo.\"\"\"\n    return {'w': word}\n";
+    let (server, tool) = draft_tool(&url, &token, "hdr", "echo", code).await;
+    approve_and_start(&url, &token, &server, &tool).await;
+    let mcp_url = format!("{url}/mcp");
+    let http = client();
+    let post = |headers: Vec<(&'static str, String)>, body: Value| {
+        let mut request = http
+            .post(&mcp_url)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", NEW);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        async move {
+            let response = request.body(body.to_string()).send().await.unwrap();
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap();
+            let answer = mcpbox_e2e::mcp::message_with_id(&text, &json!(7)).unwrap_or(Value::Null);
+            (status, answer, text)
+        }
+    };
+    let request = |method: &str, params: Value| {
+        let mut params = params;
+        params["_meta"] = stateless_meta();
+        json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params})
+    };
+    let refused = |(status, answer, text): (u16, Value, String), what: &str| {
+        assert_eq!(status, 400, "{what}: {text}");
+        assert_eq!(answer["error"]["code"], -32020, "{what}: {text}");
+    };
+    let list = request("tools/list", json!({}));
+    let echo = request(
+        "tools/call",
+        json!({"name": "hdr__echo", "arguments": {"word": "hi"}}),
+    );
+    let list_tools = request(
+        "tools/call",
+        json!({"name": "mcpbox_list_tools", "arguments": {"server_id": server}}),
+    );
+    let method = |m: &str| ("mcp-method", m.to_owned());
+    let name = |n: &str| ("mcp-name", n.to_owned());
+
+    // Mcp-Method missing, different, or different only in case (values are case-sensitive).
+    refused(post(vec![], list.clone()).await, "no Mcp-Method");
+    refused(
+        post(vec![method("prompts/list")], list.clone()).await,
+        "wrong method",
+    );
+    refused(
+        post(vec![method("TOOLS/LIST")], list.clone()).await,
+        "method in upper case",
+    );
+    refused(
+        post(
+            vec![method("tools/list"), method("tools/list")],
+            list.clone(),
+        )
+        .await,
+        "Mcp-Method twice",
+    );
+    // Header *names* are case-insensitive.
+    for header in ["mcp-method", "MCP-METHOD", "Mcp-Method"] {
+        let (status, answer, text) = post(vec![(header, "tools/list".into())], list.clone()).await;
+        assert_eq!(status, 200, "{header}: {text}");
+        assert!(answer["result"]["tools"].is_array(), "{header}: {text}");
+    }
+    // Mcp-Name missing or naming another tool than the body: nothing runs.
+    refused(
+        post(vec![method("tools/call")], echo.clone()).await,
+        "no Mcp-Name",
+    );
+    refused(
+        post(
+            vec![method("tools/call"), name("mcpbox_list_servers")],
+            echo.clone(),
+        )
+        .await,
+        "Mcp-Name of another tool",
+    );
+    refused(
+        post(vec![method("tools/call"), name("HDR__ECHO")], echo.clone()).await,
+        "Mcp-Name in another case",
+    );
+    refused(
+        post(
+            vec![method("resources/read"), name("file:///other")],
+            request("resources/read", json!({"uri": "file:///etc/passwd"})),
+        )
+        .await,
+        "resources/read with another uri",
+    );
+    refused(
+        post(
+            vec![method("prompts/get")],
+            request("prompts/get", json!({"name": "p"})),
+        )
+        .await,
+        "prompts/get without Mcp-Name",
+    );
+    // A notification is checked the same way (no id to answer with, still 400).
+    let (status, _, text) = post(
+        vec![method("notifications/initialized")],
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+               "params": {"requestId": 1, "_meta": stateless_meta()}}),
+    )
+    .await;
+    assert_eq!(status, 400, "notification with another Mcp-Method: {text}");
+    // A batch is not a 2026-07-28 message at all.
+    let (status, _, text) = post(
+        vec![method("tools/list")],
+        json!([list.clone(), list.clone()]),
+    )
+    .await;
+    assert!((400..500).contains(&status), "a batch: {status} {text}");
+    let (status, answer, text) =
+        post(vec![method("tools/call"), name("hdr__echo")], echo.clone()).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        answer["result"]["structuredContent"],
+        json!({"w": "hi"}),
+        "{text}"
+    );
+    // Surrounding whitespace is not part of a field value (RFC 9110 5.5).
+    let (status, _, text) = post(
+        vec![method("tools/call"), name("  hdr__echo  ")],
+        echo.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+
+    // The management tools list `x-mcp-header: Server-Id` on `server_id`; a stored tool's
+    // schema has no annotation to list.
+    let (_, listed, _) = post(vec![method("tools/list")], list.clone()).await;
+    let tools = listed["result"]["tools"].as_array().unwrap();
+    let schema_of = |tool: &str| {
+        tools
+            .iter()
+            .find(|t| t["name"] == tool)
+            .unwrap_or_else(|| panic!("{tool} not listed"))["inputSchema"]
+            .clone()
+    };
+    assert_eq!(
+        schema_of("mcpbox_list_tools")["properties"]["server_id"]["x-mcp-header"],
+        "Server-Id"
+    );
+    assert!(!schema_of("hdr__echo").to_string().contains("x-mcp-header"));
+    // Missing, different, or badly encoded Mcp-Param-Server-Id: refused.
+    let call_headers = || vec![method("tools/call"), name("mcpbox_list_tools")];
+    refused(
+        post(call_headers(), list_tools.clone()).await,
+        "no Mcp-Param-Server-Id",
+    );
+    let mut wrong = call_headers();
+    wrong.push(("mcp-param-server-id", "someone-else".into()));
+    refused(post(wrong, list_tools.clone()).await, "another server id");
+    let mut bad = call_headers();
+    bad.push(("mcp-param-server-id", "=?base64?!!!?=".into()));
+    refused(post(bad, list_tools.clone()).await, "invalid Base64");
+    let mut extra = call_headers();
+    extra.push(("mcp-param-server-id", server.clone()));
+    let without = request(
+        "tools/call",
+        json!({"name": "mcpbox_list_tools", "arguments": {}}),
+    );
+    refused(post(extra, without).await, "header without the argument");
+    // Plain and Base64-encoded, the same id passes.
+    let encoded = format!(
+        "=?base64?{}?=",
+        base64::engine::general_purpose::STANDARD.encode(&server)
+    );
+    for value in [server.clone(), encoded] {
+        let mut good = call_headers();
+        good.push(("Mcp-Param-Server-Id", value.clone()));
+        let (status, answer, text) = post(good, list_tools.clone()).await;
+        assert_eq!(status, 200, "{value}: {text}");
+        assert_eq!(
+            answer["result"]["structuredContent"]["tools"][0]["name"], "echo",
+            "{value}: {text}"
+        );
+    }
+
+    // 2025-11-25: no standard headers needed, and no annotation listed.
+    let mut session = Mcp::session(&mcp_url).await;
+    let listed = session.call("tools/list", json!({})).await;
+    assert!(!listed.to_string().contains("x-mcp-header"), "{listed}");
+    let answer = session
+        .call(
+            "tools/call",
+            json!({"name": "mcpbox_list_tools", "arguments": {"server_id": server}}),
+        )
+        .await;
+    assert_eq!(
+        answer["result"]["structuredContent"]["tools"][0]["name"], "echo",
+        "{answer}"
+    );
+    drop(origin);
 }

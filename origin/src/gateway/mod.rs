@@ -10,6 +10,7 @@
 //! stream and the 2026-07-28 `subscriptions/listen`). The tunnel listener for remote clients is
 //! `tunnel`. `/servers/{name}/mcp` serves one server's tools under their own names (`scoped`).
 
+mod headers;
 pub mod keys;
 pub mod management;
 mod progress;
@@ -23,10 +24,10 @@ use std::sync::Arc;
 use axum::Router;
 use opentelemetry::trace::TraceContextExt as _;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    InitializeResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
-    ListToolsResult, MetaObject, PaginatedRequestParams, ReadResourceRequestParams,
-    ReadResourceResponse, ServerCapabilities, SubscriptionFilter,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
+    ContentBlock, Implementation, InitializeResult, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, MetaObject, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, SubscriptionFilter,
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -194,6 +195,7 @@ impl ServerHandler for Gateway {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_tool_list_changed()
+                .enable_completions()
                 .enable_prompts()
                 .enable_resources()
                 .build(),
@@ -214,8 +216,9 @@ impl ServerHandler for Gateway {
     async fn list_tools(
         &self,
         request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
+        let standard_headers = headers::standard_headers(&context);
         let cursor = request.and_then(|r| r.cursor);
         let server = self.scope.as_ref().map(|scope| scope.name.as_str());
         let page = visible_tools(&self.state.db, server, cursor.as_deref())
@@ -229,13 +232,35 @@ impl ServerHandler for Gateway {
         } else {
             Vec::new()
         };
-        listed.extend(page.tools.into_iter().map(|t| t.into_mcp()));
+        let stored = page.tools.into_iter().map(|t| t.into_mcp());
+        if standard_headers {
+            // 2026-07-28: only annotations rmcp checks are listed (`headers`).
+            listed = listed
+                .into_iter()
+                .map(headers::annotate_management)
+                .collect();
+            listed.extend(stored.map(headers::unannotated));
+        } else {
+            listed.extend(stored);
+        }
         let mut result = ListToolsResult::with_all_items(listed)
             // Never cached past a change: clients that ignore list_changed must still see
             // new tools on their next tools/list.
             .with_ttl_ms(0);
         result.next_cursor = next_cursor;
         Ok(result)
+    }
+
+    /// What rmcp checks a 2026-07-28 `tools/call`'s `Mcp-Param-*` headers against: the
+    /// management tools' schemas, as listed; a stored tool is listed unannotated (`headers`).
+    fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
+        if self.scope.is_some() || !name.starts_with(management::PREFIX) {
+            return None;
+        }
+        management::tools()
+            .into_iter()
+            .find(|tool| tool.name == name)
+            .map(headers::annotate_management)
     }
 
     async fn call_tool(
@@ -294,6 +319,17 @@ impl ServerHandler for Gateway {
 
     // MCPbox offers tools only. Prompts and resources are declared (empty), so clients that
     // probe them get a well-formed, cacheable empty answer rather than an undeclared feature.
+    // Completions likewise: rmcp (since 3.11) refuses a method whose capability is not
+    // declared, and today's clients got an empty completion before, so it is declared and
+    // always empty (there is no prompt or resource template argument to complete).
+    async fn complete(
+        &self,
+        _request: CompleteRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, McpError> {
+        Ok(CompleteResult::default())
+    }
+
     async fn list_prompts(
         &self,
         _request: Option<PaginatedRequestParams>,
