@@ -318,8 +318,9 @@ pub fn worker_filter() -> Result<BpfProgram, Error> {
 /// The zygote's own filter: the worker allowlist plus [`ZYGOTE_ONLY_SYSCALLS`], `openat` with
 /// any flags (a worker opens /dev/null read-write). Applied once in the zygote when it starts
 /// serving and inherited by every worker it forks, so a worker never pays for building and
-/// attaching the long allowlist (the kernel emulates a filter for every syscall number when it is
-/// attached: hundreds of µs per worker for ours); each worker then only attaches the short
+/// attaching the long allowlist (the kernel emulates a new filter for every syscall number when
+/// it is attached; measured on a 2-core VM, a worker's whole `lock_down` took ~340 µs of CPU
+/// with the long filter and ~180 µs with the short one); each worker then only attaches the short
 /// [`narrowing_filter`]. Seccomp runs every filter of the stack and the strictest answer wins,
 /// so a worker under both has exactly the policy of [`worker_filter`].
 pub fn zygote_filter() -> Result<BpfProgram, Error> {
