@@ -19,7 +19,7 @@ pub fn run(
     runtime: &Bound<'_, PyModule>,
     socket: RawFd,
     readable: &[String],
-    filter: Option<&seccompiler::BpfProgram>,
+    seccomp: isolation::WorkerSeccomp<'_>,
     unguarded: bool,
 ) -> ! {
     // SAFETY: prctl on this process; if the zygote dies, so does this worker.
@@ -36,7 +36,7 @@ pub fn run(
         Ok(event_loop) => event_loop,
         Err(_) => exit(4),
     };
-    let layers = isolation::lock_down(readable, filter).into_layers();
+    let layers = isolation::lock_down(readable, seccomp).into_layers();
     python::warm_up(py, runtime, &event_loop);
     // SAFETY: fd 3 is ours for the worker's life; ManuallyDrop never closes it.
     let mut socket = ManuallyDrop::new(unsafe { File::from_raw_fd(WORKER_SOCKET_FD) });

@@ -53,7 +53,11 @@ fn serve(unguarded: bool, packages_dir: Option<std::path::PathBuf>) -> Result<()
         crate::packages::preload_system_libraries();
         readable.push(dir);
     }
-    let filter = isolation::worker_filter().ok();
+    // Built once here; which one a worker attaches depends on whether the zygote could take
+    // its own filter (below).
+    let narrowing = isolation::narrowing_filter().ok();
+    let full = isolation::worker_filter().ok();
+    let zygote_filter = isolation::zygote_filter().ok();
     send(
         &ZygoteMessage::Ready {
             network_namespace,
@@ -63,6 +67,16 @@ fn serve(unguarded: bool, packages_dir: Option<std::path::PathBuf>) -> Result<()
     )?;
 
     let sigchld = child_signal_fd()?;
+    // From here on the zygote only forks, reaps and passes sockets: put it under the worker
+    // allowlist plus what that takes, so workers inherit the long filter instead of each
+    // attaching it (see `isolation::zygote_filter`).
+    let seccomp = match (&zygote_filter, &narrowing, &full) {
+        (Some(own), Some(narrowing), _) if isolation::enter_zygote_filter(own) => {
+            isolation::WorkerSeccomp::Narrow(narrowing)
+        }
+        (_, _, Some(full)) => isolation::WorkerSeccomp::Full(full),
+        _ => isolation::WorkerSeccomp::None,
+    };
     loop {
         let mut fds = [
             libc::pollfd {
@@ -95,7 +109,7 @@ fn serve(unguarded: bool, packages_dir: Option<std::path::PathBuf>) -> Result<()
             }
             let bytes = received.bytes;
             match serde_json::from_slice::<ZygoteCommand>(&buf[..bytes]) {
-                Ok(ZygoteCommand::Spawn) => spawn(&runtime, &readable, filter.as_ref(), unguarded)?,
+                Ok(ZygoteCommand::Spawn) => spawn(&runtime, &readable, seccomp, unguarded)?,
                 Err(err) => eprintln!("mcpbox-sandbox zygote: bad command: {err}"),
             }
         }
@@ -173,7 +187,7 @@ fn reap() -> Result<(), Error> {
 fn spawn(
     runtime: &Py<pyo3::types::PyModule>,
     readable: &[String],
-    filter: Option<&seccompiler::BpfProgram>,
+    seccomp: isolation::WorkerSeccomp<'_>,
     unguarded: bool,
 ) -> Result<(), Error> {
     let (supervisor_end, worker_end) = socketpair(
@@ -201,7 +215,7 @@ fn spawn(
                 runtime.bind(py),
                 worker_end.as_raw_fd(),
                 readable,
-                filter,
+                seccomp,
                 unguarded,
             );
         }

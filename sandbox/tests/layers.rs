@@ -118,6 +118,55 @@ def main():
     );
 }
 
+/// The zygote's own filter allows what forking and hardening a worker takes (epoll and a
+/// socketpair for the event loop, dup2, ioctl, getsockname, wait4, the uid and Landlock calls…);
+/// each worker's narrowing filter must deny all of it again once the worker runs code.
+#[tokio::test]
+async fn workers_cannot_make_the_zygotes_own_syscalls() {
+    let supervisor = unguarded().await;
+    let code = r#"
+import os, select, socket, fcntl
+def attempt(f):
+    try:
+        f()
+        return "allowed"
+    except BaseException as e:
+        return type(e).__name__
+def getsockname():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fileno=os.dup(0))
+    try:
+        s.getsockname()
+    finally:
+        s.detach()
+def main():
+    return {
+        "epoll": attempt(select.epoll),
+        "dup2": attempt(lambda: os.dup2(1, 9)),
+        "ioctl": attempt(lambda: fcntl.ioctl(0, 0x5421, b"\1\0\0\0")),
+        "getsockname": attempt(getsockname),
+        "wait": attempt(os.wait),
+        "setgroups": attempt(lambda: os.setgroups([])),
+        "open_for_writing": attempt(lambda: open("/dev/null", "w")),
+        "open_for_appending": attempt(lambda: os.open("/dev/null", os.O_RDONLY | os.O_APPEND)),
+    }
+"#;
+    let text = result(&supervisor, code).await;
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    supervisor.shutdown();
+    for key in [
+        "epoll",
+        "dup2",
+        "ioctl",
+        "getsockname",
+        "wait",
+        "setgroups",
+        "open_for_writing",
+        "open_for_appending",
+    ] {
+        assert_eq!(value[key], "PermissionError", "{key}: {value}");
+    }
+}
+
 #[tokio::test]
 async fn landlock_blocks_host_files_even_when_permissions_allow() {
     let dir = tempfile::tempdir().unwrap();

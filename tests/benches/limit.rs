@@ -16,7 +16,8 @@
 //!    calls, so both see the same machine) and throughput at 32 concurrent clients driven by this
 //!    Rust load generator.
 //! 4. **Where one call's CPU goes**: utime + stime of the origin, the supervisor, the zygote and the
-//!    workers it reaped (the zygote's `cutime`/`cstime`), per call, for each phase.
+//!    workers it reaped (the zygote's `cutime`/`cstime`), per call, for each phase; and the minor
+//!    page faults of the zygote and its workers per call (a worker's copy-on-write writes).
 //!
 //! Run: `cargo build --release --bins && cargo bench -p mcpbox-e2e --bench limit`, and with
 //! `-- --instructions` (needs valgrind) to add user-space instructions per call of the origin and
@@ -425,9 +426,10 @@ struct Pids {
 }
 
 /// Seconds of CPU: the origin, the supervisor, the zygote itself (its fork calls) and the
-/// workers it reaped; and this process (the load generator).
+/// workers it reaped; and this process (the load generator). Then the minor page faults of the
+/// zygote and of the workers it reaped (mostly copy-on-write of the zygote's pages).
 #[derive(Clone, Copy)]
-struct Cpu([f64; 5]);
+struct Cpu([f64; 5], [f64; 2]);
 
 impl Pids {
     fn cpu(&self) -> Cpu {
@@ -435,7 +437,10 @@ impl Pids {
         let (supervisor, _) = times(self.supervisor);
         let (zygote, workers) = times(self.zygote);
         let (generator, _) = times(std::process::id() as i32);
-        Cpu([origin, supervisor, zygote, workers, generator])
+        Cpu(
+            [origin, supervisor, zygote, workers, generator],
+            faults(self.zygote),
+        )
     }
 }
 
@@ -445,7 +450,8 @@ impl Cpu {
         for (i, value) in spent.iter_mut().enumerate() {
             *value = self.0[i] - before.0[i];
         }
-        Cpu(spent)
+        let faults = [self.1[0] - before.1[0], self.1[1] - before.1[1]];
+        Cpu(spent, faults)
     }
 
     fn print(&self, what: &str, calls: usize) {
@@ -460,7 +466,30 @@ impl Cpu {
             per(workers),
             per(generator)
         );
+        let count = |n: f64| n / calls.max(1) as f64;
+        println!(
+            "    minor page faults per call: zygote {:.0}, worker {:.0}",
+            count(self.1[0]),
+            count(self.1[1])
+        );
     }
+}
+
+/// (minflt, cminflt) of `pid`.
+fn faults(pid: i32) -> [f64; 2] {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<f64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .map(|f| f.parse().unwrap_or(0.0))
+                .collect()
+        })
+        .unwrap_or_default();
+    // After the command: state(0) ppid(1) pgrp(2) session(3) tty(4) tpgid(5) flags(6)
+    // minflt(7) cminflt(8).
+    let at = |i: usize| fields.get(i).copied().unwrap_or(0.0);
+    [at(7), at(8)]
 }
 
 /// (utime + stime, cutime + cstime) of `pid` in seconds.
