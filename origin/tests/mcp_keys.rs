@@ -156,7 +156,12 @@ async fn without_a_key_a_required_listener_refuses_every_mcp_request(app: TestAp
                     .unwrap(),
             )
             .await;
-        assert_eq!(scoped.status, StatusCode::UNAUTHORIZED, "{path}: {}", scoped.text);
+        assert_eq!(
+            scoped.status,
+            StatusCode::UNAUTHORIZED,
+            "{path}: {}",
+            scoped.text
+        );
     }
     // An admin's API bearer token is not an MCP client key.
     let api_token = mcp(&app, Some(&bearer(&admin)), None, INIT, json!({}), false).await;

@@ -145,7 +145,11 @@ impl Edge {
             log: RefCell::new(Vec::new()),
         };
         let rules = cx.rules().await;
-        let cors = cors::headers(&rules, request.headers.get("Origin"));
+        let cors = cors::headers(
+            &rules,
+            request.headers.get("Origin"),
+            request.headers.get("Access-Control-Request-Headers"),
+        );
         let outcome = match cx.route(&rules, request, &cors).await {
             Ok(outcome) => outcome,
             Err(error) => {

@@ -1685,6 +1685,58 @@ fn preflight_answers_only_allowed_origins() {
 }
 
 #[test]
+fn a_preflight_allows_the_2026_headers_and_only_param_headers_of_their_shape() {
+    let w = world();
+    let many: Vec<String> = (0..20).map(|i| format!("Mcp-Param-P{i}")).collect();
+    let requested = format!(
+        "content-type, mcp-method, mcp-name, Mcp-Param-Server-Id, X-Evil, mcp-param-, \
+         mcp-param-a b, Mcp-Param-{}, {}",
+        "x".repeat(60),
+        many.join(", ")
+    );
+    let answer = w.respond(request(
+        Method::Options,
+        "/mcp",
+        &[
+            ("Origin", "https://claude.ai"),
+            ("Access-Control-Request-Headers", &requested),
+        ],
+        "",
+    ));
+    let allowed: Vec<String> = answer
+        .headers
+        .get("Access-Control-Allow-Headers")
+        .unwrap()
+        .split(", ")
+        .map(str::to_ascii_lowercase)
+        .collect();
+    for name in [
+        "mcp-method",
+        "mcp-name",
+        "mcp-param-server-id",
+        "authorization",
+    ] {
+        assert!(allowed.iter().any(|a| a == name), "{name} in {allowed:?}");
+    }
+    // Not of the shape, too long, or past the bound: left out.
+    for name in [
+        "x-evil",
+        "mcp-param-",
+        "mcp-param-a b",
+        "mcp-param-p15",
+        "mcp-param-p19",
+    ] {
+        assert!(!allowed.iter().any(|a| a == name), "{name} in {allowed:?}");
+    }
+    assert!(!allowed.iter().any(|a| a.len() > 64), "{allowed:?}");
+    let params = allowed
+        .iter()
+        .filter(|a| a.starts_with("mcp-param-"))
+        .count();
+    assert_eq!(params, 16, "{allowed:?}");
+}
+
+#[test]
 fn forwarded_answers_get_our_cors_headers_not_the_origins() {
     let w = world();
     let (_, access, _) = w.tokens();
