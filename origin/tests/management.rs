@@ -143,6 +143,10 @@ async fn remote(tunnel: &Router, email: &str, method: &str, mut params: Value) -
     if let Some(name) = params["name"].as_str() {
         request = request.header("mcp-name", name);
     }
+    // The management tools mark `server_id` with `x-mcp-header: Server-Id` (2026-07-28).
+    if let Some(server_id) = params["arguments"]["server_id"].as_str() {
+        request = request.header("mcp-param-server-id", server_id);
+    }
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
     let response = tunnel
         .clone()
