@@ -6,12 +6,10 @@
 //! named `mcpbox` or `mcpbox_…` (its tools could be listed but never called).
 
 use crate::error::{Error, Result};
+use contract::names::{is_reserved_server, is_well_formed};
 
-pub const SERVER_NAME_MAX: usize = 30;
+pub use contract::names::{MANAGEMENT_PREFIX, SERVER_NAME_MAX};
 pub const TOOL_NAME_MAX: usize = 32;
-
-/// The public names of the `mcpbox_*` management tools begin with this; no other tool's may.
-pub const MANAGEMENT_PREFIX: &str = "mcpbox_";
 
 /// A validated server or tool name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +18,7 @@ pub struct Name(String);
 impl Name {
     pub fn server(text: &str) -> Result<Name> {
         let name = Name::parse(text, "server", SERVER_NAME_MAX)?;
-        if reserved_server(text) {
+        if is_reserved_server(text) {
             return Err(Error::Validation(format!(
                 "invalid server name {text:?}: names starting with \"mcpbox\" are reserved for \
                  MCPbox's own tools (its tools' MCP names would start with {MANAGEMENT_PREFIX:?})"
@@ -34,16 +32,7 @@ impl Name {
     }
 
     fn parse(text: &str, what: &str, max: usize) -> Result<Name> {
-        let well_formed = !text.is_empty()
-            && text.len() <= max
-            && text.starts_with(|c: char| c.is_ascii_lowercase())
-            && text.split('_').all(|word| {
-                !word.is_empty()
-                    && word
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-            });
-        if well_formed {
+        if is_well_formed(text, max) {
             Ok(Name(text.to_owned()))
         } else {
             Err(Error::Validation(format!(
@@ -56,12 +45,6 @@ impl Name {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
-
-/// Whether the tools of a server so named would have public names in the management tools'
-/// namespace (`{server}__…` starting with `mcpbox_`): `mcpbox` and `mcpbox_…`.
-pub fn reserved_server(server: &str) -> bool {
-    format!("{server}__").starts_with(MANAGEMENT_PREFIX)
 }
 
 /// The name MCP clients call a tool by.
