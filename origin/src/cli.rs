@@ -7,8 +7,9 @@ use anyhow::Context;
 
 use crate::app::open_storage;
 use crate::auth::password::{NewPassword, Passwords, Username};
-use crate::config::{AdminCommand, StorageArgs};
-use crate::users;
+use crate::activity::Audit;
+use crate::config::{AdminCommand, McpKeyCommand, StorageArgs};
+use crate::{mcp_keys, users};
 
 pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
     match command {
@@ -42,6 +43,7 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
                 );
             }
         }
+        AdminCommand::McpKey { command } => mcp_key(command).await?,
         AdminCommand::ResetPassword { storage, username } => {
             let password = read_password()?;
             let (db, _) = open_storage(&storage).await?;
@@ -52,6 +54,58 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             println!(
                 "password of {} reset; every earlier session is signed out",
                 user.username
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `mcpbox admin mcp-key …`: the same domain functions as Settings → MCP client keys; the
+/// activity log names the command line as the actor.
+async fn mcp_key(command: McpKeyCommand) -> anyhow::Result<()> {
+    let audit = Audit {
+        actor: "cli".into(),
+        request_id: None,
+    };
+    match command {
+        McpKeyCommand::Create { storage, name } => {
+            let (db, _) = open_storage(&storage).await?;
+            let (issued, event) = mcp_keys::issue(&db, &name, &audit).await?;
+            crate::db::events::announce(&db, &event).await?;
+            println!("{}", issued.secret);
+            eprintln!(
+                "issued MCP client key {} ({}): the line above is the key, shown this once; clients send it as `Authorization: Bearer <key>`",
+                issued.key.name,
+                issued.key.shown()
+            );
+        }
+        McpKeyCommand::List { storage } => {
+            let (db, _) = open_storage(&storage).await?;
+            for key in mcp_keys::list(&db).await? {
+                let state = match &key.revoked_at {
+                    Some(at) => format!("revoked {at}"),
+                    None => "valid".into(),
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\tlast used {}",
+                    key.id,
+                    key.name,
+                    key.shown(),
+                    state,
+                    key.last_used_at.as_deref().unwrap_or("never")
+                );
+            }
+        }
+        McpKeyCommand::Revoke { storage, key } => {
+            let (db, _) = open_storage(&storage).await?;
+            let found = mcp_keys::find(&db, &key).await?;
+            let (revoked, event) = mcp_keys::revoke(&db, &found.id, &audit).await?;
+            crate::db::events::announce(&db, &event).await?;
+            println!(
+                "revoked MCP client key {} ({}); a running origin refuses it within {} s (at once on PostgreSQL)",
+                revoked.name,
+                revoked.shown(),
+                mcp_keys::CACHE_TTL.as_secs()
             );
         }
     }

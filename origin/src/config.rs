@@ -268,6 +268,12 @@ pub enum AdminCommand {
         #[command(flatten)]
         storage: StorageArgs,
     },
+    /// Local MCP client keys (what a client of the local `/mcp` presents as a bearer token when
+    /// the listener is not loopback-only): issue, list, revoke, like Settings → MCP client keys.
+    McpKey {
+        #[command(subcommand)]
+        command: McpKeyCommand,
+    },
     /// Set a new password for an account and sign it out everywhere. The password is read like
     /// `create` reads it.
     ResetPassword {
@@ -275,6 +281,30 @@ pub enum AdminCommand {
         storage: StorageArgs,
         #[arg(long)]
         username: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum McpKeyCommand {
+    /// Issue a key and print it (the only time it is shown; only its hash is stored).
+    Create {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// What the key is for (e.g. laptop-claude); logs name callers `mcp:key:{name}`.
+        #[arg(long)]
+        name: String,
+    },
+    /// List the keys (never the keys themselves, only their first characters).
+    List {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Revoke a key, by its name or id.
+    Revoke {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// The key's name or id.
+        key: String,
     },
 }
 

@@ -760,3 +760,72 @@ async fn a_listener_off_loopback_requires_an_mcp_client_key() {
     assert_eq!(status, 200, "{body}");
     assert!(required.terminate().unwrap().success());
 }
+
+/// `mcpbox admin mcp-key`: a key issued on the command line opens `/mcp` of a server that
+/// requires keys, is listed without the key itself, and a revocation from the command line
+/// reaches the running server at once on PostgreSQL (through NOTIFY, as from a replica).
+#[tokio::test]
+async fn admin_cli_issues_lists_and_revokes_mcp_client_keys() {
+    let database = postgres_schema_url().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = |args: &[&str]| {
+        Command::new(binary("mcpbox"))
+            .args(["admin", "mcp-key"])
+            .args(args)
+            .args(["--data-dir", data.to_str().unwrap()])
+            .env("DATABASE_URL", &database)
+            .env_remove("MCPBOX_ENCRYPTION_KEY")
+            .output()
+            .unwrap()
+    };
+    let bad = run(&["create", "--name", "Not A Name"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("a key name is"));
+    let created = run(&["create", "--name", "ci-runner"]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    assert!(key.starts_with("mcpbox_k_") && key.len() > 40, "{key}");
+    let again = run(&["create", "--name", "ci-runner"]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+
+    let mut options = ServeOptions::new(&data);
+    options.env.push(("DATABASE_URL", database.clone()));
+    options.env.push(("MCPBOX_MCP_REQUIRE_KEY", "true".into()));
+    let origin = Origin::start(options).unwrap();
+    let (status, _, body) = initialize(&origin.url, Some(&format!("Bearer {key}"))).await;
+    assert_eq!(status, 200, "{body}");
+
+    let listed = run(&["list"]);
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(listed.contains("ci-runner") && listed.contains("valid"), "{listed}");
+    assert!(!listed.contains(&key), "the list shows the key itself: {listed}");
+
+    let revoked = run(&["revoke", "ci-runner"]);
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    // Cached as valid a moment ago; the NOTIFY must beat the cache's 30 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (status, _, body) = initialize(&origin.url, Some(&format!("Bearer {key}"))).await;
+        if status == 401 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the revoked key still opens /mcp: {status} {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let twice = run(&["revoke", "ci-runner"]);
+    assert!(!twice.status.success());
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("no valid MCP client key"));
+    assert!(origin.terminate().unwrap().success());
+}

@@ -191,6 +191,36 @@ async fn publish(
     }
 }
 
+/// Tells the replicas serving from this database about `event`, from a process that runs no
+/// hub of its own (`mcpbox admin …`): one batch from a one-off sender id. Nothing on SQLite,
+/// whose one server process learns of the change by reading storage (e.g. `mcp_keys::CACHE_TTL`).
+pub async fn announce(db: &Db, event: &Event) -> Result<(), sqlx::Error> {
+    if db.backend != super::Backend::Postgres {
+        return Ok(());
+    }
+    let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
+        .fetch_one(&db.pool)
+        .await?;
+    let mut batch = Batch {
+        from: super::new_id(),
+        ..Batch::default()
+    };
+    if envelope_size(&batch) + serde_json::to_string(event).map_or(usize::MAX, |t| t.len())
+        < PAYLOAD_BUDGET
+    {
+        batch.events.push(event.clone());
+    } else {
+        batch.refs.push(event.id.clone());
+    }
+    let payload = serde_json::to_string(&batch).map_err(|err| sqlx::Error::Encode(err.into()))?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(channel_name(&schema))
+        .bind(payload)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
 fn envelope_size(batch: &Batch) -> usize {
     serde_json::to_string(batch).map_or(0, |text| text.len()) + 32
 }

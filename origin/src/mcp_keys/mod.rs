@@ -159,10 +159,12 @@ pub async fn get(db: &Db, id: &str) -> Result<McpKey> {
     McpKey::from_row(&row)
 }
 
-/// Issues a key named `name` and records it. At most `MAX_ACTIVE_KEYS` valid keys: counted by
-/// the INSERT itself in a transaction that, on PostgreSQL, first locks the table against other
-/// writers, so keys issued at the same moment cannot pass the bound (SQLite has one writer).
-pub async fn issue_recorded(state: &AppState, name: &str, audit: &Audit) -> Result<Issued> {
+/// Issues a key named `name` and records it (the activity row in the same transaction), in any
+/// process that can open the database: the server's fronts through `issue_recorded`, and
+/// `mcpbox admin mcp-key create`. At most `MAX_ACTIVE_KEYS` valid keys: counted by the INSERT
+/// itself in a transaction that, on PostgreSQL, first locks the table against other writers, so
+/// keys issued at the same moment cannot pass the bound (SQLite has one writer).
+pub async fn issue(db: &Db, name: &str, audit: &Audit) -> Result<(Issued, Event)> {
     let name = check_name(name)?;
     let secret = generate();
     let prefix: String = secret
@@ -171,8 +173,8 @@ pub async fn issue_recorded(state: &AppState, name: &str, audit: &Audit) -> Resu
         .collect();
     let id = db::new_id();
     let now = db::now();
-    let mut tx = state.db.pool.begin().await?;
-    if state.db.backend == db::Backend::Postgres {
+    let mut tx = db.pool.begin().await?;
+    if db.backend == db::Backend::Postgres {
         sqlx::query("LOCK TABLE mcp_client_keys IN SHARE ROW EXCLUSIVE MODE")
             .execute(&mut *tx)
             .await?;
@@ -212,51 +214,80 @@ pub async fn issue_recorded(state: &AppState, name: &str, audit: &Audit) -> Resu
     .bind(MAX_REVOKED_KEPT)
     .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
     let event = NewEvent::warning(
         "mcp_keys.issue",
         format!("MCP client key {name} issued ({prefix}…)"),
     )
     .details(serde_json::json!({"key_id": id, "name": name, "prefix": prefix}));
-    activity::record_now(state, audit, event).await?;
-    Ok(Issued {
-        key: get(&state.db, &id).await?,
-        secret,
-    })
+    let event = activity::record(&mut *tx, audit, event).await?;
+    tx.commit().await?;
+    let key = get(db, &id).await?;
+    Ok((Issued { key, secret }, event))
 }
 
-/// Revokes a key: refused from this moment in this process, within the event's trip in other
-/// replicas (at most `CACHE_TTL` if they miss it).
-pub async fn revoke_recorded(state: &AppState, id: &str, audit: &Audit) -> Result<McpKey> {
-    let current = get(&state.db, id).await?;
+/// `issue`, announced on this server's activity hub (live views, other replicas).
+pub async fn issue_recorded(state: &AppState, name: &str, audit: &Audit) -> Result<Issued> {
+    let (issued, event) = issue(&state.db, name, audit).await?;
+    state.activity.publish(event);
+    Ok(issued)
+}
+
+/// Revokes a key (the activity row in the same transaction). A server learns of it from its
+/// activity hub (`revoke_recorded` forgets it at once in its own process and tells the other
+/// replicas); a revocation from another process reaches a running server within `CACHE_TTL`, or
+/// at once on PostgreSQL through `db::events::announce`.
+pub async fn revoke(db: &Db, id: &str, audit: &Audit) -> Result<(McpKey, Event)> {
+    let current = get(db, id).await?;
+    let already = || Error::Conflict(format!("the key {} is already revoked", current.name));
     if current.revoked_at.is_some() {
-        return Err(Error::Conflict(format!(
-            "the key {} is already revoked",
-            current.name
-        )));
+        return Err(already());
     }
+    let mut tx = db.pool.begin().await?;
     let revoked = sqlx::query(
         "UPDATE mcp_client_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
     )
     .bind(db::now())
     .bind(id)
-    .execute(&state.db.pool)
+    .execute(&mut *tx)
     .await?;
-    // Forgotten before anything else can fail: the row is revoked now.
-    state.mcp_keys.forget(id);
     if revoked.rows_affected() == 0 {
-        return Err(Error::Conflict(format!(
-            "the key {} is already revoked",
-            current.name
-        )));
+        return Err(already());
     }
     let event = NewEvent::warning(
         REVOKE_ACTION,
         format!("MCP client key {} revoked", current.name),
     )
     .details(serde_json::json!({"key_id": id, "name": current.name}));
-    activity::record_now(state, audit, event).await?;
-    get(&state.db, id).await
+    let event = activity::record(&mut *tx, audit, event).await?;
+    tx.commit().await?;
+    Ok((get(db, id).await?, event))
+}
+
+/// `revoke` on this server: refused from this moment in this process, within the event's trip
+/// in other replicas (at most `CACHE_TTL` if they miss it).
+pub async fn revoke_recorded(state: &AppState, id: &str, audit: &Audit) -> Result<McpKey> {
+    let result = revoke(&state.db, id, audit).await;
+    // Forgotten whatever the answer: a key someone asked to revoke is checked afresh.
+    state.mcp_keys.forget(id);
+    let (key, event) = result?;
+    state.activity.publish(event);
+    Ok(key)
+}
+
+/// The key with this id, or else the valid key with this name (what the command line takes).
+pub async fn find(db: &Db, id_or_name: &str) -> Result<McpKey> {
+    match get(db, id_or_name).await {
+        Err(Error::NotFound(_)) => {}
+        found => return found,
+    }
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM mcp_client_keys WHERE name = $1 AND revoked_at IS NULL"
+    ))
+    .bind(id_or_name)
+    .fetch_optional(&db.pool)
+    .await?
+    .ok_or_else(|| Error::NotFound(format!("no valid MCP client key named {id_or_name:?}")))?;
+    McpKey::from_row(&row)
 }
 
 /// A key accepted by `Keys::verify`.
