@@ -164,33 +164,9 @@ pub async fn policy(db: &Db) -> Result<Policy> {
     let rows = sqlx::query("SELECT key, value FROM settings WHERE key LIKE 'policy.%'")
         .fetch_all(&db.pool)
         .await?;
-    policy_of(&rows)
-}
-
-/// What a tool call needs of the settings, in one round trip: the policy and the global module
-/// allowlist (as `policy` and `global_modules` read them). `execution::run`.
-pub async fn for_call(db: &Db) -> Result<(Policy, Vec<String>)> {
-    let rows = sqlx::query("SELECT key, value FROM settings WHERE key LIKE 'policy.%' OR key = $1")
-        .bind(GLOBAL_MODULES_KEY)
-        .fetch_all(&db.pool)
-        .await?;
-    let mut global = None;
-    for row in &rows {
-        if row.try_get::<String, _>("key")? == GLOBAL_MODULES_KEY {
-            global = Some(row.try_get::<String, _>("value")?);
-        }
-    }
-    Ok((policy_of(&rows)?, global_modules_of(global).0))
-}
-
-/// The policy in `settings` rows (`key`, `value`); rows of other keys are ignored.
-fn policy_of(rows: &[sqlx::any::AnyRow]) -> Result<Policy> {
     let mut policy = Policy::default();
     for row in rows {
         let key: String = row.try_get("key")?;
-        if !key.starts_with(PREFIX) {
-            continue;
-        }
         let value: String = row.try_get("value")?;
         let number = || value.parse::<i64>().unwrap_or_default();
         match key.trim_start_matches(PREFIX) {
@@ -276,22 +252,14 @@ pub async fn global_modules(db: &Db) -> Result<(Vec<String>, bool)> {
         .bind(GLOBAL_MODULES_KEY)
         .fetch_optional(&db.pool)
         .await?;
-    let value = match row {
-        Some(row) => Some(row.try_get::<String, _>("value")?),
-        None => None,
-    };
-    Ok(global_modules_of(value))
-}
-
-/// The global allowlist from its stored value (`None`: never changed).
-fn global_modules_of(value: Option<String>) -> (Vec<String>, bool) {
-    if let Some(value) = value {
+    if let Some(row) = row {
+        let value: String = row.try_get("value")?;
         if let Ok(modules) = serde_json::from_str::<Vec<String>>(&value) {
-            return (modules, true);
+            return Ok((modules, true));
         }
         tracing::warn!("the stored global module allowlist is unreadable; using the defaults");
     }
-    (default_modules(), false)
+    Ok((default_modules(), false))
 }
 
 fn default_modules() -> Vec<String> {

@@ -693,16 +693,7 @@ pub async fn requests_of(
 /// The modules a server's tools may import now: the global allowlist plus approved module
 /// requests.
 pub async fn allowed_modules(db: &Db, server_id: &str) -> Result<Vec<String>> {
-    let (global, _) = crate::settings::global_modules(db).await?;
-    allowed_modules_over(db, server_id, global).await
-}
-
-/// `allowed_modules` over a global allowlist already read (`settings::for_call`).
-pub async fn allowed_modules_over(
-    db: &Db,
-    server_id: &str,
-    mut modules: Vec<String>,
-) -> Result<Vec<String>> {
+    let (mut modules, _) = crate::settings::global_modules(db).await?;
     modules.extend(crate::packages::approved_import_names(db, server_id).await?);
     // Package requests grant their import names (above), not their targets.
     let rows = sqlx::query("SELECT DISTINCT target FROM access_requests WHERE server_id = $1 AND kind = 'module' AND status = 'approved' \
@@ -727,15 +718,6 @@ pub async fn allowed_modules_over(
 /// since the policy covers public hosts only.
 pub async fn allowed_hosts(db: &Db, server_id: &str) -> Result<Vec<String>> {
     let all_public = crate::settings::policy(db).await?.all_public_hosts();
-    allowed_hosts_under(db, server_id, all_public).await
-}
-
-/// `allowed_hosts` under a policy already read (`all_public`: its `all_public_hosts`).
-pub async fn allowed_hosts_under(
-    db: &Db,
-    server_id: &str,
-    all_public: bool,
-) -> Result<Vec<String>> {
     let rows = sqlx::query("SELECT DISTINCT target, port, scope FROM access_requests WHERE server_id = $1 AND kind = 'network' AND status = 'approved'")
         .bind(server_id)
         .fetch_all(&db.pool)

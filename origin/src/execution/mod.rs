@@ -107,25 +107,22 @@ pub async fn run_observed(
         return Err(Error::Validation("arguments must be a JSON object".into()));
     }
     // The reads a run needs are independent: issue them together (each is one round trip; on
-    // the call path they were most of the origin's own latency). The settings are read once,
-    // for the policy and the modules and hosts both (`settings::for_call`).
+    // the call path they were most of the origin's own latency).
     let access = async {
         match approved.kind {
-            Kind::Python => {
-                let (policy, global) = crate::settings::for_call(&state.db).await?;
-                let all_public = policy.all_public_hosts();
-                let (modules, hosts, packages) = tokio::try_join!(
-                    crate::access::allowed_modules_over(&state.db, &approved.server_id, global),
-                    crate::access::allowed_hosts_under(&state.db, &approved.server_id, all_public),
-                    crate::packages::grants(state, &approved.server_id),
-                )?;
-                Ok::<_, Error>((policy, Some((modules, hosts, packages))))
-            }
-            Kind::Passthrough => Ok((crate::settings::policy(&state.db).await?, None)),
+            Kind::Python => tokio::try_join!(
+                crate::access::allowed_modules(&state.db, &approved.server_id),
+                crate::access::allowed_hosts(&state.db, &approved.server_id),
+            )
+            .map(Some),
+            Kind::Passthrough => Ok(None),
         }
     };
-    let ((policy, access), secrets) =
-        tokio::try_join!(access, crate::secrets::values(state, &approved.server_id),)?;
+    let (policy, secrets, access) = tokio::try_join!(
+        crate::settings::policy(&state.db),
+        crate::secrets::values(state, &approved.server_id),
+        access,
+    )?;
     // Every value is redacted, however short; values too short to redact reliably are refused
     // when set (`secrets::set_value`), and older ones are named here so an admin replaces them.
     let short: Vec<&str> = crate::secrets::too_short(&secrets).collect();
@@ -149,13 +146,11 @@ pub async fn run_observed(
     };
     let dispatched = match approved.kind {
         Kind::Python => {
-            let (modules, hosts, packages) = access.unwrap_or_default();
-            let allowed = Allowed {
-                modules,
-                hosts,
-                packages,
-            };
-            execute(state, approved, &arguments, secrets, allowed, progress).await
+            let (modules, hosts) = access.unwrap_or_default();
+            execute(
+                state, approved, &arguments, secrets, modules, hosts, progress,
+            )
+            .await
         }
         Kind::Passthrough => crate::external::forward(state, approved, &arguments, &secrets, actor)
             .await
@@ -281,30 +276,24 @@ pub async fn run_observed(
     })
 }
 
-/// What a Python tool's run may import (modules, granted packages) and reach (hosts), read
-/// at call time.
-struct Allowed {
-    modules: Vec<String>,
-    hosts: Vec<String>,
-    packages: Vec<contract::sandbox::PackageGrant>,
-}
-
 /// Sends a Python tool's run to the sandbox with the server's modules, hosts and secrets.
 async fn execute(
     state: &AppState,
     approved: &Approved,
     arguments: &Value,
     secrets: std::collections::BTreeMap<String, String>,
-    allowed: Allowed,
+    allowed_modules: Vec<String>,
+    allowed_hosts: Vec<String>,
     progress: Option<tokio::sync::mpsc::Sender<contract::sandbox::Progress>>,
 ) -> Result<contract::sandbox::ExecuteResponse> {
+    let packages = crate::packages::grants(state, &approved.server_id).await?;
     let request = ExecuteRequest {
         code: approved.code.clone(),
         arguments: arguments.to_string(),
-        allowed_modules: Some(allowed.modules),
-        allowed_hosts: allowed.hosts,
+        allowed_modules: Some(allowed_modules),
+        allowed_hosts,
         secrets,
-        packages: allowed.packages,
+        packages,
         limits: Limits {
             timeout_ms: approved.timeout_ms.max(1) as u64,
             ..Limits::default()

@@ -14,7 +14,6 @@ mod headers;
 pub mod keys;
 pub mod management;
 mod progress;
-mod resolve;
 pub mod scoped;
 pub mod sessions;
 pub mod tunnel;
@@ -43,6 +42,7 @@ use crate::activity::Audit;
 use crate::app::AppState;
 use crate::error::Error;
 use crate::execution;
+use crate::tools;
 
 use visible::visible_tools;
 pub use visible::{VisibleSet, watch_changes};
@@ -128,7 +128,6 @@ pub fn router(
         state: state.clone(),
         changes,
         scope: None,
-        ids: resolve::ToolIds::default(),
     };
     let mut config = StreamableHttpServerConfig::default();
     config = match &access.allowed_hosts {
@@ -188,8 +187,6 @@ struct Gateway {
     changes: watch::Receiver<VisibleSet>,
     /// `Some` on `/servers/{name}/mcp`: that server's tools only, under their own names.
     scope: Option<scoped::ServerScope>,
-    /// The tool ids of names called before (`resolve`).
-    ids: resolve::ToolIds,
 }
 
 impl ServerHandler for Gateway {
@@ -432,21 +429,11 @@ impl Gateway {
                 Err(err) => Ok(refusal(&err).into()),
             };
         }
-        // The name's tool and the call-time check of it (approved, hash intact, enabled, server
-        // running), one round trip when the name's id is remembered (`resolve`).
-        let db = &self.state.db;
-        let resolved = match &self.scope {
-            None => {
-                let lookup = visible::tool_id(db, &request.name);
-                self.ids.runnable(db, &request.name, lookup).await
-            }
-            Some(scope) => {
-                let public_name = crate::names::public_name(&scope.name, &request.name);
-                let lookup = visible::tool_id_in(db, &scope.name, &request.name);
-                self.ids.runnable(db, &public_name, lookup).await
-            }
+        let tool_id = match &self.scope {
+            None => visible::tool_id(&self.state.db, &request.name).await,
+            Some(scope) => visible::tool_id_in(&self.state.db, &scope.name, &request.name).await,
         };
-        let Some((tool_id, checked)) = resolved.map_err(to_protocol_error)? else {
+        let Some(tool_id) = tool_id.map_err(to_protocol_error)? else {
             return Err(McpError::invalid_params(
                 format!(
                     "unknown tool {:?}; call tools/list to see the tools",
@@ -456,8 +443,9 @@ impl Gateway {
             ));
         };
         let arguments = Value::Object(request.arguments.unwrap_or_default());
-        // A refusal is a tool error the model can read, not a protocol error.
-        let approved = match checked {
+        // The call-time check: approved, hash intact, enabled, server running. A refusal is a
+        // tool error the model can read, not a protocol error.
+        let approved = match tools::runnable(&self.state.db, &tool_id).await {
             Ok(approved) => approved,
             Err(err) => {
                 // Logged like any call (the log holds every attempt, refused ones too).
