@@ -2,6 +2,12 @@
 //! 2 and 16 concurrent callers, zygote RSS, per-worker PSS and supervisor cold start.
 //!
 //! Run: `cargo bench -p mcpbox-sandbox --bench calls` (release build).
+//!
+//! A/B: with `MCPBOX_BENCH_BASELINE=<another mcpbox-sandbox binary>` (e.g. one built from the
+//! main branch) it instead runs that binary and this build side by side and prints, for a sync
+//! and an async tool, sequential p50 (the two interleaved call by call), throughput at 32
+//! callers (rounds alternating A, B, A, B…), and per call: the workers' CPU and minor page
+//! faults and the zygote's (fork) CPU. The machine is shared and noisy; compare the ratios.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -15,6 +21,10 @@ const TRIVIAL: &str = "async def main(x: int):\n    return {'doubled': x * 2}\n"
 const KEY: &str = "benchmark-key-0123456789abcdef0123456789";
 
 fn main() {
+    if let Ok(baseline) = std::env::var("MCPBOX_BENCH_BASELINE") {
+        ab::run(Path::new(&baseline));
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("sandbox.sock");
     let key_file = dir.path().join("key");
@@ -114,8 +124,18 @@ fn ms(d: Duration) -> f64 {
 // The child is handed back and waited for in `stop`; the lint cannot see that.
 #[allow(clippy::zombie_processes)]
 fn start(socket: &Path, key_file: &Path, pool: usize) -> (Child, Duration) {
+    start_binary(
+        Path::new(env!("CARGO_BIN_EXE_mcpbox-sandbox")),
+        socket,
+        key_file,
+        pool,
+    )
+}
+
+#[allow(clippy::zombie_processes)]
+fn start_binary(binary: &Path, socket: &Path, key_file: &Path, pool: usize) -> (Child, Duration) {
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcpbox-sandbox"))
+    let mut child = Command::new(binary)
         .args(["serve", "--pool-size", &pool.to_string(), "--socket"])
         .arg(socket)
         .arg("--key-file")
@@ -158,10 +178,14 @@ fn send<T: serde::Serialize>(stream: &mut UnixStream, value: &T) {
 }
 
 fn call(stream: &mut UnixStream, x: i64) {
+    call_code(stream, TRIVIAL, x);
+}
+
+fn call_code(stream: &mut UnixStream, code: &str, x: i64) {
     send(
         stream,
         &Request::Execute(ExecuteRequest {
-            code: TRIVIAL.to_owned(),
+            code: code.to_owned(),
             arguments: format!("{{\"x\": {x}}}"),
             allowed_modules: None,
             allowed_hosts: vec![],
@@ -213,4 +237,203 @@ fn pss_kib(pid: i32) -> Option<u64> {
         .lines()
         .find_map(|line| line.strip_prefix("Pss:"))
         .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
+mod ab {
+    //! This build against a baseline binary, in one run (see the module comment).
+
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use super::*;
+
+    const SYNC: &str = "def main(x: int) -> dict:\n    return {'doubled': x * 2}\n";
+    const CALLERS: usize = 32;
+    const ROUNDS: usize = 3;
+    const ROUND: Duration = Duration::from_secs(3);
+    const SEQUENTIAL: usize = 600;
+
+    struct Side {
+        label: &'static str,
+        child: Child,
+        socket: std::path::PathBuf,
+        zygote: i32,
+    }
+
+    pub fn run(baseline: &Path) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key_file = dir.path().join("key");
+        std::fs::write(&key_file, KEY).expect("key");
+        let this = Path::new(env!("CARGO_BIN_EXE_mcpbox-sandbox"));
+        let mut sides: Vec<Side> = [("A baseline", baseline), ("B this build", this)]
+            .into_iter()
+            .enumerate()
+            .map(|(i, (label, binary))| {
+                let socket = dir.path().join(format!("sandbox-{i}.sock"));
+                let (child, _) = start_binary(binary, &socket, &key_file, 16);
+                let zygote = children(child.id() as i32)
+                    .into_iter()
+                    .next()
+                    .expect("zygote");
+                Side {
+                    label,
+                    child,
+                    socket,
+                    zygote,
+                }
+            })
+            .collect();
+        for (name, code) in [("sync", SYNC), ("async", TRIVIAL)] {
+            let mut streams: Vec<UnixStream> = sides.iter().map(|s| connect(&s.socket)).collect();
+            for i in 0..100 {
+                for stream in &mut streams {
+                    call_code(stream, code, i);
+                }
+            }
+            // Sequential, interleaved call by call.
+            let mut latencies = vec![Vec::new(); sides.len()];
+            let before: Vec<Counters> = sides.iter().map(|s| Counters::of(s.zygote)).collect();
+            for i in 0..SEQUENTIAL as i64 {
+                for (side, stream) in streams.iter_mut().enumerate() {
+                    let began = Instant::now();
+                    call_code(stream, code, i);
+                    latencies[side].push(began.elapsed());
+                }
+            }
+            // Let the pools refill so the counters include every replacement's fork + warm-up.
+            std::thread::sleep(Duration::from_millis(500));
+            let p50: Vec<Duration> = latencies
+                .iter_mut()
+                .map(|l| {
+                    l.sort_unstable();
+                    l[l.len() / 2]
+                })
+                .collect();
+            for (side, s) in sides.iter().enumerate() {
+                let spent = Counters::of(s.zygote).since(&before[side]);
+                println!(
+                    "{name} tool, {}: sequential p50 {:.3} ms; per call: worker CPU {:.0} µs, \
+                     worker minor faults {:.0}, zygote (fork) CPU {:.0} µs",
+                    s.label,
+                    ms(p50[side]),
+                    spent.worker_us / SEQUENTIAL as f64,
+                    spent.worker_faults / SEQUENTIAL as f64,
+                    spent.zygote_us / SEQUENTIAL as f64,
+                );
+            }
+            println!(
+                "{name} tool: p50 B/A {:.2}",
+                p50[1].as_secs_f64() / p50[0].as_secs_f64()
+            );
+            drop(streams);
+            // Throughput, rounds alternating between the two.
+            let mut totals = vec![(0usize, Duration::ZERO, Counters::default()); sides.len()];
+            for _ in 0..ROUNDS {
+                for (side, s) in sides.iter().enumerate() {
+                    let before = Counters::of(s.zygote);
+                    let (calls, took) = throughput(&s.socket, code);
+                    std::thread::sleep(Duration::from_millis(300));
+                    let spent = Counters::of(s.zygote).since(&before);
+                    totals[side].0 += calls;
+                    totals[side].1 += took;
+                    totals[side].2 = totals[side].2.plus(&spent);
+                }
+            }
+            let rates: Vec<f64> = totals
+                .iter()
+                .map(|(calls, took, _)| *calls as f64 / took.as_secs_f64())
+                .collect();
+            for (side, s) in sides.iter().enumerate() {
+                let (calls, _, spent) = &totals[side];
+                let calls = *calls as f64;
+                println!(
+                    "{name} tool, {}: {:.0} calls/s with {CALLERS} callers; per call: worker CPU \
+                     {:.0} µs, worker minor faults {:.0}, zygote (fork) CPU {:.0} µs",
+                    s.label,
+                    rates[side],
+                    spent.worker_us / calls,
+                    spent.worker_faults / calls,
+                    spent.zygote_us / calls,
+                );
+            }
+            println!("{name} tool: throughput B/A {:.2}", rates[1] / rates[0]);
+        }
+        for side in sides.drain(..) {
+            stop(side.child);
+        }
+    }
+
+    fn throughput(socket: &Path, code: &'static str) -> (usize, Duration) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let calls = Arc::new(AtomicU64::new(0));
+        let began = Instant::now();
+        let threads: Vec<_> = (0..CALLERS)
+            .map(|_| {
+                let socket = socket.to_path_buf();
+                let (stop, calls) = (stop.clone(), calls.clone());
+                std::thread::spawn(move || {
+                    let mut stream = connect(&socket);
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        call_code(&mut stream, code, i);
+                        i += 1;
+                        calls.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(ROUND);
+        stop.store(true, Ordering::Relaxed);
+        for thread in threads {
+            thread.join().expect("caller");
+        }
+        (calls.load(Ordering::Relaxed) as usize, began.elapsed())
+    }
+
+    /// The zygote's own CPU (its forks) and its reaped workers' CPU and minor faults.
+    #[derive(Default, Clone, Copy)]
+    struct Counters {
+        zygote_us: f64,
+        worker_us: f64,
+        worker_faults: f64,
+    }
+
+    impl Counters {
+        fn of(pid: i32) -> Counters {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let fields: Vec<f64> = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| {
+                    rest.split_whitespace()
+                        .map(|f| f.parse().unwrap_or(0.0))
+                        .collect()
+                })
+                .unwrap_or_default();
+            // After the command: state(0) … minflt(7) cminflt(8) … utime(11) stime(12)
+            // cutime(13) cstime(14); times in clock ticks.
+            let at = |i: usize| fields.get(i).copied().unwrap_or(0.0);
+            let tick_us = 1e6 / 100.0;
+            Counters {
+                zygote_us: (at(11) + at(12)) * tick_us,
+                worker_us: (at(13) + at(14)) * tick_us,
+                worker_faults: at(8),
+            }
+        }
+
+        fn since(&self, before: &Counters) -> Counters {
+            Counters {
+                zygote_us: self.zygote_us - before.zygote_us,
+                worker_us: self.worker_us - before.worker_us,
+                worker_faults: self.worker_faults - before.worker_faults,
+            }
+        }
+
+        fn plus(&self, other: &Counters) -> Counters {
+            Counters {
+                zygote_us: self.zygote_us + other.zygote_us,
+                worker_us: self.worker_us + other.worker_us,
+                worker_faults: self.worker_faults + other.worker_faults,
+            }
+        }
+    }
 }

@@ -15,6 +15,9 @@ import ast
 import asyncio
 import bisect
 import re
+import select
+import selectors
+import socket
 import types
 
 # ---------------------------------------------------------------------------------------------
@@ -1067,13 +1070,75 @@ def load(source, allowed, secrets):
     return main
 
 
-def call(main, arguments, loop):
-    """Calls main(**arguments); runs it to completion on `loop` if it is a coroutine."""
+def call(main, arguments):
+    """Calls main(**arguments); if it returns a coroutine, runs it to completion on the event
+    loop built in the zygote (`make_loop`), which this worker adopts then (`_adopt_loop`). A
+    sync tool never touches a loop."""
     result = main(**arguments)
     # types.CoroutineType, not asyncio.iscoroutine: the latter also accepts plain generators.
     if isinstance(result, types.CoroutineType):
-        result = loop.run_until_complete(result)
+        result = _adopt_loop().run_until_complete(result)
     return result
+
+
+# The event loop every worker starts with: built once in the zygote (`make_loop`) and never run
+# there. A fork copies the object, so each worker has its own copy of an unused loop; its three
+# fd numbers are made to name this worker's own new epoll and socketpair before it reads a job
+# (sandbox/src/worker.rs, `isolation::renew_loop_fds`), so no kernel object is shared either.
+_LOOP = []
+
+
+def make_loop(epoll_fd, self_read, self_write):
+    """In the zygote, once: the template loop on the zygote's fds (which the worker replaces)."""
+    _LOOP.append(PreparedLoop(epoll_fd, self_read, self_write))
+
+
+def _adopt_loop():
+    """The worker's loop. Its epoll fd is this worker's new epoll, empty: the self-pipe's read
+    end, registered in the zygote's epoll when the loop was built, is registered again here."""
+    loop = _LOOP[0]
+    if len(_LOOP) == 1:
+        loop._selector._selector.register(loop._ssock.fileno(), select.EPOLLIN)
+        _LOOP.append(True)
+    return loop
+
+
+def run_closing(main, loop_fds):
+    """The zygote's warm-up only: runs async `main()` on a `PreparedLoop` and closes it (and
+    with it its three fds) before the zygote forks anything."""
+    loop = PreparedLoop(*loop_fds)
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
+class _PreparedSelector(selectors.EpollSelector):
+    """An epoll selector on an epoll fd the worker created before seccomp took
+    `epoll_create1` away (`select.epoll.fromfd` makes no syscall)."""
+
+    def __init__(self, epoll_fd):
+        selectors._BaseSelectorImpl.__init__(self)
+        self._selector = select.epoll.fromfd(epoll_fd)
+
+
+class PreparedLoop(asyncio.SelectorEventLoop):
+    """asyncio's own loop on three fds made for it (`isolation::loop_fds`): an epoll fd and a
+    non-blocking unix socketpair for the self-pipe. Passing SOCK_NONBLOCK in the type gives the
+    socket objects a zero timeout, as `setblocking(False)` would, without an `ioctl`; with
+    family, type and proto given, `socket(fileno=…)` needs no `getsockopt` either."""
+
+    def __init__(self, epoll_fd, self_read, self_write):
+        self._prepared_pipe = (self_read, self_write)
+        super().__init__(_PreparedSelector(epoll_fd))
+
+    def _make_self_pipe(self):
+        kind = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
+        self_read, self_write = self._prepared_pipe
+        self._ssock = socket.socket(socket.AF_UNIX, kind, 0, self_read)
+        self._csock = socket.socket(socket.AF_UNIX, kind, 0, self_write)
+        self._internal_fds += 1
+        self._add_reader(self._ssock.fileno(), self._read_from_self)
 
 
 def make_importer(overrides):

@@ -74,6 +74,57 @@ pub fn isolate_fds(keep: RawFd) -> Result<(), Error> {
     Ok(())
 }
 
+/// The fds of an event loop (`runtime.PreparedLoop`): an epoll fd and a non-blocking unix
+/// socketpair for asyncio's self-pipe. (epoll fd, self-pipe read end, write end).
+pub type LoopFds = (RawFd, RawFd, RawFd);
+
+/// New loop fds (`LoopFds`).
+pub fn loop_fds() -> Option<LoopFds> {
+    // SAFETY: plain fd-creating syscalls; the fds are this worker's for its whole life.
+    unsafe {
+        let epoll = libc::epoll_create1(libc::EPOLL_CLOEXEC);
+        let mut pair = [-1; 2];
+        let paired = libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+            pair.as_mut_ptr(),
+        );
+        (epoll >= 0 && paired == 0).then_some((epoll, pair[0], pair[1]))
+    }
+}
+
+/// In a worker, after `isolate_fds` and before `lock_down` (which takes these syscalls away):
+/// makes the fd numbers of the zygote's template loop (`runtime.make_loop`, copied into every
+/// worker by the fork) name a new epoll and socketpair of this worker's own, so the loop it
+/// inherited shares no kernel object with the zygote or any other worker. (`isolate_fds` has
+/// closed the inherited ones already.)
+pub fn renew_loop_fds(template: LoopFds) -> bool {
+    let Some(fresh) = loop_fds() else {
+        return false;
+    };
+    let (template, fresh) = (
+        [template.0, template.1, template.2],
+        [fresh.0, fresh.1, fresh.2],
+    );
+    // Moved above every template number first, so placing one cannot close another.
+    let above = template.iter().copied().max().unwrap_or(0) + 1;
+    // SAFETY: fd syscalls on fds this single-threaded worker owns.
+    unsafe {
+        let mut moved = [-1; 3];
+        for (slot, fd) in moved.iter_mut().zip(fresh) {
+            *slot = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, above);
+            libc::close(fd);
+        }
+        let mut placed = true;
+        for (from, to) in moved.iter().zip(template) {
+            placed &= *from >= 0 && libc::dup2(*from, to) == to;
+            libc::close(*from);
+        }
+        placed
+    }
+}
+
 fn set_limit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> bool {
     let limit = libc::rlimit {
         rlim_cur: soft,

@@ -62,7 +62,9 @@ pub fn initialize() -> Result<(), Error> {
 /// Loads the runtime module and imports every module a default tool may use, so forked workers
 /// start with them in memory. Returns the runtime module and the directories Python may still
 /// need to read (for modules imported lazily), for Landlock.
-pub fn preload(py: Python<'_>) -> Result<(Py<PyModule>, Vec<String>), Error> {
+pub fn preload(
+    py: Python<'_>,
+) -> Result<(Py<PyModule>, Vec<String>, crate::isolation::LoopFds), Error> {
     let runtime = PyModule::from_code(
         py,
         &CString::new(RUNTIME_SOURCE).map_err(|_| Error::Python("NUL in runtime".into()))?,
@@ -147,12 +149,21 @@ pub fn preload(py: Python<'_>) -> Result<(Py<PyModule>, Vec<String>), Error> {
             ),
         )
         .map_err(py_error)?;
+    warm_up_zygote(py, &runtime).map_err(py_error)?;
+    // The loop every worker inherits (`runtime.make_loop`): built here, never run here.
+    let loop_fds = crate::isolation::loop_fds()
+        .ok_or_else(|| Error::Python("could not create the event loop's fds".into()))?;
+    runtime
+        .call_method1("make_loop", loop_fds)
+        .map_err(py_error)?;
     // Move everything loaded so far out of the collector's reach: a forked worker's GC then
     // never walks (and so never copies-on-write) the inherited heap.
+    // (Collected first: the warm-up's garbage need not be every worker's.)
     py.import("gc")
+        .and_then(|gc| gc.call_method0("collect").and(Ok(gc)))
         .and_then(|gc| gc.call_method0("freeze"))
         .map_err(py_error)?;
-    Ok((runtime.unbind(), readable))
+    Ok((runtime.unbind(), readable, loop_fds))
 }
 
 fn py_error(err: PyErr) -> Error {
@@ -285,17 +296,12 @@ pub struct ExecuteJob<'a> {
 }
 
 /// Runs a tool: static check, load, call, serialise. Never panics on tool behaviour.
-pub fn execute(
-    py: Python<'_>,
-    runtime: &Bound<'_, PyModule>,
-    event_loop: &Bound<'_, PyAny>,
-    job: ExecuteJob<'_>,
-) -> Outcome {
+pub fn execute(py: Python<'_>, runtime: &Bound<'_, PyModule>, job: ExecuteJob<'_>) -> Outcome {
     {
         let mut capture = CAPTURE.lock().unwrap_or_else(|p| p.into_inner());
         capture.cap = usize::try_from(job.stdout_bytes).unwrap_or(usize::MAX);
     }
-    let (result, content) = match execute_inner(py, runtime, event_loop, &job) {
+    let (result, content) = match execute_inner(py, runtime, &job) {
         Ok((json, content)) => (Ok(json), content),
         Err(error) => (Err(error), Vec::new()),
     };
@@ -312,11 +318,10 @@ pub fn execute(
 fn execute_inner(
     py: Python<'_>,
     runtime: &Bound<'_, PyModule>,
-    event_loop: &Bound<'_, PyAny>,
     job: &ExecuteJob<'_>,
 ) -> Result<(String, Vec<ContentBlock>), ToolError> {
     if job.unguarded {
-        return execute_unguarded(py, runtime, event_loop, job);
+        return execute_unguarded(py, runtime, job);
     }
     let errors = if job.checked {
         Vec::new()
@@ -377,45 +382,59 @@ fn execute_inner(
             error
         })?;
     let result = runtime
-        .call_method1("call", (main, arguments, event_loop))
+        .call_method1("call", (main, arguments))
         .map_err(|err| tool_error(py, err, job.code))?;
     let limit = usize::try_from(job.result_bytes).unwrap_or(usize::MAX);
     crate::content::to_result(&result, limit)
         .map_err(|err| ToolError::new(ErrorKind::Result, err.0))
 }
 
-/// Runs a one-line tool through exactly the path every call takes (load, call on the event
-/// loop, serialise), so the copy-on-write faults of that path are paid while the worker waits in
-/// the pool rather than during a call. Our own code; nothing of it is visible to the next job.
-pub fn warm_up(py: Python<'_>, runtime: &Bound<'_, PyModule>, event_loop: &Bound<'_, PyAny>) {
+/// The warm-up tool: our own code, never a tool's.
+const WARM_UP_CODE: &str = "def main():\n    return {'a': [1, 'b', None, 1.5, True]}\n";
+const WARM_UP_ASYNC_CODE: &str = "async def main():\n    return {'a': [1, 'b', None, 1.5, True]}\n";
+
+/// Once, in the zygote, before `gc.freeze`: the warm-up tool through the whole call path, sync
+/// and async (on a loop of its own, closed after, which closes its fds too), so whatever that
+/// path builds lazily the first time (interned names, method caches, asyncio's internals) is
+/// built once in the memory every worker shares instead of in each worker. Nothing of it is
+/// reachable from a tool: `load` gives every run fresh globals.
+fn warm_up_zygote(py: Python<'_>, runtime: &Bound<'_, PyModule>) -> PyResult<()> {
+    let modules = PyList::new(py, contract::sandbox::DEFAULT_MODULES)?;
+    let main = runtime.call_method1("load", (WARM_UP_CODE, &modules, PyDict::new(py)))?;
+    let result = runtime.call_method1("call", (main, PyDict::new(py)))?;
+    let _ = crate::content::to_result(&result, 1024);
+    let fds = crate::isolation::loop_fds()
+        .ok_or_else(|| PyValueError::new_err("could not create the warm-up loop's fds"))?;
+    let main = runtime.call_method1("load", (WARM_UP_ASYNC_CODE, &modules, PyDict::new(py)))?;
+    let result = runtime.call_method1("run_closing", (main, fds))?;
+    let _ = crate::content::to_result(&result, 1024);
+    Ok(())
+}
+
+/// In each worker while it waits in the pool: the warm-up tool again (sync: no loop), so the
+/// copy-on-write faults of the call path are paid before a call rather than during it. Our own
+/// code; nothing of it is visible to the next job.
+pub fn warm_up(py: Python<'_>, runtime: &Bound<'_, PyModule>) {
     let modules = PyList::new(py, contract::sandbox::DEFAULT_MODULES);
     let warmed = modules.and_then(|modules| {
-        let main = runtime.call_method1(
-            "load",
-            (
-                "async def main():\n    return {'a': [1, 'b', None, 1.5, True]}\n",
-                modules,
-                PyDict::new(py),
-            ),
-        )?;
-        runtime.call_method1("call", (main, PyDict::new(py), event_loop))
+        let main = runtime.call_method1("load", (WARM_UP_CODE, modules, PyDict::new(py)))?;
+        runtime.call_method1("call", (main, PyDict::new(py)))
     });
     if let Ok(result) = warmed {
-        let _ = to_json(&result, 1024);
+        let _ = crate::content::to_result(&result, 1024);
     }
 }
 
 fn execute_unguarded(
     py: Python<'_>,
     runtime: &Bound<'_, PyModule>,
-    event_loop: &Bound<'_, PyAny>,
     job: &ExecuteJob<'_>,
 ) -> Result<(String, Vec<ContentBlock>), ToolError> {
     let main = runtime
         .call_method1("load_unguarded", (job.code,))
         .map_err(|e| tool_error(py, e, job.code))?;
     let result = runtime
-        .call_method1("call", (main, PyDict::new(py), event_loop))
+        .call_method1("call", (main, PyDict::new(py)))
         .map_err(|e| tool_error(py, e, job.code))?;
     to_json(&result, 1 << 20)
         .map(|json| (json, Vec::new()))

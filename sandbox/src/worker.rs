@@ -19,6 +19,7 @@ pub fn run(
     runtime: &Bound<'_, PyModule>,
     socket: RawFd,
     readable: &[String],
+    loop_fds: isolation::LoopFds,
     seccomp: isolation::WorkerSeccomp<'_>,
     unguarded: bool,
 ) -> ! {
@@ -28,16 +29,13 @@ pub fn run(
         exit(3);
     }
     python::set_supervisor_fd(WORKER_SOCKET_FD);
-    // The event loop needs epoll and a socketpair: create it while those syscalls are allowed.
-    let event_loop = match py
-        .import("asyncio")
-        .and_then(|asyncio| asyncio.call_method0("new_event_loop"))
-    {
-        Ok(event_loop) => event_loop,
-        Err(_) => exit(4),
-    };
+    // The event loop was built once in the zygote and copied by the fork (only an async tool
+    // touches it); its fds are made this worker's own now, while the syscalls are allowed.
+    if !isolation::renew_loop_fds(loop_fds) {
+        exit(4);
+    }
     let layers = isolation::lock_down(readable, seccomp).into_layers();
-    python::warm_up(py, runtime, &event_loop);
+    python::warm_up(py, runtime);
     // SAFETY: fd 3 is ours for the worker's life; ManuallyDrop never closes it.
     let mut socket = ManuallyDrop::new(unsafe { File::from_raw_fd(WORKER_SOCKET_FD) });
     if frame::write_sync(&mut *socket, &WorkerMessage::Ready { layers }).is_err() {
@@ -63,7 +61,6 @@ pub fn run(
             python::execute(
                 py,
                 runtime,
-                &event_loop,
                 python::ExecuteJob {
                     code: &code,
                     arguments: &arguments,

@@ -42,7 +42,7 @@ fn serve(unguarded: bool, packages_dir: Option<std::path::PathBuf>) -> Result<()
     let clean_environment = std::env::vars_os().next().is_none();
     let network_namespace = isolation::enter_network_namespace();
     python::initialize()?;
-    let (runtime, mut readable) = Python::attach(python::preload)?;
+    let (runtime, mut readable, loop_fds) = Python::attach(python::preload)?;
     // Packages are not preloaded (one server's packages are not every server's): workers
     // import a call's granted ones from here, so they must be able to read it.
     // A missing directory is left out: Landlock refuses a rule on a path that does not exist.
@@ -109,7 +109,9 @@ fn serve(unguarded: bool, packages_dir: Option<std::path::PathBuf>) -> Result<()
             }
             let bytes = received.bytes;
             match serde_json::from_slice::<ZygoteCommand>(&buf[..bytes]) {
-                Ok(ZygoteCommand::Spawn) => spawn(&runtime, &readable, seccomp, unguarded)?,
+                Ok(ZygoteCommand::Spawn) => {
+                    spawn(&runtime, &readable, loop_fds, seccomp, unguarded)?
+                }
                 Err(err) => eprintln!("mcpbox-sandbox zygote: bad command: {err}"),
             }
         }
@@ -187,6 +189,7 @@ fn reap() -> Result<(), Error> {
 fn spawn(
     runtime: &Py<pyo3::types::PyModule>,
     readable: &[String],
+    loop_fds: isolation::LoopFds,
     seccomp: isolation::WorkerSeccomp<'_>,
     unguarded: bool,
 ) -> Result<(), Error> {
@@ -215,6 +218,7 @@ fn spawn(
                 runtime.bind(py),
                 worker_end.as_raw_fd(),
                 readable,
+                loop_fds,
                 seccomp,
                 unguarded,
             );

@@ -307,6 +307,51 @@ def main():
     assert_eq!(&fds[..4], &[0, 1, 2, 3], "{fds:?}");
 }
 
+/// The event loop's epoll fd and self-pipe are made in each worker after the fork (never in the
+/// zygote, where every worker would share the same kernel objects: one call's registrations and
+/// wake-ups visible to the next). Two calls: the second sees other objects than the first, and
+/// nothing the first wrote into every socket it held.
+#[tokio::test]
+async fn each_worker_has_its_own_event_loop_fds() {
+    let supervisor = unguarded().await;
+    let code = r#"
+import os, stat
+def main():
+    fds, seen, unread = 0, [], []
+    for fd in range(4, 64):
+        try:
+            info = os.fstat(fd)
+        except OSError:
+            continue
+        fds += 1
+        # (Every epoll fd shares the one anonymous inode; sockets have their own.)
+        if stat.S_ISSOCK(info.st_mode):
+            seen.append([info.st_dev, info.st_ino])
+            try:
+                unread.append(len(os.read(fd, 4096)))
+            except BlockingIOError:
+                pass
+            try:
+                os.write(fd, b"left by the previous call")
+            except OSError:
+                pass
+    return {"fds": fds, "seen": seen, "unread": unread}
+"#;
+    let first: serde_json::Value = serde_json::from_str(&result(&supervisor, code).await).unwrap();
+    let second: serde_json::Value = serde_json::from_str(&result(&supervisor, code).await).unwrap();
+    supervisor.shutdown();
+    let seen = |v: &serde_json::Value| v["seen"].as_array().cloned().unwrap_or_default();
+    // The epoll fd and the two ends of the self-pipe.
+    assert_eq!(first["fds"], 3, "{first}");
+    assert_eq!(seen(&first).len(), 2, "{first}");
+    for object in seen(&first) {
+        assert!(!seen(&second).contains(&object), "{first} / {second}");
+    }
+    // Each worker reads what it wrote into its own pair (the self-pipe's two ends talk to
+    // each other), never the other call's bytes: the same count in both.
+    assert_eq!(first["unread"], second["unread"], "{first} / {second}");
+}
+
 #[tokio::test]
 async fn workers_live_in_their_own_network_namespace() {
     if !is_root() {

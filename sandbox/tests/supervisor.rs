@@ -434,6 +434,56 @@ async fn tools_get_json_results_stdout_and_readable_errors() {
     supervisor.shutdown();
 }
 
+/// The event loop is built only when `main` returns a coroutine (`runtime.PreparedLoop`, on fds
+/// the worker made before seccomp): everything a tool may do with asyncio still works on it —
+/// timers, tasks, gather, wait_for's timeout, queues, events — and a sync tool runs without one.
+#[tokio::test]
+async fn async_tools_run_on_the_lazily_built_loop() {
+    let supervisor = supervisor(2).await;
+    let code = r#"
+import asyncio
+async def main(n: int):
+    async def twice(x):
+        await asyncio.sleep(0.001)
+        return 2 * x
+    doubled = await asyncio.gather(*(twice(i) for i in range(n)))
+    task = asyncio.create_task(twice(21))
+    try:
+        await asyncio.wait_for(asyncio.sleep(10), timeout=0.01)
+        timed_out = False
+    except asyncio.TimeoutError:
+        timed_out = True
+    queue = asyncio.Queue()
+    event = asyncio.Event()
+    async def producer():
+        for i in range(3):
+            await queue.put(i)
+        event.set()
+    asyncio.create_task(producer())
+    await event.wait()
+    items = [queue.get_nowait() for _ in range(3)]
+    return {"doubled": doubled, "task": await task, "timed_out": timed_out, "items": items}
+"#;
+    let response = supervisor
+        .execute(request(code, r#"{"n": 4}"#, 5_000))
+        .await;
+    assert_eq!(
+        response.result.as_deref(),
+        Some(r#"{"doubled":[0,2,4,6],"task":42,"timed_out":true,"items":[0,1,2]}"#),
+        "{response:?}"
+    );
+    // A sync tool has no running loop to find, and asyncio's coroutine helpers still say so.
+    let sync = supervisor
+        .execute(request(
+            "import asyncio\ndef main():\n    return asyncio.iscoroutinefunction(main)\n",
+            "{}",
+            5_000,
+        ))
+        .await;
+    assert_eq!(sync.result.as_deref(), Some("false"), "{sync:?}");
+    supervisor.shutdown();
+}
+
 #[tokio::test]
 async fn the_linear_time_re_behaves_like_pythons() {
     let supervisor = supervisor(1).await;
