@@ -86,7 +86,11 @@ fn the_management_tools_keep_their_names_parameters_and_order() {
     let listed: Vec<Value> = management::tools().iter().map(semantic).collect();
     if std::env::var_os("MCPBOX_DUMP_MANAGEMENT_FIXTURE").is_some() {
         // How the fixture's additions were generated (then reviewed by hand).
-        std::fs::write("/tmp/management_tools_now.json", serde_json::to_string_pretty(&listed).unwrap()).unwrap();
+        std::fs::write(
+            "/tmp/management_tools_now.json",
+            serde_json::to_string_pretty(&listed).unwrap(),
+        )
+        .unwrap();
     }
     let expected = fixture["tools"].as_array().unwrap();
     assert_eq!(expected.len(), 34);

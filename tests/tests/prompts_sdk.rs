@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use mcpbox_e2e::mcp::{NEW, admin_token, api, approve_and_start, draft_tool, get_json, python_sdk, submit_and_approve};
+use mcpbox_e2e::mcp::{
+    NEW, admin_token, api, approve_and_start, draft_tool, get_json, python_sdk, submit_and_approve,
+};
 use mcpbox_e2e::{Origin, ServeOptions};
 use serde_json::{Value, json};
 
@@ -21,13 +23,27 @@ async fn the_official_python_sdk_lists_gets_and_reads_on_both_revisions() {
     let (server, tool) = draft_tool(&url, &token, "lib", "forecast", FORECAST).await;
     let mut items = Vec::new();
     for (kind, body) in [
-        ("prompts", json!({"name": "review", "description": "Review something", "content": {
+        (
+            "prompts",
+            json!({"name": "review", "description": "Review something", "content": {
             "template": "Please review {topic}.",
-            "arguments": [{"name": "topic", "required": true}]}})),
-        ("resources", json!({"name": "guide", "content": {"mime_type": "text/markdown", "text": "# Guide"}})),
-        ("resources", json!({"name": "weather", "content": {"tool": "forecast", "params": ["city"]}})),
+            "arguments": [{"name": "topic", "required": true}]}}),
+        ),
+        (
+            "resources",
+            json!({"name": "guide", "content": {"mime_type": "text/markdown", "text": "# Guide"}}),
+        ),
+        (
+            "resources",
+            json!({"name": "weather", "content": {"tool": "forecast", "params": ["city"]}}),
+        ),
     ] {
-        let (status, created) = api(&format!("{url}/api/servers/{server}/{kind}"), body, Some(&token)).await;
+        let (status, created) = api(
+            &format!("{url}/api/servers/{server}/{kind}"),
+            body,
+            Some(&token),
+        )
+        .await;
         assert_eq!(status, 201, "{created}");
         items.push(created["id"].as_str().unwrap().to_owned());
     }
@@ -57,12 +73,31 @@ async fn the_official_python_sdk_lists_gets_and_reads_on_both_revisions() {
         assert_eq!(clients[0]["version"], "2025-11-25", "{seen}");
         assert_eq!(clients[1]["version"], NEW, "{seen}");
         for client in clients {
-            assert_eq!(client["prompts"], json!([{"name": format!("{prefix}review"), "arguments": [["topic", true]]}]), "{seen}");
-            assert_eq!(client["rendered"], json!(["Please review the release notes."]), "{seen}");
+            assert_eq!(
+                client["prompts"],
+                json!([{"name": format!("{prefix}review"), "arguments": [["topic", true]]}]),
+                "{seen}"
+            );
+            assert_eq!(
+                client["rendered"],
+                json!(["Please review the release notes."]),
+                "{seen}"
+            );
             let missing = client["missing"].as_str().unwrap_or_default();
-            assert!(missing.contains("missing required argument \"topic\""), "{seen}");
-            assert_eq!(client["resources"], json!([["mcpbox://lib/guide", "text/markdown"]]), "{seen}");
-            assert_eq!(client["templates"], json!(["mcpbox://lib/weather/{city}"]), "{seen}");
+            assert!(
+                missing.contains("missing required argument \"topic\""),
+                "{seen}"
+            );
+            assert_eq!(
+                client["resources"],
+                json!([["mcpbox://lib/guide", "text/markdown"]]),
+                "{seen}"
+            );
+            assert_eq!(
+                client["templates"],
+                json!(["mcpbox://lib/weather/{city}"]),
+                "{seen}"
+            );
             assert_eq!(client["guide"], json!(["# Guide"]), "{seen}");
             assert_eq!(client["weather"], json!(["Sunny in Oslo"]), "{seen}");
         }

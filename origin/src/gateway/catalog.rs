@@ -65,7 +65,11 @@ pub(super) async fn list_prompts(
                     }
                 })
                 .collect();
-            Some(Prompt::new(&name, Some(description(item, &name)), Some(arguments)))
+            Some(Prompt::new(
+                &name,
+                Some(description(item, &name)),
+                Some(arguments),
+            ))
         })
         .collect();
     let mut result = ListPromptsResult::with_all_items(listed).with_ttl_ms(0);

@@ -70,7 +70,9 @@ async fn item_body(state: &AppState, tool: Tool) -> Result<ItemBody> {
     let content: serde_json::Value =
         serde_json::from_str(&latest.python_code).unwrap_or(serde_json::Value::Null);
     let uri = match Item::parse(tool.kind, &latest.python_code) {
-        Ok(Item::Resource(resource)) => Some(super::uri(&server.name, &tool.name, &resource.params)),
+        Ok(Item::Resource(resource)) => {
+            Some(super::uri(&server.name, &tool.name, &resource.params))
+        }
         _ => None,
     };
     Ok(ItemBody {
@@ -107,8 +109,14 @@ async fn list_of(
     params: PageParams,
 ) -> Result<Page<ItemSummary>> {
     let request = params.validate()?;
-    let (items, total) =
-        super::list(&state.db, server_id, kind, request.limit(), request.offset()).await?;
+    let (items, total) = super::list(
+        &state.db,
+        server_id,
+        kind,
+        request.limit(),
+        request.offset(),
+    )
+    .await?;
     let items = items
         .into_iter()
         .map(|t| ItemSummary {
@@ -220,8 +228,7 @@ async fn update_item(
         enabled,
         summary,
     };
-    let (tool, _) =
-        super::update(state, id, kind, changes, Source::Admin, &audited.audit).await?;
+    let (tool, _) = super::update(state, id, kind, changes, Source::Admin, &audited.audit).await?;
     Ok(Json(item_body(state, tool).await?))
 }
 
@@ -233,7 +240,9 @@ async fn list_prompts(
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Json<Page<ItemSummary>>> {
     auth.require(Role::Viewer)?;
-    Ok(Json(list_of(&state, &server_id, Kind::Prompt, params).await?))
+    Ok(Json(
+        list_of(&state, &server_id, Kind::Prompt, params).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/servers/{id}/prompts", tag = "prompts", operation_id = "prompts_create", params(("id" = String, Path, description = "The server's id")), request_body = CreatePromptBody, responses((status = 201, body = ItemBody), JsonBody, Admin, E404, E409), security(("bearer" = [])))]
@@ -244,7 +253,15 @@ async fn create_prompt(
     ApiJson(body): ApiJson<CreatePromptBody>,
 ) -> Result<(StatusCode, Json<ItemBody>)> {
     let item = Item::Prompt(body.content);
-    create_item(&state, &audited, &server_id, &body.name, &body.description, item).await
+    create_item(
+        &state,
+        &audited,
+        &server_id,
+        &body.name,
+        &body.description,
+        item,
+    )
+    .await
 }
 
 #[utoipa::path(get, path = "/api/prompts/{id}", tag = "prompts", operation_id = "prompts_show", params(("id" = String, Path, description = "The id")), responses((status = 200, body = ItemBody), E401, E404), security(("bearer" = [])))]
@@ -288,7 +305,9 @@ async fn list_resources(
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Json<Page<ItemSummary>>> {
     auth.require(Role::Viewer)?;
-    Ok(Json(list_of(&state, &server_id, Kind::Resource, params).await?))
+    Ok(Json(
+        list_of(&state, &server_id, Kind::Resource, params).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/servers/{id}/resources", tag = "prompts", operation_id = "resources_create", params(("id" = String, Path, description = "The server's id")), request_body = CreateResourceBody, responses((status = 201, body = ItemBody), JsonBody, Admin, E404, E409), security(("bearer" = [])))]
@@ -299,7 +318,15 @@ async fn create_resource(
     ApiJson(body): ApiJson<CreateResourceBody>,
 ) -> Result<(StatusCode, Json<ItemBody>)> {
     let item = Item::Resource(body.content);
-    create_item(&state, &audited, &server_id, &body.name, &body.description, item).await
+    create_item(
+        &state,
+        &audited,
+        &server_id,
+        &body.name,
+        &body.description,
+        item,
+    )
+    .await
 }
 
 #[utoipa::path(get, path = "/api/resources/{id}", tag = "prompts", operation_id = "resources_show", params(("id" = String, Path, description = "The id")), responses((status = 200, body = ItemBody), E401, E404), security(("bearer" = [])))]

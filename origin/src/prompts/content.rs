@@ -24,7 +24,9 @@ pub const ARGUMENT_DESCRIPTION_MAX: usize = 500;
 pub const MIME_TYPE_MAX: usize = 100;
 
 /// One declared argument of a prompt.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema,
+)]
 #[serde(deny_unknown_fields)]
 #[schema(as = prompts::Argument)]
 pub struct PromptArgument {
@@ -38,7 +40,9 @@ pub struct PromptArgument {
 }
 
 /// A prompt version's content: a template and its declared arguments.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema,
+)]
 #[serde(deny_unknown_fields)]
 #[schema(as = prompts::PromptContent)]
 pub struct PromptContent {
@@ -51,7 +55,9 @@ pub struct PromptContent {
 
 /// A resource version's content: static text, or the tool of the same server that produces it
 /// (whose arguments are the URI's `params`, making it a resource template).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema,
+)]
 #[serde(deny_unknown_fields)]
 #[schema(as = prompts::ResourceContent)]
 pub struct ResourceContent {
@@ -96,7 +102,9 @@ fn check_unique<'a>(what: &str, names: impl Iterator<Item = &'a str>) -> Result<
     let mut seen = std::collections::HashSet::new();
     for name in names {
         if !seen.insert(name) {
-            return Err(Error::Validation(format!("{what} {name:?} is declared twice")));
+            return Err(Error::Validation(format!(
+                "{what} {name:?} is declared twice"
+            )));
         }
     }
     Ok(())
@@ -128,7 +136,10 @@ impl PromptContent {
                 )));
             }
         }
-        check_unique("the argument", self.arguments.iter().map(|a| a.name.as_str()))
+        check_unique(
+            "the argument",
+            self.arguments.iter().map(|a| a.name.as_str()),
+        )
     }
 
     /// The template with each `{argument}` replaced by its value (a missing optional argument
@@ -288,7 +299,10 @@ mod tests {
 
     #[test]
     fn renders_declared_placeholders_once_and_leaves_other_braces() {
-        let p = prompt("Hi {name}, {unknown} {} {{name}} {opt}.", &[("name", true), ("opt", false)]);
+        let p = prompt(
+            "Hi {name}, {unknown} {} {{name}} {opt}.",
+            &[("name", true), ("opt", false)],
+        );
         let out = p.render(&args(&[("name", "{opt}".into())])).unwrap();
         // The value `{opt}` is not searched again; `{{name}}` keeps its outer braces.
         assert_eq!(out, "Hi {opt}, {unknown} {} {{opt}} .");
@@ -297,9 +311,13 @@ mod tests {
     #[test]
     fn readable_argument_errors() {
         let p = prompt("{a}", &[("a", true)]);
-        assert_eq!(p.render(&args(&[])).unwrap_err(), "missing required argument \"a\"");
         assert_eq!(
-            p.render(&args(&[("a", "x".into()), ("b", "y".into())])).unwrap_err(),
+            p.render(&args(&[])).unwrap_err(),
+            "missing required argument \"a\""
+        );
+        assert_eq!(
+            p.render(&args(&[("a", "x".into()), ("b", "y".into())]))
+                .unwrap_err(),
             "unknown argument \"b\": this prompt takes a"
         );
         assert_eq!(
@@ -317,10 +335,17 @@ mod tests {
         // Rendering: 8 placeholders of a 32 KiB value is exactly 256 KiB; one byte more is refused.
         let p = prompt(&"{a}".repeat(8), &[("a", true)]);
         let value = "y".repeat(RENDERED_MAX_BYTES / 8);
-        assert_eq!(p.render(&args(&[("a", value.clone().into())])).unwrap().len(), RENDERED_MAX_BYTES);
+        assert_eq!(
+            p.render(&args(&[("a", value.clone().into())]))
+                .unwrap()
+                .len(),
+            RENDERED_MAX_BYTES
+        );
         let longer = format!("{value}y");
         assert!(p.render(&args(&[("a", longer.into())])).is_err());
-        let names: Vec<(String, bool)> = (0..=ARGUMENTS_MAX).map(|i| (format!("a{i}"), false)).collect();
+        let names: Vec<(String, bool)> = (0..=ARGUMENTS_MAX)
+            .map(|i| (format!("a{i}"), false))
+            .collect();
         let refs: Vec<(&str, bool)> = names.iter().map(|(n, r)| (n.as_str(), *r)).collect();
         assert!(prompt("t", &refs[..ARGUMENTS_MAX]).check().is_ok());
         assert!(prompt("t", &refs).check().is_err());

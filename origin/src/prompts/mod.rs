@@ -88,13 +88,11 @@ async fn checked_item(db: &Db, server_id: &str, item: &Item) -> Result<ValidCode
         tool: Some(tool), ..
     }) = item
     {
-        let row = sqlx::query(
-            "SELECT kind FROM tools WHERE server_id = $1 AND name = $2",
-        )
-        .bind(server_id)
-        .bind(tool)
-        .fetch_optional(&db.pool)
-        .await?;
+        let row = sqlx::query("SELECT kind FROM tools WHERE server_id = $1 AND name = $2")
+            .bind(server_id)
+            .bind(tool)
+            .fetch_optional(&db.pool)
+            .await?;
         let is_tool = match row {
             Some(row) => tools_kind_is_tool(&row.try_get::<String, _>("kind")?),
             None => false,
@@ -210,7 +208,10 @@ pub async fn update(
 pub async fn get(db: &Db, id: &str, kind: Kind) -> Result<Tool> {
     let tool = tools::get(db, id).await?;
     if tool.kind != kind {
-        return Err(Error::NotFound(format!("no {} with that id", kind.as_str())));
+        return Err(Error::NotFound(format!(
+            "no {} with that id",
+            kind.as_str()
+        )));
     }
     Ok(tool)
 }
@@ -244,7 +245,10 @@ pub struct Served {
 pub async fn served(db: &Db, id: &str, kind: Kind) -> Result<Served> {
     let approved = tools::runnable(db, id).await?;
     if approved.kind != kind {
-        return Err(Error::NotFound(format!("no {} with that id", kind.as_str())));
+        return Err(Error::NotFound(format!(
+            "no {} with that id",
+            kind.as_str()
+        )));
     }
     let version = tools::version(db, id, approved.version).await?;
     Ok(Served {
@@ -396,9 +400,7 @@ pub fn parse_uri(uri: &str) -> Option<(String, String, Vec<String>)> {
     let mut parts = rest.split('/');
     let server = parts.next()?.to_owned();
     let name = parts.next()?.to_owned();
-    let segments = parts
-        .map(percent_decode)
-        .collect::<Option<Vec<String>>>()?;
+    let segments = parts.map(percent_decode).collect::<Option<Vec<String>>>()?;
     Some((server, name, segments))
 }
 
@@ -432,10 +434,17 @@ mod tests {
     #[test]
     fn uris_round_trip() {
         let params = vec!["city".to_owned(), "day".to_owned()];
-        assert_eq!(uri("weather", "forecast", &params), "mcpbox://weather/forecast/{city}/{day}");
+        assert_eq!(
+            uri("weather", "forecast", &params),
+            "mcpbox://weather/forecast/{city}/{day}"
+        );
         assert_eq!(
             parse_uri("mcpbox://weather/forecast/S%C3%A3o%20Paulo/mon"),
-            Some(("weather".into(), "forecast".into(), vec!["São Paulo".into(), "mon".into()]))
+            Some((
+                "weather".into(),
+                "forecast".into(),
+                vec!["São Paulo".into(), "mon".into()]
+            ))
         );
         assert_eq!(parse_uri("mcpbox://weather"), None);
         assert_eq!(parse_uri("file:///etc/passwd"), None);

@@ -286,7 +286,14 @@ pub async fn get(db: &Db, id: &str) -> Result<Tool> {
 
 /// A page of a server's tools (prompts and resources are listed by `prompts`).
 pub async fn list(db: &Db, server_id: &str, limit: i64, offset: i64) -> Result<(Vec<Tool>, i64)> {
-    list_of(db, server_id, &[Kind::Python, Kind::Passthrough], limit, offset).await
+    list_of(
+        db,
+        server_id,
+        &[Kind::Python, Kind::Passthrough],
+        limit,
+        offset,
+    )
+    .await
 }
 
 /// A page of a server's items of the given kinds.
@@ -317,9 +324,9 @@ pub async fn list_of(
         "SELECT COUNT(*) AS n FROM tools WHERE server_id = $1 AND kind IN ({kinds})"
     ))
     .bind(server_id)
-        .fetch_one(&db.pool)
-        .await?
-        .try_get("n")?;
+    .fetch_one(&db.pool)
+    .await?
+    .try_get("n")?;
     Ok((
         rows.iter().map(Tool::from_row).collect::<Result<_>>()?,
         total,

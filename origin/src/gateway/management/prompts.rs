@@ -8,11 +8,18 @@ use serde_json::{Value, json};
 use super::{Context, ManagementTool, Paging};
 use crate::error::Result;
 use crate::names::Name;
-use crate::prompts::{self, Item, ItemChanges, NewItem, PromptArgument, PromptContent, ResourceContent};
+use crate::prompts::{
+    self, Item, ItemChanges, NewItem, PromptArgument, PromptContent, ResourceContent,
+};
 use crate::tools::{self, Kind, Source, Tool, Version};
 
 /// A page of a server's prompts or resources with their newest version's status and content.
-async fn summaries(cx: &Context<'_>, server_id: &str, kind: Kind, paging: &Paging) -> Result<Value> {
+async fn summaries(
+    cx: &Context<'_>,
+    server_id: &str,
+    kind: Kind,
+    paging: &Paging,
+) -> Result<Value> {
     let db = &cx.state.db;
     let server = crate::servers::get(db, server_id).await?;
     let (limit, offset) = paging.limit_offset();
@@ -63,7 +70,8 @@ pub struct ListPrompts {
 
 impl ManagementTool for ListPrompts {
     const NAME: &'static str = "mcpbox_list_prompts";
-    const DESCRIPTION: &'static str = "List the prompts of a server with their template, arguments and approval status.";
+    const DESCRIPTION: &'static str =
+        "List the prompts of a server with their template, arguments and approval status.";
     const READ_ONLY: bool = true;
 
     async fn run(self, cx: &Context<'_>) -> Result<Value> {
@@ -132,8 +140,7 @@ impl ManagementTool for UpdatePrompt {
             (template, arguments) => {
                 let current = prompts::get(db, &self.prompt_id, Kind::Prompt).await?;
                 let newest = tools::version(db, &current.id, current.current_version).await?;
-                let old: PromptContent =
-                    prompts::content::parse("prompt", &newest.python_code)?;
+                let old: PromptContent = prompts::content::parse("prompt", &newest.python_code)?;
                 Some(Item::Prompt(PromptContent {
                     template: template.unwrap_or(old.template),
                     arguments: arguments.unwrap_or(old.arguments),
@@ -147,9 +154,15 @@ impl ManagementTool for UpdatePrompt {
             enabled: self.enabled,
             summary: self.change_summary,
         };
-        let (item, version) =
-            prompts::update(cx.state, &self.prompt_id, Kind::Prompt, changes, Source::Llm, cx.audit)
-                .await?;
+        let (item, version) = prompts::update(
+            cx.state,
+            &self.prompt_id,
+            Kind::Prompt,
+            changes,
+            Source::Llm,
+            cx.audit,
+        )
+        .await?;
         Ok(changed(&item, version))
     }
 }
