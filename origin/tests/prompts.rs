@@ -229,10 +229,10 @@ async fn only_approved_prompts_and_resources_are_served(app: TestApp) {
     w.app.approve_tool(&w.token, &prompt).await;
     let list = rpc(&w.app, "/mcp", "prompts/list", json!({})).await;
     assert_eq!(
-        list["result"]["prompts"],
-        json!([{"name": "docs__review", "description": "A review prompt", "arguments": [
+        list["result"]["prompts"][1],
+        json!({"name": "docs__review", "description": "A review prompt", "arguments": [
             {"name": "topic", "description": "What to review", "required": true},
-            {"name": "tone", "required": false}]}]),
+            {"name": "tone", "required": false}]}),
         "{list}"
     );
     let got = w
