@@ -133,6 +133,7 @@ pub fn router_with(
         .merge(servers::router())
         .merge(crate::external::router())
         .merge(tools::router())
+        .merge(crate::prompts::router())
         .merge(approvals::router())
         .merge(secrets::router())
         .merge(execution::router())

@@ -135,10 +135,16 @@ pub async fn build(db: &Db, period: &str) -> Result<Dashboard> {
             None,
         )
         .await?,
-        total_tools: count(db, "SELECT COUNT(*) AS n FROM tools", None).await?,
+        // Prompts and resources are `tools` rows too (`prompts`), but not tools.
+        total_tools: count(
+            db,
+            "SELECT COUNT(*) AS n FROM tools WHERE kind IN ('python', 'passthrough')",
+            None,
+        )
+        .await?,
         enabled_tools: count(
             db,
-            "SELECT COUNT(*) AS n FROM tools WHERE enabled = 1",
+            "SELECT COUNT(*) AS n FROM tools WHERE enabled = 1 AND kind IN ('python', 'passthrough')",
             None,
         )
         .await?,

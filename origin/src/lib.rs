@@ -30,6 +30,8 @@
 //! - `settings`, `pagination`, `health`: small shared pieces.
 //! - `transfer`: signed export and import (`/api/export`, `/api/import`).
 //! - `mcp_keys`: local MCP client keys (issued, hashed, revocable; the `/mcp` check's cache).
+//! - `prompts`: prompts and resources an LLM authors and a person approves (kinds of `tools`
+//!   rows; served by `gateway::catalog`).
 //! - `cli`: `mcpbox admin …`.
 
 pub mod access;
@@ -61,6 +63,7 @@ pub mod names;
 pub mod openapi;
 pub mod packages;
 pub mod pagination;
+pub mod prompts;
 pub mod ratelimit;
 pub mod secrets;
 pub mod servers;

@@ -80,6 +80,7 @@ pub fn document() -> OpenApi {
         crate::servers::openapi(),
         crate::external::openapi(),
         crate::tools::openapi(),
+        crate::prompts::openapi(),
         crate::approvals::openapi(),
         crate::access::openapi(),
         crate::packages::openapi(),

@@ -73,17 +73,19 @@ fn semantic(tool: &rmcp::model::Tool) -> Value {
 
 #[test]
 fn the_management_tools_keep_their_names_parameters_and_order() {
-    // The 28 of the fixture, then `mcpbox_call_tool` (checked below), and nothing else.
+    // The 34 of the fixture (the reference's 28, then the six prompt and resource tools of
+    // issue #16, added to the fixture deliberately), then `mcpbox_call_tool` (checked below),
+    // and nothing else.
     let names: Vec<String> = management::tools()
         .iter()
         .map(|t| t.name.to_string())
         .collect();
-    assert_eq!(names.len(), 29, "{names:?}");
-    assert_eq!(names[28], management::CALL_TOOL);
+    assert_eq!(names.len(), 35, "{names:?}");
+    assert_eq!(names[34], management::CALL_TOOL);
     let fixture: Value = serde_json::from_str(&std::fs::read_to_string(FIXTURE).unwrap()).unwrap();
     let listed: Vec<Value> = management::tools().iter().map(semantic).collect();
     let expected = fixture["tools"].as_array().unwrap();
-    assert_eq!(expected.len(), 28);
+    assert_eq!(expected.len(), 34);
     for (index, expected) in expected.iter().enumerate() {
         assert_eq!(
             listed.get(index),
@@ -247,8 +249,8 @@ async fn mcpbox_call_tool_is_a_tools_call_of_the_tool_it_names(app: TestApp) {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names[28], management::CALL_TOOL, "{names:?}");
-    assert_eq!(names[29..], ["remote__echo"], "{names:?}");
+    assert_eq!(names[34], management::CALL_TOOL, "{names:?}");
+    assert_eq!(names[35..], ["remote__echo"], "{names:?}");
 
     // A normal call, local and remote: the direct call's answer, logged under the caller.
     let logged = app.count("execution_logs").await;

@@ -106,6 +106,14 @@ pub async fn run_observed(
     if !arguments.is_object() {
         return Err(Error::Validation("arguments must be a JSON object".into()));
     }
+    // A prompt's or resource's content is never code: whatever path asked, it does not run.
+    if !approved.kind.is_tool() {
+        return Err(Error::Validation(format!(
+            "{:?} is a {}, not a tool: it cannot be called",
+            approved.tool_name,
+            approved.kind.as_str()
+        )));
+    }
     // The reads a run needs are independent: issue them together (each is one round trip; on
     // the call path they were most of the origin's own latency).
     let access = async {
@@ -115,7 +123,7 @@ pub async fn run_observed(
                 crate::access::allowed_hosts(&state.db, &approved.server_id),
             )
             .map(Some),
-            Kind::Passthrough => Ok(None),
+            Kind::Passthrough | Kind::Prompt | Kind::Resource => Ok(None),
         }
     };
     let (policy, secrets, access) = tokio::try_join!(
@@ -155,6 +163,11 @@ pub async fn run_observed(
         Kind::Passthrough => crate::external::forward(state, approved, &arguments, &secrets, actor)
             .await
             .map(|remote| passthrough_response(remote, started)),
+        // Refused at the top of this function.
+        Kind::Prompt | Kind::Resource => Err(Error::Internal(anyhow::anyhow!(
+            "a {} reached the sandbox path",
+            approved.kind.as_str()
+        ))),
     };
     guard.log = None;
     let elapsed = started.elapsed();
@@ -261,7 +274,7 @@ pub async fn run_observed(
         Kind::Passthrough => result
             .clone()
             .and_then(|value| serde_json::from_value::<CallToolResult>(value).ok()),
-        Kind::Python => None,
+        Kind::Python | Kind::Prompt | Kind::Resource => None,
     };
     Ok(Outcome {
         remote,

@@ -5,11 +5,13 @@
 //! `initialize`/`server/discover`, `ping`, `tools/list` of the approved, enabled tools of running
 //! servers (paginated; Python and passthrough tools alike), `tools/call` through `execution::run`
 //! (the one path into the sandbox and to external sources, so approval is checked at call time
-//! and every call is logged), the 29 `mcpbox_*` management tools (`management`), and
-//! `notifications/tools/list_changed` on both protocol revisions (the 2025-11-25 session GET
+//! and every call is logged), the `mcpbox_*` management tools (`management`), `prompts/*` and
+//! `resources/*` of approved prompts and resources (`catalog`), and list_changed notifications
+//! on both protocol revisions (the 2025-11-25 session GET
 //! stream and the 2026-07-28 `subscriptions/listen`). The tunnel listener for remote clients is
 //! `tunnel`. `/servers/{name}/mcp` serves one server's tools under their own names (`scoped`).
 
+mod catalog;
 mod headers;
 pub mod keys;
 pub mod management;
@@ -25,9 +27,10 @@ use axum::Router;
 use opentelemetry::trace::TraceContextExt as _;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
-    ContentBlock, Implementation, InitializeResult, ListPromptsResult, ListResourceTemplatesResult,
-    ListResourcesResult, ListToolsResult, MetaObject, PaginatedRequestParams,
-    ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, SubscriptionFilter,
+    ContentBlock, GetPromptRequestParams, GetPromptResponse, Implementation, InitializeResult,
+    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    MetaObject, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
+    ServerCapabilities, SubscriptionFilter,
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -177,9 +180,6 @@ async fn session_deleted_is_no_content(
 /// How soon a closed session's list_changed task notices and lets go of the session.
 const SESSION_GONE_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Prompts and resources never change (there are none): a client may cache that for an hour.
-const EMPTY_LIST_TTL_MS: u64 = 3_600_000;
-
 #[derive(Clone)]
 struct Gateway {
     state: AppState,
@@ -197,7 +197,9 @@ impl ServerHandler for Gateway {
                 .enable_tool_list_changed()
                 .enable_completions()
                 .enable_prompts()
+                .enable_prompts_list_changed()
                 .enable_resources()
+                .enable_resources_list_changed()
                 .build(),
         )
         .with_server_info(Implementation::new("mcpbox", env!("CARGO_PKG_VERSION")))
@@ -290,7 +292,7 @@ impl ServerHandler for Gateway {
             loop {
                 tokio::select! {
                     changed = scoped::changed(&mut changes, scope.as_ref(), &mut last) => {
-                        if !changed || peer.notify_tool_list_changed().await.is_err() {
+                        if !changed || catalog::notify_session(&peer).await.is_err() {
                             return;
                         }
                     }
@@ -310,18 +312,11 @@ impl ServerHandler for Gateway {
     ) -> Option<SubscriptionFilter> {
         // Always Some: `None` would make `subscriptions/listen` "method not found" for a client
         // that asks for categories we do not have; it gets an acknowledged, narrower filter.
-        Some(if requested.tools_list_changed == Some(true) {
-            SubscriptionFilter::builder().tools_list_changed().build()
-        } else {
-            SubscriptionFilter::default()
-        })
+        Some(catalog::accepted_filter(requested))
     }
 
-    // MCPbox offers tools only. Prompts and resources are declared (empty), so clients that
-    // probe them get a well-formed, cacheable empty answer rather than an undeclared feature.
-    // Completions likewise: rmcp (since 3.11) refuses a method whose capability is not
-    // declared, and today's clients got an empty completion before, so it is declared and
-    // always empty (there is no prompt or resource template argument to complete).
+    // Completions: rmcp (since 3.11) refuses a method whose capability is not declared, and
+    // today's clients got an empty completion before, so it is declared and always empty.
     async fn complete(
         &self,
         _request: CompleteRequestParams,
@@ -330,40 +325,58 @@ impl ServerHandler for Gateway {
         Ok(CompleteResult::default())
     }
 
+    // Prompts and resources: `catalog`.
     async fn list_prompts(
         &self,
-        _request: Option<PaginatedRequestParams>,
+        request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
-        Ok(ListPromptsResult::default().with_ttl_ms(EMPTY_LIST_TTL_MS))
+        let cursor = request.and_then(|r| r.cursor);
+        catalog::list_prompts(&self.state, self.scope_name(), cursor.as_deref()).await
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        catalog::get_prompt(
+            &self.state,
+            self.scope_name(),
+            &request.name,
+            request.arguments,
+        )
+        .await
+        .map(Into::into)
     }
 
     async fn list_resources(
         &self,
-        _request: Option<PaginatedRequestParams>,
+        request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        Ok(ListResourcesResult::default().with_ttl_ms(EMPTY_LIST_TTL_MS))
+        let cursor = request.and_then(|r| r.cursor);
+        catalog::list_resources(&self.state, self.scope_name(), cursor.as_deref()).await
     }
 
     async fn list_resource_templates(
         &self,
-        _request: Option<PaginatedRequestParams>,
+        request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
-        Ok(ListResourceTemplatesResult::default().with_ttl_ms(EMPTY_LIST_TTL_MS))
+        let cursor = request.and_then(|r| r.cursor);
+        catalog::list_resource_templates(&self.state, self.scope_name(), cursor.as_deref()).await
     }
 
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        // SEP-2164: an unknown resource is invalid params, naming the URI.
-        Err(McpError::invalid_params(
-            format!("no resource {:?}: MCPbox offers tools only", request.uri),
-            Some(json!({"uri": request.uri})),
-        ))
+        let actor = Caller::of(&context).actor();
+        catalog::read_resource(&self.state, self.scope_name(), &request.uri, &actor)
+            .await
+            .map(Into::into)
     }
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
@@ -374,7 +387,7 @@ impl ServerHandler for Gateway {
             tokio::select! {
                 _ = context.cancelled() => return Ok(()),
                 changed = scoped::changed(&mut changes, self.scope.as_ref(), &mut last) => {
-                    if !changed || context.sink().notify_tool_list_changed().await.is_err() {
+                    if !changed || catalog::notify_listener(&context).await.is_err() {
                         return Ok(());
                     }
                 }
@@ -384,6 +397,11 @@ impl ServerHandler for Gateway {
 }
 
 impl Gateway {
+    /// The server a per-server endpoint serves (`None` on `/mcp`).
+    fn scope_name(&self) -> Option<&str> {
+        self.scope.as_ref().map(|scope| scope.name.as_str())
+    }
+
     /// `tools/call` inside its span (`call_span`).
     async fn call_tool_in_span(
         &self,

@@ -65,6 +65,7 @@ pub async fn visible_tools(db: &Db, server: Option<&str>, cursor: Option<&str>) 
          JOIN tool_versions v ON v.tool_id = t.id AND v.version = \
            (SELECT MAX(version) FROM tool_versions a WHERE a.tool_id = t.id AND a.status = 'approved') \
          WHERE s.status = 'running' AND t.enabled <> 0 AND {listed} > $1 {only} \
+           AND t.kind IN ('python', 'passthrough') \
            AND substr({PUBLIC_NAME}, 1, {prefix_len}) <> '{prefix}' \
          ORDER BY {listed} LIMIT $2"
     );
@@ -121,7 +122,7 @@ pub async fn tool_id(db: &Db, public_name: &str) -> Result<Option<String>> {
     }
     let row = sqlx::query(
         "SELECT t.id FROM tools t JOIN servers s ON s.id = t.server_id \
-         WHERE s.name = $1 AND t.name = $2",
+         WHERE s.name = $1 AND t.name = $2 AND t.kind IN ('python', 'passthrough')",
     )
     .bind(server)
     .bind(tool)
@@ -150,7 +151,8 @@ pub struct VisibleSet {
     /// Bumped whenever `all` changes.
     pub generation: u64,
     all: [u8; 32],
-    /// Servers with at least one visible tool; a server absent here shows none.
+    /// Servers with at least one visible tool, prompt or resource; a server absent here shows
+    /// none.
     servers: Arc<HashMap<String, [u8; 32]>>,
 }
 
@@ -187,6 +189,22 @@ async fn fingerprint(db: &Db) -> Result<VisibleSet> {
         match page.next_cursor {
             Some(next) => cursor = Some(next),
             None => {
+                // Served prompts and resources are part of the same set: one watcher, and a
+                // change to any of the three lists tells clients of all three (`catalog`).
+                for (kind, item) in crate::prompts::all_visible(db).await? {
+                    let per_server = servers.entry(item.server_name.clone()).or_default();
+                    for part in [
+                        kind.as_str(),
+                        item.name.as_str(),
+                        item.description.as_str(),
+                        item.hash.as_str(),
+                    ] {
+                        for hasher in [&mut hasher, &mut *per_server] {
+                            hasher.update((part.len() as u64).to_le_bytes());
+                            hasher.update(part.as_bytes());
+                        }
+                    }
+                }
                 return Ok(VisibleSet {
                     generation: 0,
                     all: hasher.finalize().into(),

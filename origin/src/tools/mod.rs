@@ -67,6 +67,12 @@ pub enum Kind {
     /// A tool of an external MCP source: a version's content is the binding (source and remote
     /// tool, see `external::Binding`), approved and hash-checked exactly like code.
     Passthrough,
+    /// Not a tool: an MCP prompt (`prompts`); a version's content is its template and
+    /// arguments, approved and hash-checked like code. Never listed or run as a tool.
+    Prompt,
+    /// Not a tool: an MCP resource (`prompts`): static text, or a tool of the same server
+    /// that produces it.
+    Resource,
 }
 
 impl Kind {
@@ -74,13 +80,22 @@ impl Kind {
         match self {
             Kind::Python => "python",
             Kind::Passthrough => "passthrough",
+            Kind::Prompt => "prompt",
+            Kind::Resource => "resource",
         }
+    }
+
+    /// Whether items of this kind are tools (listed by `tools/list`, run by `execution::run`).
+    pub fn is_tool(self) -> bool {
+        matches!(self, Kind::Python | Kind::Passthrough)
     }
 
     fn parse(text: &str) -> Result<Kind> {
         match text {
             "python" => Ok(Kind::Python),
             "passthrough" => Ok(Kind::Passthrough),
+            "prompt" => Ok(Kind::Prompt),
+            "resource" => Ok(Kind::Resource),
             other => Err(Error::Internal(anyhow::anyhow!(
                 "unknown tool kind {other:?}"
             ))),
@@ -269,21 +284,49 @@ pub async fn get(db: &Db, id: &str) -> Result<Tool> {
     Tool::from_row(&row)
 }
 
+/// A page of a server's tools (prompts and resources are listed by `prompts`).
 pub async fn list(db: &Db, server_id: &str, limit: i64, offset: i64) -> Result<(Vec<Tool>, i64)> {
+    list_of(
+        db,
+        server_id,
+        &[Kind::Python, Kind::Passthrough],
+        limit,
+        offset,
+    )
+    .await
+}
+
+/// A page of a server's items of the given kinds.
+pub async fn list_of(
+    db: &Db,
+    server_id: &str,
+    kinds: &[Kind],
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<Tool>, i64)> {
     crate::servers::get(db, server_id).await?;
+    // Constants of `Kind`, not input: safe to write into the SQL text.
+    let kinds = kinds
+        .iter()
+        .map(|kind| format!("'{}'", kind.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
     let rows = sqlx::query(&format!(
-        "SELECT {TOOL_COLUMNS} FROM tools WHERE server_id = $1 ORDER BY name LIMIT $2 OFFSET $3"
+        "SELECT {TOOL_COLUMNS} FROM tools WHERE server_id = $1 AND kind IN ({kinds}) \
+         ORDER BY name LIMIT $2 OFFSET $3"
     ))
     .bind(server_id)
     .bind(limit)
     .bind(offset)
     .fetch_all(&db.pool)
     .await?;
-    let total: i64 = sqlx::query("SELECT COUNT(*) AS n FROM tools WHERE server_id = $1")
-        .bind(server_id)
-        .fetch_one(&db.pool)
-        .await?
-        .try_get("n")?;
+    let total: i64 = sqlx::query(&format!(
+        "SELECT COUNT(*) AS n FROM tools WHERE server_id = $1 AND kind IN ({kinds})"
+    ))
+    .bind(server_id)
+    .fetch_one(&db.pool)
+    .await?
+    .try_get("n")?;
     Ok((
         rows.iter().map(Tool::from_row).collect::<Result<_>>()?,
         total,
@@ -384,6 +427,18 @@ pub async fn create_passthrough(
 ) -> Result<(Tool, Version)> {
     crate::servers::check_description(new.description)?;
     insert_tool(state, &new, Kind::Passthrough, Some(source_id), valid).await
+}
+
+/// Creates a prompt or resource (`prompts`) with version 1, a draft like any tool's; `valid` is
+/// its checked content (`prompts::checked`). `new.code` is unused.
+pub async fn create_item(
+    state: &AppState,
+    new: NewTool<'_>,
+    kind: Kind,
+    valid: &ValidCode,
+) -> Result<(Tool, Version)> {
+    crate::servers::check_description(new.description)?;
+    insert_tool(state, &new, kind, None, valid).await
 }
 
 async fn insert_tool(
@@ -529,6 +584,13 @@ pub async fn update(
     // Validate before opening the transaction: the sandbox round trip must not hold a lock.
     let valid = if tool.kind == Kind::Passthrough && description_changed {
         Some(ValidCode::again(&latest))
+    } else if !tool.kind.is_tool() && (code_changed || description_changed) {
+        // A prompt's or resource's content: checked by its own rule, no sandbox.
+        let content = changes
+            .python_code
+            .as_deref()
+            .unwrap_or(&latest.python_code);
+        Some(crate::prompts::checked(&state.db, &tool.server_id, tool.kind, content).await?)
     } else if code_changed || description_changed {
         Some(
             validate(
@@ -669,7 +731,7 @@ pub async fn rollback(state: &AppState, tool_id: &str, to: i64, audit: &Audit) -
     let target = version(&state.db, tool_id, to).await?;
     let valid = match tool.kind {
         Kind::Python => validate(state, &tool.server_id, &target.python_code).await?,
-        Kind::Passthrough => ValidCode::again(&target),
+        Kind::Passthrough | Kind::Prompt | Kind::Resource => ValidCode::again(&target),
     };
     let mut tx = state.db.pool.begin().await?;
     let number = tool.current_version + 1;

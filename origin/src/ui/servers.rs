@@ -79,6 +79,8 @@ struct ServerPage {
     chrome: Chrome,
     server: Server,
     tools: Vec<ToolRow>,
+    /// Its prompts and resources (`prompts`): reviewed on the same tool and review pages.
+    items: Vec<ToolRow>,
     modules: Vec<String>,
     hosts: Vec<String>,
     requests: Vec<AccessRequest>,
@@ -92,15 +94,16 @@ async fn show(State(state): State<AppState>, ui: Ui, Path(id): Path<String>) -> 
     ui.require(Role::Viewer)?;
     let server = servers::get(&state.db, &id).await?;
     let (tools, _) = tools::list(&state.db, &id, 500, 0).await?;
+    let content_kinds = [tools::Kind::Prompt, tools::Kind::Resource];
+    let (items, _) = tools::list_of(&state.db, &id, &content_kinds, 500, 0).await?;
     let approved = tools::approved_versions(&state.db, &id).await?;
-    let rows = tools
-        .into_iter()
-        .map(|tool| ToolRow {
-            public_name: public_name(&server.name, &tool.name),
-            approved: approved.get(&tool.id).copied(),
-            tool,
-        })
-        .collect();
+    let to_row = |tool: Tool| ToolRow {
+        public_name: public_name(&server.name, &tool.name),
+        approved: approved.get(&tool.id).copied(),
+        tool,
+    };
+    let rows = tools.into_iter().map(to_row).collect();
+    let items = items.into_iter().map(to_row).collect();
     let chrome = ui.chrome("servers");
     // Only admins can replace a value, and only they are told which ones are too short.
     let short = if chrome.is_admin {
@@ -132,6 +135,7 @@ async fn show(State(state): State<AppState>, ui: Ui, Path(id): Path<String>) -> 
             })
             .collect(),
         tools: rows,
+        items,
         server,
     })
 }

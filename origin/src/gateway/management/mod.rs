@@ -4,6 +4,7 @@
 //! same domain functions the REST API uses; results are JSON objects.
 //!
 //! All 28 of issue #5, the four external-source ones (add/list/discover/import) over `external`,
+//! the six prompt and resource ones (`prompts`: list/create/update of each, over `prompts`),
 //! and `mcpbox_call_tool` (`call_tool`), which the gateway answers itself. LOCAL_ONLY covers the
 //! reference's whole list.
 
@@ -11,6 +12,7 @@ mod args;
 mod call_tool;
 mod external;
 mod logs;
+mod prompts;
 mod requests;
 mod secrets;
 mod servers;
@@ -37,7 +39,7 @@ pub const PREFIX: &str = crate::names::MANAGEMENT_PREFIX;
 
 /// Tools a remote caller (through the Worker) may use only when the policy's
 /// `remote_tool_editing` is `enabled` (the reference's list).
-pub const LOCAL_ONLY: [&str; 8] = [
+pub const LOCAL_ONLY: [&str; 12] = [
     "mcpbox_create_server",
     "mcpbox_delete_server",
     "mcpbox_create_tool",
@@ -46,6 +48,10 @@ pub const LOCAL_ONLY: [&str; 8] = [
     "mcpbox_rollback_tool",
     "mcpbox_add_external_source",
     "mcpbox_import_external_tools",
+    "mcpbox_create_prompt",
+    "mcpbox_update_prompt",
+    "mcpbox_create_resource",
+    "mcpbox_update_resource",
 ];
 
 /// The largest page a listing tool returns.
@@ -101,7 +107,7 @@ fn run_erased<'a, T: ManagementTool>(
 }
 
 /// Every management tool, in the order `tools/list` shows them (LLM prompts rely on it).
-static REGISTRY: [Entry; 28] = [
+static REGISTRY: [Entry; 34] = [
     entry::<servers::ListServers>(),
     entry::<servers::CreateServer>(),
     entry::<tools::ListTools>(),
@@ -130,6 +136,12 @@ static REGISTRY: [Entry; 28] = [
     entry::<external::ListExternalSources>(),
     entry::<external::DiscoverExternalTools>(),
     entry::<external::ImportExternalTools>(),
+    entry::<prompts::ListPrompts>(),
+    entry::<prompts::CreatePrompt>(),
+    entry::<prompts::UpdatePrompt>(),
+    entry::<prompts::ListResources>(),
+    entry::<prompts::CreateResource>(),
+    entry::<prompts::UpdateResource>(),
 ];
 
 /// The registry's schemas, by index, derived once (every `tools/list` shows them).
