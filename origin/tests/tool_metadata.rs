@@ -20,7 +20,8 @@ on_both_backends!(
     versions_without_metadata_keep_their_hash_and_behaviour,
 );
 
-const READER: &str = "def main(city: str) -> dict:\n    \"\"\"Reads the weather.\"\"\"\n    return {'city': city}\n";
+const READER: &str =
+    "def main(city: str) -> dict:\n    \"\"\"Reads the weather.\"\"\"\n    return {'city': city}\n";
 
 /// One JSON-RPC request to `path` (`/mcp` or `/servers/{name}/mcp`) on `revision`: 2026-07-28
 /// stateless, or 2025-11-25 in a session opened for it. The JSON-RPC answer.
@@ -51,7 +52,10 @@ async fn rpc(app: &TestApp, path: &str, revision: &str, method: &str, mut params
             .send(base().body(Body::from(init.to_string())).unwrap())
             .await;
         assert_eq!(opened.status, StatusCode::OK, "{}", opened.text);
-        let session = opened.headers["mcp-session-id"].to_str().unwrap().to_owned();
+        let session = opened.headers["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
         app.send(
             base()
@@ -69,7 +73,12 @@ async fn rpc(app: &TestApp, path: &str, revision: &str, method: &str, mut params
     let answer = app
         .send(request.body(Body::from(body.to_string())).unwrap())
         .await;
-    assert!(answer.status.is_success(), "{} {}", answer.status, answer.text);
+    assert!(
+        answer.status.is_success(),
+        "{} {}",
+        answer.status,
+        answer.text
+    );
     serde_json::from_str::<Value>(&answer.text)
         .ok()
         .or_else(|| {
@@ -242,7 +251,11 @@ async fn annotations_are_declared_listed_and_bound_by_the_approval(app: TestApp)
         .await;
     assert_eq!(cleared.status, StatusCode::OK, "{}", cleared.text);
     assert_eq!(cleared.body["current_version"], 3);
-    assert!(cleared.body["latest"].get("annotations").is_none(), "{}", cleared.text);
+    assert!(
+        cleared.body["latest"].get("annotations").is_none(),
+        "{}",
+        cleared.text
+    );
     let made = app
         .post(
             &format!("/api/servers/{server}/tools"),
@@ -252,7 +265,10 @@ async fn annotations_are_declared_listed_and_bound_by_the_approval(app: TestApp)
         )
         .await;
     assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
-    assert_eq!(made.body["latest"]["annotations"], json!({"idempotentHint": true}));
+    assert_eq!(
+        made.body["latest"]["annotations"],
+        json!({"idempotentHint": true})
+    );
 }
 
 async fn a_database_edit_of_annotations_or_output_schema_stops_the_version(app: TestApp) {
@@ -276,13 +292,12 @@ async fn a_database_edit_of_annotations_or_output_schema_stops_the_version(app: 
     assert_ne!(ran["result"]["isError"], true, "{ran}");
     let original: (Option<String>, Option<String>) = {
         use sqlx::Row;
-        let row = sqlx::query(
-            "SELECT annotations, output_schema FROM tool_versions WHERE tool_id = $1",
-        )
-        .bind(&tool)
-        .fetch_one(&app.state.db.pool)
-        .await
-        .unwrap();
+        let row =
+            sqlx::query("SELECT annotations, output_schema FROM tool_versions WHERE tool_id = $1")
+                .bind(&tool)
+                .fetch_one(&app.state.db.pool)
+                .await
+                .unwrap();
         (row.get("annotations"), row.get("output_schema"))
     };
     // Each edit alone, then the edit undone: the approved version runs only as approved.
@@ -302,7 +317,10 @@ async fn a_database_edit_of_annotations_or_output_schema_stops_the_version(app: 
         .await
         .unwrap();
         let refused = app.mcp("tools/call", call.clone()).await;
-        assert_eq!(refused["result"]["isError"], true, "{column} = {value:?}: {refused}");
+        assert_eq!(
+            refused["result"]["isError"], true,
+            "{column} = {value:?}: {refused}"
+        );
         assert!(
             refused.to_string().contains("changed outside MCPbox"),
             "{refused}"
@@ -389,14 +407,23 @@ async fn output_schemas_are_listed_and_results_checked_against_them(app: TestApp
                 && text.contains("\"negative\" is not of type \"integer\""),
             "{text}"
         );
-        assert!(result.get("structuredContent").is_none_or(Value::is_null), "{answer}");
+        assert!(
+            result.get("structuredContent").is_none_or(Value::is_null),
+            "{answer}"
+        );
     }
     let ok = app
-        .mcp("tools/call", json!({"name": "calc__pair", "arguments": {"n": 4}}))
+        .mcp(
+            "tools/call",
+            json!({"name": "calc__pair", "arguments": {"n": 4}}),
+        )
         .await;
     assert_eq!(ok["result"]["structuredContent"], json!({"n": 4}), "{ok}");
     let bad = app
-        .mcp("tools/call", json!({"name": "calc__pair", "arguments": {"n": -4}}))
+        .mcp(
+            "tools/call",
+            json!({"name": "calc__pair", "arguments": {"n": -4}}),
+        )
         .await;
     assert_eq!(bad["result"]["isError"], true, "{bad}");
     assert!(bad.to_string().contains("at /n:"), "{bad}");
@@ -445,7 +472,10 @@ async fn versions_without_metadata_keep_their_hash_and_behaviour(app: TestApp) {
     assert!(shown.get("outputSchema").is_none(), "{shown}");
     assert!(shown.get("annotations").is_none(), "{shown}");
     let ran = app
-        .mcp("tools/call", json!({"name": "plain__twice", "arguments": {"n": 2}}))
+        .mcp(
+            "tools/call",
+            json!({"name": "plain__twice", "arguments": {"n": 2}}),
+        )
         .await;
     assert_eq!(ran["result"]["isError"], false, "{ran}");
     assert_eq!(ran["result"]["content"][0]["text"], "[2,2]");

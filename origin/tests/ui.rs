@@ -2046,7 +2046,10 @@ async fn the_review_page_shows_annotations_and_output_schema(app: TestApp) {
     let text = visible_text(&first.html);
     assert!(text.contains("annotations: readOnlyHint: true"), "{text}");
     assert!(text.contains("output schema:"), "{text}");
-    assert!(text.contains("&quot;array&quot;") || text.contains("\"array\""), "{text}");
+    assert!(
+        text.contains("&quot;array&quot;") || text.contains("\"array\""),
+        "{text}"
+    );
     let second = browser.get(&format!("/ui/approvals/tools/{tool}/2")).await;
     assert_clean_page("review page", &second);
     let text = visible_text(&second.html);

@@ -461,16 +461,14 @@ pub fn validate(runtime: &Bound<'_, PyModule>, code: &str, modules: &[String]) -
             source: String::new(),
         }],
     };
-    let described = runtime
-        .call_method1("describe", (code,))
-        .and_then(|d| {
-            d.extract::<(
-                bool,
-                Option<String>,
-                Option<Bound<'_, PyAny>>,
-                Option<Bound<'_, PyAny>>,
-            )>()
-        });
+    let described = runtime.call_method1("describe", (code,)).and_then(|d| {
+        d.extract::<(
+            bool,
+            Option<String>,
+            Option<Bound<'_, PyAny>>,
+            Option<Bound<'_, PyAny>>,
+        )>()
+    });
     let (has_main, description, schema, output_schema) = match described {
         Ok((has_main, description, schema, output)) => {
             let schema = schema.and_then(|s| to_json(&s, 1 << 20).ok());

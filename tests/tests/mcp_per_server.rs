@@ -492,7 +492,10 @@ async fn the_official_python_sdk_sees_output_schemas_annotations_and_structured_
     assert_eq!(status, 201, "{created}");
     let tool = created["id"].as_str().unwrap().to_owned();
     approve_and_start(&url, &token, &server_id, &tool).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/python_sdk_metadata.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/clients/python_sdk_metadata.py"
+    );
     let output = tokio::time::timeout(
         Duration::from_secs(60),
         tokio::process::Command::new(&python)
@@ -536,7 +539,12 @@ async fn the_official_python_sdk_sees_output_schemas_annotations_and_structured_
         .collect();
     assert_eq!(
         versions,
-        ["2025-11-25", mcpbox_e2e::mcp::NEW, "2025-11-25", mcpbox_e2e::mcp::NEW]
+        [
+            "2025-11-25",
+            mcpbox_e2e::mcp::NEW,
+            "2025-11-25",
+            mcpbox_e2e::mcp::NEW
+        ]
     );
     drop(origin);
 }

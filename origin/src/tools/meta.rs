@@ -20,7 +20,9 @@ const MISMATCH_CHARS: usize = 300;
 
 /// MCP tool annotations (hints to clients about what a tool does), as its author declares them.
 /// They are hints: MCPbox does not enforce them, but a person approves them with the code.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema,
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(as = tools::Annotations)]
 pub struct Annotations {
@@ -208,7 +210,10 @@ mod tests {
             ..Annotations::default()
         };
         assert_eq!(one.to_stored().as_deref(), Some(r#"{"readOnlyHint":true}"#));
-        assert_eq!(Annotations::from_stored(one.to_stored().as_deref()), Some(one));
+        assert_eq!(
+            Annotations::from_stored(one.to_stored().as_deref()),
+            Some(one)
+        );
     }
 
     #[test]
@@ -218,7 +223,10 @@ mod tests {
         .to_string();
         assert_eq!(structured(&schema, json!(3)), Ok(json!({"result": 3})));
         let err = structured(&schema, json!("three")).unwrap_err();
-        assert!(err.contains("\"three\" is not of type \"integer\""), "{err}");
+        assert!(
+            err.contains("\"three\" is not of type \"integer\""),
+            "{err}"
+        );
         let object = json!({"type": "object", "properties": {"n": {"type": "integer"}},
             "required": ["n"]})
         .to_string();

@@ -573,8 +573,7 @@ pub async fn update(
     };
     let annotations_changed = annotations != latest.annotations;
     // Validate before opening the transaction: the sandbox round trip must not hold a lock.
-    let valid = if tool.kind == Kind::Passthrough && (description_changed || annotations_changed)
-    {
+    let valid = if tool.kind == Kind::Passthrough && (description_changed || annotations_changed) {
         Some(ValidCode::again(&latest).annotated(annotations))
     } else if code_changed || description_changed || annotations_changed {
         Some(
@@ -772,9 +771,8 @@ pub async fn diff(db: &Db, tool_id: &str, from: i64, to: i64) -> Result<String> 
         .context_radius(3)
         .header(&format!("version {from}"), &format!("version {to}"))
         .to_string();
-    let declared = |v: &Version| {
-        meta::reviewed_text(v.annotations.as_deref(), v.output_schema.as_deref())
-    };
+    let declared =
+        |v: &Version| meta::reviewed_text(v.annotations.as_deref(), v.output_schema.as_deref());
     let (old_declared, new_declared) = (declared(&old), declared(&new));
     if old_declared != new_declared {
         diff.push_str(
