@@ -128,9 +128,14 @@ async fn start(app: &TestApp, admin: &str, server: &str) {
 
 /// A management tool called over `/mcp` as the local LLM: its structured answer.
 async fn manage(app: &TestApp, name: &str, arguments: Value) -> Value {
-    let answer = app
-        .mcp("tools/call", json!({"name": name, "arguments": arguments}))
-        .await;
+    let answer = rpc(
+        app,
+        "/mcp",
+        "2025-11-25",
+        "tools/call",
+        json!({"name": name, "arguments": arguments}),
+    )
+    .await;
     let result = &answer["result"];
     assert_ne!(result["isError"], true, "{name}: {answer}");
     result["structuredContent"].clone()
@@ -154,13 +159,15 @@ async fn annotations_are_declared_listed_and_bound_by_the_approval(app: TestApp)
     );
     let tool = created["id"].as_str().unwrap().to_owned();
     // A hint that is not one is refused, naming it.
-    let typo = app
-        .mcp(
-            "tools/call",
-            json!({"name": "mcpbox_create_tool", "arguments": {"server_id": server,
+    let typo = rpc(
+        &app,
+        "/mcp",
+        "2025-11-25",
+        "tools/call",
+        json!({"name": "mcpbox_create_tool", "arguments": {"server_id": server,
                 "name": "other", "python_code": READER, "annotations": {"readonly": true}}}),
-        )
-        .await;
+    )
+    .await;
     assert_eq!(typo["result"]["isError"], true, "{typo}");
     assert!(typo.to_string().contains("readonly"), "{typo}");
     // The reviewer sees them in the version the API shows.
