@@ -614,6 +614,11 @@ pub struct ValidateResponse {
     pub errors: Vec<CodeError>,
     /// JSON text of the input schema derived from `main`'s signature.
     pub input_schema: Option<String>,
+    /// JSON text of the MCP output schema derived from `main`'s return annotation (always
+    /// `type: object`; a non-object type wrapped as `{"result": ...}` and marked
+    /// `x-mcpbox-wrap-result`); absent without an annotation, and from older supervisors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<String>,
     /// The docstring of `main`, if any.
     pub description: Option<String>,
 }

@@ -2,7 +2,8 @@
 
 Three jobs, each a layer of the sandbox (see ARCHITECTURE.md):
   * check(source, modules): the static check on CPython's own `ast`, with line-numbered errors;
-  * describe(source): `main`'s docstring and the input JSON Schema derived from its signature;
+  * describe(source): `main`'s docstring, the input JSON Schema derived from its signature and
+    the output schema from its return annotation;
   * run(...): the restricted runtime: restricted builtins, imports only from an allowlist and
     only through proxy modules that expose public non-module attributes.
 
@@ -498,18 +499,44 @@ def _param_docs(doc):
     return found
 
 
+# Marks an output schema that wraps a non-object return type as `{"result": ...}` (what the MCP
+# Python SDK's FastMCP does): the origin wraps the value the same way before checking it.
+WRAP_RESULT = "x-mcpbox-wrap-result"
+
+
+def _output_schema(returns):
+    """MCP's outputSchema for `main`'s return annotation (None without one, or when it says
+    nothing checkable: `Any`, `None`, an unknown class). MCP requires `type: object`; any other
+    type is wrapped as `{"result": <schema>}`."""
+    if returns is None or _is_none(returns):
+        return None
+    schema, optional = _schema_for(returns)
+    if not schema:
+        return None
+    if schema.get("type") == "object" and not optional:
+        return schema
+    if optional:
+        schema = {"anyOf": [schema, {"type": "null"}]}
+    return {
+        "type": "object",
+        "properties": {"result": schema},
+        "required": ["result"],
+        WRAP_RESULT: True,
+    }
+
+
 def describe(source):
-    """(has_main, description, schema) from the code's top-level `main`."""
+    """(has_main, description, schema, output_schema) from the code's top-level `main`."""
     try:
         tree = ast.parse(source, filename="<tool>", mode="exec")
     except (SyntaxError, ValueError, MemoryError, RecursionError):
-        return False, None, None
+        return False, None, None, None
     main = None
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "main":
             main = node
     if main is None:
-        return False, None, None
+        return False, None, None, None
     doc = ast.get_docstring(main)
     docs = _param_docs(doc)
     args = main.args
@@ -545,7 +572,7 @@ def describe(source):
                 break
             lines.append(line)
         description = "\n".join(lines).strip() or None
-    return True, description, schema
+    return True, description, schema, _output_schema(main.returns)
 
 
 # ---------------------------------------------------------------------------------------------

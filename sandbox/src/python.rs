@@ -480,15 +480,21 @@ pub fn validate(runtime: &Bound<'_, PyModule>, code: &str, modules: &[String]) -
             source: String::new(),
         }],
     };
-    let described = runtime
-        .call_method1("describe", (code,))
-        .and_then(|d| d.extract::<(bool, Option<String>, Option<Bound<'_, PyAny>>)>());
-    let (has_main, description, schema) = match described {
-        Ok((has_main, description, schema)) => {
+    let described = runtime.call_method1("describe", (code,)).and_then(|d| {
+        d.extract::<(
+            bool,
+            Option<String>,
+            Option<Bound<'_, PyAny>>,
+            Option<Bound<'_, PyAny>>,
+        )>()
+    });
+    let (has_main, description, schema, output_schema) = match described {
+        Ok((has_main, description, schema, output)) => {
             let schema = schema.and_then(|s| to_json(&s, 1 << 20).ok());
-            (has_main, description, schema)
+            let output = output.and_then(|s| to_json(&s, 1 << 20).ok());
+            (has_main, description, schema, output)
         }
-        Err(_) => (false, None, None),
+        Err(_) => (false, None, None, None),
     };
     if !has_main && errors.is_empty() {
         errors.push(CodeError {
@@ -503,6 +509,7 @@ pub fn validate(runtime: &Bound<'_, PyModule>, code: &str, modules: &[String]) -
         has_main,
         errors,
         input_schema: schema,
+        output_schema,
         description,
     })
 }

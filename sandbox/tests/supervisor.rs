@@ -272,6 +272,23 @@ async fn validation_reports_errors_and_derives_the_schema() {
         schema.get("required").is_none(),
         "never `required: null`: {schema}"
     );
+    // The output schema comes from the return annotation: an object type as it is, any other
+    // wrapped as {"result": ...} (MCP's outputSchema is always an object); none without one.
+    assert_eq!(
+        good.output_schema.as_deref(),
+        Some(r#"{"type":"object"}"#),
+        "{good:?}"
+    );
+    assert_eq!(no_required.output_schema, None);
+    let wrapped = validate("def main() -> list[int]:\n    return [1]\n").await;
+    let schema: serde_json::Value =
+        serde_json::from_str(wrapped.output_schema.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        schema,
+        serde_json::json!({"type": "object", "required": ["result"],
+            "properties": {"result": {"type": "array", "items": {"type": "integer"}}},
+            "x-mcpbox-wrap-result": true})
+    );
     let bad = validate("import os\ndef main():\n    return os.__name__\n").await;
     assert!(!bad.valid);
     assert_eq!(

@@ -462,3 +462,89 @@ async fn the_official_python_sdk_uses_a_per_server_endpoint_on_both_revisions() 
     assert_eq!(logs["total"], 2, "{logs}");
     drop(origin);
 }
+
+/// Tool metadata with the official MCP Python SDK, on `/mcp` and the per-server endpoint, on
+/// both revisions: it sees the annotations and the output schema, gets `structuredContent`
+/// (which the SDK itself checks against that schema), and a result that does not match the
+/// schema is a tool error, never one the SDK has to catch.
+#[tokio::test]
+async fn the_official_python_sdk_sees_output_schemas_annotations_and_structured_content() {
+    let (python, sdk) = mcpbox_e2e::mcp::python_sdk();
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(ServeOptions::new(dir.path())).unwrap();
+    let url = origin.url.clone();
+    let token = admin_token(&url).await;
+    let (status, created) = api(
+        &format!("{url}/api/servers"),
+        json!({"name": "calc"}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let server_id = created["id"].as_str().unwrap().to_owned();
+    let code = "def main(a: int, b: int) -> int:\n    return a + b if a >= 0 else 'negative'\n";
+    let (status, created) = api(
+        &format!("{url}/api/servers/{server_id}/tools"),
+        json!({"name": "add", "python_code": code, "annotations": {"readOnlyHint": true}}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let tool = created["id"].as_str().unwrap().to_owned();
+    approve_and_start(&url, &token, &server_id, &tool).await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/clients/python_sdk_metadata.py"
+    );
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(&python)
+            .arg(script)
+            .arg(&url)
+            .env("PYTHONPATH", &sdk)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the SDK client did not finish in 60 s")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the SDK client failed: {stderr}");
+    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let seen = seen.as_array().unwrap();
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    for client in seen {
+        assert_eq!(
+            client["output_schema"],
+            json!({"type": "object", "properties": {"result": {"type": "integer"}},
+                   "required": ["result"], "x-mcpbox-wrap-result": true}),
+            "{client}"
+        );
+        assert_eq!(client["read_only"], true, "{client}");
+        assert_eq!(client["is_error"], false, "{client}");
+        assert_eq!(client["structured"], json!({"result": 5}), "{client}");
+        assert_eq!(client["text"], "5", "{client}");
+        assert_eq!(client["mismatch_is_error"], true, "{client}");
+        assert!(
+            client["mismatch"]
+                .as_str()
+                .unwrap()
+                .contains("does not match its output schema"),
+            "{client}"
+        );
+    }
+    let versions: Vec<&str> = seen
+        .iter()
+        .map(|c| c["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            "2025-11-25",
+            mcpbox_e2e::mcp::NEW,
+            "2025-11-25",
+            mcpbox_e2e::mcp::NEW
+        ]
+    );
+    drop(origin);
+}

@@ -743,6 +743,7 @@ pub async fn import_recorded(
             code: "",
             source: source_of_change,
             audit,
+            annotations: None,
         };
         match tools::create_passthrough(state, new, &source.id, &valid).await {
             Ok((tool, version)) => {

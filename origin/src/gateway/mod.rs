@@ -502,7 +502,7 @@ impl Gateway {
             Ok(outcome) => outcome,
             Err(err) => return Ok(refusal(&err).into()),
         };
-        Ok(tool_result(outcome).into())
+        Ok(tool_result(outcome, approved.output_schema.as_deref()).into())
     }
 }
 
@@ -565,14 +565,31 @@ fn refusal(err: &Error) -> CallToolResult {
 }
 
 /// The result as JSON text (and `structuredContent` when it is an object), or the tool's error
-/// with its kind and line; stdout, duration and the log id in `_meta`.
-fn tool_result(outcome: execution::Outcome) -> CallToolResult {
+/// with its kind and line; stdout, duration and the log id in `_meta`. With an output schema,
+/// `structuredContent` is the value as the schema describes it (`tools::structured`) and a
+/// value that does not match is a tool error saying what did not.
+fn tool_result(outcome: execution::Outcome, output_schema: Option<&str>) -> CallToolResult {
     let mut result = if let Some(remote) = outcome.remote {
         // A passthrough tool: the external source's content blocks as it sent them.
         let mut result = CallToolResult::success(remote.content);
         result.structured_content = remote.structured_content;
         result.is_error = Some(!outcome.ok);
         result
+    } else if outcome.ok
+        && let Some(schema) = output_schema
+    {
+        let value = outcome.result.unwrap_or(Value::Null);
+        match tools::structured(schema, value.clone()) {
+            Ok(structured) => {
+                // The text block for clients that predate structured content.
+                let content = execution::mcp_blocks(&value, &outcome.content)
+                    .unwrap_or_else(|| vec![ContentBlock::text(value.to_string())]);
+                let mut result = CallToolResult::success(content);
+                result.structured_content = Some(structured);
+                result
+            }
+            Err(mismatch) => CallToolResult::error(vec![ContentBlock::text(mismatch)]),
+        }
     } else if outcome.ok {
         let value = outcome.result.unwrap_or(Value::Null);
         if let Some(blocks) = execution::mcp_blocks(&value, &outcome.content) {

@@ -14,6 +14,7 @@ use crate::app::AppState;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::names;
+use crate::tools;
 
 /// Tools per `tools/list` page.
 pub const PAGE_SIZE: i64 = 200;
@@ -24,15 +25,22 @@ pub struct VisibleTool {
     pub public_name: String,
     pub description: String,
     pub input_schema: JsonObject,
+    /// What the approved version declares (`tools::meta`): listed as MCP's `outputSchema` and
+    /// `annotations`.
+    pub output_schema: Option<JsonObject>,
+    pub annotations: Option<tools::Annotations>,
 }
 
 impl VisibleTool {
     pub fn into_mcp(self) -> Tool {
-        Tool::new(
+        let mut tool = Tool::new(
             self.public_name,
             self.description,
             Arc::new(self.input_schema),
-        )
+        );
+        tool.output_schema = self.output_schema.map(Arc::new);
+        tool.annotations = self.annotations.as_ref().map(tools::Annotations::to_mcp);
+        tool
     }
 }
 
@@ -60,7 +68,7 @@ pub async fn visible_tools(db: &Db, server: Option<&str>, cursor: Option<&str>) 
         None => (PUBLIC_NAME, ""),
     };
     let sql = format!(
-        "SELECT {listed} AS public_name, v.description, v.input_schema \
+        "SELECT {listed} AS public_name, v.description, v.input_schema, v.annotations, v.output_schema \
          FROM tools t JOIN servers s ON s.id = t.server_id \
          JOIN tool_versions v ON v.tool_id = t.id AND v.version = \
            (SELECT MAX(version) FROM tool_versions a WHERE a.tool_id = t.id AND a.status = 'approved') \
@@ -90,6 +98,12 @@ pub async fn visible_tools(db: &Db, server: Option<&str>, cursor: Option<&str>) 
                 JsonObject::from_iter([("type".to_owned(), "object".into())])
             }
         };
+        let annotations: Option<String> = row.try_get("annotations")?;
+        let output_schema: Option<String> = row.try_get("output_schema")?;
+        let output_schema = output_schema
+            .as_deref()
+            .and_then(tools::output_schema_object);
+        let annotations = tools::Annotations::from_stored(annotations.as_deref());
         let description = if description.is_empty() {
             public_name.clone()
         } else {
@@ -99,6 +113,8 @@ pub async fn visible_tools(db: &Db, server: Option<&str>, cursor: Option<&str>) 
             public_name,
             description,
             input_schema,
+            output_schema,
+            annotations,
         });
     }
     let next_cursor = if tools.len() as i64 > PAGE_SIZE {
@@ -174,12 +190,16 @@ async fn fingerprint(db: &Db) -> Result<VisibleSet> {
         for tool in &page.tools {
             let schema =
                 serde_json::to_string(&tool.input_schema).map_err(|e| Error::Internal(e.into()))?;
+            // What else clients are shown: a new approved version that changes only these
+            // is a change they hear about.
+            let declared = serde_json::to_string(&(&tool.output_schema, &tool.annotations))
+                .map_err(|e| Error::Internal(e.into()))?;
             let server = tool
                 .public_name
                 .split_once("__")
                 .map_or("", |(server, _)| server);
             let per_server = servers.entry(server.to_owned()).or_default();
-            for part in [&tool.public_name, &tool.description, &schema] {
+            for part in [&tool.public_name, &tool.description, &schema, &declared] {
                 for hasher in [&mut hasher, &mut *per_server] {
                     hasher.update((part.len() as u64).to_le_bytes());
                     hasher.update(part.as_bytes());

@@ -58,9 +58,18 @@ pub struct VersionBody {
     pub version: i64,
     pub description: String,
     pub python_code: String,
+    /// SHA-256 of the code; of the code, annotations and output schema together when the
+    /// version has either (`tools::version_hash`). Checked before every run.
     pub code_hash: String,
     /// The input schema, as JSON.
     pub input_schema: serde_json::Value,
+    /// The MCP annotations the author declared (absent: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<super::Annotations>,
+    /// The output schema derived from `main`'s return annotation (absent: none, and results
+    /// are not checked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<serde_json::Value>,
     /// `admin`, `llm`, `rollback` or `import`.
     pub change_source: String,
     pub change_summary: String,
@@ -81,6 +90,11 @@ impl From<Version> for VersionBody {
             version: v.version,
             description: v.description,
             input_schema: serde_json::from_str(&v.input_schema).unwrap_or(serde_json::Value::Null),
+            annotations: super::Annotations::from_stored(v.annotations.as_deref()),
+            output_schema: v
+                .output_schema
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok()),
             python_code: v.python_code,
             code_hash: v.code_hash,
             change_source: v.change_source,
@@ -131,6 +145,9 @@ struct CreateBody {
         example = "async def main(name: str) -> dict:\n    \"\"\"Greets.\"\"\"\n    return {'hello': name}\n"
     )]
     python_code: String,
+    /// MCP annotations (hints to clients) version 1 declares; reviewed with the code.
+    #[serde(default)]
+    annotations: Option<super::Annotations>,
 }
 
 #[utoipa::path(post, path = "/api/servers/{id}/tools", tag = "tools", operation_id = "tools_create", params(("id" = String, Path, description = "The id")), request_body = CreateBody, responses((status = 201, body = ToolBody), JsonBody, Admin, E404, E409, E503), security(("bearer" = [])))]
@@ -149,6 +166,7 @@ async fn create(
         code: &body.python_code,
         source: Source::Admin,
         audit: &audited.audit,
+        annotations: body.annotations.as_ref(),
     };
     let (tool, _) = super::create(&state, new).await?;
     Ok((StatusCode::CREATED, Json(tool_body(&state, tool).await?)))
@@ -212,6 +230,8 @@ struct UpdateBody {
     #[schema(value_type = Option<i64>, minimum = 1000, maximum = 300000)]
     timeout_ms: Option<Option<i64>>,
     change_summary: Option<String>,
+    /// New MCP annotations (all of them; `{}` clears them): a new draft version, like new code.
+    annotations: Option<super::Annotations>,
 }
 
 /// Tells "absent" (leave alone) from `null` (clear) for `timeout_ms`.
@@ -239,6 +259,7 @@ async fn update(
         enabled: body.enabled,
         timeout_ms: body.timeout_ms,
         summary: body.change_summary,
+        annotations: body.annotations,
     };
     let (tool, _) = super::update(&state, &id, changes, Source::Admin, &audited.audit).await?;
     Ok(Json(tool_body(&state, tool).await?))
@@ -326,6 +347,16 @@ struct Comparison {
     from_version: i64,
     to_version: i64,
     diff: String,
+    /// Each version's MCP annotations (absent: none), which the code diff does not show.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from_annotations: Option<super::Annotations>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to_annotations: Option<super::Annotations>,
+    /// Each version's output schema (absent: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from_output_schema: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to_output_schema: Option<serde_json::Value>,
 }
 
 #[utoipa::path(get, path = "/api/tools/{id}/versions/compare", tag = "tools", operation_id = "tools_compare", params(("id" = String, Path, description = "The id"), CompareQuery), responses((status = 200, body = Comparison), E400, E401, E404), security(("bearer" = [])))]
@@ -337,10 +368,21 @@ async fn compare(
 ) -> Result<Json<Comparison>> {
     auth.require(Role::Viewer)?;
     let diff = super::diff(&state.db, &id, query.from_version, query.to_version).await?;
+    let from = super::version(&state.db, &id, query.from_version).await?;
+    let to = super::version(&state.db, &id, query.to_version).await?;
+    let schema = |v: &Version| {
+        v.output_schema
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+    };
     Ok(Json(Comparison {
         from_version: query.from_version,
         to_version: query.to_version,
         diff,
+        from_annotations: super::Annotations::from_stored(from.annotations.as_deref()),
+        to_annotations: super::Annotations::from_stored(to.annotations.as_deref()),
+        from_output_schema: schema(&from),
+        to_output_schema: schema(&to),
     }))
 }
 
@@ -370,6 +412,8 @@ struct ValidateAnswer {
     errors: Vec<contract::sandbox::CodeError>,
     description: Option<String>,
     input_schema: Option<serde_json::Value>,
+    /// The output schema derived from `main`'s return annotation, if it has one.
+    output_schema: Option<serde_json::Value>,
     /// When not valid: the errors in the shape a failed run has (category `validation`).
     error: Option<contract::sandbox::ToolError>,
 }
@@ -391,6 +435,9 @@ async fn validate_code(
         description: checked.description,
         input_schema: checked
             .input_schema
+            .and_then(|s| serde_json::from_str(&s).ok()),
+        output_schema: checked
+            .output_schema
             .and_then(|s| serde_json::from_str(&s).ok()),
     }))
 }

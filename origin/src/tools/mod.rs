@@ -7,6 +7,11 @@
 //! which only it builds.
 
 mod api;
+mod meta;
+
+pub use meta::{
+    Annotations, WRAP_RESULT, output_schema_object, reviewed_text, structured, version_hash,
+};
 
 pub(crate) use api::openapi;
 
@@ -144,6 +149,10 @@ pub struct Version {
     pub python_code: String,
     pub code_hash: String,
     pub input_schema: String,
+    /// The author's MCP annotations (`Annotations::to_stored`), covered by `code_hash`.
+    pub annotations: Option<String>,
+    /// The output schema derived from `main`'s return annotation, covered by `code_hash`.
+    pub output_schema: Option<String>,
     pub change_source: String,
     pub change_summary: String,
     pub created_by: String,
@@ -158,7 +167,7 @@ pub struct Version {
 
 pub const VERSION_COLUMNS: &str = "tool_id, version, description, python_code, code_hash, input_schema, \
      change_source, change_summary, created_by, created_at, status, publish_notes, requested_at, \
-     reviewed_by, reviewed_at, rejection_reason";
+     reviewed_by, reviewed_at, rejection_reason, annotations, output_schema";
 
 impl Version {
     pub fn from_row(row: &AnyRow) -> Result<Version> {
@@ -179,6 +188,8 @@ impl Version {
             reviewed_by: row.try_get("reviewed_by")?,
             reviewed_at: row.try_get("reviewed_at")?,
             rejection_reason: row.try_get("rejection_reason")?,
+            annotations: row.try_get("annotations")?,
+            output_schema: row.try_get("output_schema")?,
         })
     }
 }
@@ -187,10 +198,13 @@ pub fn code_hash(code: &str) -> String {
     hex::encode(Sha256::digest(code.as_bytes()))
 }
 
-/// Code accepted by the sandbox's validation, with the schema it derived.
+/// Code accepted by the sandbox's validation, with the schemas it derived (and the annotations
+/// the version declares): a version's content, all of it hashed.
 pub struct ValidCode {
     code: String,
     input_schema: String,
+    output_schema: Option<String>,
+    annotations: Option<String>,
     /// `main`'s docstring: the description of a version given none, so MCP clients always get
     /// one (capped to the description limit).
     docstring: String,
@@ -203,6 +217,8 @@ impl ValidCode {
         ValidCode {
             code: binding,
             input_schema,
+            output_schema: None,
+            annotations: None,
             docstring: description
                 .trim()
                 .chars()
@@ -216,7 +232,17 @@ impl ValidCode {
         ValidCode {
             code: version.python_code.clone(),
             input_schema: version.input_schema.clone(),
+            output_schema: version.output_schema.clone(),
+            annotations: version.annotations.clone(),
             docstring: String::new(),
+        }
+    }
+
+    /// The same content declaring `annotations` (stored form, `Annotations::to_stored`).
+    fn annotated(self, annotations: Option<String>) -> ValidCode {
+        ValidCode {
+            annotations,
+            ..self
         }
     }
 }
@@ -272,6 +298,8 @@ pub async fn validate(state: &AppState, server_id: &str, code: &str) -> Result<V
         input_schema: checked
             .input_schema
             .unwrap_or_else(|| r#"{"type":"object","properties":{}}"#.to_owned()),
+        output_schema: checked.output_schema,
+        annotations: None,
     })
 }
 
@@ -407,13 +435,17 @@ pub struct NewTool<'a> {
     pub source: Source,
     /// Who creates it (and the request), for the version row and the activity log.
     pub audit: &'a Audit,
+    /// The MCP annotations version 1 declares (none for a passthrough tool).
+    pub annotations: Option<&'a Annotations>,
 }
 
 /// Creates a tool with version 1 (a draft: nothing runs until it is approved).
 pub async fn create(state: &AppState, new: NewTool<'_>) -> Result<(Tool, Version)> {
     crate::servers::check_description(new.description)?;
     crate::servers::get(&state.db, new.server_id).await?;
-    let valid = validate(state, new.server_id, new.code).await?;
+    let valid = validate(state, new.server_id, new.code)
+        .await?
+        .annotated(new.annotations.and_then(Annotations::to_stored));
     insert_tool(state, &new, Kind::Python, None, &valid).await
 }
 
@@ -506,20 +538,26 @@ async fn insert_version(
     };
     let row = sqlx::query(&format!(
         "INSERT INTO tool_versions (id, tool_id, version, description, python_code, code_hash, input_schema, \
-         change_source, change_summary, created_by, created_at, status) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'draft') RETURNING {VERSION_COLUMNS}"
+         change_source, change_summary, created_by, created_at, status, annotations, output_schema) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'draft', $12, $13) RETURNING {VERSION_COLUMNS}"
     ))
     .bind(db::new_id())
     .bind(tool_id)
     .bind(number)
     .bind(description)
     .bind(&code.code)
-    .bind(code_hash(&code.code))
+    .bind(version_hash(
+        &code.code,
+        code.annotations.as_deref(),
+        code.output_schema.as_deref(),
+    ))
     .bind(&code.input_schema)
     .bind(source.as_str())
     .bind(summary)
     .bind(actor)
     .bind(db::now())
+    .bind(&code.annotations)
+    .bind(&code.output_schema)
     .fetch_one(conn)
     .await
     // Two concurrent edits both computed the same next number: one wins, the other retries.
@@ -536,6 +574,9 @@ pub struct Changes {
     /// `Some(None)` clears it (the server default applies).
     pub timeout_ms: Option<Option<i64>>,
     pub summary: Option<String>,
+    /// New MCP annotations (all of them: an unset hint is dropped; `Some(default)` clears
+    /// them). A change writes a new draft version, like a code change.
+    pub annotations: Option<Annotations>,
 }
 
 /// Applies changes. Code or description changes write a new draft version (the approved one
@@ -577,21 +618,32 @@ pub async fn update(
                 .into(),
         ));
     }
+    if changes.annotations.is_some() && !tool.kind.is_tool() {
+        return Err(Error::Validation(
+            "prompts and resources carry no tool annotations: leave `annotations` out".into(),
+        ));
+    }
     let description_changed = changes
         .description
         .as_ref()
         .is_some_and(|d| *d != latest.description);
+    let annotations = match &changes.annotations {
+        Some(annotations) => annotations.to_stored(),
+        None => latest.annotations.clone(),
+    };
+    let annotations_changed = annotations != latest.annotations;
     // Validate before opening the transaction: the sandbox round trip must not hold a lock.
-    let valid = if tool.kind == Kind::Passthrough && description_changed {
-        Some(ValidCode::again(&latest))
+    let valid = if tool.kind == Kind::Passthrough && (description_changed || annotations_changed) {
+        Some(ValidCode::again(&latest).annotated(annotations))
     } else if !tool.kind.is_tool() && (code_changed || description_changed) {
-        // A prompt's or resource's content: checked by its own rule, no sandbox.
+        // A prompt's or resource's content: checked by its own rule, no sandbox. (They carry
+        // no annotations: `prompts::update` never sets them.)
         let content = changes
             .python_code
             .as_deref()
             .unwrap_or(&latest.python_code);
         Some(crate::prompts::checked(&state.db, &tool.server_id, tool.kind, content).await?)
-    } else if code_changed || description_changed {
+    } else if tool.kind.is_tool() && (code_changed || description_changed || annotations_changed) {
         Some(
             validate(
                 state,
@@ -601,7 +653,8 @@ pub async fn update(
                     .as_deref()
                     .unwrap_or(&latest.python_code),
             )
-            .await?,
+            .await?
+            .annotated(annotations),
         )
     } else {
         None
@@ -616,8 +669,10 @@ pub async fn update(
                 .unwrap_or(&latest.description);
             let summary = changes.summary.as_deref().unwrap_or(if code_changed {
                 "Code changed"
-            } else {
+            } else if description_changed {
                 "Description changed"
+            } else {
+                "Annotations changed"
             });
             Some(
                 insert_version(
@@ -730,7 +785,9 @@ pub async fn rollback(state: &AppState, tool_id: &str, to: i64, audit: &Audit) -
     }
     let target = version(&state.db, tool_id, to).await?;
     let valid = match tool.kind {
-        Kind::Python => validate(state, &tool.server_id, &target.python_code).await?,
+        Kind::Python => validate(state, &tool.server_id, &target.python_code)
+            .await?
+            .annotated(target.annotations.clone()),
         Kind::Passthrough | Kind::Prompt | Kind::Resource => ValidCode::again(&target),
     };
     let mut tx = state.db.pool.begin().await?;
@@ -771,17 +828,33 @@ pub async fn rollback(state: &AppState, tool_id: &str, to: i64, audit: &Audit) -
     Ok(version)
 }
 
-/// A unified diff between two versions' code.
+/// A unified diff between two versions' code, followed by one of what they declare besides it
+/// (annotations, output schema: `meta::reviewed_text`) when that differs, so a reviewer sees
+/// every change the approval binds.
 pub async fn diff(db: &Db, tool_id: &str, from: i64, to: i64) -> Result<String> {
     let old = version(db, tool_id, from).await?;
     let new = version(db, tool_id, to).await?;
-    Ok(
-        similar::TextDiff::from_lines(&old.python_code, &new.python_code)
-            .unified_diff()
-            .context_radius(3)
-            .header(&format!("version {from}"), &format!("version {to}"))
-            .to_string(),
-    )
+    let mut diff = similar::TextDiff::from_lines(&old.python_code, &new.python_code)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("version {from}"), &format!("version {to}"))
+        .to_string();
+    let declared =
+        |v: &Version| meta::reviewed_text(v.annotations.as_deref(), v.output_schema.as_deref());
+    let (old_declared, new_declared) = (declared(&old), declared(&new));
+    if old_declared != new_declared {
+        diff.push_str(
+            &similar::TextDiff::from_lines(&old_declared, &new_declared)
+                .unified_diff()
+                .context_radius(3)
+                .header(
+                    &format!("version {from} (annotations, output schema)"),
+                    &format!("version {to} (annotations, output schema)"),
+                )
+                .to_string(),
+        );
+    }
+    Ok(diff)
 }
 
 /// What may run: built only by `runnable`, after every call-time check passed.
@@ -798,6 +871,8 @@ pub struct Approved {
     /// Python code, or a passthrough tool's binding.
     pub code: String,
     pub timeout_ms: i64,
+    /// The output schema the result is checked against (`structured`), if the version has one.
+    pub output_schema: Option<String>,
 }
 
 /// Why code is about to run, which decides what the call-time check requires.
@@ -830,8 +905,8 @@ impl Purpose {
     }
 }
 
-/// The call-time check: the tool exists, it has an approved version, that version's code still
-/// matches the hash recorded with it, and (for calls) the tool is enabled and its server running.
+/// The call-time check: the tool exists, it has an approved version, that version's code (and
+/// annotations and output schema) still match the hash recorded with it, and (for calls) the tool is enabled and its server running.
 pub async fn runnable(db: &Db, tool_id: &str) -> Result<Approved> {
     runnable_for(db, tool_id, Purpose::Call).await
 }
@@ -839,7 +914,7 @@ pub async fn runnable(db: &Db, tool_id: &str) -> Result<Approved> {
 pub async fn runnable_for(db: &Db, tool_id: &str, purpose: Purpose) -> Result<Approved> {
     let row = sqlx::query(
         "SELECT t.id, t.server_id, t.name, t.kind, t.enabled, t.timeout_ms, s.name AS server_name, s.status, \
-         s.default_timeout_ms, v.version, v.python_code, v.code_hash \
+         s.default_timeout_ms, v.version, v.python_code, v.code_hash, v.annotations, v.output_schema \
          FROM tools t JOIN servers s ON s.id = t.server_id \
          LEFT JOIN tool_versions v ON v.tool_id = t.id AND v.version = \
            (SELECT MAX(version) FROM tool_versions a WHERE a.tool_id = t.id AND (a.status = 'approved' OR $2)) \
@@ -869,7 +944,11 @@ pub async fn runnable_for(db: &Db, tool_id: &str, purpose: Purpose) -> Result<Ap
     };
     let code: String = row.try_get("python_code")?;
     let stored_hash: String = row.try_get("code_hash")?;
-    if code_hash(&code) != stored_hash {
+    let annotations: Option<String> = row.try_get("annotations")?;
+    let output_schema: Option<String> = row.try_get("output_schema")?;
+    // The hash covers the annotations and output schema too (when set): neither can change
+    // under an approval.
+    if version_hash(&code, annotations.as_deref(), output_schema.as_deref()) != stored_hash {
         tracing::error!(
             tool_id,
             version,
@@ -892,5 +971,6 @@ pub async fn runnable_for(db: &Db, tool_id: &str, purpose: Purpose) -> Result<Ap
         version,
         code,
         timeout_ms,
+        output_schema,
     })
 }

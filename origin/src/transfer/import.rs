@@ -237,6 +237,8 @@ struct PreparedTool {
     timeout_ms: Option<i64>,
     code: String,
     input_schema: String,
+    /// Derived again from the code, like the input schema (`tools::meta`).
+    output_schema: Option<String>,
     requests: Vec<Request>,
 }
 
@@ -326,12 +328,14 @@ async fn prepare(
             timeout_ms: tool.timeout_ms,
             code: code.to_owned(),
             input_schema: String::new(),
+            output_schema: None,
             requests,
         });
     }
     let checked = validate_all(state, pending).await?;
-    for (tool, (schema, docstring)) in tools.iter_mut().zip(checked) {
+    for (tool, (schema, docstring, output_schema)) in tools.iter_mut().zip(checked) {
         tool.input_schema = schema;
+        tool.output_schema = output_schema;
         if tool.description.trim().is_empty() {
             tool.description = docstring;
         }
@@ -514,8 +518,8 @@ fn rewritten_name(text: &str, max: usize, what: &str, warnings: &mut Vec<String>
 async fn validate_all(
     state: &AppState,
     pending: Vec<(String, String, Vec<String>)>,
-) -> Result<Vec<(String, String)>> {
-    let mut results: Vec<Option<(String, String)>> = vec![None; pending.len()];
+) -> Result<Vec<(String, String, Option<String>)>> {
+    let mut results: Vec<Option<(String, String, Option<String>)>> = vec![None; pending.len()];
     let mut set = tokio::task::JoinSet::new();
     let mut queue = pending.into_iter().enumerate();
     loop {
@@ -556,6 +560,7 @@ async fn validate_all(
                 .chars()
                 .take(crate::servers::DESCRIPTION_MAX)
                 .collect(),
+            checked.output_schema,
         ));
     }
     results
@@ -613,19 +618,25 @@ async fn write(
         // Version 1, pending review: in the approval queue, never approved by the import.
         sqlx::query(
             "INSERT INTO tool_versions (id, tool_id, version, description, python_code, code_hash, input_schema, \
-             change_source, change_summary, created_by, created_at, status, publish_notes, requested_at) \
-             VALUES ($1, $2, 1, $3, $4, $5, $6, 'import', $7, $8, $9, 'pending_review', $10, $9)",
+             change_source, change_summary, created_by, created_at, status, publish_notes, requested_at, output_schema) \
+             VALUES ($1, $2, 1, $3, $4, $5, $6, 'import', $7, $8, $9, 'pending_review', $10, $9, $11)",
         )
         .bind(db::new_id())
         .bind(&tool_id)
         .bind(&tool.description)
         .bind(&tool.code)
-        .bind(crate::tools::code_hash(&tool.code))
+        // Annotations are not in the export format (yet): an imported version has none.
+        .bind(crate::tools::version_hash(
+            &tool.code,
+            None,
+            tool.output_schema.as_deref(),
+        ))
         .bind(&tool.input_schema)
         .bind("Imported from an export file")
         .bind(&audit.actor)
         .bind(&now)
         .bind("Imported: review the code before it runs")
+        .bind(&tool.output_schema)
         .execute(&mut *tx)
         .await?;
         counts.tools += 1;

@@ -117,6 +117,9 @@ struct ReviewPage {
     /// The author's words beside the code, with hidden characters shown like in the code.
     change_html: String,
     description_html: String,
+    /// The annotations the version declares and its output schema (`tools::reviewed_text`),
+    /// bound by the approval like the code.
+    declared: String,
     notes_html: Option<String>,
     requests: Vec<AccessRequest>,
     modules: Vec<String>,
@@ -147,6 +150,10 @@ async fn review(
         code_html: super::highlight_python(&version.python_code),
         change_html: super::render::visible_text(&version.change_summary),
         description_html: super::render::visible_text(&version.description),
+        declared: tools::reviewed_text(
+            version.annotations.as_deref(),
+            version.output_schema.as_deref(),
+        ),
         notes_html: version
             .publish_notes
             .as_deref()

@@ -49,6 +49,8 @@ struct ToolPage {
     approved: Option<i64>,
     code_html: String,
     schema: String,
+    /// The shown version's annotations and output schema (`tools::reviewed_text`).
+    declared: String,
     versions: Vec<Version>,
     from: i64,
     to: i64,
@@ -118,6 +120,10 @@ async fn show(
         chrome: ui.chrome("servers"),
         public_name: public_name(&server.name, &tool.name),
         code_html: super::highlight_python(&shown.python_code),
+        declared: tools::reviewed_text(
+            shown.annotations.as_deref(),
+            shown.output_schema.as_deref(),
+        ),
         example_arguments: example_arguments(&shown.input_schema),
         schema,
         shown,
@@ -232,6 +238,7 @@ async fn set_enabled(
             enabled: Some(enabled),
             timeout_ms: None,
             summary: None,
+            annotations: None,
         };
         tools::update(&state, &id, changes, Source::Admin, &ui.audit()).await
     }

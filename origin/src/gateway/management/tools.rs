@@ -63,6 +63,9 @@ pub struct CreateTool {
     name: String,
     description: Option<String>,
     python_code: String,
+    /// MCP hints to clients about what the tool does (readOnlyHint, destructiveHint,
+    /// idempotentHint, openWorldHint); a person reviews them with the code.
+    annotations: Option<tools::Annotations>,
 }
 
 impl ManagementTool for CreateTool {
@@ -81,12 +84,15 @@ impl ManagementTool for CreateTool {
             code: &self.python_code,
             source: tools::Source::Llm,
             audit: cx.audit,
+            annotations: self.annotations.as_ref(),
         };
         let (tool, version) = tools::create(cx.state, new).await?;
         Ok(json!({
             "id": tool.id, "name": tool.name, "version": version.version,
             "approval_status": version.status,
             "input_schema": stored_schema(&version.input_schema),
+            "output_schema": version.output_schema.as_deref().map(stored_schema),
+            "annotations": tools::Annotations::from_stored(version.annotations.as_deref()),
             "next_step": "call mcpbox_request_publish so a person can review it",
         }))
     }
@@ -114,6 +120,8 @@ impl ManagementTool for GetTool {
             "approved_version": tools::approved_version(db, &tool.id).await?,
             "description": newest.description, "python_code": newest.python_code,
             "input_schema": stored_schema(&newest.input_schema),
+            "output_schema": newest.output_schema.as_deref().map(stored_schema),
+            "annotations": tools::Annotations::from_stored(newest.annotations.as_deref()),
             "approval_status": newest.status, "rejection_reason": newest.rejection_reason,
         }))
     }
@@ -182,6 +190,9 @@ pub struct UpdateTool {
     python_code: Option<String>,
     enabled: Option<bool>,
     change_summary: Option<String>,
+    /// New MCP hints (all of them; unset ones are dropped): makes a new draft version, like new
+    /// code.
+    annotations: Option<tools::Annotations>,
 }
 
 impl ManagementTool for UpdateTool {
@@ -197,6 +208,7 @@ impl ManagementTool for UpdateTool {
             enabled: self.enabled,
             timeout_ms: None,
             summary: self.change_summary,
+            annotations: self.annotations,
         };
         let (tool, version) = tools::update(
             cx.state,
@@ -279,6 +291,7 @@ impl ManagementTool for ValidateCode {
             "errors": errors,
             "error": checked.as_tool_error(),
             "input_schema": checked.input_schema.as_deref().map(stored_schema),
+            "output_schema": checked.output_schema.as_deref().map(stored_schema),
             "description": checked.description,
         }))
     }
