@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use crate::activity::Audit;
 use crate::app::open_storage;
 use crate::auth::password::{NewPassword, Passwords, Username};
-use crate::activity::Audit;
 use crate::config::{AdminCommand, McpKeyCommand, StorageArgs};
 use crate::{mcp_keys, users};
 

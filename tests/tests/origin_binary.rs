@@ -802,8 +802,14 @@ async fn admin_cli_issues_lists_and_revokes_mcp_client_keys() {
 
     let listed = run(&["list"]);
     let listed = String::from_utf8(listed.stdout).unwrap();
-    assert!(listed.contains("ci-runner") && listed.contains("valid"), "{listed}");
-    assert!(!listed.contains(&key), "the list shows the key itself: {listed}");
+    assert!(
+        listed.contains("ci-runner") && listed.contains("valid"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(&key),
+        "the list shows the key itself: {listed}"
+    );
 
     let revoked = run(&["revoke", "ci-runner"]);
     assert!(
