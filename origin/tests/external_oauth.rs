@@ -15,7 +15,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Form, Query, Request, State};
+use axum::body::Bytes;
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -54,7 +55,7 @@ struct Fake {
 
 type Shared = Arc<Mutex<Fake>>;
 
-fn token() -> String {
+fn fresh() -> String {
     let mut raw = [0u8; 24];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
     hex::encode(raw)
@@ -101,7 +102,7 @@ async fn register(State(fake): State<Shared>, Json(body): Json<Value>) -> Respon
         .iter()
         .filter_map(|u| u.as_str().map(str::to_owned))
         .collect();
-    let id = format!("client-{}", token());
+    let id = format!("client-{}", fresh());
     fake.lock().unwrap().clients.insert(id.clone(), uris.clone());
     (
         StatusCode::CREATED,
@@ -139,7 +140,7 @@ async fn authorize(
     {
         return (StatusCode::BAD_REQUEST, format!("bad authorize: {query:?}")).into_response();
     }
-    let code = token();
+    let code = fresh();
     fake.codes.insert(
         code.clone(),
         (client, redirect.clone(), field("code_challenge")),
@@ -152,7 +153,7 @@ async fn authorize(
 }
 
 fn issue(fake: &mut Fake) -> Value {
-    let (access, refresh) = (token(), token());
+    let (access, refresh) = (fresh(), fresh());
     fake.access.insert(
         access.clone(),
         Instant::now() + Duration::from_secs(fake.access_ttl_secs),
@@ -164,10 +165,8 @@ fn issue(fake: &mut Fake) -> Value {
            "refresh_token": refresh, "scope": "mcp"})
 }
 
-async fn token_endpoint(
-    State(fake): State<Shared>,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
+async fn token_endpoint(State(fake): State<Shared>, body: Bytes) -> Response {
+    let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
     let mut fake = fake.lock().unwrap();
     let field = |name: &str| form.get(name).cloned().unwrap_or_default();
     match field("grant_type").as_str() {
@@ -364,7 +363,8 @@ impl Browser {
         };
         let mut request = self.http.request(method, &url);
         // Cookies go to the origin only, as a browser keeps them per site.
-        if url.starts_with(&self.origin) && !self.cookies.is_empty() {
+        let ours = url.starts_with(&format!("{}/", self.origin));
+        if ours && !self.cookies.is_empty() {
             let jar: Vec<String> = self
                 .cookies
                 .iter()
@@ -386,7 +386,7 @@ impl Browser {
                 header::HeaderValue::from_bytes(value.as_bytes()).unwrap(),
             );
         }
-        if url.starts_with(&self.origin) {
+        if ours {
             for set in headers.get_all(header::SET_COOKIE) {
                 let set = set.to_str().unwrap();
                 let (pair, attributes) = set.split_once(';').unwrap_or((set, ""));
@@ -653,7 +653,7 @@ async fn a_sign_in_is_good_once_for_its_source_and_browser(app: TestApp) {
     // A state nobody issued.
     let forged = format!(
         "/ui/sources/{first}/oauth/callback?code=x&state={}",
-        token()
+        fresh()
     );
     let page = browser.land(&forged).await;
     assert!(page.contains("unknown, used already or expired"), "{page}");
@@ -684,15 +684,20 @@ async fn a_sign_in_is_good_once_for_its_source_and_browser(app: TestApp) {
     let code = query_of(&callback, "code").unwrap();
     let client = query_of(&authorize, "client_id").unwrap();
     let redirect = query_of(&authorize, "redirect_uri").unwrap();
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "authorization_code")
+        .append_pair("code", &code)
+        .append_pair("client_id", &client)
+        .append_pair("redirect_uri", &redirect)
+        .append_pair(
+            "code_verifier",
+            "not-the-verifier-not-the-verifier-not-the-verifier",
+        )
+        .finish();
     let refused = reqwest::Client::new()
         .post(fake.mcp_url.replace("/mcp", "/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("client_id", client.as_str()),
-            ("redirect_uri", redirect.as_str()),
-            ("code_verifier", "not-the-verifier-not-the-verifier-not-the-verifier"),
-        ])
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(body)
         .send()
         .await
         .unwrap();
