@@ -300,9 +300,16 @@ async fn a_legacy_sse_source_cannot_send_mcpbox_to_another_origin(app: TestApp) 
         .await;
     assert_eq!(found.status, StatusCode::BAD_GATEWAY, "{}", found.text);
     assert!(found.text.contains("another origin"), "{}", found.text);
-    assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing was posted elsewhere");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "nothing was posted elsewhere"
+    );
     let shown = app
-        .get(&format!("/api/external-sources/sources/{source}"), Some(&token))
+        .get(
+            &format!("/api/external-sources/sources/{source}"),
+            Some(&token),
+        )
         .await;
     assert_eq!(shown.body["status"], "error", "{}", shown.text);
 }

@@ -103,7 +103,10 @@ async fn register(State(fake): State<Shared>, Json(body): Json<Value>) -> Respon
         .filter_map(|u| u.as_str().map(str::to_owned))
         .collect();
     let id = format!("client-{}", fresh());
-    fake.lock().unwrap().clients.insert(id.clone(), uris.clone());
+    fake.lock()
+        .unwrap()
+        .clients
+        .insert(id.clone(), uris.clone());
     (
         StatusCode::CREATED,
         Json(json!({
@@ -211,11 +214,7 @@ async fn require_token(State(fake): State<Shared>, mut request: Request, next: N
             .as_ref()
             .and_then(|t| fake.access.get(t))
             .is_some_and(|expiry| *expiry > Instant::now());
-        if valid {
-            None
-        } else {
-            Some(fake.base.clone())
-        }
+        if valid { None } else { Some(fake.base.clone()) }
     };
     if let Some(base) = base {
         let challenge = format!(
@@ -247,10 +246,13 @@ impl FakeServer {
             ..Fake::default()
         }));
         let behind = TestApp::sqlite().await;
-        let mcp = behind.router.clone().layer(axum::middleware::from_fn_with_state(
-            fake.clone(),
-            require_token,
-        ));
+        let mcp = behind
+            .router
+            .clone()
+            .layer(axum::middleware::from_fn_with_state(
+                fake.clone(),
+                require_token,
+            ));
         let app = Router::new()
             .route(
                 "/.well-known/oauth-protected-resource/mcp",
@@ -454,7 +456,11 @@ impl Browser {
     async fn land(&mut self, callback: &str) -> String {
         let landing = self.get(callback).await;
         assert_eq!(landing.status, StatusCode::OK, "{}", landing.html);
-        assert!(landing.html.contains("http-equiv=\"refresh\""), "{}", landing.html);
+        assert!(
+            landing.html.contains("http-equiv=\"refresh\""),
+            "{}",
+            landing.html
+        );
         let marker = "url=";
         let start = landing.html.find(marker).unwrap() + marker.len();
         let end = start + landing.html[start..].find('"').unwrap();
@@ -595,7 +601,10 @@ async fn an_admin_signs_in_and_calls_carry_refreshed_tokens_until_the_grant_is_r
     assert_eq!(ran.body["success"], true, "{}", ran.text);
     assert_eq!(fake.with(|f| f.refreshes), 3, "refreshed ahead of expiry");
     let mcp_requests = fake.with(|f| f.mcp_requests) - sent_before;
-    assert_eq!(mcp_requests, 1, "no 401 round trip: the token was fresh when sent");
+    assert_eq!(
+        mcp_requests, 1,
+        "no 401 round trip: the token was fresh when sent"
+    );
 
     // The user revokes the grant at the provider: the source needs a sign-in, says so, and no
     // longer looks signed in.
@@ -605,7 +614,11 @@ async fn an_admin_signs_in_and_calls_carry_refreshed_tokens_until_the_grant_is_r
     assert_ne!(ran.body["success"], true, "{}", ran.text);
     assert!(ran.text.contains("sign-in needed"), "{}", ran.text);
     let shown = app.get(&base, Some(&token)).await;
-    assert_eq!(shown.body["oauth_status"], "sign_in_needed", "{}", shown.text);
+    assert_eq!(
+        shown.body["oauth_status"], "sign_in_needed",
+        "{}",
+        shown.text
+    );
     assert_eq!(shown.body["status"], "error", "{}", shown.text);
     assert!(
         shown.body["last_error"]

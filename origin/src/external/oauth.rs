@@ -49,8 +49,7 @@ const AS_TIMEOUT: Duration = Duration::from_secs(15);
 const KEY_PURPOSE: &str = "external-oauth";
 
 /// The message every front shows for a source whose grant is gone.
-pub const SIGN_IN_NEEDED: &str =
-    "sign-in needed: the source's authorization server no longer accepts MCPbox's grant; an \
+pub const SIGN_IN_NEEDED: &str = "sign-in needed: the source's authorization server no longer accepts MCPbox's grant; an \
      admin signs in again from the source's page";
 
 /// The keys tokens are sealed with: derived from the origin's keyring for this purpose only.
@@ -84,12 +83,13 @@ struct DbStore {
 #[async_trait::async_trait]
 impl CredentialStore for DbStore {
     async fn load(&self) -> std::result::Result<Option<StoredCredentials>, AuthError> {
-        let stored: Option<Option<String>> =
-            sqlx::query_scalar("SELECT credentials FROM external_source_oauth WHERE source_id = $1")
-                .bind(&self.source_id)
-                .fetch_optional(&self.db.pool)
-                .await
-                .map_err(failed)?;
+        let stored: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT credentials FROM external_source_oauth WHERE source_id = $1",
+        )
+        .bind(&self.source_id)
+        .fetch_optional(&self.db.pool)
+        .await
+        .map_err(failed)?;
         let Some(Some(sealed)) = stored else {
             return Ok(None);
         };
@@ -370,9 +370,7 @@ pub async fn start(
                 .find(|(key, _)| key == "state")
                 .map(|(_, value)| value.into_owned())
         })
-        .ok_or_else(|| {
-            Error::Internal(anyhow::anyhow!("rmcp's authorization URL has no state"))
-        })?;
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("rmcp's authorization URL has no state")))?;
     state.external.flows.insert(
         flow_state,
         Pending {
@@ -402,11 +400,7 @@ pub struct Callback<'a> {
 /// (so a `state` is good once, whatever happens next), then it must be this source's, not
 /// expired, from this browser and its admin; then the code is exchanged (rmcp sends the PKCE
 /// verifier) and the grant stored, encrypted.
-pub async fn finish(
-    state: &AppState,
-    source_id: &str,
-    callback: Callback<'_>,
-) -> Result<Source> {
+pub async fn finish(state: &AppState, source_id: &str, callback: Callback<'_>) -> Result<Source> {
     let unknown = || {
         Error::Validation(
             "this sign-in is unknown, used already or expired: start it again from the source's \
@@ -414,7 +408,11 @@ pub async fn finish(
                 .into(),
         )
     };
-    let flow = state.external.flows.take(callback.state).ok_or_else(unknown)?;
+    let flow = state
+        .external
+        .flows
+        .take(callback.state)
+        .ok_or_else(unknown)?;
     if flow.started.elapsed() >= PENDING_TTL {
         return Err(unknown());
     }

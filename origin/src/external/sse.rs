@@ -12,10 +12,10 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
 use rmcp::RoleClient;
 use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
 use rmcp::transport::Transport;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
 
 /// The largest SSE event kept (a whole JSON-RPC message); beyond it the stream is ended.
 pub const EVENT_MAX_BYTES: usize = 4 * 1024 * 1024;
