@@ -1331,7 +1331,10 @@ mod tests {
             );
         }
         assert!(Auth::parse(Some("kerberos"), None, None).is_err());
-        assert_eq!(Auth::parse(Some("oauth"), None, None).ok(), Some(Auth::OAuth));
+        assert_eq!(
+            Auth::parse(Some("oauth"), None, None).ok(),
+            Some(Auth::OAuth)
+        );
         assert!(Auth::parse(Some("oauth"), Some("API_KEY"), None).is_err());
         assert!(Auth::parse(Some("none"), Some("API_KEY"), None).is_err());
     }

@@ -227,6 +227,8 @@ impl Transport<RoleClient> for LegacySse {
         }
     }
 
+    // Spelled out: the trait's signature promises a `Send` future.
+    #[allow(clippy::manual_async_fn)]
     fn receive(&mut self) -> impl Future<Output = Option<ServerJsonRpcMessage>> + Send {
         async move {
             loop {
