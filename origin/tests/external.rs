@@ -11,6 +11,7 @@ use serde_json::json;
 on_both_backends!(
     a_passthrough_tool_is_approved_versioned_and_run_like_any_tool,
     sources_added_by_admins_are_active_and_bad_input_is_refused,
+    a_legacy_sse_source_cannot_send_mcpbox_to_another_origin,
 );
 
 async fn a_passthrough_tool_is_approved_versioned_and_run_like_any_tool(app: TestApp) {
@@ -239,4 +240,76 @@ async fn sources_added_by_admins_are_active_and_bad_input_is_refused(app: TestAp
         )
         .await;
     assert_eq!(denied.status, StatusCode::FORBIDDEN);
+}
+
+/// The attack on the legacy SSE transport: the source's `endpoint` event names another host, so
+/// that MCPbox would POST there (with the source's credential). Refused before any POST; the
+/// other host sees nothing.
+async fn a_legacy_sse_source_cannot_send_mcpbox_to_another_origin(app: TestApp) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other_url = format!("http://{}/messages/", other.local_addr().unwrap());
+    tokio::spawn(async move {
+        let app = axum::Router::new().fallback(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { "ok" }
+        });
+        axum::serve(other, app).await.unwrap();
+    });
+    let source_server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sse_url = format!("http://{}/sse", source_server.local_addr().unwrap());
+    let endpoint = other_url.clone();
+    tokio::spawn(async move {
+        let app = axum::Router::new().route(
+            "/sse",
+            axum::routing::get(move || {
+                let endpoint = endpoint.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+                        format!(": hello\n\nevent: endpoint\ndata: {endpoint}\n\n"),
+                    )
+                }
+            }),
+        );
+        axum::serve(source_server, app).await.unwrap();
+    });
+
+    let token = app.admin().await.token("access_token");
+    let server = app.create_server(&token, "sse").await;
+    let created = app
+        .post(
+            &format!("/api/external-sources/servers/{server}/sources"),
+            Some(&token),
+            json!({"name": "old", "url": sse_url, "transport_type": "sse"}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.body["transport_type"], "sse");
+    let source = created.token("id");
+    let found = app
+        .post(
+            &format!("/api/external-sources/sources/{source}/discover"),
+            Some(&token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(found.status, StatusCode::BAD_GATEWAY, "{}", found.text);
+    assert!(found.text.contains("another origin"), "{}", found.text);
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "nothing was posted elsewhere"
+    );
+    let shown = app
+        .get(
+            &format!("/api/external-sources/sources/{source}"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(shown.body["status"], "error", "{}", shown.text);
 }

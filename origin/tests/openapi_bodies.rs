@@ -11,7 +11,7 @@ use common::*;
 use serde_json::{Value, json};
 
 /// These modules' operations, and whether each takes a JSON body.
-const OPERATIONS: [(&str, &str, bool); 49] = [
+const OPERATIONS: [(&str, &str, bool); 50] = [
     ("get", "/api/cloudflare/status", false),
     ("post", "/api/cloudflare/token", true),
     ("get", "/api/cloudflare/tunnel", false),
@@ -45,6 +45,11 @@ const OPERATIONS: [(&str, &str, bool); 49] = [
     ),
     ("post", "/api/external-sources/sources/{sid}/import", true),
     ("post", "/api/external-sources/sources/{sid}/health", false),
+    (
+        "post",
+        "/api/external-sources/sources/{sid}/oauth/sign-out",
+        false,
+    ),
     ("get", "/api/alerts/webhooks", false),
     ("post", "/api/alerts/webhooks", true),
     ("get", "/api/alerts/webhooks/{id}", false),

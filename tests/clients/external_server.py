@@ -6,6 +6,8 @@ Tools: echo(text), add(a, b), headers() (the auth headers it was sent), trace_co
 --require-header NAME=VALUE answers 401 to every request without that exact header.
 --legacy answers `server/discover` the way a server that predates 2026-07-28 does (-32601), so
 clients must fall back to a 2025-11-25 `initialize` session.
+--sse serves the legacy HTTP+SSE transport instead (the SDK's `sse_app`: GET /sse, POST
+/messages/), for sources that never moved to Streamable HTTP.
 """
 
 import argparse
@@ -111,8 +113,9 @@ async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--require-header")
     parser.add_argument("--legacy", action="store_true")
+    parser.add_argument("--sse", action="store_true")
     args = parser.parse_args()
-    app = server.streamable_http_app()
+    app = server.sse_app() if args.sse else server.streamable_http_app()
     if args.legacy:
         app = legacy_only(app)
     if args.require_header:

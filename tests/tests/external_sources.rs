@@ -412,7 +412,7 @@ async fn bad_sources_are_refused_clearly() {
         ),
         (
             "unknown auth",
-            json!({"name": "a", "url": "http://127.0.0.1/mcp", "auth_type": "oauth"}),
+            json!({"name": "a", "url": "http://127.0.0.1/mcp", "auth_type": "kerberos"}),
         ),
         (
             "bearer without a secret",
@@ -424,8 +424,13 @@ async fn bad_sources_are_refused_clearly() {
                                       "auth_secret_name": "TOKEN", "auth_header_name": "Host"}),
         ),
         (
-            "the SSE transport",
-            json!({"name": "a", "url": "http://127.0.0.1/mcp", "transport_type": "sse"}),
+            "an unknown transport",
+            json!({"name": "a", "url": "http://127.0.0.1/mcp", "transport_type": "websocket"}),
+        ),
+        (
+            "OAuth over the legacy SSE transport",
+            json!({"name": "a", "url": "http://127.0.0.1/sse", "transport_type": "sse",
+                   "auth_type": "oauth"}),
         ),
         (
             "an unknown field",
@@ -518,5 +523,80 @@ async fn bad_sources_are_refused_clearly() {
     .await;
     assert_eq!(status, 502, "{body}");
     assert!(started.elapsed() < Duration::from_secs(20));
+    drop(origin);
+}
+
+/// A server that only speaks the legacy HTTP+SSE transport (the Python SDK's `sse_app`, with a
+/// bearer secret it insists on): discovered, imported, approved and called through `/mcp`.
+#[tokio::test]
+async fn a_legacy_sse_source_is_discovered_and_called() {
+    const SECRET: &str = "sse-bearer-value";
+    let external = External::start(&[
+        "--sse",
+        "--require-header",
+        &format!("authorization=Bearer {SECRET}"),
+    ]);
+    let sse_url = external.url.replace("/mcp", "/sse");
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(ServeOptions::new(dir.path())).unwrap();
+    let url = origin.url.clone();
+    let token = admin_token(&url).await;
+    let server_id = server_with_secret(&url, &token, "old", "API_TOKEN", SECRET).await;
+    let (status, source) = api(
+        &format!("{url}/api/external-sources/servers/{server_id}/sources"),
+        json!({"name": "legacy", "url": sse_url, "transport_type": "sse",
+               "auth_type": "bearer", "auth_secret_name": "API_TOKEN"}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 201, "{source}");
+    assert_eq!(source["transport_type"], "sse", "{source}");
+    let sources = format!(
+        "{url}/api/external-sources/sources/{}",
+        source["id"].as_str().unwrap()
+    );
+    let (status, found) = api(&format!("{sources}/discover"), json!({}), Some(&token)).await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["source"]["tool_count"], 5, "{found}");
+    let (status, imported) = api(
+        &format!("{sources}/import"),
+        json!({"tool_names": ["echo", "add"]}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 200, "{imported}");
+    for tool in imported["imported"].as_array().unwrap() {
+        approve(&url, &token, tool["id"].as_str().unwrap()).await;
+    }
+    let start = format!("{url}/api/sandbox/servers/{server_id}/start");
+    let (status, body) = api(&start, json!({}), Some(&token)).await;
+    assert_eq!(status, 200, "{body}");
+    let mut mcp = Mcp::session(&format!("{url}/mcp")).await;
+    let answer = call(&mut mcp, "old__legacy_echo", json!({"text": "over sse"})).await;
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    assert_eq!(answer["result"]["content"][0]["text"], "over sse");
+    // The pooled SSE session carries the next call too.
+    let answer = call(&mut mcp, "old__legacy_add", json!({"a": 2, "b": 40})).await;
+    assert_eq!(answer["result"]["content"][0]["text"], "42", "{answer}");
+
+    // Without the secret the stream is refused, readably.
+    let (status, source) = api(
+        &format!("{url}/api/external-sources/servers/{server_id}/sources"),
+        json!({"name": "nokey", "url": sse_url, "transport_type": "sse"}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 201, "{source}");
+    let (status, failed) = api(
+        &format!(
+            "{url}/api/external-sources/sources/{}/discover",
+            source["id"].as_str().unwrap()
+        ),
+        json!({}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 502, "{failed}");
+    assert!(failed.to_string().contains("401"), "{failed}");
     drop(origin);
 }

@@ -36,6 +36,10 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/external-sources/sources/{sid}/import", post(import))
         .route("/api/external-sources/sources/{sid}/health", post(health))
+        .route(
+            "/api/external-sources/sources/{sid}/oauth/sign-out",
+            post(sign_out),
+        )
 }
 
 /// A source as both fronts show it: the secret's name, never its value.
@@ -46,13 +50,13 @@ pub struct SourceBody {
     server_id: String,
     name: String,
     url: String,
-    /// `none`, `bearer` or `header`.
+    /// `none`, `bearer`, `header` or `oauth`.
     auth_type: &'static str,
     /// The server secret the source authenticates with (bearer and header auth).
     auth_secret_name: Option<String>,
     /// The header that carries it (header auth).
     auth_header_name: Option<String>,
-    /// Always `streamable_http`.
+    /// `streamable_http`, or `sse` (the legacy HTTP+SSE transport of 2024-11-05).
     transport_type: &'static str,
     /// `pending_approval` (no request is sent until an admin approves), `active` or `error`.
     status: String,
@@ -64,6 +68,10 @@ pub struct SourceBody {
     last_checked_at: Option<String>,
     last_error: Option<String>,
     protocol_version: Option<String>,
+    /// OAuth sources: `signed_out` (an admin signs in from the source's page in the admin UI),
+    /// `signed_in`, or `sign_in_needed` (the grant was refused; sign in again). Absent otherwise.
+    #[schema(pattern = "^(signed_out|signed_in|sign_in_needed)$")]
+    oauth_status: Option<String>,
     created_by: String,
     created_at: String,
     updated_at: String,
@@ -74,13 +82,17 @@ impl From<Source> for SourceBody {
         SourceBody {
             auth_type: source.auth.kind(),
             auth_secret_name: match &source.auth {
-                super::Auth::None => None,
+                super::Auth::None | super::Auth::OAuth => None,
                 super::Auth::Bearer { secret } | super::Auth::Header { secret, .. } => {
                     Some(secret.clone())
                 }
             },
             auth_header_name: source.auth.header().map(str::to_owned),
-            transport_type: "streamable_http",
+            transport_type: if source.legacy_sse {
+                "sse"
+            } else {
+                "streamable_http"
+            },
             id: source.id,
             server_id: source.server_id,
             name: source.name,
@@ -93,6 +105,7 @@ impl From<Source> for SourceBody {
             last_checked_at: source.last_checked_at,
             last_error: source.last_error,
             protocol_version: source.protocol_version,
+            oauth_status: source.oauth_state,
             created_by: source.created_by,
             created_at: source.created_at,
             updated_at: source.updated_at,
@@ -185,15 +198,17 @@ struct CreateBody {
     name: String,
     /// `https://…` (or `http://` to a loopback address): the source's MCP endpoint.
     url: String,
-    /// `none` (the default), `bearer` or `header`.
-    #[schema(pattern = "^(none|bearer|header)$")]
+    /// `none` (the default), `bearer`, `header` or `oauth` (an admin then signs in from the
+    /// source's page in the admin UI).
+    #[schema(pattern = "^(none|bearer|header|oauth)$")]
     auth_type: Option<String>,
     /// Bearer and header auth: the name of one of the server's secrets.
     auth_secret_name: Option<String>,
     /// Header auth: the header's name.
     auth_header_name: Option<String>,
-    /// Only `streamable_http` (the default).
-    #[schema(pattern = "^streamable_http$")]
+    /// `streamable_http` (the default), or `sse` for a server that only speaks the legacy
+    /// HTTP+SSE transport (the URL is then its SSE endpoint; not with `oauth`).
+    #[schema(pattern = "^(streamable_http|sse)$")]
     transport_type: Option<String>,
 }
 
@@ -265,8 +280,9 @@ struct UpdateBody {
     #[schema(pattern = "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length = 32)]
     name: Option<String>,
     url: Option<String>,
-    /// Given: the whole auth is replaced by these three fields.
-    #[schema(pattern = "^(none|bearer|header)$")]
+    /// Given: the whole auth is replaced by these three fields. A new URL or leaving `oauth`
+    /// forgets an OAuth grant.
+    #[schema(pattern = "^(none|bearer|header|oauth)$")]
     auth_type: Option<String>,
     auth_secret_name: Option<String>,
     auth_header_name: Option<String>,
@@ -461,6 +477,27 @@ async fn health(
     ))
 }
 
+/// Forgets the source's OAuth grant; signing in again happens in the admin UI (a browser
+/// redirect to the authorization server and back, which this API cannot carry).
+#[utoipa::path(post, path = "/api/external-sources/sources/{sid}/oauth/sign-out", tag = "external", operation_id = "external_oauth_sign_out", params(("sid" = String, Path, description = "The source id")), responses((status = 200, description = "The source, oauth_status signed_out", body = SourceBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "This account's role may not do this", body = ErrorBody),
+        (status = 404, description = "No such source", body = ErrorBody),
+        (status = 409, description = "The source does not authenticate with OAuth", body = ErrorBody),
+        (status = 429, description = "Too many requests; Retry-After says when to try again", body = ErrorBody)), security(("bearer" = [])))]
+async fn sign_out(
+    State(state): State<AppState>,
+    audited: Audited,
+    Path(sid): Path<String>,
+) -> Result<Json<SourceBody>> {
+    audited.auth.require(Role::Admin)?;
+    Ok(Json(
+        super::oauth::sign_out_recorded(&state, &sid, &audited.audit)
+            .await?
+            .into(),
+    ))
+}
+
 /// This module's routes in the OpenAPI document (`crate::openapi`).
 pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
     #[derive(utoipa::OpenApi)]
@@ -474,7 +511,8 @@ pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
         discover,
         cached_tools,
         import,
-        health
+        health,
+        sign_out
     ))]
     struct Doc;
     <Doc as utoipa::OpenApi>::openapi()

@@ -16,6 +16,8 @@
 //! re-initialises an expired 2025-11-25 session (the server answered 404, so nothing ran).
 
 mod api;
+pub mod oauth;
+pub mod sse;
 
 pub(crate) use api::openapi;
 
@@ -85,6 +87,9 @@ pub enum Auth {
         header: String,
         secret: String,
     },
+    /// OAuth 2.1: an admin signs in from the source's page; the grant is stored encrypted
+    /// (`oauth`).
+    OAuth,
 }
 
 impl Auth {
@@ -93,12 +98,22 @@ impl Auth {
             Auth::None => "none",
             Auth::Bearer { .. } => "bearer",
             Auth::Header { .. } => "header",
+            Auth::OAuth => "oauth",
+        }
+    }
+
+    /// The stored `auth_type`: an OAuth source is `none` there and says so by `oauth_state`
+    /// (migration 0017).
+    fn stored_kind(&self) -> &'static str {
+        match self {
+            Auth::OAuth => "none",
+            other => other.kind(),
         }
     }
 
     fn secret(&self) -> Option<&str> {
         match self {
-            Auth::None => None,
+            Auth::None | Auth::OAuth => None,
             Auth::Bearer { secret } | Auth::Header { secret, .. } => Some(secret),
         }
     }
@@ -123,16 +138,15 @@ impl Auth {
             crate::secrets::check_key(name)?;
             Ok(name.to_owned())
         };
-        match kind.unwrap_or("none") {
-            "none" => {
-                if secret.is_some() || header.is_some() {
-                    return Err(Error::Validation(
-                        "auth_secret_name and auth_header_name need auth_type bearer or header"
-                            .into(),
-                    ));
-                }
-                Ok(Auth::None)
-            }
+        let kind = kind.unwrap_or("none");
+        if matches!(kind, "none" | "oauth") && (secret.is_some() || header.is_some()) {
+            return Err(Error::Validation(
+                "auth_secret_name and auth_header_name need auth_type bearer or header".into(),
+            ));
+        }
+        match kind {
+            "none" => Ok(Auth::None),
+            "oauth" => Ok(Auth::OAuth),
             "bearer" => {
                 if header.is_some() {
                     return Err(Error::Validation(
@@ -164,7 +178,7 @@ impl Auth {
                 })
             }
             other => Err(Error::Validation(format!(
-                "unknown auth_type {other:?}: use none, bearer or header"
+                "unknown auth_type {other:?}: use none, bearer, header or oauth"
             ))),
         }
     }
@@ -216,6 +230,10 @@ pub struct Source {
     pub last_checked_at: Option<String>,
     pub last_error: Option<String>,
     pub protocol_version: Option<String>,
+    /// OAuth sources: `signed_out`, `signed_in` or `sign_in_needed`; `None` for the others.
+    pub oauth_state: Option<String>,
+    /// The legacy HTTP+SSE transport (`sse`) instead of Streamable HTTP (fixed at creation).
+    pub legacy_sse: bool,
     /// JSON array of `Discovered`.
     pub discovered_tools: String,
     pub tool_count: i64,
@@ -227,14 +245,16 @@ pub struct Source {
 
 const COLUMNS: &str = "id, server_id, name, url, auth_type, auth_secret_name, auth_header_name, \
      status, approved_by, approved_at, last_checked_at, last_error, protocol_version, \
-     discovered_tools, tool_count, last_discovered_at, created_by, created_at, updated_at";
+     discovered_tools, tool_count, last_discovered_at, created_by, created_at, updated_at, oauth_state, legacy_sse";
 
 impl Source {
     fn from_row(row: &AnyRow) -> Result<Source> {
         let kind: String = row.try_get("auth_type")?;
         let secret: Option<String> = row.try_get("auth_secret_name")?;
         let header: Option<String> = row.try_get("auth_header_name")?;
+        let oauth_state: Option<String> = row.try_get("oauth_state")?;
         let auth = match (kind.as_str(), secret, header) {
+            ("none", _, _) if oauth_state.is_some() => Auth::OAuth,
             ("none", _, _) => Auth::None,
             ("bearer", Some(secret), _) => Auth::Bearer { secret },
             ("header", Some(secret), Some(header)) => Auth::Header { header, secret },
@@ -256,6 +276,8 @@ impl Source {
             last_checked_at: row.try_get("last_checked_at")?,
             last_error: row.try_get("last_error")?,
             protocol_version: row.try_get("protocol_version")?,
+            oauth_state,
+            legacy_sse: row.try_get::<i64, _>("legacy_sse")? != 0,
             discovered_tools: row.try_get("discovered_tools")?,
             tool_count: row.try_get("tool_count")?,
             last_discovered_at: row.try_get("last_discovered_at")?,
@@ -350,21 +372,22 @@ pub struct NewSource<'a> {
 pub async fn add_recorded(state: &AppState, new: NewSource<'_>, audit: &Audit) -> Result<Source> {
     let name = Name::tool(new.name)?;
     let url = check_url(new.url)?;
-    match new.transport_type.unwrap_or("streamable_http") {
-        "streamable_http" => {}
-        "sse" => {
+    let legacy_sse = match new.transport_type.unwrap_or("streamable_http") {
+        "streamable_http" => false,
+        "sse" if new.auth == Auth::OAuth => {
             return Err(Error::Validation(
-                "the legacy SSE transport is not supported: MCPbox speaks Streamable HTTP \
-                 (transport_type streamable_http)"
+                "OAuth sign-in is for Streamable HTTP sources; the legacy SSE transport takes \
+                 none, bearer or header auth"
                     .into(),
             ));
         }
+        "sse" => true,
         other => {
             return Err(Error::Validation(format!(
-                "unknown transport_type {other:?}: use streamable_http"
+                "unknown transport_type {other:?}: use streamable_http or sse"
             )));
         }
-    }
+    };
     crate::servers::get(&state.db, new.server_id).await?;
     let now = db::now();
     let status = if new.approved_by.is_some() {
@@ -374,14 +397,14 @@ pub async fn add_recorded(state: &AppState, new: NewSource<'_>, audit: &Audit) -
     };
     let row = sqlx::query(&format!(
         "INSERT INTO external_sources (id, server_id, name, url, auth_type, auth_secret_name, \
-         auth_header_name, transport_type, status, approved_by, approved_at, created_by, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'streamable_http', $8, $9, $10, $11, $12, $12) RETURNING {COLUMNS}"
+         auth_header_name, transport_type, status, approved_by, approved_at, created_by, created_at, updated_at, oauth_state, legacy_sse) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'streamable_http', $8, $9, $10, $11, $12, $12, $13, $14) RETURNING {COLUMNS}"
     ))
     .bind(db::new_id())
     .bind(new.server_id)
     .bind(name.as_str())
     .bind(&url)
-    .bind(new.auth.kind())
+    .bind(new.auth.stored_kind())
     .bind(new.auth.secret())
     .bind(new.auth.header())
     .bind(status)
@@ -389,6 +412,8 @@ pub async fn add_recorded(state: &AppState, new: NewSource<'_>, audit: &Audit) -
     .bind(new.approved_by.map(|_| now.clone()))
     .bind(&audit.actor)
     .bind(&now)
+    .bind((new.auth == Auth::OAuth).then_some("signed_out"))
+    .bind(i64::from(legacy_sse))
     .fetch_one(&state.db.pool)
     .await
     .on_conflict(|| {
@@ -412,11 +437,18 @@ pub async fn add_recorded(state: &AppState, new: NewSource<'_>, audit: &Audit) -
 }
 
 pub async fn get(db: &Db, id: &str) -> Result<Source> {
+    get_in(&db.pool, id).await
+}
+
+async fn get_in<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    id: &str,
+) -> Result<Source> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM external_sources WHERE id = $1"
     ))
     .bind(id)
-    .fetch_optional(&db.pool)
+    .fetch_optional(executor)
     .await?
     .ok_or_else(|| Error::NotFound("no external source with that id".into()))?;
     Source::from_row(&row)
@@ -499,24 +531,46 @@ pub async fn update_recorded(
         None => source.url.clone(),
     };
     let auth = changes.auth.unwrap_or_else(|| source.auth.clone());
+    if source.legacy_sse && auth == Auth::OAuth {
+        return Err(Error::Validation(
+            "OAuth sign-in is for Streamable HTTP sources, not legacy SSE ones".into(),
+        ));
+    }
+    // A grant is for one resource: a new URL, or leaving OAuth, forgets it.
+    let keep_grant = auth == Auth::OAuth && source.auth == Auth::OAuth && url == source.url;
+    let oauth_state = match (&auth, keep_grant) {
+        (Auth::OAuth, true) => source.oauth_state.clone(),
+        (Auth::OAuth, false) => Some("signed_out".to_owned()),
+        _ => None,
+    };
     let now = db::now();
+    let mut tx = state.db.pool.begin().await?;
+    if !keep_grant {
+        sqlx::query("DELETE FROM external_source_oauth WHERE source_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
     let row = sqlx::query(&format!(
         "UPDATE external_sources SET name = $1, url = $2, auth_type = $3, auth_secret_name = $4, \
          auth_header_name = $5, status = CASE WHEN status = 'pending_approval' THEN 'active' ELSE status END, \
-         approved_by = COALESCE(approved_by, $6), approved_at = COALESCE(approved_at, $7), updated_at = $7 \
-         WHERE id = $8 RETURNING {COLUMNS}"
+         approved_by = COALESCE(approved_by, $6), approved_at = COALESCE(approved_at, $7), updated_at = $7, \
+         oauth_state = $8 WHERE id = $9 RETURNING {COLUMNS}"
     ))
     .bind(&name)
     .bind(&url)
-    .bind(auth.kind())
+    .bind(auth.stored_kind())
     .bind(auth.secret())
     .bind(auth.header())
     .bind(&audit.actor)
     .bind(&now)
+    .bind(oauth_state)
     .bind(id)
-    .fetch_one(&state.db.pool)
+    .fetch_one(&mut *tx)
     .await
     .on_conflict(|| format!("the server already has an external source named {name:?}"))?;
+    tx.commit().await?;
+    state.external.forget(id);
     let updated = Source::from_row(&row)?;
     let event = NewEvent::info(
         "external.update",
@@ -563,7 +617,7 @@ pub async fn discover_recorded(
     let secrets = crate::secrets::values(state, &source.server_id).await?;
     let auth = resolve_auth(&source, &secrets)?;
     let contact = async {
-        let client = state.external.connect(&source.url, &auth).await?;
+        let client = state.external.connect(state, &source, &auth).await?;
         let version = negotiated_version(&client);
         let listed = client
             .list_all_tools()
@@ -579,7 +633,7 @@ pub async fn discover_recorded(
     let (version, listed) = match outcome {
         Ok(found) => found,
         Err(message) => {
-            let message = redacted(&message, &auth);
+            let message = failure(state, &source, &message, &auth).await;
             record_contact(state, &source, Err(&message), audit).await?;
             return Err(Error::BadGateway(format!(
                 "the external source {:?} could not be discovered: {message}",
@@ -799,7 +853,7 @@ pub async fn health_recorded(state: &AppState, id: &str, audit: &Audit) -> Resul
     let secrets = crate::secrets::values(state, &source.server_id).await?;
     let auth = resolve_auth(&source, &secrets)?;
     let contact = async {
-        let client = state.external.connect(&source.url, &auth).await?;
+        let client = state.external.connect(state, &source, &auth).await?;
         let version = negotiated_version(&client);
         client
             .list_tools(None)
@@ -822,7 +876,8 @@ pub async fn health_recorded(state: &AppState, id: &str, audit: &Audit) -> Resul
             record_contact(state, &source, Ok(()), audit).await?
         }
         Err(message) => {
-            record_contact(state, &source, Err(&redacted(&message, &auth)), audit).await?
+            let message = failure(state, &source, &message, &auth).await;
+            record_contact(state, &source, Err(&message), audit).await?
         }
     }
     get(&state.db, id).await
@@ -892,6 +947,7 @@ fn resolve_auth(source: &Source, secrets: &BTreeMap<String, String>) -> Result<A
     };
     Ok(match &source.auth {
         Auth::None => Auth::None,
+        Auth::OAuth => Auth::OAuth,
         Auth::Bearer { secret } => Auth::Bearer {
             secret: value(secret)?,
         },
@@ -900,6 +956,25 @@ fn resolve_auth(source: &Source, secrets: &BTreeMap<String, String>) -> Result<A
             secret: value(secret)?,
         },
     })
+}
+
+/// Why a contact failed, as stored and shown: secrets redacted; for an OAuth source whose grant
+/// the authorization server or the source refused (a 401 even after a refresh), the
+/// sign-in-needed message, and the source is marked so.
+async fn failure(state: &AppState, source: &Source, message: &str, auth: &Auth) -> String {
+    if *auth == Auth::OAuth {
+        if oauth::is_auth_refusal(message)
+            && let Err(err) = oauth::mark_sign_in_needed(&state.db, &source.id).await
+        {
+            tracing::warn!(error = %err, "cannot mark the source as needing a sign-in");
+        }
+        if let Ok(now) = get(&state.db, &source.id).await
+            && now.oauth_state.as_deref() != Some("signed_in")
+        {
+            return oauth::SIGN_IN_NEEDED.to_owned();
+        }
+    }
+    redacted(message, auth)
 }
 
 fn redacted(message: &str, auth: &Auth) -> String {
@@ -988,7 +1063,7 @@ pub async fn forward(
         let detached = tracing::info_span!(target: "mcpbox::external", parent: None, "client");
         let client = state
             .external
-            .client(&source, &auth)
+            .client(state, &source, &auth)
             .instrument(detached)
             .await?;
         match client.call_tool_once(params).await {
@@ -1023,7 +1098,7 @@ pub async fn forward(
             Ok(result)
         }
         Err(message) => {
-            let message = redacted(&message, &auth);
+            let message = failure(state, &source, &message, &auth).await;
             record_contact(state, &source, Err(&message), &audit).await?;
             Err(Error::Unavailable(format!(
                 "the external MCP source {:?} ({}) failed: {message}",
@@ -1050,6 +1125,8 @@ pub struct Pool {
     clients: Mutex<HashMap<String, Pooled>>,
     /// One HTTP client for every source (its own connection pool; no redirects).
     http: OnceLock<reqwest::Client>,
+    /// OAuth sign-ins in progress (bounded, expiring).
+    flows: oauth::Flows,
 }
 
 impl Pool {
@@ -1081,10 +1158,21 @@ impl Pool {
 
     /// A new client: negotiates 2026-07-28 (`server/discover`) and falls back to a 2025-11-25
     /// `initialize` session for servers that do not know it.
-    async fn connect(&self, url: &str, auth: &Auth) -> std::result::Result<Client, String> {
+    /// An OAuth source's client carries rmcp's `AuthClient` over the stored grant (`oauth`).
+    async fn connect(
+        &self,
+        state: &AppState,
+        source: &Source,
+        auth: &Auth,
+    ) -> std::result::Result<Client, String> {
+        let url = &source.url;
+        if source.legacy_sse {
+            let transport = sse::connect(self.http()?, url, legacy_headers(auth)?).await?;
+            return serve(transport).await;
+        }
         let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
         match auth {
-            Auth::None => {}
+            Auth::None | Auth::OAuth => {}
             Auth::Bearer { secret } => config = config.auth_header(secret.clone()),
             Auth::Header { header, secret } => {
                 let name = reqwest::header::HeaderName::from_bytes(header.as_bytes())
@@ -1096,26 +1184,21 @@ impl Pool {
                 config = config.custom_headers(HashMap::from([(name, value)]));
             }
         }
-        let transport = StreamableHttpClientTransport::with_client(self.http()?, config);
-        let info = ClientConfig::new(
-            ClientCapabilities::default(),
-            Implementation::new("mcpbox", env!("CARGO_PKG_VERSION")),
-        );
-        info.serve_with_lifecycle(
-            transport,
-            ClientLifecycleMode::Auto {
-                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-                legacy_version: Some(ProtocolVersion::V_2025_11_25),
-            },
-        )
-        .await
-        .map_err(|err| format!("cannot connect: {}", readable(&err)))
+        let http = self.http()?;
+        if *auth == Auth::OAuth {
+            let manager = oauth::manager(state, source).await?;
+            let client = rmcp::transport::AuthClient::new(http, manager);
+            serve(StreamableHttpClientTransport::with_client(client, config)).await
+        } else {
+            serve(StreamableHttpClientTransport::with_client(http, config)).await
+        }
     }
 
     /// The pooled client of `source`, connecting when there is none, its transport closed, or
     /// its URL or credential changed.
     async fn client(
         &self,
+        state: &AppState,
         source: &Source,
         auth: &Auth,
     ) -> std::result::Result<Arc<Client>, String> {
@@ -1135,7 +1218,7 @@ impl Pool {
         {
             return Ok(pooled.client.clone());
         }
-        let client = Arc::new(self.connect(&source.url, auth).await?);
+        let client = Arc::new(self.connect(state, source, auth).await?);
         if let Ok(mut clients) = self.clients.lock() {
             if clients.len() >= POOL_MAX {
                 clients.clear();
@@ -1157,6 +1240,48 @@ impl Pool {
             clients.remove(source_id);
         }
     }
+}
+
+/// The auth headers of a legacy SSE source (sent with the stream's GET and every POST).
+fn legacy_headers(auth: &Auth) -> std::result::Result<reqwest::header::HeaderMap, String> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let (name, value) = match auth {
+        Auth::None => return Ok(headers),
+        Auth::OAuth => return Err("OAuth is not offered over the legacy SSE transport".into()),
+        Auth::Bearer { secret } => (reqwest::header::AUTHORIZATION, format!("Bearer {secret}")),
+        Auth::Header { header, secret } => (
+            reqwest::header::HeaderName::from_bytes(header.as_bytes())
+                .map_err(|_| format!("the header name {header:?} is not valid"))?,
+            secret.clone(),
+        ),
+    };
+    let mut value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
+        "the secret cannot be sent in a header (it has control characters)".to_owned()
+    })?;
+    value.set_sensitive(true);
+    headers.insert(name, value);
+    Ok(headers)
+}
+
+/// Negotiates 2026-07-28 (`server/discover`), falling back to a 2025-11-25 `initialize`.
+async fn serve<T, E, A>(transport: T) -> std::result::Result<Client, String>
+where
+    T: rmcp::transport::IntoTransport<RoleClient, E, A>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let info = ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("mcpbox", env!("CARGO_PKG_VERSION")),
+    );
+    info.serve_with_lifecycle(
+        transport,
+        ClientLifecycleMode::Auto {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            legacy_version: Some(ProtocolVersion::V_2025_11_25),
+        },
+    )
+    .await
+    .map_err(|err| format!("cannot connect: {}", readable(&err)))
 }
 
 #[cfg(test)]
@@ -1206,7 +1331,12 @@ mod tests {
                 "{reserved}"
             );
         }
-        assert!(Auth::parse(Some("oauth"), None, None).is_err());
+        assert!(Auth::parse(Some("kerberos"), None, None).is_err());
+        assert_eq!(
+            Auth::parse(Some("oauth"), None, None).ok(),
+            Some(Auth::OAuth)
+        );
+        assert!(Auth::parse(Some("oauth"), Some("API_KEY"), None).is_err());
         assert!(Auth::parse(Some("none"), Some("API_KEY"), None).is_err());
     }
 

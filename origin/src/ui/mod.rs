@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/static/app.css", get(stylesheet))
         .route("/ui/static/app.js", get(script))
         .merge(auth::public_routes())
+        .merge(sources::public_routes())
         .merge(private)
 }
 
