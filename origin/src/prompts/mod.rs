@@ -155,6 +155,7 @@ pub async fn create(state: &AppState, new: NewItem<'_>) -> Result<(Tool, Version
             code: "",
             source: new.source,
             audit: new.audit,
+            annotations: None,
         },
         kind,
         &valid,
@@ -199,6 +200,7 @@ pub async fn update(
         enabled: changes.enabled,
         timeout_ms: None,
         summary: changes.summary,
+        annotations: None,
     };
     // `timeout_ms: None` keeps the stored value.
     tools::update(state, id, changes, source, audit).await
