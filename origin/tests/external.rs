@@ -33,7 +33,9 @@ async fn a_passthrough_tool_is_approved_versioned_and_run_like_any_tool(app: Tes
         .post(&format!("{base}/discover"), Some(&token), json!({}))
         .await;
     assert_eq!(found.status, StatusCode::OK, "{}", found.text);
-    assert_eq!(found.body["source"]["tool_count"], 29, "{}", found.text);
+    // The other MCPbox lists every management tool (it is a local caller there).
+    let listed = origin::gateway::management::tools().len();
+    assert_eq!(found.body["source"]["tool_count"], listed, "{}", found.text);
     assert_eq!(found.body["source"]["protocol_version"], "2026-07-28");
     let imported = app
         .post(

@@ -13,10 +13,7 @@ use serde_json::{Value, json};
 
 const FORECAST: &str = "def main(city: str) -> str:\n    return 'Sunny in ' + city\n";
 
-// Not yet run: written at the deadline, before the e2e crate could be built here. Run it with
-// `cargo nextest run -p mcpbox-e2e --test prompts_sdk --run-ignored all` and drop this ignore.
 #[tokio::test]
-#[ignore = "written at the deadline and not yet run (see the comment above)"]
 async fn the_official_python_sdk_lists_gets_and_reads_on_both_revisions() {
     let (python, sdk) = python_sdk();
     let dir = tempfile::tempdir().unwrap();
