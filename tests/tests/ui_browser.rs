@@ -221,7 +221,7 @@ async fn an_approver_reviews_and_approves_in_the_browser_and_sees_the_call_live(
         .await;
     assert!(
         browser
-            .text("pre.code")
+            .text("pre.code:not(#declared)")
             .await
             .contains("async def main(city: str)")
     );
