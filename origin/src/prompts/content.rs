@@ -48,6 +48,7 @@ pub struct PromptArgument {
 pub struct PromptContent {
     /// Text with `{argument}` placeholders (at most 32 KiB). Nothing else is special: braces
     /// around anything but a declared argument's name stay as they are, and no code runs.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub template: String,
     #[serde(default)]
     pub arguments: Vec<PromptArgument>,
@@ -63,6 +64,10 @@ pub struct PromptContent {
 pub struct ResourceContent {
     /// `type/subtype`, `text/plain` when not given.
     #[serde(default = "default_mime_type")]
+    #[schema(
+        max_length = 100,
+        pattern = r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$"
+    )]
     pub mime_type: String,
     /// The resource's text (at most 64 KiB). Exactly one of `text` and `tool`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -20,9 +20,10 @@ const MISMATCH_CHARS: usize = 300;
 
 /// MCP tool annotations (hints to clients about what a tool does), as its author declares them.
 /// They are hints: MCPbox does not enforce them, but a person approves them with the code.
-#[derive(
-    Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema,
-)]
+///
+/// Deserialized only from a JSON object (`AnnotationFields`): serde's derived form would also
+/// take a sequence (`[true, null]`) and bind hints by position.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(as = tools::Annotations)]
 pub struct Annotations {
@@ -38,6 +39,35 @@ pub struct Annotations {
     /// The tool reaches outside systems, such as the internet (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_world_hint: Option<bool>,
+}
+
+/// `Annotations` as serde reads them, once the value is known to be an object.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AnnotationFields {
+    #[serde(default)]
+    read_only_hint: Option<bool>,
+    #[serde(default)]
+    destructive_hint: Option<bool>,
+    #[serde(default)]
+    idempotent_hint: Option<bool>,
+    #[serde(default)]
+    open_world_hint: Option<bool>,
+}
+
+impl<'de> Deserialize<'de> for Annotations {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let object = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        let fields: AnnotationFields =
+            serde_json::from_value(serde_json::Value::Object(object)).map_err(D::Error::custom)?;
+        Ok(Annotations {
+            read_only_hint: fields.read_only_hint,
+            destructive_hint: fields.destructive_hint,
+            idempotent_hint: fields.idempotent_hint,
+            open_world_hint: fields.open_world_hint,
+        })
+    }
 }
 
 impl Annotations {
@@ -234,5 +264,23 @@ mod tests {
         let err = structured(&object, json!({"n": "x"})).unwrap_err();
         assert!(err.contains("at /n:"), "{err}");
         assert!(structured(&object, json!([1])).is_err());
+    }
+
+    #[test]
+    fn annotations_are_read_only_from_an_object() {
+        let hints: Annotations =
+            serde_json::from_value(serde_json::json!({"readOnlyHint": true})).unwrap();
+        assert_eq!(hints.read_only_hint, Some(true));
+        for bad in [
+            serde_json::json!([true, null]),
+            serde_json::json!([null, null]),
+            serde_json::json!({"readOnly": true}),
+            serde_json::json!("readOnlyHint"),
+        ] {
+            assert!(
+                serde_json::from_value::<Annotations>(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
     }
 }
