@@ -32,6 +32,7 @@ pub const MIME_TYPE_MAX: usize = 100;
 pub struct PromptArgument {
     /// An identifier (`[A-Za-z_][A-Za-z0-9_]*`, at most 64 characters); `{name}` in the template
     /// is replaced by its value.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z_][A-Za-z0-9_]*$")]
     pub name: String,
     #[serde(default)]
     pub description: String,
