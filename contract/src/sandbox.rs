@@ -240,7 +240,32 @@ pub struct ExecuteRequest {
     /// worker's import path for this call only.
     #[serde(default)]
     pub packages: Vec<PackageGrant>,
+    /// What the tool's `ask`, `sample` and `roots` may be answered from: `None` when no MCP
+    /// client stands behind the run (a test run), and the helpers raise inside the tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<InputContext>,
 }
+
+/// A run's client-facing context for tools that ask back. Every round of a call re-runs the
+/// tool from the start (workers are single-use) with all the answers so far.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InputContext {
+    /// JSON text of an object: request key → the client's answer (an `ElicitResult`,
+    /// `CreateMessageResult` or `ListRootsResult` as the client sent it).
+    pub answers: String,
+    /// What the client declared it can answer, of [`INPUT_CAPABILITIES`].
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+}
+
+/// The client capabilities a tool can ask through (`client_can(name)` in the runtime).
+pub const INPUT_CAPABILITIES: &[&str] = &["elicitation", "sampling", "roots"];
+/// Most requests one round may end with (`ask_all` included).
+pub const MAX_INPUT_REQUESTS: usize = 16;
+/// Longest request key a tool may name (`[A-Za-z0-9_.-]`).
+pub const MAX_INPUT_KEY_CHARS: usize = 64;
+/// Largest JSON text of one round's requests together.
+pub const MAX_INPUT_REQUESTS_BYTES: usize = 256 * 1024;
 
 /// One installed package (a `pip install --target` tree) a call may import.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -356,6 +381,21 @@ pub struct ExecuteResponse {
     /// each one's place.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub content: Vec<ContentBlock>,
+    /// Set when the tool ended asking the client for input it was not given (`ok` is false,
+    /// `result` and `error` are absent): the origin asks and runs it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_required: Option<InputRequired>,
+}
+
+/// A run that ended asking (`ask`, `sample`, `roots`, `ask_all` in the runtime).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InputRequired {
+    /// JSON text of an object: key → `{"method", "params"}` (`elicitation/create`,
+    /// `sampling/createMessage`, `roots/list`), at most [`MAX_INPUT_REQUESTS`].
+    pub requests: String,
+    /// Every key this run looked up, answered or not: the answers worth carrying into the next
+    /// round (an answer nothing asked for is dropped).
+    pub asked: Vec<String>,
 }
 
 /// The key of the object that stands for a [`ContentBlock`] in a result: its value is the

@@ -103,6 +103,8 @@ pub enum CallOutcome {
     Unavailable,
     /// Refused before anything ran (no approved version, tool disabled, server stopped).
     Refused,
+    /// The round ended asking the client for input (`execution::rounds`); the call goes on.
+    InputRequired,
 }
 
 impl CallOutcome {
@@ -113,6 +115,7 @@ impl CallOutcome {
             CallOutcome::Timeout => "timeout",
             CallOutcome::Unavailable => "unavailable",
             CallOutcome::Refused => "refused",
+            CallOutcome::InputRequired => "input_required",
         }
     }
 }

@@ -185,6 +185,7 @@ fn call_code(stream: &mut UnixStream, code: &str, x: i64) {
     send(
         stream,
         &Request::Execute(ExecuteRequest {
+            input: None,
             code: code.to_owned(),
             arguments: format!("{{\"x\": {x}}}"),
             allowed_modules: None,

@@ -102,6 +102,7 @@ async fn measure(supervisor: &Supervisor, label: &str, code: &str, grants: &[Pac
         let started = Instant::now();
         let response = supervisor
             .execute(ExecuteRequest {
+                input: None,
                 code: code.to_owned(),
                 arguments: "{}".into(),
                 allowed_modules: None,

@@ -1067,11 +1067,240 @@ def configure_content(image, audio, resource, progress):
     base["progress"] = progress
 
 
-def make_globals(allowed, secrets):
-    """A fresh globals dict for one tool run."""
+# ---------------------------------------------------------------------------------------------
+# Tools that ask back: ask / sample / roots
+# ---------------------------------------------------------------------------------------------
+# A worker is single-use, so a tool cannot wait for the client's answer: a helper whose answer
+# is not among this round's records the request and ends the run (`InputRequired`). The origin
+# asks the client (2025-11-25: over the session; 2026-07-28: an InputRequiredResult the client
+# answers with a retry) and runs the tool again from the start with every answer so far.
+
+MAX_INPUT_REQUESTS = 16
+MAX_INPUT_KEY_CHARS = 64
+_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_CAPABILITY_OF = {
+    "elicitation/create": "elicitation",
+    "sampling/createMessage": "sampling",
+    "roots/list": "roots",
+}
+_DEFAULT_PREFIX = {"elicitation/create": "ask", "sampling/createMessage": "sample", "roots/list": "roots"}
+
+
+class InputRequired(BaseException):
+    """Ends the run: the client must answer first. A BaseException so `except Exception` does
+    not swallow it; a tool that catches it anyway still ends asking (its pending requests win
+    over whatever `main` returns)."""
+
+
+class InputUnavailable(Exception):
+    """The caller cannot answer this kind of request (no MCP client, or it did not declare the
+    capability). Check `client_can(name)` first to do without."""
+
+
+class InputRequest:
+    """One question for the client, made by `ask_request`, `sample_request`, `roots_request`
+    and sent by `ask_all` (or by `ask`, `sample`, `roots` directly)."""
+
+    __slots__ = ("method", "params")
+
+    def __init__(self, method, params):
+        self.method = method
+        self.params = params
+
+
+def ask_request(message, schema=None):
+    """An elicitation (`elicitation/create`): `message` for the user and the JSON Schema of the
+    object to fill in (flat properties; default: nothing but accept/decline)."""
+    if not isinstance(message, str) or not message:
+        raise TypeError("ask: the message must be a non-empty string")
+    if schema is None:
+        schema = {"type": "object", "properties": {}}
+    if not isinstance(schema, dict):
+        raise TypeError("ask: the schema must be a dict (a JSON Schema object)")
+    return InputRequest("elicitation/create", {"message": message, "requestedSchema": schema})
+
+
+def sample_request(prompt, *, max_tokens=256, system=None):
+    """A completion from the client's model (`sampling/createMessage`)."""
+    if not isinstance(prompt, str) or not prompt:
+        raise TypeError("sample: the prompt must be a non-empty string")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise TypeError("sample: max_tokens must be a positive integer")
+    params = {
+        "messages": [{"role": "user", "content": {"type": "text", "text": prompt}}],
+        "maxTokens": max_tokens,
+    }
+    if system is not None:
+        if not isinstance(system, str):
+            raise TypeError("sample: system must be a string")
+        params["systemPrompt"] = system
+    return InputRequest("sampling/createMessage", params)
+
+
+def roots_request():
+    """The client's roots (`roots/list`)."""
+    return InputRequest("roots/list", {})
+
+
+def _elicitation_answer(answer):
+    if not isinstance(answer, dict) or answer.get("action") not in ("accept", "decline", "cancel"):
+        return False, None
+    if answer["action"] != "accept":
+        return True, None
+    content = answer.get("content", {})
+    return (True, content) if isinstance(content, dict) else (False, None)
+
+
+def _sampling_answer(answer):
+    if not isinstance(answer, dict):
+        return False, None
+    content = answer.get("content")
+    blocks = content if isinstance(content, list) else [content]
+    texts = [b.get("text") for b in blocks if isinstance(b, dict) and b.get("type") == "text"]
+    if not texts or not all(isinstance(t, str) for t in texts):
+        return False, None
+    return True, "".join(texts)
+
+
+def _roots_answer(answer):
+    if not isinstance(answer, dict) or not isinstance(answer.get("roots"), list):
+        return False, None
+    roots = [r for r in answer["roots"] if isinstance(r, dict) and isinstance(r.get("uri"), str)]
+    return True, roots
+
+
+_READ_ANSWER = {
+    "elicitation/create": _elicitation_answer,
+    "sampling/createMessage": _sampling_answer,
+    "roots/list": _roots_answer,
+}
+
+
+class _Asking:
+    """One run's answers and requests. Built by `load` for every run; reached by tools only
+    through the helper closures `make_asking` hands out."""
+
+    def __init__(self, answers, capabilities):
+        # `None`: no client behind this run (a test run).
+        self.answers = answers
+        self.capabilities = capabilities
+        self.pending = {}
+        self.asked = []
+        self.counts = {}
+
+    def key_for(self, method, key):
+        if key is None:
+            prefix = _DEFAULT_PREFIX[method]
+            self.counts[prefix] = self.counts.get(prefix, 0) + 1
+            return f"{prefix}_{self.counts[prefix]}"
+        if not isinstance(key, str) or not _KEY.fullmatch(key):
+            raise ValueError(
+                f"a request key is 1 to {MAX_INPUT_KEY_CHARS} letters, digits, '_', '.' or '-'"
+            )
+        return key
+
+    def can(self, name):
+        return self.capabilities is not None and name in self.capabilities
+
+    def resolve(self, requests):
+        """key -> InputRequest: the answers, or end the run asking for every missing one."""
+        answers = {}
+        for key, request in requests.items():
+            if not isinstance(request, InputRequest) or request.method not in _CAPABILITY_OF:
+                raise TypeError("ask_all takes a dict of key -> ask_request/sample_request/roots_request")
+            if key not in self.asked:
+                self.asked.append(key)
+            given = self.answers.get(key) if self.answers is not None else None
+            if given is not None:
+                usable, value = _READ_ANSWER[request.method](given)
+                if usable:
+                    answers[key] = value
+                    continue
+            capability = _CAPABILITY_OF[request.method]
+            if self.answers is None:
+                raise InputUnavailable(
+                    f"no MCP client stands behind this run (a test run), so {request.method} "
+                    f"({key!r}) cannot be answered; call the tool from an MCP client, or check "
+                    f"client_can({capability!r}) first"
+                )
+            if not self.can(capability):
+                raise InputUnavailable(
+                    f"the client did not declare the {capability} capability, so "
+                    f"{request.method} ({key!r}) cannot be asked; check client_can({capability!r}) first"
+                )
+            self.pending[key] = {"method": request.method, "params": request.params}
+            if len(self.pending) > MAX_INPUT_REQUESTS:
+                raise ValueError(f"a run may ask at most {MAX_INPUT_REQUESTS} questions at once")
+        if self.pending:
+            raise InputRequired("the client must answer first; the tool runs again with the answers")
+        return answers
+
+
+_ASKING = [_Asking(None, None)]
+
+
+def make_asking(asking):
+    """The helpers a tool's builtins get for one run, closed over its `_Asking`."""
+
+    def ask(message, schema=None, *, key=None):
+        """Asks the user (elicitation): the accepted content dict, or None if declined."""
+        name = asking.key_for("elicitation/create", key)
+        return asking.resolve({name: ask_request(message, schema)})[name]
+
+    def sample(prompt, *, max_tokens=256, system=None, key=None):
+        """Asks the client's model (sampling): the reply text."""
+        name = asking.key_for("sampling/createMessage", key)
+        request = sample_request(prompt, max_tokens=max_tokens, system=system)
+        return asking.resolve({name: request})[name]
+
+    def roots(*, key=None):
+        """The client's roots: a list of {"uri", "name"} dicts."""
+        name = asking.key_for("roots/list", key)
+        return asking.resolve({name: roots_request()})[name]
+
+    def ask_all(requests):
+        """Several questions in one round: {key: ask_request(...)/sample_request(...)/
+        roots_request()} -> {key: answer}."""
+        if not isinstance(requests, dict) or not requests:
+            raise TypeError("ask_all takes a non-empty dict of key -> request")
+        named = {_checked_key(asking, key): request for key, request in requests.items()}
+        return asking.resolve(named)
+
+    def client_can(name):
+        """Whether the client declared `name` ("elicitation", "sampling", "roots")."""
+        return asking.can(name)
+
+    return {
+        "ask": ask, "sample": sample, "roots": roots, "ask_all": ask_all,
+        "ask_request": ask_request, "sample_request": sample_request,
+        "roots_request": roots_request, "client_can": client_can,
+        "InputUnavailable": InputUnavailable,
+    }
+
+
+def _checked_key(asking, key):
+    if key is None:
+        raise ValueError("ask_all needs a key for every request")
+    return asking.key_for("roots/list", key)
+
+
+def pending_requests():
+    """After the run (python.rs): (requests, asked keys) when it ended asking, else None."""
+    asking = _ASKING[0]
+    if not asking.pending:
+        return None
+    return asking.pending, list(asking.asked)
+
+
+def make_globals(allowed, secrets, asking=None):
+    """A fresh globals dict for one tool run. `asking`: (answers, capabilities) of the call, or
+    None when no client stands behind it."""
     table = ModuleTable(allowed, _SHARED["importer"])
     builtins = dict(_SHARED["builtins"])
     builtins["__import__"] = table.import_
+    answers, capabilities = asking if asking is not None else (None, None)
+    _ASKING[0] = _Asking(answers, capabilities)
+    builtins.update(make_asking(_ASKING[0]))
     globals_ = {
         "__builtins__": builtins,
         "__name__": "tool",
@@ -1086,10 +1315,10 @@ def make_globals(allowed, secrets):
     return globals_
 
 
-def load(source, allowed, secrets):
+def load(source, allowed, secrets, asking=None):
     """Compiles and executes the module body; returns `main`."""
     code = compile(source, "<tool>", "exec", dont_inherit=True)
-    globals_ = make_globals(allowed, secrets)
+    globals_ = make_globals(allowed, secrets, asking)
     exec(code, globals_)
     main = globals_.get("main")
     if not callable(main):

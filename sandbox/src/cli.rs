@@ -133,6 +133,7 @@ pub async fn exec(args: ExecArgs) -> i32 {
     let mut modules: Vec<String> = DEFAULT_MODULES.iter().map(|m| (*m).to_owned()).collect();
     modules.extend(args.allow_module);
     let request = ExecuteRequest {
+        input: None,
         code,
         arguments: args.args,
         allowed_modules: Some(modules),

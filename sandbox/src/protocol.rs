@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use contract::sandbox::{ContentBlock, Layers, ToolError, Usage, ValidateResponse};
+use contract::sandbox::{
+    ContentBlock, InputContext, InputRequired, Layers, ToolError, Usage, ValidateResponse,
+};
 use serde::{Deserialize, Serialize};
 
 /// Largest frame a worker may send (its result and stdout are capped well below this).
@@ -57,6 +59,9 @@ pub enum Job {
         /// Granted package directories, added to the import path for this job only.
         #[serde(default)]
         package_paths: Vec<String>,
+        /// The answers so far and the client's capabilities (`None`: no client to ask).
+        #[serde(default)]
+        input: Option<InputContext>,
     },
     Validate {
         code: String,
@@ -97,6 +102,9 @@ pub enum Outcome {
         stdout: String,
         stdout_truncated: bool,
         usage: Usage,
+        /// The tool ended asking for input it was not given (`result` then holds nothing of use).
+        #[serde(default)]
+        input_required: Option<InputRequired>,
     },
     Validated(ValidateResponse),
 }

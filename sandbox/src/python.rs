@@ -13,8 +13,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use contract::sandbox::{
-    CodeError, ContentBlock, ErrorCategory, ErrorKind, ToolError, TraceFrame, Usage,
-    ValidateResponse,
+    CodeError, ContentBlock, ErrorCategory, ErrorKind, InputContext, InputRequired,
+    MAX_INPUT_REQUESTS_BYTES, ToolError, TraceFrame, Usage, ValidateResponse,
 };
 use pyo3::exceptions::{PyImportError, PyMemoryError, PyRecursionError, PyValueError};
 use pyo3::prelude::*;
@@ -293,6 +293,8 @@ pub struct ExecuteJob<'a> {
     pub unguarded: bool,
     /// Granted package directories (already checked by the supervisor).
     pub package_paths: &'a [String],
+    /// The answers so far and the client's capabilities (`None`: no client to ask).
+    pub input: Option<&'a InputContext>,
 }
 
 /// Runs a tool: static check, load, call, serialise. Never panics on tool behaviour.
@@ -301,9 +303,18 @@ pub fn execute(py: Python<'_>, runtime: &Bound<'_, PyModule>, job: ExecuteJob<'_
         let mut capture = CAPTURE.lock().unwrap_or_else(|p| p.into_inner());
         capture.cap = usize::try_from(job.stdout_bytes).unwrap_or(usize::MAX);
     }
-    let (result, content) = match execute_inner(py, runtime, &job) {
+    let (mut result, content) = match execute_inner(py, runtime, &job) {
         Ok((json, content)) => (Ok(json), content),
         Err(error) => (Err(error), Vec::new()),
+    };
+    // Read after the run whatever it did: requests still pending win over a return value or
+    // an exception (a tool that caught `InputRequired` still ends asking).
+    let input_required = match pending_input(runtime) {
+        Ok(pending) => pending,
+        Err(error) => {
+            result = Err(error);
+            None
+        }
     };
     let capture = CAPTURE.lock().unwrap_or_else(|p| p.into_inner());
     Outcome::Executed {
@@ -312,7 +323,29 @@ pub fn execute(py: Python<'_>, runtime: &Bound<'_, PyModule>, job: ExecuteJob<'_
         stdout: capture.text.clone(),
         stdout_truncated: capture.truncated,
         usage: self_usage(),
+        input_required,
     }
+}
+
+/// The requests the run ended with (`runtime.pending_requests`), serialised by Rust like a
+/// result, within [`MAX_INPUT_REQUESTS_BYTES`].
+fn pending_input(runtime: &Bound<'_, PyModule>) -> Result<Option<InputRequired>, ToolError> {
+    let py = runtime.py();
+    let pending = runtime
+        .call_method0("pending_requests")
+        .map_err(|err| tool_error(py, err, ""))?;
+    if pending.is_none() {
+        return Ok(None);
+    }
+    let (requests, asked): (Bound<'_, PyAny>, Vec<String>) =
+        pending.extract().map_err(|err| tool_error(py, err, ""))?;
+    let requests = to_json(&requests, MAX_INPUT_REQUESTS_BYTES).map_err(|err| {
+        ToolError::new(
+            ErrorKind::Result,
+            format!("the tool's questions for the client: {}", err.0),
+        )
+    })?;
+    Ok(Some(InputRequired { requests, asked }))
 }
 
 fn execute_inner(
@@ -366,8 +399,21 @@ fn execute_inner(
             .call_method1("add_package_paths", (paths,))
             .map_err(internal)?;
     }
+    let asking = match job.input {
+        None => py.None().into_bound(py),
+        Some(input) => {
+            let answers: serde_json::Value = serde_json::from_str(&input.answers).map_err(|err| {
+                ToolError::new(ErrorKind::Arguments, format!("the answers are not JSON: {err}"))
+            })?;
+            let answers = from_json(py, &answers).map_err(internal)?;
+            let capabilities = PyList::new(py, &input.capabilities).map_err(internal)?;
+            PyTuple::new(py, [answers, capabilities.into_any()])
+                .map_err(internal)?
+                .into_any()
+        }
+    };
     let main = runtime
-        .call_method1("load", (job.code, modules, secrets))
+        .call_method1("load", (job.code, modules, secrets, asking))
         .map_err(|err| {
             let mut error = tool_error(py, err, job.code);
             if error

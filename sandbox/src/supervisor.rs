@@ -520,6 +520,7 @@ impl Supervisor {
         // What the worker streamed of its output, kept when it is killed before it reports.
         let mut streamed = Streamed::new(limits.stdout_bytes);
         let failure = |kind, message: String, usage, streamed: Streamed| ExecuteResponse {
+            input_required: None,
             ok: false,
             result: None,
             error: Some(ToolError::new(kind, message)),
@@ -569,6 +570,7 @@ impl Supervisor {
             result_bytes: limits.result_bytes,
             checked,
             package_paths,
+            input: request.input,
         };
         let scope = CallScope {
             allowed_hosts: request.allowed_hosts,
@@ -594,6 +596,7 @@ impl Supervisor {
                 stdout,
                 stdout_truncated,
                 usage,
+                input_required,
             })) => {
                 worker.settled = true;
                 let passed_check =
@@ -605,11 +608,14 @@ impl Supervisor {
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(check_key);
                 }
-                let (ok, result, error) = match result {
-                    Ok(json) => (true, Some(json), None),
-                    Err(error) => (false, None, Some(error)),
+                // A pending request wins over whatever `main` did after it (returned, raised).
+                let (ok, result, error) = match (result, &input_required) {
+                    (_, Some(_)) => (false, None, None),
+                    (Ok(json), None) => (true, Some(json), None),
+                    (Err(error), None) => (false, None, Some(error)),
                 };
                 ExecuteResponse {
+                    input_required,
                     ok,
                     result,
                     error,

@@ -56,6 +56,7 @@ pub fn run(
             result_bytes,
             checked,
             package_paths,
+            input,
         } => {
             isolation::limit_memory(memory_mb.saturating_mul(1024 * 1024));
             python::execute(
@@ -71,6 +72,7 @@ pub fn run(
                     checked,
                     unguarded,
                     package_paths: &package_paths,
+                    input: input.as_ref(),
                 },
             )
         }

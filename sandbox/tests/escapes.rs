@@ -89,6 +89,7 @@ impl Harness {
 
     async fn run(&self, case: &Case) -> (ExecuteResponse, Duration) {
         let request = ExecuteRequest {
+            input: None,
             code: self.code(case.code),
             arguments: "{}".into(),
             allowed_modules: None,
@@ -214,6 +215,7 @@ async fn detectors_see_real_impact() {
     let _client = std::net::TcpStream::connect(("127.0.0.1", harness.port)).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     let leaked = ExecuteResponse {
+        input_required: None,
         ok: true,
         result: Some(format!("\"{CANARY} {FILE_SECRET}\"")),
         error: None,

@@ -238,6 +238,7 @@ impl Sandbox {
         send(
             &mut stream,
             &Request::Execute(ExecuteRequest {
+                input: None,
                 code: code.to_owned(),
                 arguments: "{}".into(),
                 allowed_modules: None,

@@ -23,6 +23,7 @@ async fn unguarded() -> Supervisor {
 async fn run(supervisor: &Supervisor, code: &str) -> ExecuteResponse {
     supervisor
         .execute(ExecuteRequest {
+            input: None,
             code: code.to_owned(),
             arguments: "{}".into(),
             allowed_modules: None,

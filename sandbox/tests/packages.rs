@@ -117,6 +117,7 @@ impl Harness {
             .replace("{CANARY_VAR}", CANARY_VAR);
         self.supervisor
             .execute(ExecuteRequest {
+                input: None,
                 code,
                 arguments: "{}".into(),
                 allowed_modules: None,

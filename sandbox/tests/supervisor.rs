@@ -28,6 +28,7 @@ async fn supervisor(pool_size: usize) -> Supervisor {
 
 fn request(code: &str, arguments: &str, timeout_ms: u64) -> ExecuteRequest {
     ExecuteRequest {
+        input: None,
         code: code.to_owned(),
         arguments: arguments.to_owned(),
         allowed_modules: None,

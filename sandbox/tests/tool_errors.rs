@@ -21,6 +21,7 @@ async fn supervisor() -> Supervisor {
 
 fn request(code: &str, timeout_ms: u64) -> ExecuteRequest {
     ExecuteRequest {
+        input: None,
         code: code.to_owned(),
         arguments: "{}".to_owned(),
         allowed_modules: None,

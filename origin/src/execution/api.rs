@@ -105,6 +105,17 @@ pub(crate) struct LogBody {
     stdout: String,
     duration_ms: i64,
     success: bool,
+    /// `ok`, `error`, or `input_required`: the round ended asking the client (a tool that asks
+    /// back runs once per round, each round a row).
+    status: &'static str,
+    /// The call's round this run was, from 1.
+    input_round: i64,
+    /// The questions an `input_required` round ended with (key → `{method, params}`).
+    #[schema(value_type = Option<Object>)]
+    input_requests: Option<serde_json::Value>,
+    /// The client's answers the round ran with (redacted like arguments).
+    #[schema(value_type = Option<Object>)]
+    input_answers: Option<serde_json::Value>,
     is_test: bool,
     executed_by: String,
     created_at: String,
@@ -129,7 +140,19 @@ impl From<LogRow> for LogBody {
                 .map(|text| super::ErrorDetail::from_text(Some(text))),
             stdout: row.stdout,
             duration_ms: row.duration_ms,
+            status: match (&row.input_requests, row.success) {
+                (Some(_), _) => "input_required",
+                (None, true) => "ok",
+                (None, false) => "error",
+            },
             success: row.success,
+            input_round: row.input_round,
+            input_requests: row
+                .input_requests
+                .and_then(|text| serde_json::from_str(&text).ok()),
+            input_answers: row
+                .input_answers
+                .and_then(|text| serde_json::from_str(&text).ok()),
             is_test: row.is_test,
             executed_by: row.executed_by,
             created_at: row.created_at,

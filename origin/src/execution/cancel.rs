@@ -4,7 +4,7 @@
 use contract::sandbox::{ErrorKind, ToolError};
 use serde_json::Value;
 
-use super::{LogEntry, Redactor, redact_arguments};
+use super::{InputLog, LogEntry, Redactor, redact_arguments};
 use crate::app::AppState;
 use crate::tools::Approved;
 
@@ -17,6 +17,7 @@ pub(super) struct PendingLog {
     arguments: String,
     actor: String,
     is_test: bool,
+    input: InputLog,
 }
 
 impl PendingLog {
@@ -26,6 +27,7 @@ impl PendingLog {
         redactor: &Redactor,
         actor: &str,
         is_test: bool,
+        input: InputLog,
     ) -> PendingLog {
         PendingLog {
             tool_id: approved.tool_id.clone(),
@@ -35,6 +37,7 @@ impl PendingLog {
             arguments: redact_arguments(arguments, redactor).to_string(),
             actor: actor.to_owned(),
             is_test,
+            input,
         }
     }
 
@@ -47,6 +50,7 @@ impl PendingLog {
             arguments: self.arguments.clone(),
             actor: &self.actor,
             is_test: self.is_test,
+            input: self.input.clone(),
         }
     }
 }

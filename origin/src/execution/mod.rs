@@ -10,6 +10,7 @@ mod cancel;
 mod content;
 mod detail;
 mod redact;
+pub mod rounds;
 
 pub(crate) use api::{LogBody, TestAnswer, openapi};
 
@@ -20,7 +21,8 @@ pub use detail::ErrorDetail;
 use detail::redact_error;
 pub use redact::{REDACTED, Redactor};
 
-use contract::sandbox::{ErrorKind, ExecuteRequest, Limits, ToolError};
+use contract::sandbox::{ErrorKind, ExecuteRequest, InputContext, Limits, ToolError};
+use rounds::{Asked, Round};
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -70,6 +72,9 @@ pub struct Outcome {
     pub remote: Option<CallToolResult>,
     /// Rich result blocks (`content::mcp_blocks`); `result` holds their markers.
     pub content: Vec<contract::sandbox::ContentBlock>,
+    /// The run ended asking the client (`rounds`): `ok` is false, `result` and `error` are
+    /// absent. Its requests are redacted like a result when the policy redacts output.
+    pub asked: Option<Asked>,
 }
 
 /// Runs an approved version with `arguments` and logs it. A sandbox that cannot be reached is
@@ -81,7 +86,7 @@ pub async fn run(
     actor: &str,
     is_test: bool,
 ) -> Result<Outcome> {
-    run_observed(state, approved, arguments, actor, is_test, None).await
+    run_observed(state, approved, arguments, actor, is_test, None, None).await
 }
 
 /// `run`, handing the tool's progress reports to `progress`. Dropping the future midway (the
@@ -94,7 +99,10 @@ pub async fn run(
     mcpbox.version = approved.version,
     mcpbox.test = is_test,
     mcpbox.ok = tracing::field::Empty,
+    mcpbox.round = round.map_or(1, |round| round.number),
 ))]
+// A call's facts, its caller, and what observes it: one parameter each, none a flag to split on.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_observed(
     state: &AppState,
     approved: &Approved,
@@ -102,6 +110,8 @@ pub async fn run_observed(
     actor: &str,
     is_test: bool,
     progress: Option<tokio::sync::mpsc::Sender<contract::sandbox::Progress>>,
+    // The round of a call whose client can be asked (`rounds`); `None`: nobody to ask.
+    round: Option<&Round>,
 ) -> Result<Outcome> {
     if !arguments.is_object() {
         return Err(Error::Validation("arguments must be a JSON object".into()));
@@ -145,18 +155,28 @@ pub async fn run_observed(
     }
     let redactor = Redactor::new(secrets.values().map(String::as_str));
     let started = std::time::Instant::now();
+    let input_log = InputLog::of(round, &redactor);
     let mut guard = CancelGuard {
         state: state.clone(),
         log: Some(PendingLog::new(
-            approved, &arguments, &redactor, actor, is_test,
+            approved,
+            &arguments,
+            &redactor,
+            actor,
+            is_test,
+            input_log.clone(),
         )),
         started,
     };
     let dispatched = match approved.kind {
         Kind::Python => {
             let (modules, hosts) = access.unwrap_or_default();
+            let input = round.map(|round| InputContext {
+                answers: Value::Object(round.answers.clone()).to_string(),
+                capabilities: round.capabilities.clone(),
+            });
             execute(
-                state, approved, &arguments, secrets, modules, hosts, progress,
+                state, approved, &arguments, secrets, modules, hosts, progress, input,
             )
             .await
         }
@@ -175,6 +195,7 @@ pub async fn run_observed(
     // Test runs are a person or an LLM trying a tool, not a client's call: not counted.
     if !is_test {
         let outcome = match &dispatched {
+            Ok(response) if response.input_required.is_some() => CallOutcome::InputRequired,
             Ok(response) if response.ok => CallOutcome::Ok,
             Ok(response) => match response.error.as_ref().map(|error| error.kind) {
                 Some(ErrorKind::Timeout) => CallOutcome::Timeout,
@@ -197,7 +218,8 @@ pub async fn run_observed(
             // Nothing answered (the sandbox or the external source is down): logged as a failed
             // run, and a clear error for the caller.
             let error = ToolError::new(ErrorKind::Internal, redactor.text(&err.to_string()));
-            let log = LogEntry::new(approved, &arguments, &redactor, actor, is_test);
+            let mut log = LogEntry::new(approved, &arguments, &redactor, actor, is_test);
+            log.input = input_log;
             log.write(
                 &state.db,
                 false,
@@ -240,13 +262,33 @@ pub async fn run_observed(
     } else {
         redactor.text(&response.stdout)
     };
+    // The questions a round ended with come from the tool like a result: redacted alike.
+    let asked = match response.input_required.as_ref().map(asked_of).transpose() {
+        Ok(asked) => asked,
+        Err(message) => {
+            return Err(Error::Internal(anyhow::anyhow!(message)));
+        }
+    };
+    let redacted_asked = asked.clone().map(|asked| Asked {
+        requests: match redactor.value(Value::Object(asked.requests)) {
+            Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        },
+        asked: asked.asked,
+    });
     // Stored logs never hold a secret, whatever the tool did with it; what the caller gets is
     // redacted too unless the policy's `redact_secrets_in_output` is disabled.
-    let log = LogEntry::new(approved, &arguments, &redactor, actor, is_test);
+    let mut log = LogEntry::new(approved, &arguments, &redactor, actor, is_test);
+    log.input = input_log;
+    log.input.requests = redacted_asked
+        .as_ref()
+        .map(|asked| cap_result(&Value::Object(asked.requests.clone()).to_string()));
+    // A round that ended asking did not fail: `success` stays 1 (the dashboard counts
+    // failures), and `input_requests` tells it apart from a completed run.
     let log_id = log
         .write(
             &state.db,
-            ok,
+            ok || asked.is_some(),
             logged_result.as_deref(),
             redacted_error.as_ref(),
             &redacted_stdout,
@@ -260,14 +302,15 @@ pub async fn run_observed(
         ok,
         duration_ms,
     ));
-    let (result, error, stdout) = if policy.redact_output() {
+    let (result, error, stdout, asked) = if policy.redact_output() {
         content = content::redact(&redactor, content);
-        (redacted_result, redacted_error, redacted_stdout)
+        (redacted_result, redacted_error, redacted_stdout, redacted_asked)
     } else {
         (
             result,
             response.error.map(ToolError::with_known_category),
             response.stdout,
+            asked,
         )
     };
     let remote = match approved.kind {
@@ -277,6 +320,7 @@ pub async fn run_observed(
         Kind::Python | Kind::Prompt | Kind::Resource => None,
     };
     Ok(Outcome {
+        asked,
         remote,
         content,
         ok,
@@ -289,7 +333,19 @@ pub async fn run_observed(
     })
 }
 
+/// The requests of a run that ended asking, as the sandbox sent them.
+fn asked_of(pending: &contract::sandbox::InputRequired) -> std::result::Result<Asked, String> {
+    match serde_json::from_str(&pending.requests) {
+        Ok(Value::Object(requests)) => Ok(Asked {
+            requests,
+            asked: pending.asked.clone(),
+        }),
+        _ => Err("the sandbox sent input requests that are not a JSON object".into()),
+    }
+}
+
 /// Sends a Python tool's run to the sandbox with the server's modules, hosts and secrets.
+#[allow(clippy::too_many_arguments)]
 async fn execute(
     state: &AppState,
     approved: &Approved,
@@ -298,9 +354,11 @@ async fn execute(
     allowed_modules: Vec<String>,
     allowed_hosts: Vec<String>,
     progress: Option<tokio::sync::mpsc::Sender<contract::sandbox::Progress>>,
+    input: Option<InputContext>,
 ) -> Result<contract::sandbox::ExecuteResponse> {
     let packages = crate::packages::grants(state, &approved.server_id).await?;
     let request = ExecuteRequest {
+        input,
         code: approved.code.clone(),
         arguments: arguments.to_string(),
         allowed_modules: Some(allowed_modules),
@@ -342,6 +400,7 @@ fn passthrough_response(
         )
     });
     contract::sandbox::ExecuteResponse {
+        input_required: None,
         ok,
         result: serde_json::to_string(&remote).ok(),
         error,
@@ -384,6 +443,7 @@ pub async fn log_refusal(
         arguments: redact_arguments(arguments, &redactor).to_string(),
         actor,
         is_test: false,
+        input: InputLog::default(),
     };
     let error = ToolError::new(
         ErrorKind::Refused,
@@ -489,6 +549,42 @@ struct LogEntry<'a> {
     arguments: String,
     actor: &'a str,
     is_test: bool,
+    input: InputLog,
+}
+
+/// A run's round for the log (migration 0018): its number, the answers it ran with (redacted
+/// like arguments) and the questions it ended with (redacted like a result), as JSON text.
+#[derive(Debug, Clone)]
+struct InputLog {
+    round: i64,
+    answers: Option<String>,
+    requests: Option<String>,
+}
+
+impl Default for InputLog {
+    fn default() -> Self {
+        InputLog {
+            round: 1,
+            answers: None,
+            requests: None,
+        }
+    }
+}
+
+impl InputLog {
+    fn of(round: Option<&Round>, redactor: &Redactor) -> InputLog {
+        let Some(round) = round else {
+            return InputLog::default();
+        };
+        let answers = (!round.answers.is_empty()).then(|| {
+            redact_arguments(&Value::Object(round.answers.clone()), redactor).to_string()
+        });
+        InputLog {
+            round: i64::from(round.number),
+            answers: answers.map(|text| cap_result(&text)),
+            requests: None,
+        }
+    }
 }
 
 impl<'a> LogEntry<'a> {
@@ -507,6 +603,7 @@ impl<'a> LogEntry<'a> {
             arguments: redact_arguments(arguments, redactor).to_string(),
             actor,
             is_test,
+            input: InputLog::default(),
         }
     }
 
@@ -528,8 +625,9 @@ impl<'a> LogEntry<'a> {
         sqlx::query(
             "INSERT INTO execution_logs (id, tool_id, server_id, tool_name, version, arguments, result, error, \
              error_kind, stdout, duration_ms, success, is_test, executed_by, created_at, error_category, \
-             error_detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+             error_detail, input_round, input_requests, input_answers) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+             $19, $20)",
         )
         .bind(&id)
         .bind(self.tool_id)
@@ -548,6 +646,9 @@ impl<'a> LogEntry<'a> {
         .bind(db::now())
         .bind(error_category)
         .bind(error_detail)
+        .bind(self.input.round)
+        .bind(self.input.requests.as_deref())
+        .bind(self.input.answers.as_deref())
         .execute(&db.pool)
         .await?;
         Ok(id)
@@ -574,10 +675,17 @@ pub struct LogRow {
     pub is_test: bool,
     pub executed_by: String,
     pub created_at: String,
+    /// The call's round this run was (1 unless the tool asks back, `rounds`).
+    pub input_round: i64,
+    /// JSON of the questions the round ended with: set only on an input-required round.
+    pub input_requests: Option<String>,
+    /// JSON of the client's answers the round ran with.
+    pub input_answers: Option<String>,
 }
 
 const LOG_COLUMNS: &str = "id, tool_id, server_id, tool_name, version, arguments, result, error, error_kind, stdout, \
-     duration_ms, success, is_test, executed_by, created_at, error_category, error_detail";
+     duration_ms, success, is_test, executed_by, created_at, error_category, error_detail, \
+     input_round, input_requests, input_answers";
 
 impl LogRow {
     /// A failed run's category and the tool's frames, one per line, for the log views
@@ -617,6 +725,9 @@ impl LogRow {
             is_test: row.try_get::<i64, _>("is_test")? != 0,
             executed_by: row.try_get("executed_by")?,
             created_at: row.try_get("created_at")?,
+            input_round: row.try_get("input_round")?,
+            input_requests: row.try_get("input_requests")?,
+            input_answers: row.try_get("input_answers")?,
         })
     }
 }

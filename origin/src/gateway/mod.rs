@@ -11,6 +11,7 @@
 //! stream and the 2026-07-28 `subscriptions/listen`). The tunnel listener for remote clients is
 //! `tunnel`. `/servers/{name}/mcp` serves one server's tools under their own names (`scoped`).
 
+mod ask;
 mod catalog;
 mod headers;
 pub mod keys;
@@ -460,7 +461,7 @@ impl Gateway {
                 None,
             ));
         };
-        let arguments = Value::Object(request.arguments.unwrap_or_default());
+        let arguments = Value::Object(request.arguments.clone().unwrap_or_default());
         // The call-time check: approved, hash intact, enabled, server running. A refusal is a
         // tool error the model can read, not a protocol error.
         let approved = match tools::runnable(&self.state.db, &tool_id).await {
@@ -479,12 +480,14 @@ impl Gateway {
             .meta
             .get_progress_token()
             .map(|token| progress::Forwarder::start(context.peer.clone(), token));
-        let run = execution::run_observed(
+        // Round by round when the tool asks back (`ask`); one round otherwise.
+        let run = ask::call(
             &self.state,
             &approved,
             arguments,
             &actor,
-            false,
+            &request,
+            &context,
             forwarder.as_ref().map(|f| f.sender.clone()),
         );
         // The client's `notifications/cancelled` ends the run: dropping it kills the worker
@@ -499,7 +502,10 @@ impl Gateway {
             forwarder.finish().await;
         }
         let outcome = match ran {
-            Ok(outcome) => outcome,
+            Ok(ask::Ended::Ran(outcome)) => outcome,
+            Ok(ask::Ended::Ask(input_required)) => return Ok(input_required.into()),
+            Ok(ask::Ended::Stopped(message)) => return Ok(ask::stopped(message)),
+            Err(err @ Error::Validation(_)) => return Err(ask::invalid(err)),
             Err(err) => return Ok(refusal(&err).into()),
         };
         Ok(tool_result(outcome, approved.output_schema.as_deref()).into())
