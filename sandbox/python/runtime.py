@@ -1205,6 +1205,7 @@ class _Asking:
     def resolve(self, requests):
         """key -> InputRequest: the answers, or end the run asking for every missing one."""
         answers = {}
+        missing = {}
         for key, request in requests.items():
             if not isinstance(request, InputRequest) or request.method not in _CAPABILITY_OF:
                 raise TypeError("ask_all takes a dict of key -> ask_request/sample_request/roots_request")
@@ -1228,9 +1229,11 @@ class _Asking:
                     f"the client did not declare the {capability} capability, so "
                     f"{request.method} ({key!r}) cannot be asked; check client_can({capability!r}) first"
                 )
-            self.pending[key] = {"method": request.method, "params": request.params}
-            if len(self.pending) > MAX_INPUT_REQUESTS:
-                raise ValueError(f"a run may ask at most {MAX_INPUT_REQUESTS} questions at once")
+            missing[key] = {"method": request.method, "params": request.params}
+        if len(set(self.pending) | set(missing)) > MAX_INPUT_REQUESTS:
+            # Nothing of this call is recorded: the error, not a truncated round, is the outcome.
+            raise ValueError(f"a run may ask at most {MAX_INPUT_REQUESTS} questions at once")
+        self.pending.update(missing)
         if self.pending:
             raise InputRequired("the client must answer first; the tool runs again with the answers")
         return answers
