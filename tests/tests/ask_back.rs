@@ -404,3 +404,105 @@ async fn the_official_python_sdk_answers_on_both_revisions() {
     assert!(message.contains("no MCP client stands behind this run"), "{message}");
     drop(origin);
 }
+
+/// The SEP-2322 scenarios of the official conformance suite against the fixture tools in
+/// `tests/conformance/fixture/tools/` (made here through the REST API, on a server named
+/// `conformance`). `input-required-result-non-tool-request` (a prompt asking back) is not
+/// among them: prompts are approved templates, no code runs to ask.
+#[tokio::test]
+async fn the_fixture_tools_pass_the_input_required_scenarios() {
+    let dir = mcpbox_e2e::node_dir();
+    let conformance = dir.join("node_modules/.bin/conformance");
+    assert!(
+        conformance.exists(),
+        "{} is missing: run scripts/test, which installs the conformance suite there",
+        conformance.display()
+    );
+    let path = format!(
+        "{}:{}",
+        dir.join("node_modules/node/bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let data = tempfile::tempdir().unwrap();
+    let origin = Origin::start(ServeOptions::new(data.path())).unwrap();
+    let url = origin.url.clone();
+    let token = admin_token(&url).await;
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/conformance/fixture/tools");
+    let mut files: Vec<_> = std::fs::read_dir(fixtures)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("test_input_required_result_"))
+        })
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 8, "{files:?}");
+    let mut server = None;
+    for file in &files {
+        let name = file.file_stem().unwrap().to_str().unwrap();
+        let code = std::fs::read_to_string(file).unwrap();
+        let tool = match &server {
+            None => {
+                let (server_id, tool) = draft_tool(&url, &token, "conformance", name, &code).await;
+                server = Some(server_id);
+                tool
+            }
+            Some(server_id) => {
+                let (status, created) = api(
+                    &format!("{url}/api/servers/{server_id}/tools"),
+                    json!({"name": name, "python_code": code}),
+                    Some(&token),
+                )
+                .await;
+                assert_eq!(status, 201, "{created}");
+                created["id"].as_str().unwrap().to_owned()
+            }
+        };
+        submit_and_approve(&url, &token, &tool).await;
+    }
+    let server = server.unwrap();
+    let start = format!("{url}/api/sandbox/servers/{server}/start");
+    assert_eq!(api(&start, json!({}), Some(&token)).await.0, 200);
+    let endpoint = format!("{url}/servers/conformance/mcp");
+    for scenario in [
+        "basic-elicitation",
+        "basic-sampling",
+        "basic-list-roots",
+        "request-state",
+        "multiple-input-requests",
+        "multi-round",
+        "missing-input-response",
+        "result-type",
+        "unsupported-methods",
+        "tampered-state",
+        "capability-check",
+        "ignore-extra-params",
+        "validate-input",
+    ] {
+        let scenario = format!("input-required-result-{scenario}");
+        let output = tokio::time::timeout(
+            Duration::from_secs(120),
+            tokio::process::Command::new(&conformance)
+                .args(["server", "--url", &endpoint, "--spec-version", NEW])
+                .args(["--scenario", &scenario])
+                .env("PATH", &path)
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("the conformance suite did not finish in 120 s")
+        .unwrap();
+        let text = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let passed: Vec<&str> = text.lines().filter(|l| l.contains("Passed:")).collect();
+        println!("{scenario}: {}", passed.join(" | "));
+        assert!(output.status.success(), "{scenario} failed:\n{text}");
+        assert!(!text.contains("WARNING"), "{scenario} warned:\n{text}");
+    }
+    drop(origin);
+}
