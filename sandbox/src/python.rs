@@ -402,9 +402,13 @@ fn execute_inner(
     let asking = match job.input {
         None => py.None().into_bound(py),
         Some(input) => {
-            let answers: serde_json::Value = serde_json::from_str(&input.answers).map_err(|err| {
-                ToolError::new(ErrorKind::Arguments, format!("the answers are not JSON: {err}"))
-            })?;
+            let answers: serde_json::Value =
+                serde_json::from_str(&input.answers).map_err(|err| {
+                    ToolError::new(
+                        ErrorKind::Arguments,
+                        format!("the answers are not JSON: {err}"),
+                    )
+                })?;
             let answers = from_json(py, &answers).map_err(internal)?;
             let capabilities = PyList::new(py, &input.capabilities).map_err(internal)?;
             PyTuple::new(py, [answers, capabilities.into_any()])

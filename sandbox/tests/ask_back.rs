@@ -148,7 +148,9 @@ async fn capabilities_are_checked_and_told() {
     let error = refused.error.expect("an error");
     assert_eq!(error.kind, ErrorKind::Runtime);
     assert!(
-        error.message.contains("did not declare the elicitation capability"),
+        error
+            .message
+            .contains("did not declare the elicitation capability"),
         "{}",
         error.message
     );

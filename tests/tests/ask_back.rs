@@ -155,7 +155,14 @@ async fn stateless_rounds_ask_until_the_tool_completes() {
     let args = json!({"punctuation": "!"});
     let caps = all_capabilities();
 
-    let first = call(&mut mcp, "ask__greeter", args.clone(), json!({}), caps.clone()).await;
+    let first = call(
+        &mut mcp,
+        "ask__greeter",
+        args.clone(),
+        json!({}),
+        caps.clone(),
+    )
+    .await;
     let (requests, state) = input_required(&first);
     assert_eq!(
         requests,
@@ -165,12 +172,26 @@ async fn stateless_rounds_ask_until_the_tool_completes() {
     );
     // A retry that does not answer what was asked gets the question again, not an error.
     let unanswered = json!({"requestState": state, "inputResponses": {"wrong_key": elicited("x")}});
-    let again = call(&mut mcp, "ask__greeter", args.clone(), unanswered, caps.clone()).await;
+    let again = call(
+        &mut mcp,
+        "ask__greeter",
+        args.clone(),
+        unanswered,
+        caps.clone(),
+    )
+    .await;
     assert!(input_required(&again).0["user_name"].is_object(), "{again}");
     // Answered (plus a key nobody asked for, ignored): the next question, a new state.
     let answered = json!({"requestState": state, "inputResponses": {
         "user_name": elicited("Ada"), "bogus": elicited("Eve")}});
-    let second = call(&mut mcp, "ask__greeter", args.clone(), answered, caps.clone()).await;
+    let second = call(
+        &mut mcp,
+        "ask__greeter",
+        args.clone(),
+        answered,
+        caps.clone(),
+    )
+    .await;
     let (requests, state2) = input_required(&second);
     assert_eq!(requests["sample_1"]["method"], "sampling/createMessage");
     assert_eq!(requests["sample_1"]["params"]["maxTokens"], 20);
@@ -198,7 +219,14 @@ async fn stateless_rounds_ask_until_the_tool_completes() {
     assert_eq!(text(&done), "Bonjour, Ada! (project)");
 
     // Several questions in one round, answered together.
-    let first = call(&mut mcp, "ask__together", json!({}), json!({}), caps.clone()).await;
+    let first = call(
+        &mut mcp,
+        "ask__together",
+        json!({}),
+        json!({}),
+        caps.clone(),
+    )
+    .await;
     let (requests, state) = input_required(&first);
     let mut keys: Vec<&String> = requests.as_object().unwrap().keys().collect();
     keys.sort();
@@ -229,7 +257,10 @@ async fn stateless_rounds_ask_until_the_tool_completes() {
         [asked(1), asked(2), asked(2), asked(3), ("ok".into(), 4)],
         "{logs}"
     );
-    assert_eq!(rows[0]["input_requests"]["user_name"]["method"], "elicitation/create");
+    assert_eq!(
+        rows[0]["input_requests"]["user_name"]["method"],
+        "elicitation/create"
+    );
     assert_eq!(rows[0]["success"], true);
     assert_eq!(rows[0]["result"], Value::Null);
     assert_eq!(rows[4]["input_requests"], Value::Null);
@@ -254,7 +285,14 @@ async fn request_state_and_answers_are_guarded_and_bounded() {
     let mut mcp = Mcp::stateless(&format!("{url}/mcp"));
     let args = json!({"punctuation": "!"});
     let caps = all_capabilities();
-    let first = call(&mut mcp, "ask__greeter", args.clone(), json!({}), caps.clone()).await;
+    let first = call(
+        &mut mcp,
+        "ask__greeter",
+        args.clone(),
+        json!({}),
+        caps.clone(),
+    )
+    .await;
     let (_, state) = input_required(&first);
     let answers = json!({"user_name": elicited("Ada")});
 
@@ -278,7 +316,14 @@ async fn request_state_and_answers_are_guarded_and_bounded() {
     // Replayed with other arguments, or for another tool.
     let replay = json!({"requestState": state, "inputResponses": answers});
     let other_args = json!({"punctuation": "?"});
-    let answer = call(&mut mcp, "ask__greeter", other_args, replay.clone(), caps.clone()).await;
+    let answer = call(
+        &mut mcp,
+        "ask__greeter",
+        other_args,
+        replay.clone(),
+        caps.clone(),
+    )
+    .await;
     invalid_params(&answer, "another call");
     let answer = call(&mut mcp, "ask__together", json!({}), replay, caps.clone()).await;
     invalid_params(&answer, "another call");
@@ -307,7 +352,14 @@ async fn request_state_and_answers_are_guarded_and_bounded() {
     assert_eq!(text(&answer), "Hej, Ada! (project)");
     // A malformed answer (a number for an ElicitResult) is not an answer: asked again.
     let malformed = json!({"inputResponses": {"user_name": 12345}});
-    let answer = call(&mut mcp, "ask__greeter", args.clone(), malformed, caps.clone()).await;
+    let answer = call(
+        &mut mcp,
+        "ask__greeter",
+        args.clone(),
+        malformed,
+        caps.clone(),
+    )
+    .await;
     assert!(input_required(&answer).0["user_name"].is_object());
 
     // At most 8 rounds: the looper's eighth question ends the call with a tool error.
@@ -326,7 +378,14 @@ async fn request_state_and_answers_are_guarded_and_bounded() {
 
     // Capabilities: only what the client declared is asked.
     let sampling_only = json!({"sampling": {}});
-    let answer = call(&mut mcp, "ask__capable", json!({}), json!({}), sampling_only).await;
+    let answer = call(
+        &mut mcp,
+        "ask__capable",
+        json!({}),
+        json!({}),
+        sampling_only,
+    )
+    .await;
     let (requests, _) = input_required(&answer);
     assert_eq!(
         requests.as_object().unwrap().keys().collect::<Vec<_>>(),
@@ -377,7 +436,11 @@ async fn the_official_python_sdk_answers_on_both_revisions() {
         assert_eq!(seen[mode]["text"], "\"Bonjour, Ada! (project)\"", "{seen}");
         assert_eq!(
             seen[mode]["questions"],
-            json!([["elicitation", "What is your name?"], ["sampling", "Say hello in French"], ["roots", null]]),
+            json!([
+                ["elicitation", "What is your name?"],
+                ["sampling", "Say hello in French"],
+                ["roots", null]
+            ]),
             "{seen}"
         );
     }
@@ -401,7 +464,9 @@ async fn the_official_python_sdk_answers_on_both_revisions() {
     assert_eq!(status, 200, "{ran}");
     assert_eq!(ran["success"], false);
     let message = ran["error"]["message"].as_str().unwrap();
-    assert!(message.contains("no MCP client stands behind this run"), "{message}");
+    assert!(
+        message.contains("no MCP client stands behind this run"),
+        "{message}"
+    );
     drop(origin);
 }
-

@@ -304,7 +304,12 @@ pub async fn run_observed(
     ));
     let (result, error, stdout, asked) = if policy.redact_output() {
         content = content::redact(&redactor, content);
-        (redacted_result, redacted_error, redacted_stdout, redacted_asked)
+        (
+            redacted_result,
+            redacted_error,
+            redacted_stdout,
+            redacted_asked,
+        )
     } else {
         (
             result,
@@ -576,9 +581,8 @@ impl InputLog {
         let Some(round) = round else {
             return InputLog::default();
         };
-        let answers = (!round.answers.is_empty()).then(|| {
-            redact_arguments(&Value::Object(round.answers.clone()), redactor).to_string()
-        });
+        let answers = (!round.answers.is_empty())
+            .then(|| redact_arguments(&Value::Object(round.answers.clone()), redactor).to_string());
         InputLog {
             round: i64::from(round.number),
             answers: answers.map(|text| cap_result(&text)),

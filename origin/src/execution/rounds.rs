@@ -345,13 +345,28 @@ mod tests {
         let many: Map<String, Value> = (0..=MAX_ANSWERS)
             .map(|i| (format!("k{i}"), json!(1)))
             .collect();
-        assert!(check_answers(&many).unwrap_err().to_string().contains("at most 32"));
+        assert!(
+            check_answers(&many)
+                .unwrap_err()
+                .to_string()
+                .contains("at most 32")
+        );
         let big = object(json!({"k": "x".repeat(MAX_ANSWER_BYTES)}));
-        assert!(check_answers(&big).unwrap_err().to_string().contains("\"k\" is larger"));
+        assert!(
+            check_answers(&big)
+                .unwrap_err()
+                .to_string()
+                .contains("\"k\" is larger")
+        );
         let total: Map<String, Value> = (0..5)
             .map(|i| (format!("k{i}"), json!("x".repeat(MAX_ANSWER_BYTES - 100))))
             .collect();
-        assert!(check_answers(&total).unwrap_err().to_string().contains("together"));
+        assert!(
+            check_answers(&total)
+                .unwrap_err()
+                .to_string()
+                .contains("together")
+        );
         let b = binding(json!({}), "a");
         assert!(open(&keys(), &b, None, many, vec![]).is_err());
     }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use contract::sandbox::Progress;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, InputRequest,
-    InputRequiredResult, InputRequests, ProtocolVersion, ServerRequest,
+    InputRequests, InputRequiredResult, ProtocolVersion, ServerRequest,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer};
@@ -36,7 +36,7 @@ const PEER_ANSWER_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// How a call's rounds ended.
 pub(super) enum Ended {
     /// The tool completed (or failed): the last round's outcome.
-    Ran(Outcome),
+    Ran(Box<Outcome>),
     /// 2026-07-28: the client answers and retries.
     Ask(InputRequiredResult),
     /// The rounds stopped before the tool completed (a client that did not answer, too many
@@ -91,7 +91,7 @@ pub(super) async fn call(
         )?;
         let outcome = run_round(state, approved, &arguments, actor, &round, progress).await?;
         let Some(asked) = outcome.asked.clone() else {
-            return Ok(Ended::Ran(outcome));
+            return Ok(Ended::Ran(Box::new(outcome)));
         };
         if round.number >= MAX_ROUNDS {
             return Ok(Ended::Stopped(too_many_rounds()));
@@ -110,7 +110,7 @@ pub(super) async fn call(
         let outcome =
             run_round(state, approved, &arguments, actor, &round, progress.clone()).await?;
         let Some(asked) = outcome.asked.clone() else {
-            return Ok(Ended::Ran(outcome));
+            return Ok(Ended::Ran(Box::new(outcome)));
         };
         if round.number >= MAX_ROUNDS {
             return Ok(Ended::Stopped(too_many_rounds()));

@@ -502,7 +502,7 @@ impl Gateway {
             forwarder.finish().await;
         }
         let outcome = match ran {
-            Ok(ask::Ended::Ran(outcome)) => outcome,
+            Ok(ask::Ended::Ran(outcome)) => *outcome,
             Ok(ask::Ended::Ask(input_required)) => return Ok(input_required.into()),
             Ok(ask::Ended::Stopped(message)) => return Ok(ask::stopped(message)),
             Err(err @ Error::Validation(_)) => return Err(ask::invalid(err)),
