@@ -16,6 +16,7 @@ on_both_backends!(
     an_unreachable_sandbox_is_a_503_and_still_logged,
     secrets_never_leave_a_run_in_any_encoding,
     short_secret_values_are_refused_and_older_ones_still_redacted,
+    a_round_that_asks_is_logged_as_input_required_and_redacted,
 );
 
 const ECHO: &str = "def main(city: str, api_key: str = '') -> dict:\n    print('looking up', city)\n    if city == 'boom':\n        raise ValueError('no such city: ' + city)\n    return {'city': city, 'key': secrets.get('API_KEY', ''), 'arg': api_key}\n";
@@ -862,4 +863,80 @@ async fn short_secret_values_are_refused_and_older_ones_still_redacted(app: Test
         .get(&format!("/api/tools/{}/logs", s.tool), Some(&s.admin))
         .await;
     assert!(!logs.text.contains("q9z"), "{}", logs.text);
+}
+
+const ASKER: &str = "def main() -> str:\n    got = ask('Key ' + secrets['API_KEY'] + '?', key='confirm')\n    return 'ok ' + str(got['sure'])\n";
+
+/// A round that ends asking is a row of its own: status `input_required`, its questions
+/// redacted like a result (the tool put a secret into one), not counted as an error; the next
+/// round, with the answer, is `ok` with its round number and answers (redacted like arguments).
+async fn a_round_that_asks_is_logged_as_input_required_and_redacted(app: TestApp) {
+    use origin::execution::rounds::Round;
+    let s = Setup::new(app, ASKER, true).await;
+    let secret = s
+        .app
+        .call(
+            Method::PUT,
+            &format!("/api/servers/{}/secrets/API_KEY", s.server),
+            Some(&s.admin),
+            json!({"value": "sk-live-0123456789"}),
+        )
+        .await;
+    assert!(secret.status.is_success(), "{}", secret.text);
+    let purpose = origin::tools::Purpose::Test {
+        live_only: false,
+        newest: false,
+    };
+    let approved = origin::tools::runnable_for(&s.app.state.db, &s.tool, purpose)
+        .await
+        .unwrap();
+    let state = &s.app.state;
+    let first = Round::first(vec!["elicitation".into()]);
+    let approved = &approved;
+    let run = |round: Round| async move {
+        origin::execution::run_observed(
+            state,
+            approved,
+            json!({}),
+            "mcp:local",
+            false,
+            None,
+            Some(&round),
+        )
+        .await
+        .unwrap()
+    };
+    let asked = run(first.clone()).await;
+    assert!(!asked.ok && asked.result.is_none() && asked.error.is_none());
+    let questions = asked.asked.clone().expect("the run asked");
+    assert_eq!(
+        questions.requests["confirm"]["params"]["message"],
+        format!("Key {REDACTED}?")
+    );
+    let row = s
+        .app
+        .get(&format!("/api/logs/{}", asked.log_id), Some(&s.admin))
+        .await;
+    assert_eq!(row.body["status"], "input_required", "{}", row.text);
+    assert_eq!(row.body["success"], true);
+    assert_eq!(row.body["input_round"], 1);
+    assert!(!row.text.contains("sk-live-0123456789"), "{}", row.text);
+    let answers = json!({"confirm": {"action": "accept", "content": {"sure": true}},
+        "password": "hunter2"});
+    let next = first.next(&questions, answers.as_object().cloned().unwrap());
+    let done = run(next).await;
+    assert!(done.ok, "{:?}", done.error);
+    assert_eq!(done.result, Some(json!("ok True")));
+    let row = s
+        .app
+        .get(&format!("/api/logs/{}", done.log_id), Some(&s.admin))
+        .await;
+    assert_eq!(row.body["status"], "ok");
+    assert_eq!(row.body["input_round"], 2);
+    assert_eq!(row.body["input_requests"], Value::Null);
+    // The answers as the round ran with them, redacted like arguments (sensitive names).
+    assert_eq!(
+        row.body["input_answers"],
+        json!({"confirm": {"action": "accept", "content": {"sure": true}}, "password": REDACTED})
+    );
 }
