@@ -927,6 +927,28 @@ async fn a_round_that_asks_is_logged_as_input_required_and_redacted(app: TestApp
     let done = run(next).await;
     assert!(done.ok, "{:?}", done.error);
     assert_eq!(done.result, Some(json!("ok True")));
+    // Counted apart from failures.
+    use tower::ServiceExt;
+    let response = origin::metrics::router(s.app.state.clone())
+        .oneshot(
+            axum::http::Request::get("/metrics")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&bytes);
+    let counted = |outcome: &str| {
+        metrics.lines().any(|line| {
+            line.starts_with("mcpbox_tool_calls_total")
+                && line.contains(&format!("outcome=\"{outcome}\""))
+                && line.ends_with(" 1")
+        })
+    };
+    assert!(counted("input_required") && counted("ok"), "{metrics}");
     let row = s
         .app
         .get(&format!("/api/logs/{}", done.log_id), Some(&s.admin))
