@@ -734,4 +734,60 @@ mod tests {
         assert!(prompt("t", &[("1x", false)]).check().is_err());
         assert!(parse::<PromptContent>("prompt", r#"{"template":"t","extra":1}"#).is_err());
     }
+
+    fn template(uri: &str, params: &[&str]) -> ResourceContent {
+        ResourceContent {
+            mime_type: "application/json".into(),
+            uri: Some(uri.into()),
+            text: None,
+            blob: None,
+            tool: Some("produce".into()),
+            params: params.iter().map(|p| (*p).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn declared_templates_hold_their_params_once_in_order() {
+        assert!(template("test://t/{item}/data", &["item"]).check().is_ok());
+        assert!(template("test://t/{a}-{b}", &["a", "b"]).check().is_ok());
+        // Missing, repeated, out of order, undeclared, adjacent, unmatched.
+        assert!(template("test://t/data", &["item"]).check().is_err());
+        assert!(template("test://t/{item}/{item}", &["item"]).check().is_err());
+        assert!(template("test://t/{b}-{a}", &["a", "b"]).check().is_err());
+        assert!(template("test://t/{other}", &["item"]).check().is_err());
+        assert!(template("test://t/{a}{b}", &["a", "b"]).check().is_err());
+        assert!(template("test://t/{item", &["item"]).check().is_err());
+        assert!(template("test://t/{{item}}", &["item"]).check().is_err());
+    }
+
+    #[test]
+    fn a_request_matches_a_template_one_segment_per_param() {
+        let t = "test://template/{item}/data";
+        assert_eq!(
+            match_template(t, "test://template/123/data"),
+            Some(vec!["123".to_owned()])
+        );
+        assert_eq!(
+            match_template(t, "test://template/S%C3%A3o/data"),
+            Some(vec!["São".to_owned()])
+        );
+        for miss in [
+            "test://template//data",
+            "test://template/a/b/data",
+            "test://template/123/data/",
+            "test://template/123",
+            "test://other/123/data",
+            "test://template/%zz/data",
+        ] {
+            assert_eq!(match_template(t, miss), None, "{miss}");
+        }
+        assert_eq!(
+            match_template("test://t/{a}-{b}", "test://t/x-y-z"),
+            Some(vec!["x".to_owned(), "y-z".to_owned()])
+        );
+        assert_eq!(
+            match_template("x:{a}", "x:all"),
+            Some(vec!["all".to_owned()])
+        );
+    }
 }
