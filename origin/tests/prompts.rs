@@ -715,9 +715,7 @@ async fn serving(w: &World, name: &str, resources: &[Value]) -> String {
 async fn a_declared_uri_is_served_on_its_server_only_and_unique_there(app: TestApp) {
     let w = World::new(app).await;
     w.running().await;
-    let declared = |text: &str| {
-        json!({"name": "static_text", "content": {"uri": "test://static-text", "text": text}})
-    };
+    let declared = |text: &str| json!({"name": "static_text", "content": {"uri": "test://static-text", "text": text}});
     // Two servers may declare one URI: each endpoint has its own.
     serving(&w, "alpha", &[declared("alpha text")]).await;
     let beta = serving(&w, "beta", &[declared("beta text")]).await;
@@ -792,7 +790,10 @@ async fn a_declared_uri_is_served_on_its_server_only_and_unique_there(app: TestA
     // `/mcp` serves both servers: the declared URI would be ambiguous there, so it lists and
     // reads only the mcpbox:// ones.
     let uris = resource_uris(&w.app).await;
-    assert!(uris.contains(&"mcpbox://alpha/static_text".to_owned()), "{uris:?}");
+    assert!(
+        uris.contains(&"mcpbox://alpha/static_text".to_owned()),
+        "{uris:?}"
+    );
     assert!(!uris.iter().any(|uri| uri.starts_with("test:")), "{uris:?}");
     let (code, message) = rpc_error(&w.read("/mcp", "test://static-text").await);
     assert_eq!(code, INVALID_PARAMS);
@@ -840,21 +841,34 @@ async fn declared_uris_are_absolute_and_not_mcpbox_ones(app: TestApp) {
 async fn blob_resources_are_bounded_typed_and_read_as_bytes(app: TestApp) {
     let w = World::new(app).await;
     w.running().await;
-    let blob = |bytes: &[u8], mime: &str| {
-        json!({"name": "b", "content": {"mime_type": mime, "blob": base64(bytes)}})
-    };
+    let blob = |bytes: &[u8], mime: &str| json!({"name": "b", "content": {"mime_type": mime, "blob": base64(bytes)}});
     let at = w
-        .create("resource", blob(&vec![7u8; BLOB_MAX_BYTES], "application/pdf"))
+        .create(
+            "resource",
+            blob(&vec![7u8; BLOB_MAX_BYTES], "application/pdf"),
+        )
         .await;
     assert_eq!(at.status, StatusCode::CREATED, "{}", at.text);
     for (body, why) in [
-        (blob(&vec![7u8; BLOB_MAX_BYTES + 1], "application/pdf"), "KiB"),
+        (
+            blob(&vec![7u8; BLOB_MAX_BYTES + 1], "application/pdf"),
+            "KiB",
+        ),
         // Active content a client might run is not a static blob.
         (blob(b"<svg/>", "image/svg+xml"), "MIME type"),
         (blob(b"<p>", "text/html"), "MIME type"),
-        (json!({"name": "b", "content": {"mime_type": "image/png", "blob": "not base64!"}}), "base64"),
-        (json!({"name": "b", "content": {"blob": "AAAA", "text": "x"}}), "exactly one"),
-        (json!({"name": "b", "content": {"blob": "AAAA", "params": ["id"]}}), "params"),
+        (
+            json!({"name": "b", "content": {"mime_type": "image/png", "blob": "not base64!"}}),
+            "base64",
+        ),
+        (
+            json!({"name": "b", "content": {"blob": "AAAA", "text": "x"}}),
+            "exactly one",
+        ),
+        (
+            json!({"name": "b", "content": {"blob": "AAAA", "params": ["id"]}}),
+            "params",
+        ),
     ] {
         let refused = w.create("resource", body.clone()).await;
         assert_eq!(
@@ -908,13 +922,28 @@ async fn prompt_attachments_are_bounded_and_render_their_arguments(app: TestApp)
     let big = base64(&vec![0u8; BLOB_MAX_BYTES + 1]);
     for (attachments, why) in [
         (json!(one_more), "at most"),
-        (json!([{"type": "image", "mime_type": "image/svg+xml", "data": "AAAA"}]), "image/svg+xml"),
-        (json!([{"type": "image", "mime_type": "image/png", "data": big}]), "KiB"),
-        (json!([{"type": "image", "mime_type": "image/png", "data": "%%"}]), "base64"),
+        (
+            json!([{"type": "image", "mime_type": "image/svg+xml", "data": "AAAA"}]),
+            "image/svg+xml",
+        ),
+        (
+            json!([{"type": "image", "mime_type": "image/png", "data": big}]),
+            "KiB",
+        ),
+        (
+            json!([{"type": "image", "mime_type": "image/png", "data": "%%"}]),
+            "base64",
+        ),
         (json!([{"type": "resource", "uri": "", "text": "x"}]), "uri"),
-        (json!([{"type": "resource", "uri": "a:b", "text": "y".repeat(TEXT_MAX_BYTES + 1)}]), "KiB"),
+        (
+            json!([{"type": "resource", "uri": "a:b", "text": "y".repeat(TEXT_MAX_BYTES + 1)}]),
+            "KiB",
+        ),
         (json!([{"type": "script", "text": "x"}]), "script"),
-        (json!([{"type": "resource", "uri": "a:b", "text": "x", "extra": 1}]), "extra"),
+        (
+            json!([{"type": "resource", "uri": "a:b", "text": "x", "extra": 1}]),
+            "extra",
+        ),
     ] {
         let refused = w.create("prompt", prompt(attachments.clone())).await;
         assert_eq!(
@@ -923,7 +952,11 @@ async fn prompt_attachments_are_bounded_and_render_their_arguments(app: TestApp)
             "{attachments}: {}",
             refused.text
         );
-        assert!(refused.text.contains(why), "{attachments}: {}", refused.text);
+        assert!(
+            refused.text.contains(why),
+            "{attachments}: {}",
+            refused.text
+        );
     }
     let server = w.app.create_server(&w.token, "looks").await;
     let made = w
@@ -940,7 +973,11 @@ async fn prompt_attachments_are_bounded_and_render_their_arguments(app: TestApp)
         .await;
     let started = w
         .app
-        .post(&format!("/api/sandbox/servers/{server}/start"), Some(&w.token), json!({}))
+        .post(
+            &format!("/api/sandbox/servers/{server}/start"),
+            Some(&w.token),
+            json!({}),
+        )
         .await;
     assert_eq!(started.status, StatusCode::OK, "{}", started.text);
     let got = w

@@ -2113,7 +2113,9 @@ async fn the_review_page_shows_what_a_resource_or_prompt_declares(app: TestApp) 
         "{text}"
     );
     assert!(text.contains("a blob, image/png, 4 bytes"), "{text}");
-    let page = browser.get(&format!("/ui/approvals/tools/{prompt}/1")).await;
+    let page = browser
+        .get(&format!("/ui/approvals/tools/{prompt}/1"))
+        .await;
     assert_clean_page("review page", &page);
     let text = visible_text(&page.html);
     assert!(

@@ -70,7 +70,12 @@ pub async fn load(url: &str, token: &str) -> (usize, usize, usize) {
             let body: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap())
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let stem = path.file_stem().unwrap().to_str().unwrap();
-            assert_eq!(body["name"], stem, "{}: name it as its file", path.display());
+            assert_eq!(
+                body["name"],
+                stem,
+                "{}: name it as its file",
+                path.display()
+            );
             ids.push(create(url, token, &format!("/api/servers/{server}/{kind}"), body).await);
         }
         counts.push(items.len());

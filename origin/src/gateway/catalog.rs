@@ -11,9 +11,9 @@
 //! its tool through `execution::run`, like a `tools/call` (approved, logged).
 
 use rmcp::model::{
-    ContentBlock as McpBlock, GetPromptResult, JsonObject, ListPromptsResult, ListResourceTemplatesResult,
-    ListResourcesResult, Prompt, PromptArgument, PromptMessage, ReadResourceResult, Resource,
-    ResourceContents, ResourceTemplate, Role, SubscriptionFilter,
+    ContentBlock as McpBlock, GetPromptResult, JsonObject, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, Prompt, PromptArgument, PromptMessage,
+    ReadResourceResult, Resource, ResourceContents, ResourceTemplate, Role, SubscriptionFilter,
 };
 use rmcp::service::{Peer, ServiceError, SubscriptionContext, SubscriptionSendError};
 use rmcp::{ErrorData as McpError, RoleServer};
@@ -193,7 +193,9 @@ pub(super) async fn get_prompt(
                     uri,
                     mime_type,
                     text,
-                } => McpBlock::resource(ResourceContents::text(text, uri).with_mime_type(mime_type)),
+                } => {
+                    McpBlock::resource(ResourceContents::text(text, uri).with_mime_type(mime_type))
+                }
             };
             PromptMessage::new(Role::User, content)
         })

@@ -752,7 +752,11 @@ mod tests {
         assert!(template("test://t/{a}-{b}", &["a", "b"]).check().is_ok());
         // Missing, repeated, out of order, undeclared, adjacent, unmatched.
         assert!(template("test://t/data", &["item"]).check().is_err());
-        assert!(template("test://t/{item}/{item}", &["item"]).check().is_err());
+        assert!(
+            template("test://t/{item}/{item}", &["item"])
+                .check()
+                .is_err()
+        );
         assert!(template("test://t/{b}-{a}", &["a", "b"]).check().is_err());
         assert!(template("test://t/{other}", &["item"]).check().is_err());
         assert!(template("test://t/{a}{b}", &["a", "b"]).check().is_err());

@@ -484,13 +484,15 @@ pub fn reviewed_text(kind: Kind, text: &str, server: &str, name: &str) -> Option
         Item::Resource(resource) => {
             let own = uri(server, name, &resource.params);
             let served = match &resource.uri {
-                Some(declared) => format!(
-                    "{declared} on /servers/{server}/mcp; {own} on it and on /mcp"
-                ),
+                Some(declared) => {
+                    format!("{declared} on /servers/{server}/mcp; {own} on it and on /mcp")
+                }
                 None => format!("{own} on /mcp and /servers/{server}/mcp"),
             };
             let holds = match (&resource.text, resource.blob_bytes(), &resource.tool) {
-                (Some(text), _, _) => format!("{} bytes of {} text", text.len(), resource.mime_type),
+                (Some(text), _, _) => {
+                    format!("{} bytes of {} text", text.len(), resource.mime_type)
+                }
                 (_, Some(bytes), _) => format!(
                     "a blob, {}, {} bytes (base64 in the content)",
                     resource.mime_type,
@@ -527,7 +529,10 @@ pub fn reviewed_text(kind: Kind, text: &str, server: &str, name: &str) -> Option
                         content::decoded_len(data)
                     ),
                     content::Attachment::Resource {
-                        uri, mime_type, text, ..
+                        uri,
+                        mime_type,
+                        text,
+                        ..
                     } => format!(
                         "{}. resource at {uri}, {mime_type}, {} bytes of text",
                         i + 1,

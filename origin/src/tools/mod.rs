@@ -643,8 +643,14 @@ pub async fn update(
             .as_deref()
             .unwrap_or(&latest.python_code);
         Some(
-            crate::prompts::checked(&state.db, &tool.server_id, Some(&tool.id), tool.kind, content)
-                .await?,
+            crate::prompts::checked(
+                &state.db,
+                &tool.server_id,
+                Some(&tool.id),
+                tool.kind,
+                content,
+            )
+            .await?,
         )
     } else if tool.kind.is_tool() && (code_changed || description_changed || annotations_changed) {
         Some(

@@ -157,7 +157,10 @@ async fn review(
             &tool.name,
         )
         .unwrap_or_else(|| {
-            tools::reviewed_text(version.annotations.as_deref(), version.output_schema.as_deref())
+            tools::reviewed_text(
+                version.annotations.as_deref(),
+                version.output_schema.as_deref(),
+            )
         }),
         notes_html: version
             .publish_notes
