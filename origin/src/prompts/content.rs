@@ -50,32 +50,87 @@ pub struct PromptArgument {
 pub const ATTACHMENTS_MAX: usize = 4;
 
 /// A message a prompt sends before its text: an image, or an embedded text resource whose
-/// `uri` and `text` have `{argument}` placeholders as the template does.
-#[derive(
-    Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema,
-)]
+/// `uri` and `text` have `{argument}` placeholders as the template does. (Its OpenAPI schema is
+/// written out below: utoipa's derive gives an enum's variants no `additionalProperties: false`,
+/// and serde refuses unknown fields.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-#[schema(as = prompts::Attachment)]
 pub enum Attachment {
     /// Base64 bytes (at most 64 KiB decoded) of `image/png`, `image/jpeg`, `image/gif` or
     /// `image/webp`.
-    Image {
-        mime_type: String,
-        #[schema(pattern = r"^[A-Za-z0-9+/]*={0,2}$")]
-        data: String,
-    },
+    Image { mime_type: String, data: String },
     /// Text (at most 64 KiB) at an absolute URI (at most 512 characters once rendered).
     Resource {
-        #[schema(min_length = 1, max_length = 512)]
         uri: String,
         #[serde(default = "default_mime_type")]
-        #[schema(
-            max_length = 100,
-            pattern = r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$"
-        )]
         mime_type: String,
         text: String,
     },
+}
+
+/// Standard padded base64, as the handlers decode it.
+const BASE64_PATTERN: &str = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$";
+/// The longest base64 of `BLOB_MAX_BYTES` bytes.
+const BASE64_MAX_LEN: usize = BLOB_MAX_BYTES.div_ceil(3) * 4;
+
+impl utoipa::PartialSchema for Attachment {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
+        let string = || ObjectBuilder::new().schema_type(Type::String);
+        let closed = |object: ObjectBuilder| {
+            object.additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        };
+        let image = closed(
+            ObjectBuilder::new()
+                .description(Some(
+                    "An image: base64 bytes (at most 64 KiB decoded) of image/png, image/jpeg, \
+                     image/gif or image/webp.",
+                ))
+                .property("type", string().enum_values(Some(["image"])))
+                .required("type")
+                .property(
+                    "mime_type",
+                    string().pattern(Some("^image/(png|jpeg|gif|webp)$")),
+                )
+                .required("mime_type")
+                .property(
+                    "data",
+                    string()
+                        .max_length(Some(BASE64_MAX_LEN))
+                        .pattern(Some(BASE64_PATTERN)),
+                )
+                .required("data"),
+        );
+        let resource = closed(
+            ObjectBuilder::new()
+                .description(Some(
+                    "An embedded text resource (at most 64 KiB of text); `uri` and `text` take \
+                     {argument} placeholders, and the rendered uri must be absolute.",
+                ))
+                .property("type", string().enum_values(Some(["resource"])))
+                .required("type")
+                .property(
+                    "uri",
+                    string().min_length(Some(1)).max_length(Some(URI_MAX)),
+                )
+                .required("uri")
+                .property(
+                    "mime_type",
+                    string()
+                        .max_length(Some(MIME_TYPE_MAX))
+                        .pattern(Some(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$")),
+                )
+                .property("text", string())
+                .required("text"),
+        );
+        OneOfBuilder::new().item(image).item(resource).into()
+    }
+}
+
+impl utoipa::ToSchema for Attachment {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "prompts.Attachment".into()
+    }
 }
 
 /// A prompt version's content: a template and its declared arguments.
@@ -93,6 +148,7 @@ pub struct PromptContent {
     pub arguments: Vec<PromptArgument>,
     /// Messages sent before the template's text (at most 4).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 4)]
     pub attachments: Vec<Attachment>,
 }
 
@@ -125,7 +181,10 @@ pub struct ResourceContent {
     /// The resource's bytes, base64 (at most 64 KiB decoded), of a MIME type a tool may return
     /// as a blob (images, audio, PDF, JSON, plain text, `application/octet-stream`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(pattern = r"^[A-Za-z0-9+/]*={0,2}$")]
+    #[schema(
+        max_length = 87384,
+        pattern = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+    )]
     pub blob: Option<String>,
     /// The name of a tool of the same server whose result is the resource's text; it runs like
     /// a `tools/call` (approved version only, logged).
@@ -208,9 +267,7 @@ impl PromptContent {
         for attachment in &self.attachments {
             match attachment {
                 Attachment::Image { mime_type, data } => {
-                    let image = contract::sandbox::IMAGE_MIME_TYPES
-                        .iter()
-                        .any(|allowed| allowed.eq_ignore_ascii_case(mime_type));
+                    let image = contract::sandbox::IMAGE_MIME_TYPES.contains(&mime_type.as_str());
                     if !image {
                         return Err(Error::Validation(format!(
                             "an image attachment is one of {}; {mime_type:?} is not",
@@ -254,7 +311,15 @@ impl PromptContent {
         let mut out = Vec::with_capacity(self.attachments.len());
         for attachment in &self.attachments {
             out.push(match attachment {
-                Attachment::Image { .. } => attachment.clone(),
+                // Canonical base64 out, whatever padding bits came in.
+                Attachment::Image { mime_type, data } => Attachment::Image {
+                    mime_type: mime_type.clone(),
+                    data: {
+                        use base64::Engine;
+                        base64::engine::general_purpose::STANDARD
+                            .encode(decode(data).unwrap_or_default())
+                    },
+                },
                 Attachment::Resource {
                     uri,
                     mime_type,
@@ -411,9 +476,7 @@ impl ResourceContent {
 
     /// The bytes of a blob resource (checked content decodes; `None` for the other kinds).
     pub fn blob_bytes(&self) -> Option<Vec<u8>> {
-        use base64::Engine;
-        let blob = self.blob.as_ref()?;
-        base64::engine::general_purpose::STANDARD.decode(blob).ok()
+        decode(self.blob.as_ref()?)
     }
 }
 
@@ -436,12 +499,22 @@ fn check_mime(mime_type: &str) -> Result<()> {
     Ok(())
 }
 
+/// Standard base64 with padding, accepting nonzero trailing bits (`AB==`): what the OpenAPI
+/// pattern describes. What is served is re-encoded canonically.
+const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+);
+
+/// The bytes of checked base64 (`None` if it does not decode).
+pub fn decode(base64_text: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    BASE64.decode(base64_text).ok()
+}
+
 /// The decoded size of checked base64 (0 if it does not decode).
 pub fn decoded_len(base64_text: &str) -> usize {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD
-        .decode(base64_text)
-        .map_or(0, |bytes| bytes.len())
+    decode(base64_text).map_or(0, |bytes| bytes.len())
 }
 
 fn check_blob(blob: &str, mime_type: &str) -> Result<()> {
@@ -457,7 +530,7 @@ fn check_blob(blob: &str, mime_type: &str) -> Result<()> {
     if blob.len() > BLOB_MAX_BYTES.div_ceil(3) * 4 {
         return Err(too_large());
     }
-    let bytes = base64::engine::general_purpose::STANDARD
+    let bytes = BASE64
         .decode(blob)
         .map_err(|e| Error::Validation(format!("the blob is not standard base64: {e}")))?;
     if bytes.len() > BLOB_MAX_BYTES {
@@ -468,7 +541,7 @@ fn check_blob(blob: &str, mime_type: &str) -> Result<()> {
         .iter()
         .chain(IMAGE_MIME_TYPES)
         .chain(AUDIO_MIME_TYPES)
-        .any(|allowed| allowed.eq_ignore_ascii_case(mime_type));
+        .any(|allowed| *allowed == mime_type);
     if !allowed {
         return Err(Error::Validation(format!(
             "a blob resource's MIME type is one of {}; {mime_type:?} is not",
