@@ -11,7 +11,9 @@ use common::*;
 use origin::activity::Audit;
 use origin::gateway::Caller;
 use origin::gateway::management;
-use origin::prompts::content::{TEMPLATE_MAX_BYTES, TEXT_MAX_BYTES};
+use origin::prompts::content::{
+    ATTACHMENTS_MAX, BLOB_MAX_BYTES, TEMPLATE_MAX_BYTES, TEXT_MAX_BYTES, URI_MAX,
+};
 use serde_json::{Value, json};
 
 on_both_backends!(
@@ -22,6 +24,10 @@ on_both_backends!(
     bad_prompt_arguments_get_readable_errors,
     bounds_hold_at_their_limit,
     the_per_server_endpoint_serves_its_own_under_their_own_names,
+    a_declared_uri_is_served_on_its_server_only_and_unique_there,
+    declared_uris_are_absolute_and_not_mcpbox_ones,
+    blob_resources_are_bounded_typed_and_read_as_bytes,
+    prompt_attachments_are_bounded_and_render_their_arguments,
 );
 
 /// One 2026-07-28 stateless JSON-RPC request to `path` (`/mcp` or `/servers/{name}/mcp`), with
@@ -681,4 +687,319 @@ async fn the_per_server_endpoint_serves_its_own_under_their_own_names(app: TestA
         read["result"]["contents"][0]["text"], "other text",
         "{read}"
     );
+}
+
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Creates server `name` (beside `docs`), approves `resources` (create bodies) on it and
+/// starts it.
+async fn serving(w: &World, name: &str, resources: &[Value]) -> String {
+    let server = w.app.create_server(&w.token, name).await;
+    for body in resources {
+        let path = format!("/api/servers/{server}/resources");
+        let made = w.app.post(&path, Some(&w.token), body.clone()).await;
+        assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+        w.app
+            .approve_tool(&w.token, made.body["id"].as_str().unwrap())
+            .await;
+    }
+    let path = format!("/api/sandbox/servers/{server}/start");
+    let started = w.app.post(&path, Some(&w.token), json!({})).await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text);
+    server
+}
+
+async fn a_declared_uri_is_served_on_its_server_only_and_unique_there(app: TestApp) {
+    let w = World::new(app).await;
+    w.running().await;
+    let declared = |text: &str| json!({"name": "static_text", "content": {"uri": "test://static-text", "text": text}});
+    // Two servers may declare one URI: each endpoint has its own.
+    serving(&w, "alpha", &[declared("alpha text")]).await;
+    let beta = serving(&w, "beta", &[declared("beta text")]).await;
+    // On one server it is unique: a second resource declaring it is refused, by create and by
+    // a change of another resource, while the resource itself may keep it.
+    let path = format!("/api/servers/{beta}/resources");
+    let twice = w
+        .app
+        .post(
+            &path,
+            Some(&w.token),
+            json!({"name": "copy", "content": {"uri": "test://static-text", "text": "x"}}),
+        )
+        .await;
+    assert_eq!(twice.status, StatusCode::CONFLICT, "{}", twice.text);
+    assert!(twice.text.contains("static_text"), "{}", twice.text);
+    let other = w
+        .app
+        .post(
+            &path,
+            Some(&w.token),
+            json!({"name": "other", "content": {"text": "x"}}),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::CREATED, "{}", other.text);
+    let other = other.body["id"].as_str().unwrap();
+    let taken = w
+        .app
+        .call(
+            Method::PATCH,
+            &format!("/api/resources/{other}"),
+            Some(&w.token),
+            json!({"content": {"uri": "test://static-text", "text": "x"}}),
+        )
+        .await;
+    assert_eq!(taken.status, StatusCode::CONFLICT, "{}", taken.text);
+    let listed_beta = w.app.get(&path, Some(&w.token)).await;
+    let own = listed_beta.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["name"] == "static_text")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let kept = w
+        .app
+        .call(
+            Method::PATCH,
+            &format!("/api/resources/{own}"),
+            Some(&w.token),
+            json!({"content": {"uri": "test://static-text", "text": "beta text, v2"}}),
+        )
+        .await;
+    assert_eq!(kept.status, StatusCode::OK, "{}", kept.text);
+    // Each server's endpoint lists and reads its own; the mcpbox:// URI works there too.
+    for (server, text) in [("alpha", "alpha text"), ("beta", "beta text")] {
+        let scoped = format!("/servers/{server}/mcp");
+        assert_eq!(
+            listed(&w.app, &scoped, "resources/list", "resources", "uri").await,
+            vec!["test://static-text"]
+        );
+        let read = w.read(&scoped, "test://static-text").await;
+        assert_eq!(read["result"]["contents"][0]["text"], text, "{read}");
+        assert_eq!(read["result"]["contents"][0]["uri"], "test://static-text");
+        let read = w
+            .read(&scoped, &format!("mcpbox://{server}/static_text"))
+            .await;
+        assert_eq!(read["result"]["contents"][0]["text"], text, "{read}");
+    }
+    // `/mcp` serves both servers: the declared URI would be ambiguous there, so it lists and
+    // reads only the mcpbox:// ones.
+    let uris = resource_uris(&w.app).await;
+    assert!(
+        uris.contains(&"mcpbox://alpha/static_text".to_owned()),
+        "{uris:?}"
+    );
+    assert!(!uris.iter().any(|uri| uri.starts_with("test:")), "{uris:?}");
+    let (code, message) = rpc_error(&w.read("/mcp", "test://static-text").await);
+    assert_eq!(code, INVALID_PARAMS);
+    assert!(message.contains("test://static-text"), "{message}");
+    // Not another server's on a server's endpoint, nor a near miss.
+    let (code, _) = rpc_error(&w.read("/servers/docs/mcp", "test://static-text").await);
+    assert_eq!(code, INVALID_PARAMS);
+    let (code, _) = rpc_error(&w.read("/servers/alpha/mcp", "test://static-text/").await);
+    assert_eq!(code, INVALID_PARAMS);
+}
+
+async fn declared_uris_are_absolute_and_not_mcpbox_ones(app: TestApp) {
+    let w = World::new(app).await;
+    let with_uri = |uri: &str| json!({"name": "r", "content": {"uri": uri, "text": "x"}});
+    let at_limit = format!("test://{}", "a".repeat(URI_MAX - "test://".len()));
+    for bad in [
+        "no-scheme",
+        ":rest",
+        "1x:rest",
+        "test:",
+        "test://with space",
+        "test://tab\there",
+        "mcpbox://docs/r",
+        "MCPBOX://docs/r",
+        // A placeholder without a param to fill it, and an unmatched brace.
+        "test://{id}",
+        "test://a}b",
+        &format!("{at_limit}a"),
+    ] {
+        let refused = w.create("resource", with_uri(bad)).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad:?}: {}",
+            refused.text
+        );
+    }
+    let made = w.create("resource", with_uri(&at_limit)).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    // The item's own mcpbox:// URI is still reported: it works on both endpoints.
+    assert_eq!(made.body["uri"], "mcpbox://docs/r");
+    assert_eq!(made.body["content"]["uri"], at_limit.as_str());
+}
+
+async fn blob_resources_are_bounded_typed_and_read_as_bytes(app: TestApp) {
+    let w = World::new(app).await;
+    w.running().await;
+    let blob = |bytes: &[u8], mime: &str| json!({"name": "b", "content": {"mime_type": mime, "blob": base64(bytes)}});
+    let at = w
+        .create(
+            "resource",
+            blob(&vec![7u8; BLOB_MAX_BYTES], "application/pdf"),
+        )
+        .await;
+    assert_eq!(at.status, StatusCode::CREATED, "{}", at.text);
+    for (body, why) in [
+        (
+            blob(&vec![7u8; BLOB_MAX_BYTES + 1], "application/pdf"),
+            "KiB",
+        ),
+        // Active content a client might run is not a static blob.
+        (blob(b"<svg/>", "image/svg+xml"), "MIME type"),
+        (blob(b"<p>", "text/html"), "MIME type"),
+        (
+            json!({"name": "b", "content": {"mime_type": "image/png", "blob": "not base64!"}}),
+            "base64",
+        ),
+        (
+            json!({"name": "b", "content": {"blob": "AAAA", "text": "x"}}),
+            "exactly one",
+        ),
+        (
+            json!({"name": "b", "content": {"blob": "AAAA", "params": ["id"]}}),
+            "params",
+        ),
+    ] {
+        let refused = w.create("resource", body.clone()).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            refused.text
+        );
+        assert!(refused.text.contains(why), "{body}: {}", refused.text);
+    }
+    let png = [0x89, b'P', b'N', b'G', 0, 1, 2, 255];
+    serving(
+        &w,
+        "pics",
+        &[json!({"name": "logo", "content": {
+            "uri": "test://static-binary", "mime_type": "image/png", "blob": base64(&png)}})],
+    )
+    .await;
+    let answer = rpc(&w.app, "/servers/pics/mcp", "resources/list", json!({})).await;
+    let listed = &answer["result"]["resources"][0];
+    assert_eq!(listed["uri"], "test://static-binary", "{answer}");
+    assert_eq!(listed["size"], png.len(), "{answer}");
+    assert_eq!(listed["mimeType"], "image/png");
+    for (path, uri) in [
+        ("/servers/pics/mcp", "test://static-binary"),
+        ("/mcp", "mcpbox://pics/logo"),
+    ] {
+        let read = w.read(path, uri).await;
+        let contents = &read["result"]["contents"][0];
+        assert_eq!(contents["blob"], base64(&png), "{read}");
+        assert_eq!(contents["mimeType"], "image/png");
+        assert_eq!(contents["uri"], uri);
+        assert!(contents.get("text").is_none(), "{read}");
+    }
+}
+
+async fn prompt_attachments_are_bounded_and_render_their_arguments(app: TestApp) {
+    let w = World::new(app).await;
+    let image = json!({"type": "image", "mime_type": "image/png", "data": base64(b"png")});
+    let embedded = json!({"type": "resource", "uri": "{where}", "text": "About {topic}."});
+    let prompt = |attachments: Value| {
+        json!({"name": "p", "content": {
+            "template": "Look at {topic}.",
+            "arguments": [{"name": "topic", "required": true}, {"name": "where"}],
+            "attachments": attachments}})
+    };
+    let at_most = vec![image.clone(); ATTACHMENTS_MAX];
+    let made = w.create("prompt", prompt(json!(at_most))).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let one_more = vec![image.clone(); ATTACHMENTS_MAX + 1];
+    let big = base64(&vec![0u8; BLOB_MAX_BYTES + 1]);
+    for (attachments, why) in [
+        (json!(one_more), "at most"),
+        (
+            json!([{"type": "image", "mime_type": "image/svg+xml", "data": "AAAA"}]),
+            "image/svg+xml",
+        ),
+        (
+            json!([{"type": "image", "mime_type": "image/png", "data": big}]),
+            "KiB",
+        ),
+        (
+            json!([{"type": "image", "mime_type": "image/png", "data": "%%"}]),
+            "base64",
+        ),
+        (json!([{"type": "resource", "uri": "", "text": "x"}]), "uri"),
+        (
+            json!([{"type": "resource", "uri": "a:b", "text": "y".repeat(TEXT_MAX_BYTES + 1)}]),
+            "KiB",
+        ),
+        (json!([{"type": "script", "text": "x"}]), "script"),
+        (
+            json!([{"type": "resource", "uri": "a:b", "text": "x", "extra": 1}]),
+            "extra",
+        ),
+    ] {
+        let refused = w.create("prompt", prompt(attachments.clone())).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{attachments}: {}",
+            refused.text
+        );
+        assert!(
+            refused.text.contains(why),
+            "{attachments}: {}",
+            refused.text
+        );
+    }
+    let server = w.app.create_server(&w.token, "looks").await;
+    let made = w
+        .app
+        .post(
+            &format!("/api/servers/{server}/prompts"),
+            Some(&w.token),
+            prompt(json!([image, embedded])),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    w.app
+        .approve_tool(&w.token, made.body["id"].as_str().unwrap())
+        .await;
+    let started = w
+        .app
+        .post(
+            &format!("/api/sandbox/servers/{server}/start"),
+            Some(&w.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text);
+    let got = w
+        .get_prompt("looks__p", json!({"topic": "cats", "where": "test://cats"}))
+        .await;
+    let messages = got["result"]["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 3, "{got}");
+    assert_eq!(messages[0]["content"]["type"], "image");
+    assert_eq!(messages[0]["content"]["data"], base64(b"png"));
+    assert_eq!(messages[0]["content"]["mimeType"], "image/png");
+    assert_eq!(messages[1]["content"]["type"], "resource");
+    assert_eq!(messages[1]["content"]["resource"]["uri"], "test://cats");
+    assert_eq!(messages[1]["content"]["resource"]["text"], "About cats.");
+    assert_eq!(messages[1]["content"]["resource"]["mimeType"], "text/plain");
+    assert_eq!(messages[2]["content"]["text"], "Look at cats.");
+    // An argument cannot make the embedded URI anything but absolute.
+    for bad in ["", "no scheme", "relative/path", "a:b c"] {
+        let (code, message) = rpc_error(
+            &w.get_prompt("looks__p", json!({"topic": "cats", "where": bad}))
+                .await,
+        );
+        assert_eq!(code, INVALID_PARAMS, "{bad:?}");
+        assert!(message.contains("absolute URI"), "{bad:?}: {message}");
+    }
 }

@@ -16,6 +16,7 @@ use serde_json::json;
 
 on_both_backends!(
     the_review_page_shows_annotations_and_output_schema,
+    the_review_page_shows_what_a_resource_or_prompt_declares,
     first_run_set_up_signs_in_and_every_page_renders_cleanly,
     forms_without_the_right_csrf_token_are_refused_and_change_nothing,
     a_viewer_sees_no_actions_and_is_refused_them,
@@ -2070,5 +2071,55 @@ async fn the_review_page_shows_annotations_and_output_schema(app: TestApp) {
     assert!(
         visible_text(&page.html).contains("annotations: readOnlyHint: true"),
         "the tool page shows the approved version's"
+    );
+}
+
+/// A resource's declared URI and blob, and a prompt's attachments, are on the review page in
+/// words (where a tool's annotations are): a reviewer sees where it is served and what it
+/// holds without reading base64.
+async fn the_review_page_shows_what_a_resource_or_prompt_declares(app: TestApp) {
+    let admin = app.admin().await.token("access_token");
+    let server = app.create_server(&admin, "pics").await;
+    let made = app
+        .post(
+            &format!("/api/servers/{server}/resources"),
+            Some(&admin),
+            json!({"name": "logo", "content": {
+                "uri": "test://static-binary", "mime_type": "image/png", "blob": "AAECAw=="}}),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let resource = made.body["id"].as_str().unwrap().to_owned();
+    let made = app
+        .post(
+            &format!("/api/servers/{server}/prompts"),
+            Some(&admin),
+            json!({"name": "describe", "content": {
+                "template": "Describe the image above.",
+                "attachments": [{"type": "image", "mime_type": "image/png", "data": "AAECAw=="}]}}),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let prompt = made.body["id"].as_str().unwrap().to_owned();
+    let mut browser = Browser::new(&app);
+    browser.sign_in("admin", PASSWORD).await;
+    let page = browser
+        .get(&format!("/ui/approvals/tools/{resource}/1"))
+        .await;
+    assert_clean_page("review page", &page);
+    let text = visible_text(&page.html);
+    assert!(
+        text.contains("served at: test://static-binary on /servers/pics/mcp"),
+        "{text}"
+    );
+    assert!(text.contains("a blob, image/png, 4 bytes"), "{text}");
+    let page = browser
+        .get(&format!("/ui/approvals/tools/{prompt}/1"))
+        .await;
+    assert_clean_page("review page", &page);
+    let text = visible_text(&page.html);
+    assert!(
+        text.contains("messages before the text: 1. image, image/png, 4 bytes"),
+        "{text}"
     );
 }

@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod external;
+pub mod fixture;
 pub mod mcp;
 pub mod otlp;
 

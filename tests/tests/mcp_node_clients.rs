@@ -1,11 +1,12 @@
-//! `/mcp` against the Node-based official tools: the MCP conformance suite (server scenarios
-//! of both protocol revisions, with a baseline of the scenarios that need fixture tools MCPbox
-//! does not have) and the MCP Inspector CLI (the TypeScript SDK underneath) listing and calling
+//! MCPbox against the Node-based official tools: the MCP conformance suite (every server
+//! scenario of both protocol revisions, against the suite's fixture server built through the
+//! product's own API, with a baseline of what an approved tool cannot express) and the MCP Inspector CLI (the TypeScript SDK underneath) listing and calling
 //! an approved tool. `scripts/test` installs both, with Node 22, into `$MCPBOX_CACHE/node`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mcpbox_e2e::fixture;
 use mcpbox_e2e::mcp::{admin_token, approve_and_start, draft_tool};
 use mcpbox_e2e::{Origin, ServeOptions};
 use serde_json::{Value, json};
@@ -52,69 +53,87 @@ async fn run(program: PathBuf, args: &[&str], path: &str) -> (bool, String) {
 }
 
 /// Scenarios the 2026-07-28 requirement set lists as not scored that MCPbox passes (SEP-2243
-/// standard and custom request headers).
+/// standard and custom request headers; the second on `/mcp` only).
 const SCORED_HERE: [&str; 2] = [
     "http-header-validation",
     "http-custom-header-server-validation",
 ];
 
-/// Fails on any failing scenario or check not in `tests/conformance/baseline-*.yml`, and on a
-/// baseline entry that passes (so the baseline shrinks as the gateway grows).
-#[tokio::test]
-async fn the_conformance_suite_passes_both_revisions_except_the_baselined_fixture_scenarios() {
-    let (bin, path) = node_tools();
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(ServeOptions::new(dir.path())).unwrap();
-    let url = format!("{}/mcp", origin.url);
-    for revision in ["2025-11-25", "2026-07-28"] {
-        let baseline = format!(
-            "{}/conformance/baseline-{revision}.yml",
-            env!("CARGO_MANIFEST_DIR")
-        );
+/// The suite against `url`, scored as revision `revision` expects, with `baseline`'s failures
+/// allowed (and required: a baselined scenario that passes fails the run).
+async fn suite(bin: &Path, path: &str, url: &str, revision: &str) {
+    let baseline = format!(
+        "{}/conformance/baseline-{revision}.yml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (ok, text) = run(
+        bin.join("conformance"),
+        &[
+            "server",
+            "--url",
+            url,
+            "--requirements",
+            revision,
+            "--expected-failures",
+            &baseline,
+        ],
+        path,
+    )
+    .await;
+    let summary: Vec<&str> = text
+        .lines()
+        .filter(|line| {
+            line.starts_with("Total:") || line.contains("nexpected") || line.contains("tale")
+        })
+        .collect();
+    println!("conformance {revision} {url}: {}", summary.join(" | "));
+    assert!(ok, "conformance {revision} failed:\n{text}");
+}
+
+/// Not scored by the 2026-07-28 requirement set (so `--requirements` ignores them), but
+/// passed, so run on their own, where any failed check fails the run.
+async fn scored_here(bin: &Path, path: &str, url: &str, scenarios: &[&str]) {
+    for scenario in scenarios {
         let (ok, text) = run(
             bin.join("conformance"),
             &[
                 "server",
                 "--url",
-                &url,
-                "--requirements",
-                revision,
-                "--expected-failures",
-                &baseline,
-            ],
-            &path,
-        )
-        .await;
-        let summary: Vec<&str> = text
-            .lines()
-            .filter(|line| {
-                line.starts_with("Total:") || line.contains("nexpected") || line.contains("tale")
-            })
-            .collect();
-        println!("conformance {revision}: {}", summary.join(" | "));
-        assert!(ok, "conformance {revision} failed:\n{text}");
-    }
-    // Not scored by the 2026-07-28 requirement set (so `--requirements` ignores them), but
-    // passed, so run on their own, where any failed check fails the run.
-    for scenario in SCORED_HERE {
-        let (ok, text) = run(
-            bin.join("conformance"),
-            &[
-                "server",
-                "--url",
-                &url,
+                url,
                 "--spec-version",
                 "2026-07-28",
                 "--scenario",
                 scenario,
             ],
-            &path,
+            path,
         )
         .await;
         let summary: Vec<&str> = text.lines().filter(|l| l.contains("Passed:")).collect();
-        println!("conformance {scenario}: {}", summary.join(" | "));
+        println!("conformance {scenario} {url}: {}", summary.join(" | "));
         assert!(ok, "conformance {scenario} failed:\n{text}");
     }
+}
+
+/// The suite's fixture server (`tests/conformance/fixture`, made and approved over the REST
+/// API) on its own endpoint, where its tools, prompts and resources have the suite's names:
+/// every server scenario of both revisions. Fails on any failing scenario or check not in
+/// `tests/conformance/baseline-*.yml`, and on a baseline entry that passes.
+#[tokio::test]
+async fn the_conformance_suite_passes_both_revisions_on_the_fixture_server() {
+    let (bin, path) = node_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(ServeOptions::new(dir.path())).unwrap();
+    let token = admin_token(&origin.url).await;
+    let (tools, prompts, resources) = fixture::load(&origin.url, &token).await;
+    println!("fixture: {tools} tools, {prompts} prompts, {resources} resources");
+    let url = format!("{}/servers/{}/mcp", origin.url, fixture::SERVER);
+    for revision in ["2025-11-25", "2026-07-28"] {
+        suite(&bin, &path, &url, revision).await;
+    }
+    // The custom-header scenario needs a tool declaring `x-mcp-header`: on `/mcp`, where the
+    // management tools carry `Server-Id` (an approved Python tool declares none).
+    scored_here(&bin, &path, &url, &SCORED_HERE[..1]).await;
+    scored_here(&bin, &path, &format!("{}/mcp", origin.url), &SCORED_HERE).await;
     drop(origin);
 }
 

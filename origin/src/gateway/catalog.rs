@@ -4,13 +4,16 @@
 //!
 //! Names: on `/mcp` a prompt is `{server}__{name}` (as a tool); on `/servers/{name}/mcp` its
 //! own name. A resource's URI is `mcpbox://{server}/{name}` on both (`prompts::URI_SCHEME`),
-//! a template's `mcpbox://{server}/{name}/{param}…`. A tool-backed resource is read by running
+//! a template's `mcpbox://{server}/{name}/{param}…`; one that declares its own URI is listed
+//! under it on its server's endpoint (unique there, `prompts::checked`) and readable by both
+//! there, while `/mcp`, where two servers may declare one URI, lists and reads only the
+//! `mcpbox://` one. A tool-backed resource is read by running
 //! its tool through `execution::run`, like a `tools/call` (approved, logged).
 
 use rmcp::model::{
-    GetPromptResult, JsonObject, ListPromptsResult, ListResourceTemplatesResult,
-    ListResourcesResult, Prompt, PromptArgument, PromptMessage, ReadResourceResult, Resource,
-    ResourceContents, ResourceTemplate, Role, SubscriptionFilter,
+    ContentBlock as McpBlock, GetPromptResult, JsonObject, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, Prompt, PromptArgument, PromptMessage,
+    ReadResourceResult, Resource, ResourceContents, ResourceTemplate, Role, SubscriptionFilter,
 };
 use rmcp::service::{Peer, ServiceError, SubscriptionContext, SubscriptionSendError};
 use rmcp::{ErrorData as McpError, RoleServer};
@@ -19,7 +22,8 @@ use serde_json::{Value, json};
 use super::to_protocol_error;
 use crate::app::AppState;
 use crate::error::Error;
-use crate::prompts::{self, Item, Listed};
+use crate::prompts::content::Attachment;
+use crate::prompts::{self, Item, Listed, ResourceContent};
 use crate::tools::{self, Kind};
 
 /// The name a listed item has where it is served.
@@ -36,6 +40,53 @@ fn description(item: &Listed, name: &str) -> String {
     } else {
         item.description.clone()
     }
+}
+
+/// The URI a resource is listed under where it is served: its declared one on its server's
+/// endpoint, else `mcpbox://{server}/{name}` (with `/{param}`s for a template).
+fn listed_uri(item: &Listed, resource: &ResourceContent, scope: Option<&str>) -> String {
+    match (&resource.uri, scope) {
+        (Some(declared), Some(_)) => declared.clone(),
+        _ => prompts::uri(&item.server_name, &item.name, &resource.params),
+    }
+}
+
+/// `(server, name, parameter values)` of a requested resource URI: an `mcpbox://` one anywhere,
+/// a declared one (or an instance of a declared template) only on its server's endpoint.
+async fn resolve(
+    state: &AppState,
+    scope: Option<&str>,
+    uri: &str,
+) -> Result<Option<(String, String, Vec<String>)>, McpError> {
+    if let Some(parsed) = prompts::parse_uri(uri) {
+        return Ok(Some(parsed));
+    }
+    let Some(server) = scope else {
+        return Ok(None);
+    };
+    // One page holds all of a server's resources (PER_SERVER_MAX < PAGE_SIZE).
+    let (page, _) = prompts::visible(&state.db, Kind::Resource, Some(server), None)
+        .await
+        .map_err(to_protocol_error)?;
+    for item in page {
+        let Item::Resource(ResourceContent {
+            uri: Some(declared),
+            params,
+            ..
+        }) = &item.item
+        else {
+            continue;
+        };
+        let values = if params.is_empty() {
+            (declared == uri).then(Vec::new)
+        } else {
+            prompts::content::match_template(declared, uri)
+        };
+        if let Some(values) = values {
+            return Ok(Some((item.server_name, item.name, values)));
+        }
+    }
+    Ok(None)
 }
 
 pub(super) async fn list_prompts(
@@ -123,15 +174,34 @@ pub(super) async fn get_prompt(
     let Item::Prompt(prompt) = &served.item else {
         return Err(unknown());
     };
-    let text = prompt
-        .render(&arguments.unwrap_or_default())
-        .map_err(|message| {
-            McpError::invalid_params(
-                format!("prompt {name:?}: {message}"),
-                Some(json!({"prompt": name})),
-            )
-        })?;
-    let mut result = GetPromptResult::new(vec![PromptMessage::new_text(Role::User, text)]);
+    let arguments = arguments.unwrap_or_default();
+    let invalid = |message: String| {
+        McpError::invalid_params(
+            format!("prompt {name:?}: {message}"),
+            Some(json!({"prompt": name})),
+        )
+    };
+    let text = prompt.render(&arguments).map_err(invalid)?;
+    let attachments = prompt.render_attachments(&arguments).map_err(invalid)?;
+    // The attachments first, so the text can refer to them ("the image above").
+    let mut messages: Vec<PromptMessage> = attachments
+        .into_iter()
+        .map(|attachment| {
+            let content = match attachment {
+                Attachment::Image { mime_type, data } => McpBlock::image(data, mime_type),
+                Attachment::Resource {
+                    uri,
+                    mime_type,
+                    text,
+                } => {
+                    McpBlock::resource(ResourceContents::text(text, uri).with_mime_type(mime_type))
+                }
+            };
+            PromptMessage::new(Role::User, content)
+        })
+        .collect();
+    messages.push(PromptMessage::new_text(Role::User, text));
+    let mut result = GetPromptResult::new(messages);
     if !served.description.is_empty() {
         result.description = Some(served.description);
     }
@@ -156,12 +226,15 @@ pub(super) async fn list_resources(
                 return None;
             }
             let name = listed_name(item, scope);
-            let uri = prompts::uri(&item.server_name, &item.name, &[]);
+            let uri = listed_uri(item, resource, scope);
             let mut listed = Resource::new(uri, &name)
                 .with_description(description(item, &name))
                 .with_mime_type(resource.mime_type.clone());
             if let Some(text) = &resource.text {
                 listed = listed.with_size(text.len() as u64);
+            }
+            if let Some(bytes) = resource.blob_bytes() {
+                listed = listed.with_size(bytes.len() as u64);
             }
             Some(listed)
         })
@@ -189,7 +262,7 @@ pub(super) async fn list_resource_templates(
                 return None;
             }
             let name = listed_name(item, scope);
-            let uri = prompts::uri(&item.server_name, &item.name, &resource.params);
+            let uri = listed_uri(item, resource, scope);
             Some(
                 ResourceTemplate::new(uri, &name)
                     .with_description(description(item, &name))
@@ -215,7 +288,7 @@ pub(super) async fn read_resource(
             Some(json!({"uri": uri})),
         )
     };
-    let Some((server, name, segments)) = prompts::parse_uri(uri) else {
+    let Some((server, name, segments)) = resolve(state, scope, uri).await? else {
         return Err(unknown());
     };
     if scope.is_some_and(|scope| scope != server) {
@@ -243,6 +316,13 @@ pub(super) async fn read_resource(
             ),
             Some(json!({"uri": uri})),
         ));
+    }
+    if let Some(bytes) = resource.blob_bytes() {
+        use base64::Engine;
+        let blob = base64::engine::general_purpose::STANDARD.encode(bytes);
+        return Ok(ReadResourceResult::new(vec![
+            ResourceContents::blob(blob, uri).with_mime_type(resource.mime_type),
+        ]));
     }
     let text = match (&resource.text, &resource.tool) {
         (Some(text), _) => text.clone(),

@@ -76,13 +76,25 @@ impl Item {
 
 /// The one check of a prompt's or resource's content, for every front and for
 /// `tools::update` (a PATCH of `python_code` on one lands here): parsed as its kind, bounds,
-/// and a tool-backed resource's tool exists on the same server. Returns the stored form.
-pub async fn checked(db: &Db, server_id: &str, kind: Kind, text: &str) -> Result<ValidCode> {
+/// a tool-backed resource's tool exists on the same server, and a declared URI is no other
+/// resource's of the server (`own`: the item being changed). Returns the stored form.
+pub async fn checked(
+    db: &Db,
+    server_id: &str,
+    own: Option<&str>,
+    kind: Kind,
+    text: &str,
+) -> Result<ValidCode> {
     let item = Item::parse(kind, text)?;
-    checked_item(db, server_id, &item).await
+    checked_item(db, server_id, own, &item).await
 }
 
-async fn checked_item(db: &Db, server_id: &str, item: &Item) -> Result<ValidCode> {
+async fn checked_item(
+    db: &Db,
+    server_id: &str,
+    own: Option<&str>,
+    item: &Item,
+) -> Result<ValidCode> {
     item.check()?;
     if let Item::Resource(ResourceContent {
         tool: Some(tool), ..
@@ -103,12 +115,51 @@ async fn checked_item(db: &Db, server_id: &str, item: &Item) -> Result<ValidCode
             )));
         }
     }
+    if let Item::Resource(ResourceContent { uri: Some(uri), .. }) = item
+        && let Some(other) = declaring(db, server_id, own, uri).await?
+    {
+        return Err(Error::Conflict(format!(
+            "the server's resource {other:?} already declares the uri {uri:?}"
+        )));
+    }
     // No input schema: a prompt's arguments and a template's params are in the content.
     Ok(ValidCode::passthrough(
         item.stored()?,
         r#"{"type":"object","properties":{}}"#.to_owned(),
         "",
     ))
+}
+
+/// The name of another resource of the server whose newest or served version declares `uri`.
+/// Bounded: a server has at most `PER_SERVER_MAX` resources, two versions each read.
+async fn declaring(
+    db: &Db,
+    server_id: &str,
+    own: Option<&str>,
+    uri: &str,
+) -> Result<Option<String>> {
+    let rows = sqlx::query(
+        "SELECT t.id, t.name, v.python_code FROM tools t \
+         JOIN tool_versions v ON v.tool_id = t.id AND (v.version = t.current_version OR v.version = \
+           (SELECT MAX(version) FROM tool_versions a WHERE a.tool_id = t.id AND a.status = 'approved')) \
+         WHERE t.server_id = $1 AND t.kind = 'resource'",
+    )
+    .bind(server_id)
+    .fetch_all(&db.pool)
+    .await?;
+    for row in rows {
+        let id: String = row.try_get("id")?;
+        if own == Some(id.as_str()) {
+            continue;
+        }
+        let text: String = row.try_get("python_code")?;
+        if let Ok(Item::Resource(other)) = Item::parse(Kind::Resource, &text)
+            && other.uri.as_deref() == Some(uri)
+        {
+            return Ok(Some(row.try_get("name")?));
+        }
+    }
+    Ok(None)
 }
 
 fn tools_kind_is_tool(kind: &str) -> bool {
@@ -145,7 +196,7 @@ pub async fn create(state: &AppState, new: NewItem<'_>) -> Result<(Tool, Version
             kind.as_str()
         )));
     }
-    let valid = checked_item(&state.db, new.server_id, &new.item).await?;
+    let valid = checked_item(&state.db, new.server_id, None, &new.item).await?;
     tools::create_item(
         state,
         tools::NewTool {
@@ -407,7 +458,7 @@ pub fn parse_uri(uri: &str) -> Option<(String, String, Vec<String>)> {
 }
 
 /// `%XX` decoding of one URI segment; `None` when malformed or not UTF-8.
-fn percent_decode(segment: &str) -> Option<String> {
+pub(crate) fn percent_decode(segment: &str) -> Option<String> {
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -422,6 +473,87 @@ fn percent_decode(segment: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// What a prompt's or resource's version declares beyond its text, for the review and tool
+/// pages' Declared block (where a tool's shows its annotations): where a resource is served and
+/// what it holds (a blob's size, not its bytes), a prompt's arguments and attachments. `None`
+/// for tools, and for content that does not parse (the page shows the stored text anyway).
+pub fn reviewed_text(kind: Kind, text: &str, server: &str, name: &str) -> Option<String> {
+    match Item::parse(kind, text).ok()? {
+        Item::Resource(resource) => {
+            let own = uri(server, name, &resource.params);
+            let served = match &resource.uri {
+                Some(declared) => {
+                    format!("{declared} on /servers/{server}/mcp; {own} on it and on /mcp")
+                }
+                None => format!("{own} on /mcp and /servers/{server}/mcp"),
+            };
+            let holds = match (&resource.text, resource.blob_bytes(), &resource.tool) {
+                (Some(text), _, _) => {
+                    format!("{} bytes of {} text", text.len(), resource.mime_type)
+                }
+                (_, Some(bytes), _) => format!(
+                    "a blob, {}, {} bytes (base64 in the content)",
+                    resource.mime_type,
+                    bytes.len()
+                ),
+                (_, _, Some(tool)) => format!(
+                    "{} produced by the tool {tool:?} (its approved version, when read)",
+                    resource.mime_type
+                ),
+                _ => "nothing".to_owned(),
+            };
+            Some(format!("served at: {served}\ncontent: {holds}\n"))
+        }
+        Item::Prompt(prompt) => {
+            let arguments: Vec<String> = prompt
+                .arguments
+                .iter()
+                .map(|a| {
+                    if a.required {
+                        format!("{} (required)", a.name)
+                    } else {
+                        a.name.clone()
+                    }
+                })
+                .collect();
+            let attachments: Vec<String> = prompt
+                .attachments
+                .iter()
+                .enumerate()
+                .map(|(i, attachment)| match attachment {
+                    content::Attachment::Image { mime_type, data } => format!(
+                        "{}. image, {mime_type}, {} bytes (base64 in the content)",
+                        i + 1,
+                        content::decoded_len(data)
+                    ),
+                    content::Attachment::Resource {
+                        uri,
+                        mime_type,
+                        text,
+                        ..
+                    } => format!(
+                        "{}. resource at {uri}, {mime_type}, {} bytes of text",
+                        i + 1,
+                        text.len()
+                    ),
+                })
+                .collect();
+            let or_none = |list: &[String], sep: &str| {
+                if list.is_empty() {
+                    "none".to_owned()
+                } else {
+                    list.join(sep)
+                }
+            };
+            Some(format!(
+                "arguments: {}\nmessages before the text: {}\n",
+                or_none(&arguments, ", "),
+                or_none(&attachments, "; ")
+            ))
+        }
+    }
 }
 
 /// The public name of an item on `/mcp` (`{server}__{name}`, as tools).

@@ -642,7 +642,16 @@ pub async fn update(
             .python_code
             .as_deref()
             .unwrap_or(&latest.python_code);
-        Some(crate::prompts::checked(&state.db, &tool.server_id, tool.kind, content).await?)
+        Some(
+            crate::prompts::checked(
+                &state.db,
+                &tool.server_id,
+                Some(&tool.id),
+                tool.kind,
+                content,
+            )
+            .await?,
+        )
     } else if tool.kind.is_tool() && (code_changed || description_changed || annotations_changed) {
         Some(
             validate(

@@ -150,10 +150,18 @@ async fn review(
         code_html: super::highlight_python(&version.python_code),
         change_html: super::render::visible_text(&version.change_summary),
         description_html: super::render::visible_text(&version.description),
-        declared: tools::reviewed_text(
-            version.annotations.as_deref(),
-            version.output_schema.as_deref(),
-        ),
+        declared: crate::prompts::reviewed_text(
+            tool.kind,
+            &version.python_code,
+            &server.name,
+            &tool.name,
+        )
+        .unwrap_or_else(|| {
+            tools::reviewed_text(
+                version.annotations.as_deref(),
+                version.output_schema.as_deref(),
+            )
+        }),
         notes_html: version
             .publish_notes
             .as_deref()

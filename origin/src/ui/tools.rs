@@ -120,10 +120,15 @@ async fn show(
         chrome: ui.chrome("servers"),
         public_name: public_name(&server.name, &tool.name),
         code_html: super::highlight_python(&shown.python_code),
-        declared: tools::reviewed_text(
-            shown.annotations.as_deref(),
-            shown.output_schema.as_deref(),
-        ),
+        declared: crate::prompts::reviewed_text(
+            tool.kind,
+            &shown.python_code,
+            &server.name,
+            &tool.name,
+        )
+        .unwrap_or_else(|| {
+            tools::reviewed_text(shown.annotations.as_deref(), shown.output_schema.as_deref())
+        }),
         example_arguments: example_arguments(&shown.input_schema),
         schema,
         shown,

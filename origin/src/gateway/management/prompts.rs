@@ -101,6 +101,7 @@ impl ManagementTool for CreatePrompt {
         let item = Item::Prompt(PromptContent {
             template: self.template,
             arguments: self.arguments,
+            attachments: Vec::new(),
         });
         let new = NewItem {
             server_id: &self.server_id,
@@ -144,6 +145,8 @@ impl ManagementTool for UpdatePrompt {
                 Some(Item::Prompt(PromptContent {
                     template: template.unwrap_or(old.template),
                     arguments: arguments.unwrap_or(old.arguments),
+                    // Attachments are set by an admin (the REST API); kept here.
+                    attachments: old.attachments,
                 }))
             }
         };
@@ -209,7 +212,9 @@ impl ManagementTool for CreateResource {
         let name = Name::tool(&self.name)?;
         let item = Item::Resource(ResourceContent {
             mime_type: self.mime_type.unwrap_or_else(|| "text/plain".to_owned()),
+            uri: None,
             text: self.text,
+            blob: None,
             tool: self.tool,
             params: self.params,
         });
