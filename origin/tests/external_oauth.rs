@@ -30,6 +30,7 @@ use sha2::{Digest, Sha256};
 on_both_backends!(
     an_admin_signs_in_and_calls_carry_refreshed_tokens_until_the_grant_is_revoked,
     a_sign_in_is_good_once_for_its_source_and_browser,
+    a_key_rotation_carries_the_grant_once_reencrypted,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -728,4 +729,58 @@ async fn a_sign_in_is_good_once_for_its_source_and_browser(app: TestApp) {
     let page = browser.land(&callback).await;
     assert!(page.contains("unknown, used already or expired"), "{page}");
     assert_eq!(status(&first).await, "signed_in");
+}
+
+/// `mcpbox admin reencrypt` covers the grants: after it, an origin holding only the new key
+/// still reaches the source with the stored tokens (no new sign-in), and the previous key may go.
+async fn a_key_rotation_carries_the_grant_once_reencrypted(app: TestApp) {
+    use origin::activity::Audit;
+    use origin::app::AppState;
+    use origin::crypto::Keyring;
+    use origin::dispatch::Sandbox;
+    use origin::secrets::rotation::reencrypt;
+
+    let fake = FakeServer::start().await;
+    let token = app.admin().await.token("access_token");
+    let source = oauth_source(&app, &token, "rotated", &fake.mcp_url).await;
+    let mut browser = Browser::serve(&app).await;
+    browser.sign_in().await;
+    let authorize = browser.start_sign_in(&source).await;
+    let callback = browser.consent(&authorize).await;
+    let page = browser.land(&callback).await;
+    assert!(page.contains("Signed in to rotated"), "{page}");
+    let sealed = raw_oauth_row(&app, &source).await;
+
+    let new_key = [77; 32];
+    let rotating = Keyring::new(new_key, Some(common::KEY));
+    let first = reencrypt(&app.state.db, &rotating).await.unwrap();
+    // The grant is the only encrypted value of this install.
+    assert_eq!(
+        (first.reencrypted, first.current, first.undecryptable),
+        (1, 0, 0),
+        "{first:?}"
+    );
+    assert_ne!(raw_oauth_row(&app, &source).await, sealed);
+    assert_no_plaintext(&raw_oauth_row(&app, &source).await, &fake);
+    let again = reencrypt(&app.state.db, &rotating).await.unwrap();
+    assert_eq!((again.reencrypted, again.current), (0, 1), "{again:?}");
+
+    // The previous key dropped: the grant still opens and the source answers.
+    let rotated = AppState::new(
+        app.state.db.clone(),
+        Keyring::new(new_key, None),
+        Sandbox::unavailable("not needed"),
+    );
+    let audit = Audit {
+        actor: "admin".into(),
+        request_id: None,
+    };
+    let (_, tools) = origin::external::discover_recorded(&rotated, &source, &audit)
+        .await
+        .expect("the re-encrypted grant opens under the new key alone");
+    assert!(!tools.is_empty());
+    let done = reencrypt(&app.state.db, &Keyring::new(new_key, None))
+        .await
+        .unwrap();
+    assert!(done.previous_key_unused(), "{done:?}");
 }

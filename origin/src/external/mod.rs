@@ -827,8 +827,12 @@ pub async fn import_recorded(
     Ok((done, skipped))
 }
 
+/// The longest name an imported tool is given: one that fits under any server name
+/// (30 + 2 + 32 = `names::PUBLIC_NAME_MAX`), so an import never fails on length.
+const IMPORTED_NAME_MAX: usize = crate::names::PUBLIC_NAME_MAX - crate::names::SERVER_NAME_MAX - 2;
+
 /// `{source}_{tool}` made into a valid tool name: lower case, runs of anything else as one `_`,
-/// cut to the name limit.
+/// cut to `IMPORTED_NAME_MAX`.
 fn local_name(source: &str, remote: &str) -> Option<Name> {
     let mut name = String::new();
     for c in format!("{source}_{remote}").chars() {
@@ -839,7 +843,7 @@ fn local_name(source: &str, remote: &str) -> Option<Name> {
             name.push('_');
         }
     }
-    let mut name: String = name.chars().take(crate::names::TOOL_NAME_MAX).collect();
+    let mut name: String = name.chars().take(IMPORTED_NAME_MAX).collect();
     while name.ends_with('_') {
         name.pop();
     }
@@ -1351,7 +1355,7 @@ mod tests {
         assert_eq!(name("gh", "a__b").as_deref(), Some("gh_a_b"));
         assert_eq!(
             name("source", &"x".repeat(80)).map(|n| n.len()),
-            Some(crate::names::TOOL_NAME_MAX)
+            Some(IMPORTED_NAME_MAX)
         );
         assert_eq!(name("s", "---").as_deref(), Some("s"));
     }

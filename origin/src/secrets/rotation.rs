@@ -36,8 +36,8 @@ impl Reencrypted {
     }
 }
 
-/// Re-encrypts every server secret, alert webhook URL and remote set-up secret not under `keys`'
-/// current key.
+/// Re-encrypts every server secret, alert webhook URL, external source's OAuth grant and remote
+/// set-up secret not under `keys`' current key.
 pub async fn reencrypt(db: &Db, keys: &Keyring) -> Result<Reencrypted> {
     let mut report = Reencrypted::default();
     let mut after = String::new();
@@ -52,6 +52,7 @@ pub async fn reencrypt(db: &Db, keys: &Keyring) -> Result<Reencrypted> {
         .await?;
         let Some(last) = rows.last() else {
             crate::alerts::webhooks::reencrypt(db, keys, &mut report).await?;
+            crate::external::oauth::reencrypt(db, keys, &mut report).await?;
             // The remote set-up's secrets (API token, service token, …) too.
             let (done, current, bad) = crate::cloudflare::store::reencrypt(db, keys).await?;
             report.reencrypted += done;

@@ -212,9 +212,16 @@ pub async fn update(db: &Db, id: &str, changes: Changes) -> Result<Server> {
         .map(Name::as_str)
         .unwrap_or(&current.name)
         .to_owned();
+    if name != current.name {
+        longest_tool_fits(db, id, &name).await?;
+    }
+    // Conditional on every tool's public name fitting under the new name, tools created since
+    // the check above included.
     let row = sqlx::query(&format!(
         "UPDATE servers SET name = $1, description = $2, default_timeout_ms = $3, updated_at = $4 \
-         WHERE id = $5 RETURNING {COLUMNS}"
+         WHERE id = $5 AND NOT EXISTS (SELECT 1 FROM tools t WHERE t.server_id = $5 \
+           AND length(CAST($1 AS TEXT)) + 2 + length(t.name) > {max}) RETURNING {COLUMNS}",
+        max = crate::names::PUBLIC_NAME_MAX
     ))
     .bind(&name)
     .bind(changes.description.unwrap_or(current.description))
@@ -225,10 +232,29 @@ pub async fn update(db: &Db, id: &str, changes: Changes) -> Result<Server> {
     )
     .bind(db::now())
     .bind(id)
-    .fetch_one(&db.pool)
+    .fetch_optional(&db.pool)
     .await
     .on_conflict(|| format!("a server named {name:?} already exists"))?;
+    let Some(row) = row else {
+        longest_tool_fits(db, id, &name).await?;
+        return Err(Error::NotFound("no server with that id".into()));
+    };
     Server::from_row(&row)
+}
+
+/// Whether every tool (prompt, resource) of the server keeps a public name within
+/// `names::PUBLIC_NAME_MAX` when the server is called `name`; the error names the longest.
+async fn longest_tool_fits(db: &Db, id: &str, name: &str) -> Result<()> {
+    let longest: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM tools WHERE server_id = $1 ORDER BY length(name) DESC, name LIMIT 1",
+    )
+    .bind(id)
+    .fetch_optional(&db.pool)
+    .await?;
+    match longest {
+        Some(tool) => crate::names::fits(name, &tool),
+        None => Ok(()),
+    }
 }
 
 /// Deletes a server and (cascade) its tools, versions and their history.

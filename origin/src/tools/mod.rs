@@ -481,10 +481,17 @@ async fn insert_tool(
     valid: &ValidCode,
 ) -> Result<(Tool, Version)> {
     let now = db::now();
+    let server = crate::servers::get(&state.db, new.server_id).await?;
+    crate::names::fits(&server.name, new.name.as_str())?;
     let mut tx = state.db.pool.begin().await?;
+    // Conditional on the public name fitting under the server's name as it is now (a rename
+    // may have landed since the check above).
     let row = sqlx::query(&format!(
         "INSERT INTO tools (id, server_id, name, kind, external_source_id, enabled, timeout_ms, current_version, created_by, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, 1, NULL, 1, $6, $7, $7) RETURNING {TOOL_COLUMNS}"
+         SELECT $1, $2, $3, $4, $5, 1, NULL, 1, $6, $7, $7 WHERE EXISTS (SELECT 1 FROM servers s \
+           WHERE s.id = $2 AND length(s.name) + 2 + length(CAST($3 AS TEXT)) <= {max}) \
+         RETURNING {TOOL_COLUMNS}",
+        max = crate::names::PUBLIC_NAME_MAX
     ))
     .bind(db::new_id())
     .bind(new.server_id)
@@ -493,9 +500,17 @@ async fn insert_tool(
     .bind(source_id)
     .bind(&new.audit.actor)
     .bind(&now)
-    .fetch_one(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await
     .on_conflict(|| format!("the server already has a tool named {:?}", new.name.as_str()))?;
+    let Some(row) = row else {
+        drop(tx);
+        let server = crate::servers::get(&state.db, new.server_id).await?;
+        crate::names::fits(&server.name, new.name.as_str())?;
+        return Err(Error::Conflict(
+            "the server changed while the tool was created; try again".into(),
+        ));
+    };
     let tool = Tool::from_row(&row)?;
     let version = insert_version(
         &mut tx,
@@ -606,6 +621,8 @@ pub async fn update(
         .is_some_and(|name| name.as_str() != tool.name);
     if renamed {
         crate::control::may_rename(by, reviewed(&state.db, tool_id).await?)?;
+        let server = crate::servers::get(&state.db, &tool.server_id).await?;
+        crate::names::fits(&server.name, changes.name.as_ref().map_or("", Name::as_str))?;
     }
     let latest = version(&state.db, tool_id, tool.current_version).await?;
     let code_changed = changes
@@ -717,10 +734,15 @@ pub async fn update(
     // An LLM's rename applies only if no version became approved or pending meanwhile (the
     // check above read before this transaction).
     let llm_rename = renamed && by == crate::control::Principal::Llm;
+    // And a rename applies only if the public name fits under the server's name as it is now.
     let row = sqlx::query(&format!(
         "UPDATE tools SET name = COALESCE($1, name), enabled = COALESCE($2, enabled), timeout_ms = $3, current_version = $4, updated_at = $5 \
          WHERE id = $6 AND ($7 = 0 OR NOT EXISTS (SELECT 1 FROM tool_versions v WHERE v.tool_id = $6 \
-           AND v.status IN ('approved', 'pending_review'))) RETURNING {TOOL_COLUMNS}"
+           AND v.status IN ('approved', 'pending_review'))) \
+           AND (SELECT length(s.name) FROM servers s WHERE s.id = tools.server_id) \
+             + 2 + length(COALESCE(CAST($1 AS TEXT), tools.name)) <= {max} \
+         RETURNING {TOOL_COLUMNS}",
+        max = crate::names::PUBLIC_NAME_MAX
     ))
     .bind(changes.name.as_ref().map(Name::as_str))
     .bind(enabled)
@@ -736,6 +758,10 @@ pub async fn update(
         // Dropping the transaction undoes the new version too.
         drop(tx);
         crate::control::may_rename(by, true)?;
+        if renamed {
+            let server = crate::servers::get(&state.db, &tool.server_id).await?;
+            crate::names::fits(&server.name, &name)?;
+        }
         return Err(Error::NotFound("no tool with that id".into()));
     };
     tx.commit().await?;

@@ -284,7 +284,7 @@ async fn prepare(
         };
         let tool_name = rewritten_name(
             &tool.name,
-            names::TOOL_NAME_MAX,
+            names::tool_name_max(name.as_str()),
             &format!("tool of server {:?}", entry.name),
             warnings,
         );

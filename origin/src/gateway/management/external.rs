@@ -14,7 +14,7 @@ pub struct AddExternalSource {
     name: String,
     url: String,
     // `external` checks the values (the REST API takes the same strings); the schema lists them.
-    #[schemars(extend("enum" = ["none", "bearer", "header"], "default" = "none"))]
+    #[schemars(extend("enum" = ["none", "bearer", "header", "oauth"], "default" = "none"))]
     auth_type: Option<String>,
     auth_secret_name: Option<String>,
     auth_header_name: Option<String>,
@@ -24,10 +24,12 @@ pub struct AddExternalSource {
 
 impl ManagementTool for AddExternalSource {
     const NAME: &'static str = "mcpbox_add_external_source";
-    const DESCRIPTION: &'static str = "Add an external MCP server (Streamable HTTP) whose tools this server can offer. \
-             Auth comes from one of the server's secrets, named in auth_secret_name (bearer: \
-             Authorization: Bearer; header: the header auth_header_name). A person must approve \
-             the source before MCPbox contacts it.";
+    const DESCRIPTION: &'static str = "Add an external MCP server (Streamable HTTP, or the legacy HTTP+SSE \
+             transport with transport_type sse) whose tools this server can offer. Auth comes from \
+             one of the server's secrets, named in auth_secret_name (bearer: Authorization: \
+             Bearer; header: the header auth_header_name), or is OAuth 2.1 (auth_type oauth: a \
+             person signs in to the source from MCPbox's UI; no secret is given here). A person \
+             must approve the source before MCPbox contacts it.";
     const READ_ONLY: bool = false;
 
     async fn run(self, cx: &Context<'_>) -> Result<Value> {
