@@ -466,6 +466,11 @@ pub struct ToolError {
     /// or the sandbox's frames), each with its line and the source line that ran.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub traceback: Vec<TraceFrame>,
+    /// The client capability (`elicitation`, `sampling`, `roots`) the tool asked through and
+    /// the client had not declared, when that is what ended the run (`InputUnavailable` raised
+    /// out of `main`): a 2026-07-28 call answers it with -32021, naming the capability.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub required_capability: Option<String>,
 }
 
 impl ToolError {
@@ -478,6 +483,7 @@ impl ToolError {
             line: None,
             error_type: None,
             traceback: Vec::new(),
+            required_capability: None,
         }
     }
 

@@ -1187,6 +1187,9 @@ class _Asking:
         self.pending = {}
         self.asked = []
         self.counts = {}
+        # The capability a helper needed and the client had not declared (python.rs reads it
+        # when the run ends with InputUnavailable).
+        self.missing = None
 
     def key_for(self, method, key):
         if key is None:
@@ -1225,6 +1228,7 @@ class _Asking:
                     f"client_can({capability!r}) first"
                 )
             if not self.can(capability):
+                self.missing = capability
                 raise InputUnavailable(
                     f"the client did not declare the {capability} capability, so "
                     f"{request.method} ({key!r}) cannot be asked; check client_can({capability!r}) first"
@@ -1293,6 +1297,11 @@ def pending_requests():
     if not asking.pending:
         return None
     return asking.pending, list(asking.asked)
+
+
+def missing_capability():
+    """After the run (python.rs): the undeclared capability a helper needed, or None."""
+    return _ASKING[0].missing
 
 
 def make_globals(allowed, secrets, asking=None):

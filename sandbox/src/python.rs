@@ -316,6 +316,9 @@ pub fn execute(py: Python<'_>, runtime: &Bound<'_, PyModule>, job: ExecuteJob<'_
             None
         }
     };
+    if let Err(error) = &mut result {
+        error.required_capability = required_capability(runtime, error);
+    }
     let capture = CAPTURE.lock().unwrap_or_else(|p| p.into_inner());
     Outcome::Executed {
         result,
@@ -325,6 +328,21 @@ pub fn execute(py: Python<'_>, runtime: &Bound<'_, PyModule>, job: ExecuteJob<'_
         usage: self_usage(),
         input_required,
     }
+}
+
+/// The capability the run failed for want of: only when `InputUnavailable` itself ended it (a
+/// tool that caught it and failed later failed for another reason), and only one of
+/// `INPUT_CAPABILITIES` (the runtime's record, never the tool's text).
+fn required_capability(runtime: &Bound<'_, PyModule>, error: &ToolError) -> Option<String> {
+    if error.error_type.as_deref() != Some("InputUnavailable") {
+        return None;
+    }
+    let missing: Option<String> = runtime
+        .call_method0("missing_capability")
+        .ok()?
+        .extract()
+        .ok()?;
+    missing.filter(|name| contract::sandbox::INPUT_CAPABILITIES.contains(&name.as_str()))
 }
 
 /// The requests the run ended with (`runtime.pending_requests`), serialised by Rust like a

@@ -155,15 +155,32 @@ async fn capabilities_are_checked_and_told() {
         error.message
     );
     assert_eq!(error.line, Some(2));
+    // The capability is recorded for the origin's -32021 ...
+    assert_eq!(error.required_capability.as_deref(), Some("elicitation"));
+    // ... only when InputUnavailable is what ended the run: a tool that caught it and failed
+    // for another reason, or raised its own class of that name, failed for that reason.
+    let later = "def main():\n    try:\n        ask('Name?')\n    except InputUnavailable:\n        pass\n    raise ValueError('other')\n";
+    let error = run(&supervisor, later, json!({}), Some(&["sampling"]))
+        .await
+        .error
+        .expect("an error");
+    assert_eq!(error.error_type.as_deref(), Some("ValueError"));
+    assert_eq!(error.required_capability, None);
+    let own = "class InputUnavailable(Exception):\n    pass\n\ndef main():\n    raise InputUnavailable('sampling')\n";
+    let error = run(&supervisor, own, json!({}), Some(&["sampling"]))
+        .await
+        .error
+        .expect("an error");
+    assert_eq!(error.required_capability, None, "{error:?}");
     // No client at all (a test run): the same, saying so; the tool can catch it.
     let no_client = run(&supervisor, code, json!({}), None).await;
+    let no_client = no_client.error.unwrap();
     assert!(
         no_client
-            .error
-            .unwrap()
             .message
             .contains("no MCP client stands behind this run")
     );
+    assert_eq!(no_client.required_capability, None);
     let code = "def main():\n    try:\n        return ask('Name?')\n    except InputUnavailable:\n        return 'no one to ask'\n";
     assert_eq!(
         result(&run(&supervisor, code, json!({}), None).await),

@@ -393,10 +393,13 @@ async fn request_state_and_answers_are_guarded_and_bounded() {
     );
     let answer = call(&mut mcp, "ask__capable", json!({}), json!({}), json!({})).await;
     assert_eq!(text(&answer), "nothing to ask with");
-    // A tool that asks anyway fails inside, saying why.
+    // A tool that asks anyway is refused with -32021 naming what it needed (the spec's
+    // MissingRequiredClientCapabilityError), not run to a tool error.
     let answer = call(&mut mcp, "ask__greeter", args.clone(), json!({}), json!({})).await;
-    assert!(
-        tool_error(&answer).contains("did not declare the elicitation capability"),
+    assert_eq!(answer["error"]["code"], -32021, "{answer}");
+    assert_eq!(
+        answer["error"]["data"]["requiredCapabilities"],
+        json!({"elicitation": {}}),
         "{answer}"
     );
     drop(origin);

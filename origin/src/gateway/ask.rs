@@ -42,6 +42,10 @@ pub(super) enum Ended {
     /// The rounds stopped before the tool completed (a client that did not answer, too many
     /// rounds): a tool error with this message.
     Stopped(String),
+    /// 2026-07-28: the tool failed asking through a capability the request's `_meta` did not
+    /// declare; the spec's MissingRequiredClientCapabilityError (-32021, HTTP 400) names it.
+    /// (The round ran and is logged; a tool that checks `client_can` first never gets here.)
+    MissingCapability(String),
 }
 
 /// The capabilities of `contract::sandbox::INPUT_CAPABILITIES` the client declared.
@@ -91,7 +95,14 @@ pub(super) async fn call(
         )?;
         let outcome = run_round(state, approved, &arguments, actor, &round, progress).await?;
         let Some(asked) = outcome.asked.clone() else {
-            return Ok(Ended::Ran(Box::new(outcome)));
+            let missing = outcome
+                .error
+                .as_ref()
+                .and_then(|error| error.required_capability.clone());
+            return Ok(match missing {
+                Some(capability) => Ended::MissingCapability(capability),
+                None => Ended::Ran(Box::new(outcome)),
+            });
         };
         if round.number >= MAX_ROUNDS {
             return Ok(Ended::Stopped(too_many_rounds()));
@@ -206,6 +217,17 @@ async fn ask_session(
 /// A call stopped between rounds, as the tool error the model reads.
 pub(super) fn stopped(message: String) -> CallToolResponse {
     CallToolResult::error(vec![ContentBlock::text(message)]).into()
+}
+
+/// -32021 naming `capability` as a `ClientCapabilities` object (`{"sampling": {}}`), as the
+/// spec's MissingRequiredClientCapabilityError carries it; rmcp answers it with HTTP 400.
+pub(super) fn missing_capability(capability: &str) -> McpError {
+    let mut required = serde_json::Map::new();
+    required.insert(capability.to_owned(), Value::Object(Map::new()));
+    match serde_json::from_value(Value::Object(required)) {
+        Ok(required) => McpError::missing_required_client_capability(required),
+        Err(err) => McpError::internal_error(format!("capability {capability:?}: {err}"), None),
+    }
 }
 
 /// A refused `requestState` or `inputResponses` is the client's mistake: -32602 with the reason.

@@ -505,6 +505,9 @@ impl Gateway {
             Ok(ask::Ended::Ran(outcome)) => *outcome,
             Ok(ask::Ended::Ask(input_required)) => return Ok(input_required.into()),
             Ok(ask::Ended::Stopped(message)) => return Ok(ask::stopped(message)),
+            Ok(ask::Ended::MissingCapability(capability)) => {
+                return Err(ask::missing_capability(&capability));
+            }
             Err(err @ Error::Validation(_)) => return Err(ask::invalid(err)),
             Err(err) => return Ok(refusal(&err).into()),
         };
