@@ -368,9 +368,24 @@ pub struct NewSource<'a> {
     pub approved_by: Option<&'a str>,
 }
 
+/// The longest source name: it prefixes its tools' names (`{source}_{tool}`, cut to
+/// `IMPORTED_NAME_MAX`), so it stays within that.
+const SOURCE_NAME_MAX: usize = IMPORTED_NAME_MAX;
+
+/// A source's name: a tool-style name of at most `SOURCE_NAME_MAX` characters.
+fn source_name(text: &str) -> Result<Name> {
+    let name = Name::tool(text)?;
+    if text.len() > SOURCE_NAME_MAX {
+        return Err(Error::Validation(format!(
+            "invalid source name {text:?}: at most {SOURCE_NAME_MAX} characters"
+        )));
+    }
+    Ok(name)
+}
+
 /// Adds a source, with its activity row. No request is sent to it here.
 pub async fn add_recorded(state: &AppState, new: NewSource<'_>, audit: &Audit) -> Result<Source> {
-    let name = Name::tool(new.name)?;
+    let name = source_name(new.name)?;
     let url = check_url(new.url)?;
     let legacy_sse = match new.transport_type.unwrap_or("streamable_http") {
         "streamable_http" => false,
@@ -523,7 +538,7 @@ pub async fn update_recorded(
 ) -> Result<Source> {
     let source = get(&state.db, id).await?;
     let name = match changes.name {
-        Some(name) => Name::tool(name)?.as_str().to_owned(),
+        Some(name) => source_name(name)?.as_str().to_owned(),
         None => source.name.clone(),
     };
     let url = match changes.url {

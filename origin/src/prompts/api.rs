@@ -135,7 +135,7 @@ async fn list_of(
 #[serde(deny_unknown_fields)]
 #[schema(as = prompts::CreatePrompt)]
 struct CreatePromptBody {
-    #[schema(pattern = "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length = 32)]
+    #[schema(pattern = "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length = 61)]
     name: String,
     #[serde(default)]
     #[schema(max_length = 2000)]
@@ -147,7 +147,7 @@ struct CreatePromptBody {
 #[serde(deny_unknown_fields)]
 #[schema(as = prompts::CreateResource)]
 struct CreateResourceBody {
-    #[schema(pattern = "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length = 32)]
+    #[schema(pattern = "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length = 61)]
     name: String,
     #[serde(default)]
     #[schema(max_length = 2000)]
@@ -186,7 +186,7 @@ async fn create_item(
 #[serde(deny_unknown_fields)]
 #[schema(as = prompts::UpdatePrompt)]
 struct UpdatePromptBody {
-    #[schema(pattern = "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length = 32)]
+    #[schema(pattern = "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length = 61)]
     name: Option<String>,
     #[schema(max_length = 2000)]
     description: Option<String>,
@@ -199,7 +199,7 @@ struct UpdatePromptBody {
 #[serde(deny_unknown_fields)]
 #[schema(as = prompts::UpdateResource)]
 struct UpdateResourceBody {
-    #[schema(pattern = "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length = 32)]
+    #[schema(pattern = "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length = 61)]
     name: Option<String>,
     #[schema(max_length = 2000)]
     description: Option<String>,

@@ -136,7 +136,7 @@ async fn tool_body(state: &AppState, tool: Tool) -> Result<ToolBody> {
 #[serde(deny_unknown_fields)]
 #[schema(as = tools::Create)]
 struct CreateBody {
-    #[schema(pattern = "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length = 32)]
+    #[schema(pattern = "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length = 61)]
     name: String,
     #[serde(default)]
     #[schema(max_length = 2000)]
@@ -219,7 +219,7 @@ async fn show(
 #[serde(deny_unknown_fields)]
 #[schema(as = tools::Update)]
 struct UpdateBody {
-    #[schema(pattern = "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length = 32)]
+    #[schema(pattern = "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length = 61)]
     name: Option<String>,
     #[schema(max_length = 2000)]
     description: Option<String>,
