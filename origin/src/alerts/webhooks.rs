@@ -490,42 +490,19 @@ impl Outcome {
     }
 }
 
-/// `mcpbox admin reencrypt`: rewrites webhook URLs an older key wrote (each row on its own,
-/// conditional on the value read). Adds to the caller's report.
+/// `mcpbox admin reencrypt`: rewrites webhook URLs an older key wrote (`rotation::rewrite`).
 pub async fn reencrypt(
     db: &Db,
     keys: &Keyring,
     report: &mut crate::secrets::rotation::Reencrypted,
 ) -> Result<()> {
-    let rows = sqlx::query("SELECT id, url_encrypted FROM alert_webhooks")
-        .fetch_all(&db.pool)
-        .await?;
-    for row in rows {
-        let id: String = row.try_get("id")?;
-        let stored: String = row.try_get("url_encrypted")?;
-        if !keys.needs_reencryption_str(&stored) {
-            report.current += 1;
-            continue;
-        }
-        let Ok(url) = keys.decrypt_str(&stored, &aad(&id)) else {
-            report.undecryptable += 1;
-            continue;
-        };
-        let updated = sqlx::query(
-            "UPDATE alert_webhooks SET url_encrypted = $1 WHERE id = $2 AND url_encrypted = $3",
-        )
-        .bind(keys.encrypt_to_string(&url, &aad(&id)))
-        .bind(&id)
-        .bind(&stored)
-        .execute(&db.pool)
-        .await?;
-        if updated.rows_affected() == 1 {
-            report.reencrypted += 1;
-        } else {
-            report.changed_meanwhile += 1;
-        }
-    }
-    Ok(())
+    let column = crate::secrets::rotation::Column {
+        table: "alert_webhooks",
+        id: "id",
+        value: "url_encrypted",
+        only: "",
+    };
+    crate::secrets::rotation::rewrite(db, keys, column, aad, report).await
 }
 
 #[cfg(test)]

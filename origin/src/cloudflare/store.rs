@@ -308,33 +308,20 @@ pub async fn delete_values(db: &Db, keys: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Re-encrypts the wizard's secrets not under the current key (`mcpbox admin reencrypt`);
-/// returns (rewritten, already current, undecryptable).
-pub async fn reencrypt(db: &Db, keys: &Keyring) -> Result<(u64, u64, u64)> {
-    let rows = sqlx::query("SELECT key, value FROM cloudflare_values WHERE encrypted = 1")
-        .fetch_all(&db.pool)
-        .await?;
-    let (mut done, mut current, mut bad) = (0, 0, 0);
-    for row in rows {
-        let key: String = row.try_get("key")?;
-        let stored: String = row.try_get("value")?;
-        if !keys.needs_reencryption_str(&stored) {
-            current += 1;
-            continue;
-        }
-        let Ok(plain) = keys.decrypt_str(&stored, &aad(&key)) else {
-            bad += 1;
-            continue;
-        };
-        sqlx::query("UPDATE cloudflare_values SET value = $1 WHERE key = $2 AND value = $3")
-            .bind(keys.encrypt_to_string(&plain, &aad(&key)))
-            .bind(&key)
-            .bind(&stored)
-            .execute(&db.pool)
-            .await?;
-        done += 1;
-    }
-    Ok((done, current, bad))
+/// Re-encrypts the wizard's secrets not under the current key (`mcpbox admin reencrypt`,
+/// `rotation::rewrite`).
+pub async fn reencrypt(
+    db: &Db,
+    keys: &Keyring,
+    report: &mut crate::secrets::rotation::Reencrypted,
+) -> Result<()> {
+    let column = crate::secrets::rotation::Column {
+        table: "cloudflare_values",
+        id: "key",
+        value: "value",
+        only: "AND encrypted = 1",
+    };
+    crate::secrets::rotation::rewrite(db, keys, column, aad, report).await
 }
 
 pub async fn allowlist(db: &Db) -> Result<Vec<String>> {

@@ -63,49 +63,21 @@ fn sealing_keys(keys: &Keyring) -> Keyring {
     Keyring::new(keys.derive(KEY_PURPOSE), keys.derive_previous(KEY_PURPOSE))
 }
 
-/// `mcpbox admin reencrypt`: rewrites grants sealed under the previous key's subkey (each row on
-/// its own, conditional on the value read, like every other store). Without it a grant would
-/// stop opening once the previous key is dropped, and the source would silently need a new
-/// sign-in. Adds to the caller's report.
+/// `mcpbox admin reencrypt`: rewrites grants sealed under the previous key's subkey
+/// (`rotation::rewrite`, under `sealing_keys`). Without it a grant would stop opening once the
+/// previous key is dropped, and the source would silently need a new sign-in.
 pub async fn reencrypt(
     db: &Db,
     keys: &Keyring,
     report: &mut crate::secrets::rotation::Reencrypted,
 ) -> Result<()> {
-    let keys = sealing_keys(keys);
-    let rows = sqlx::query(
-        "SELECT source_id, credentials FROM external_source_oauth WHERE credentials IS NOT NULL",
-    )
-    .fetch_all(&db.pool)
-    .await?;
-    for row in rows {
-        let source_id: String = row.try_get("source_id")?;
-        let stored: String = row.try_get("credentials")?;
-        if !keys.needs_reencryption_str(&stored) {
-            report.current += 1;
-            continue;
-        }
-        let Ok(plain) = keys.decrypt_str(&stored, &aad(&source_id)) else {
-            tracing::warn!(source_id, "an OAuth grant opens with no configured key");
-            report.undecryptable += 1;
-            continue;
-        };
-        let updated = sqlx::query(
-            "UPDATE external_source_oauth SET credentials = $1 \
-             WHERE source_id = $2 AND credentials = $3",
-        )
-        .bind(keys.encrypt_to_string(&plain, &aad(&source_id)))
-        .bind(&source_id)
-        .bind(&stored)
-        .execute(&db.pool)
-        .await?;
-        if updated.rows_affected() == 1 {
-            report.reencrypted += 1;
-        } else {
-            report.changed_meanwhile += 1;
-        }
-    }
-    Ok(())
+    let column = crate::secrets::rotation::Column {
+        table: "external_source_oauth",
+        id: "source_id",
+        value: "credentials",
+        only: "",
+    };
+    crate::secrets::rotation::rewrite(db, &sealing_keys(keys), column, aad, report).await
 }
 
 fn aad(source_id: &str) -> String {

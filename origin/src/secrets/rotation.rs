@@ -36,6 +36,66 @@ impl Reencrypted {
     }
 }
 
+/// One encrypted text column of a table keyed by a text id: what `rewrite` re-encrypts.
+/// Names are the code's own constants, never input.
+pub struct Column {
+    pub table: &'static str,
+    pub id: &'static str,
+    pub value: &'static str,
+    /// Extra condition on the rows holding a sealed value (`""`: every non-NULL one).
+    pub only: &'static str,
+}
+
+/// Re-encrypts `column`'s values an older key wrote, each row on its own with a conditional
+/// UPDATE on the value read (`aad` from the row's id). Adds to `report`. Every store but the
+/// server secrets (batched, with a two-part AAD, above) goes through here.
+pub async fn rewrite(
+    db: &Db,
+    keys: &Keyring,
+    column: Column,
+    aad: impl Fn(&str) -> String,
+    report: &mut Reencrypted,
+) -> Result<()> {
+    let Column {
+        table,
+        id,
+        value,
+        only,
+    } = column;
+    let rows = sqlx::query(&format!(
+        "SELECT {id}, {value} FROM {table} WHERE {value} IS NOT NULL {only}"
+    ))
+    .fetch_all(&db.pool)
+    .await?;
+    for row in rows {
+        let row_id: String = row.try_get(id)?;
+        let stored: String = row.try_get(value)?;
+        if !keys.needs_reencryption_str(&stored) {
+            report.current += 1;
+            continue;
+        }
+        let Ok(plain) = keys.decrypt_str(&stored, &aad(&row_id)) else {
+            tracing::warn!(table, id = row_id, "a value opens with no configured key");
+            report.undecryptable += 1;
+            continue;
+        };
+        let updated = sqlx::query(&format!(
+            "UPDATE {table} SET {value} = $1 WHERE {id} = $2 AND {value} = $3"
+        ))
+        .bind(keys.encrypt_to_string(&plain, &aad(&row_id)))
+        .bind(&row_id)
+        .bind(&stored)
+        .execute(&db.pool)
+        .await?;
+        if updated.rows_affected() == 1 {
+            report.reencrypted += 1;
+        } else {
+            report.changed_meanwhile += 1;
+        }
+    }
+    Ok(())
+}
+
 /// Re-encrypts every server secret, alert webhook URL, external source's OAuth grant and remote
 /// set-up secret not under `keys`' current key.
 pub async fn reencrypt(db: &Db, keys: &Keyring) -> Result<Reencrypted> {
@@ -54,10 +114,7 @@ pub async fn reencrypt(db: &Db, keys: &Keyring) -> Result<Reencrypted> {
             crate::alerts::webhooks::reencrypt(db, keys, &mut report).await?;
             crate::external::oauth::reencrypt(db, keys, &mut report).await?;
             // The remote set-up's secrets (API token, service token, …) too.
-            let (done, current, bad) = crate::cloudflare::store::reencrypt(db, keys).await?;
-            report.reencrypted += done;
-            report.current += current;
-            report.undecryptable += bad;
+            crate::cloudflare::store::reencrypt(db, keys, &mut report).await?;
             return Ok(report);
         };
         after = last.try_get("id")?;
